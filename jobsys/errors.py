@@ -1,0 +1,57 @@
+"""The one exception hierarchy of jobsys.
+
+The API maps each class to one HTTP status (see `jobsys.api.errors`).
+"""
+
+from __future__ import annotations
+
+
+class JobsysError(Exception):
+    """Base of every error jobsys raises on purpose."""
+
+
+class ConfigError(JobsysError):
+    """A setting has a bad value; the message names the variable."""
+
+
+class StoreUnavailable(JobsysError):
+    """Redis did not answer (down, unreachable, timed out, or out of memory)."""
+
+
+class StoreFull(StoreUnavailable):
+    """Redis refused a write because it reached its ``maxmemory`` (OOM)."""
+
+
+class JobNotFound(JobsysError):
+    """No job has this id."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"no job with id {job_id!r}")
+        self.job_id = job_id
+
+
+class InvalidJob(JobsysError):
+    """A submitted job breaks a rule; `field` names the offending field."""
+
+    def __init__(self, field: str, rule: str) -> None:
+        super().__init__(f"{field}: {rule}")
+        self.field = field
+        self.rule = rule
+
+
+class StaleLease(JobsysError):
+    """A worker tried to settle a job whose lease it no longer holds (fencing)."""
+
+
+class TaskNotFound(JobsysError):
+    """A tasks module named by --tasks or JOBSYS_TASKS could not be imported."""
+
+
+class ClientError(JobsysError):
+    """The HTTP client got an error answer from the API."""
+
+    def __init__(self, status: int, error: str, detail: str | None = None) -> None:
+        super().__init__(f"HTTP {status}: {error}" + (f" ({detail})" if detail else ""))
+        self.status = status
+        self.error = error
+        self.detail = detail

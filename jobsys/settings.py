@@ -1,0 +1,201 @@
+"""The one place that reads the environment.
+
+`Settings.from_env()` reads every variable jobsys understands, validates it and
+returns a frozen, typed object that the rest of the package receives as an
+argument. A bad value raises `ConfigError` naming the variable and the value.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields, replace
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+from jobsys.errors import ConfigError
+
+T = TypeVar("T")
+
+#: Where Redis is found when neither REDIS_URL nor REDIS_HOST is set. The
+#: container images set REDIS_HOST=redis (the Compose service name) instead.
+DEFAULT_REDIS_HOST = "localhost"
+DEFAULT_REDIS_PORT = 6379
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every tunable of jobsys, with its environment variable in the comment."""
+
+    redis_url: str = f"redis://{DEFAULT_REDIS_HOST}:{DEFAULT_REDIS_PORT}/0"
+    #: True when REDIS_URL, REDIS_HOST or REDIS_PORT was set (`jobsys dev`
+    #: starts its own Redis only when this is False).
+    redis_configured: bool = False
+    #: SIMULATED_WORK_SECONDS: how long a task with no handler "works".
+    simulated_work_s: float = 2.0
+    #: MAX_RETRIES: retries after the first attempt (3 means 4 attempts in all).
+    max_retries: int = 3
+    #: RETRY_BACKOFF_SECONDS: base of the exponential backoff between attempts.
+    retry_backoff_s: float = 1.0
+    #: RETRY_BACKOFF_MAX_SECONDS: cap of that backoff.
+    retry_backoff_max_s: float = 300.0
+    #: JOB_LEASE_SECONDS: how long a claimed job stays leased without a heartbeat.
+    job_lease_s: float = 30.0
+    #: SHUTDOWN_GRACE_SECONDS: how long a stopping worker lets running jobs finish.
+    shutdown_grace_s: float = 30.0
+    #: JOBSYS_TASKS: module whose @task handlers the worker loads.
+    tasks_module: str | None = None
+    #: WORKER_CONCURRENCY: jobs one worker process runs at once.
+    worker_concurrency: int = 1
+    #: WORKER_POLL_SECONDS: longest an idle worker blocks before it looks for
+    #: due retries and expired leases again.
+    worker_poll_s: float = 1.0
+    #: COMPLETED_RETENTION_SECONDS: how long a completed job's hash is kept (0 = forever).
+    completed_retention_s: int = 0
+    #: API_WORKERS: gunicorn worker processes for `jobsys api`.
+    api_workers: int = 2
+    #: API_THREADS: threads per gunicorn worker.
+    api_threads: int = 8
+    #: REDIS_SOCKET_TIMEOUT_SECONDS: longest any Redis call may take before it
+    #: counts as Redis being unreachable.
+    redis_socket_timeout_s: float = 5.0
+    #: LOG_LEVEL: the level of jobsys's own loggers.
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read and validate the environment (``os.environ`` by default)."""
+        env = os.environ if environ is None else environ
+        reader = _Reader(env)
+        url, configured = _redis_url(reader)
+        settings = cls(
+            redis_url=url,
+            redis_configured=configured,
+            simulated_work_s=reader.get("SIMULATED_WORK_SECONDS", _non_negative_float, 2.0),
+            max_retries=reader.get("MAX_RETRIES", _non_negative_int, 3),
+            retry_backoff_s=reader.get("RETRY_BACKOFF_SECONDS", _non_negative_float, 1.0),
+            retry_backoff_max_s=reader.get(
+                "RETRY_BACKOFF_MAX_SECONDS", _non_negative_float, 300.0
+            ),
+            job_lease_s=reader.get("JOB_LEASE_SECONDS", _positive_float, 30.0),
+            shutdown_grace_s=reader.get("SHUTDOWN_GRACE_SECONDS", _non_negative_float, 30.0),
+            tasks_module=env.get("JOBSYS_TASKS") or None,
+            worker_concurrency=reader.get("WORKER_CONCURRENCY", _positive_int, 1),
+            worker_poll_s=reader.get("WORKER_POLL_SECONDS", _positive_float, 1.0),
+            completed_retention_s=reader.get("COMPLETED_RETENTION_SECONDS", _non_negative_int, 0),
+            api_workers=reader.get("API_WORKERS", _positive_int, 2),
+            api_threads=reader.get("API_THREADS", _positive_int, 8),
+            redis_socket_timeout_s=reader.get(
+                "REDIS_SOCKET_TIMEOUT_SECONDS", _positive_float, 5.0
+            ),
+            log_level=reader.get("LOG_LEVEL", _log_level, "INFO"),
+        )
+        if settings.job_lease_s < 2 * settings.worker_poll_s:
+            raise ConfigError(
+                f"JOB_LEASE_SECONDS={settings.job_lease_s} must be at least twice "
+                f"WORKER_POLL_SECONDS={settings.worker_poll_s} so heartbeats can renew leases"
+            )
+        return settings
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        """A copy with some fields replaced (used by CLI flags and tests)."""
+        known = {f.name for f in fields(self)}
+        unknown = set(changes) - known
+        if unknown:
+            raise TypeError(f"unknown settings: {sorted(unknown)}")
+        return replace(self, **changes)
+
+    @property
+    def max_attempts(self) -> int:
+        """Attempts in all: the first one plus `max_retries` retries."""
+        return self.max_retries + 1
+
+    @property
+    def redacted_redis_url(self) -> str:
+        """The Redis URL with any password replaced, safe to log."""
+        scheme, sep, rest = self.redis_url.partition("://")
+        if "@" not in rest:
+            return self.redis_url
+        creds, _, host = rest.rpartition("@")
+        user = creds.split(":", 1)[0]
+        return f"{scheme}{sep}{user}:***@{host}" if user else f"{scheme}{sep}***@{host}"
+
+
+class _Reader:
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._env = env
+
+    def get(self, name: str, parse: Callable[[str], T], default: T) -> T:
+        raw = self._env.get(name)
+        if raw is None or raw.strip() == "":
+            return default
+        try:
+            return parse(raw.strip())
+        except ValueError as e:
+            raise ConfigError(f"{name}={raw!r} is invalid: {e}") from None
+
+
+def _redis_url(reader: _Reader) -> tuple[str, bool]:
+    url = reader.get("REDIS_URL", _redis_url_value, "")
+    if url:
+        return url, True
+    host = reader.get("REDIS_HOST", _hostname, "")
+    port = reader.get("REDIS_PORT", _port, 0)
+    configured = bool(host) or bool(port)
+    host = host or DEFAULT_REDIS_HOST
+    port = port or DEFAULT_REDIS_PORT
+    return f"redis://{quote(host, safe='.-:[]')}:{port}/0", configured
+
+
+def _redis_url_value(raw: str) -> str:
+    if not raw.startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError("must start with redis://, rediss:// or unix://")
+    return raw
+
+
+def _hostname(raw: str) -> str:
+    if any(c.isspace() or c in "/@?#" for c in raw):
+        raise ValueError("must be a bare host name or address")
+    return raw
+
+
+def _port(raw: str) -> int:
+    port = int(raw)
+    if not 1 <= port <= 65535:
+        raise ValueError("must be a port number from 1 to 65535")
+    return port
+
+
+def _non_negative_float(raw: str) -> float:
+    value = float(raw)
+    if not value >= 0 or value == float("inf"):
+        raise ValueError("must be a finite number >= 0")
+    return value
+
+
+def _positive_float(raw: str) -> float:
+    value = _non_negative_float(raw)
+    if value == 0:
+        raise ValueError("must be a number > 0")
+    return value
+
+
+def _non_negative_int(raw: str) -> int:
+    value = int(raw)
+    if value < 0:
+        raise ValueError("must be a whole number >= 0")
+    return value
+
+
+def _positive_int(raw: str) -> int:
+    value = int(raw)
+    if value < 1:
+        raise ValueError("must be a whole number >= 1")
+    return value
+
+
+def _log_level(raw: str) -> str:
+    level = raw.upper()
+    if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+        raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+    return level

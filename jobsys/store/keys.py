@@ -1,0 +1,64 @@
+"""THE key schema of jobsys: every Redis key is built here and nowhere else.
+
+Two names are part of the public contract and never change: the job hash
+``job:<id>`` and the list ``dead_letter``. Every other key lives under the
+``jobsys:`` prefix. Per-queue keys carry the queue name in a ``{...}`` hash tag
+so that, under Redis Cluster, one queue's keys share a slot.
+
+See docs/architecture.md for who writes each key and when.
+"""
+
+from __future__ import annotations
+
+#: Prefix of job hashes; Lua scripts that touch jobs whose ids they learn while
+#: running (claim, recover) derive ``job:<id>`` from this prefix.
+JOB_PREFIX = "job:"
+
+
+def job(job_id: str) -> str:
+    """HASH ``job:<id>``: one job's state (contract). TTL: none, or
+    COMPLETED_RETENTION_SECONDS once completed."""
+    return f"{JOB_PREFIX}{job_id}"
+
+
+def dead_letter() -> str:
+    """LIST ``dead_letter``: ids of jobs that used up their retries, newest
+    first (contract). TTL: none."""
+    return "dead_letter"
+
+
+def queues() -> str:
+    """SET ``jobsys:queues``: the names of every queue ever submitted to. TTL: none."""
+    return "jobsys:queues"
+
+
+def ready(queue: str) -> str:
+    """ZSET ``jobsys:queue:{q}:ready``: ids waiting to run; score = rank
+    (a per-queue sequence number, so the lowest score is the oldest job). TTL: none."""
+    return f"jobsys:queue:{{{queue}}}:ready"
+
+
+def scheduled(queue: str) -> str:
+    """ZSET ``jobsys:queue:{q}:scheduled``: ids waiting out a retry backoff;
+    score = due time, ms since the epoch (Redis server clock). TTL: none."""
+    return f"jobsys:queue:{{{queue}}}:scheduled"
+
+
+def leases(queue: str) -> str:
+    """ZSET ``jobsys:queue:{q}:leases``: ids of running jobs; score = lease
+    deadline, ms since the epoch (Redis server clock). TTL: none."""
+    return f"jobsys:queue:{{{queue}}}:leases"
+
+
+def wakeup(queue: str) -> str:
+    """ZSET ``jobsys:queue:{q}:wakeup``: at most one member; present while the
+    queue may hold ready jobs. Idle workers block on it with BZPOPMIN and a
+    worker that claims re-adds it while jobs remain, so one submit wakes one
+    worker and a backlog wakes them all in a chain. TTL: none."""
+    return f"jobsys:queue:{{{queue}}}:wakeup"
+
+
+def sequence(queue: str) -> str:
+    """STRING ``jobsys:queue:{q}:seq``: the last rank handed out in the queue
+    (INCR). TTL: none."""
+    return f"jobsys:queue:{{{queue}}}:seq"

@@ -1,0 +1,36 @@
+-- _lib.lua: helpers prepended to every script (not a script of its own).
+
+-- Milliseconds since the epoch by the Redis server's clock, so that lease
+-- deadlines and due times never depend on the clocks of workers or API hosts.
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- ISO-8601 UTC with milliseconds ("2026-11-27T21:45:03.123Z") of an epoch-ms value.
+local function iso(ms)
+  local days = math.floor(ms / 86400000)
+  local rem = ms - days * 86400000
+  local z = days + 719468
+  local era = math.floor(z / 146097)
+  local doe = z - era * 146097
+  local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524)
+    - math.floor(doe / 146096)) / 365)
+  local y = yoe + era * 400
+  local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
+  local mp = math.floor((5 * doy + 2) / 153)
+  local d = doy - math.floor((153 * mp + 2) / 5) + 1
+  local m = mp < 10 and mp + 3 or mp - 9
+  if m <= 2 then y = y + 1 end
+  local h = math.floor(rem / 3600000)
+  local mi = math.floor((rem % 3600000) / 60000)
+  local s = math.floor((rem % 60000) / 1000)
+  return string.format('%04d-%02d-%02dT%02d:%02d:%02d.%03dZ', y, m, d, h, mi, s, rem % 1000)
+end
+
+-- Fencing: true when `job_key` is still running attempt `attempt` on `worker`.
+-- A worker whose lease was taken over fails this check and may not settle the job.
+local function holds_lease(job_key, worker, attempt)
+  local f = redis.call('HMGET', job_key, 'status', 'worker', 'attempts')
+  return f[1] == 'processing' and f[2] == worker and f[3] == attempt
+end

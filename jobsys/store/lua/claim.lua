@@ -1,0 +1,45 @@
+-- claim.lua: lease the oldest ready jobs of a queue to a worker.
+-- First moves retries whose backoff is over from `scheduled` back to `ready`
+-- (at their original rank), then pops up to ARGV[4] jobs in rank order, marks each
+-- `processing` (attempts + 1, started_at, worker) and leases it until now + lease.
+-- KEYS[1] ready ZSET   KEYS[2] scheduled ZSET   KEYS[3] leases ZSET   KEYS[4] wakeup ZSET
+-- ARGV[1] job key prefix ("job:"; job hashes are ARGV[1] .. id, known only while running)
+-- ARGV[2] worker id   ARGV[3] lease_ms   ARGV[4] max jobs   ARGV[5] max retries to promote
+-- Returns: a flat array, 5 entries per job: id, attempt, task, payload JSON or false,
+-- max_retries. Re-adds the wakeup marker when ready jobs remain, so that the next
+-- idle worker wakes up too.
+local prefix, worker = ARGV[1], ARGV[2]
+local now = now_ms()
+local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, tonumber(ARGV[5]))
+for _, id in ipairs(due) do
+  redis.call('ZREM', KEYS[2], id)
+  local rank = redis.call('HGET', prefix .. id, 'rank')
+  if rank then
+    redis.call('ZADD', KEYS[1], rank, id)
+  end
+end
+local out = {}
+local popped = redis.call('ZPOPMIN', KEYS[1], tonumber(ARGV[4]))
+local started = iso(now)
+local deadline = now + tonumber(ARGV[3])
+for i = 1, #popped, 2 do
+  local id = popped[i]
+  local key = prefix .. id
+  local f = redis.call('HMGET', key, 'status', 'task', 'payload', 'max_retries')
+  -- A job whose hash is gone (deleted by an operator) or no longer queued is dropped.
+  if f[1] == 'queued' then
+    local attempt = redis.call('HINCRBY', key, 'attempts', 1)
+    redis.call('HSET', key, 'status', 'processing', 'started_at', started, 'worker', worker)
+    redis.call('HDEL', key, 'next_attempt_at')
+    redis.call('ZADD', KEYS[3], deadline, id)
+    out[#out + 1] = id
+    out[#out + 1] = attempt
+    out[#out + 1] = f[2]
+    out[#out + 1] = f[3]
+    out[#out + 1] = tonumber(f[4])
+  end
+end
+if redis.call('ZCARD', KEYS[1]) > 0 then
+  redis.call('ZADD', KEYS[4], 0, 'w')
+end
+return out

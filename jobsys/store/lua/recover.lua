@@ -1,0 +1,34 @@
+-- recover.lua: take back the jobs whose lease ran out (their worker died or hung).
+-- Each such job's attempt counts as failed: with retries left it returns to `ready`
+-- at its original rank at once; with none left it becomes `failed` and goes to
+-- `dead_letter`. The old worker can no longer settle it (fencing: it is no longer
+-- `processing` under that worker and attempt).
+-- KEYS[1] leases ZSET   KEYS[2] ready ZSET   KEYS[3] dead_letter LIST   KEYS[4] wakeup ZSET
+-- ARGV[1] job key prefix ("job:"; job hashes are ARGV[1] .. id)   ARGV[2] max jobs
+-- Returns: a flat array, 2 entries per job: id, "retry" or "dead".
+local prefix = ARGV[1]
+local now = now_ms()
+local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
+local out = {}
+for _, id in ipairs(expired) do
+  redis.call('ZREM', KEYS[1], id)
+  local key = prefix .. id
+  local f = redis.call('HMGET', key, 'status', 'worker', 'attempts', 'max_retries', 'rank')
+  if f[1] == 'processing' then
+    local err = 'lease expired: worker ' .. f[2] .. ' stopped renewing it during attempt '
+      .. f[3]
+    if tonumber(f[3]) > tonumber(f[4]) then
+      redis.call('HSET', key, 'status', 'failed', 'error', err, 'failed_at', iso(now))
+      redis.call('LPUSH', KEYS[3], id)
+      out[#out + 1] = id
+      out[#out + 1] = 'dead'
+    else
+      redis.call('HSET', key, 'status', 'queued', 'error', err)
+      redis.call('ZADD', KEYS[2], f[5], id)
+      redis.call('ZADD', KEYS[4], 0, 'w')
+      out[#out + 1] = id
+      out[#out + 1] = 'retry'
+    end
+  end
+end
+return out

@@ -1,0 +1,16 @@
+-- release.lua: hand a job back unfinished (a worker shutting down), if the caller
+-- still holds its lease. The attempt is not counted: attempts goes back down by one
+-- and the job returns to `ready` at its original rank, ahead of later jobs.
+-- KEYS[1] job HASH   KEYS[2] leases ZSET   KEYS[3] ready ZSET   KEYS[4] wakeup ZSET
+-- ARGV[1] id   ARGV[2] worker id   ARGV[3] attempt
+-- Returns: 1 when handed back, 0 when the lease was already lost (nothing written).
+if not holds_lease(KEYS[1], ARGV[2], ARGV[3]) then
+  return 0
+end
+redis.call('HINCRBY', KEYS[1], 'attempts', -1)
+redis.call('HSET', KEYS[1], 'status', 'queued')
+redis.call('HDEL', KEYS[1], 'started_at', 'worker')
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('ZADD', KEYS[3], redis.call('HGET', KEYS[1], 'rank'), ARGV[1])
+redis.call('ZADD', KEYS[4], 0, 'w')
+return 1

@@ -1,0 +1,130 @@
+"""Loads the Lua scripts in ``lua/`` once and gives each a typed method.
+
+Every state transition of a job is one script, so it is one atomic step in
+Redis. Each script file starts with an ``Input/Output`` header; ``_lib.lua`` is
+prepended to all of them. redis-py's `Script` runs them by SHA (EVALSHA) and
+loads them again by itself after a Redis restart (NOSCRIPT).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Any, cast
+
+import redis
+from redis.commands.core import Script
+
+from jobsys.store import keys
+
+_NAMES = ("enqueue", "claim", "complete", "fail", "release", "recover", "heartbeat")
+
+
+@cache
+def source(name: str) -> str:
+    """The full text of script `name`: ``_lib.lua`` followed by ``<name>.lua``."""
+    lua = resources.files("jobsys.store") / "lua"
+    return (lua / "_lib.lua").read_text() + "\n" + (lua / f"{name}.lua").read_text()
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """One job to enqueue: what the submitter gave plus its limits."""
+
+    id: str
+    task: str
+    payload_json: str | None
+    max_retries: int
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """One job a worker has just leased."""
+
+    id: str
+    attempt: int
+    task: str
+    payload_json: str | None
+    max_retries: int
+
+
+class Scripts:
+    """The Lua scripts bound to one Redis client, one method per transition."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._s: dict[str, Script] = {n: client.register_script(source(n)) for n in _NAMES}
+
+    def _run(self, name: str, keys_: list[str], args: list[Any]) -> Any:
+        return self._s[name](keys=keys_, args=args)
+
+    def enqueue(self, queue: str, jobs: list[NewJob]) -> int:
+        """Add `jobs` to `queue` atomically (see enqueue.lua)."""
+        ks = [keys.ready(queue), keys.wakeup(queue), keys.sequence(queue), keys.queues()]
+        args: list[Any] = [queue]
+        for job in jobs:
+            ks.append(keys.job(job.id))
+            args += [job.id, job.task, job.payload_json or "", job.max_retries]
+        return int(self._run("enqueue", ks, args))
+
+    def claim(
+        self, queue: str, worker: str, lease_ms: int, max_jobs: int, promote: int = 100
+    ) -> list[Claimed]:
+        """Lease up to `max_jobs` of the oldest ready jobs (see claim.lua)."""
+        ks = [keys.ready(queue), keys.scheduled(queue), keys.leases(queue), keys.wakeup(queue)]
+        flat = self._run("claim", ks, [keys.JOB_PREFIX, worker, lease_ms, max_jobs, promote])
+        return [
+            Claimed(
+                id=_text(flat[i]),
+                attempt=int(flat[i + 1]),
+                task=_text(flat[i + 2]),
+                payload_json=_text(flat[i + 3]) if flat[i + 3] is not None else None,
+                max_retries=int(flat[i + 4]),
+            )
+            for i in range(0, len(flat), 5)
+        ]
+
+    def complete(
+        self, queue: str, job_id: str, worker: str, attempt: int, result_json: str, retention_s: int
+    ) -> bool:
+        """Record a result; False when the lease was lost (see complete.lua)."""
+        ks = [keys.job(job_id), keys.leases(queue)]
+        return bool(self._run("complete", ks, [job_id, worker, attempt, result_json, retention_s]))
+
+    def fail(
+        self, queue: str, job_id: str, worker: str, attempt: int, error: str, backoff_ms: int
+    ) -> str:
+        """Record a failed attempt: "retry", "dead" or "stale" (see fail.lua)."""
+        ks = [
+            keys.job(job_id),
+            keys.leases(queue),
+            keys.scheduled(queue),
+            keys.dead_letter(),
+            keys.ready(queue),
+            keys.wakeup(queue),
+        ]
+        return _text(self._run("fail", ks, [job_id, worker, attempt, error, backoff_ms]))
+
+    def release(self, queue: str, job_id: str, worker: str, attempt: int) -> bool:
+        """Hand an unfinished job back without counting the attempt (see release.lua)."""
+        ks = [keys.job(job_id), keys.leases(queue), keys.ready(queue), keys.wakeup(queue)]
+        return bool(self._run("release", ks, [job_id, worker, attempt]))
+
+    def recover(self, queue: str, max_jobs: int = 100) -> list[tuple[str, str]]:
+        """Take back jobs whose lease ran out: [(id, "retry" | "dead")] (see recover.lua)."""
+        ks = [keys.leases(queue), keys.ready(queue), keys.dead_letter(), keys.wakeup(queue)]
+        flat = self._run("recover", ks, [keys.JOB_PREFIX, max_jobs])
+        return [(_text(flat[i]), _text(flat[i + 1])) for i in range(0, len(flat), 2)]
+
+    def heartbeat(
+        self, queue: str, worker: str, lease_ms: int, held: list[tuple[str, int]]
+    ) -> list[str]:
+        """Renew the leases in `held` [(id, attempt)]; return the ids whose lease is lost."""
+        args: list[Any] = [keys.JOB_PREFIX, worker, lease_ms]
+        for job_id, attempt in held:
+            args += [job_id, attempt]
+        return [_text(x) for x in self._run("heartbeat", [keys.leases(queue)], args)]
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else cast(str, value)

@@ -1,0 +1,150 @@
+"""`Store`: the job operations of jobsys over one Redis client.
+
+The API and the workers both use it. Redis errors are translated here, at the
+boundary, into `StoreUnavailable` / `StoreFull`; nothing above this module
+catches a redis-py exception.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import redis
+
+from jobsys.errors import JobNotFound, StoreFull, StoreUnavailable
+from jobsys.models import Job
+from jobsys.settings import Settings
+from jobsys.store import keys
+from jobsys.store.connection import connect
+from jobsys.store.scripts import Claimed, NewJob, Scripts
+
+DEFAULT_QUEUE = "default"
+
+
+@contextmanager
+def translate_errors() -> Iterator[None]:
+    """Turn redis-py's connection-level errors into jobsys errors."""
+    try:
+        yield
+    except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError) as e:
+        raise StoreUnavailable(f"Redis is unreachable: {e}") from e
+    except redis.ResponseError as e:
+        text = str(e)
+        if text.startswith("OOM"):
+            raise StoreFull(f"Redis is out of memory: {text}") from e
+        if text.startswith(("READONLY", "MASTERDOWN", "LOADING", "TRYAGAIN")):
+            raise StoreUnavailable(f"Redis cannot take writes now: {text}") from e
+        raise
+
+
+class Store:
+    """Job operations on Redis. Thread-safe (redis-py pools connections)."""
+
+    def __init__(self, settings: Settings, client: redis.Redis | None = None) -> None:
+        self.settings = settings
+        self.redis = client if client is not None else connect(settings)
+        self.scripts = Scripts(self.redis)
+
+    def close(self) -> None:
+        """Close the pooled connections."""
+        self.redis.close()
+
+    # -- producers -----------------------------------------------------------
+
+    def submit(
+        self,
+        task: str,
+        payload: Any = None,
+        *,
+        has_payload: bool | None = None,
+        queue: str = DEFAULT_QUEUE,
+        max_retries: int | None = None,
+    ) -> str:
+        """Enqueue one job and return its new id (a UUID4).
+
+        `payload` is stored as JSON when given; pass ``has_payload=True`` to store
+        an explicit JSON ``null``.
+        """
+        if has_payload is None:
+            has_payload = payload is not None
+        job_id = str(uuid.uuid4())
+        new = NewJob(
+            id=job_id,
+            task=task,
+            payload_json=json.dumps(payload, separators=(",", ":")) if has_payload else None,
+            max_retries=self.settings.max_retries if max_retries is None else max_retries,
+        )
+        with translate_errors():
+            self.scripts.enqueue(queue, [new])
+        return job_id
+
+    def get(self, job_id: str) -> Job:
+        """The job with this id; raises `JobNotFound`."""
+        with translate_errors():
+            fields = self.redis.hgetall(keys.job(job_id))
+        if not fields:
+            raise JobNotFound(job_id)
+        return Job.from_hash(fields)
+
+    def ping(self) -> None:
+        """Raise `StoreUnavailable` unless Redis answers PING."""
+        with translate_errors():
+            self.redis.ping()
+
+    # -- workers -------------------------------------------------------------
+
+    def wait_for_work(self, queues: Sequence[str], timeout_s: float) -> bool:
+        """Block until a queue may have ready jobs or `timeout_s` passes.
+
+        Pops the queue's wakeup marker (BZPOPMIN), so one submit wakes one worker.
+        `timeout_s` must stay below the client's socket timeout.
+        """
+        with translate_errors():
+            got = self.redis.bzpopmin([keys.wakeup(q) for q in queues], timeout=timeout_s)
+        return got is not None
+
+    def claim(self, queue: str, worker: str, lease_s: float, max_jobs: int) -> list[Claimed]:
+        """Lease up to `max_jobs` ready jobs of `queue` to `worker`."""
+        with translate_errors():
+            return self.scripts.claim(queue, worker, _ms(lease_s), max_jobs)
+
+    def complete(self, queue: str, job_id: str, worker: str, attempt: int, result: Any) -> bool:
+        """Record `result`; False when the worker no longer holds the lease."""
+        result_json = json.dumps(result, separators=(",", ":"))
+        retention = self.settings.completed_retention_s
+        with translate_errors():
+            return self.scripts.complete(queue, job_id, worker, attempt, result_json, retention)
+
+    def fail(
+        self, queue: str, job_id: str, worker: str, attempt: int, error: str, backoff_s: float
+    ) -> str:
+        """Record a failed attempt: "retry", "dead", or "stale" (lease lost)."""
+        with translate_errors():
+            return self.scripts.fail(queue, job_id, worker, attempt, error, _ms(backoff_s))
+
+    def release(self, queue: str, job_id: str, worker: str, attempt: int) -> bool:
+        """Hand back an unfinished job without counting its attempt."""
+        with translate_errors():
+            return self.scripts.release(queue, job_id, worker, attempt)
+
+    def recover(self, queue: str) -> list[tuple[str, str]]:
+        """Take back the jobs of `queue` whose lease ran out."""
+        with translate_errors():
+            return self.scripts.recover(queue)
+
+    def heartbeat(
+        self, queue: str, worker: str, lease_s: float, held: list[tuple[str, int]]
+    ) -> list[str]:
+        """Renew the leases `worker` holds; return the ids it has lost."""
+        if not held:
+            return []
+        with translate_errors():
+            return self.scripts.heartbeat(queue, worker, _ms(lease_s), held)
+
+
+def _ms(seconds: float) -> int:
+    return max(0, round(seconds * 1000))

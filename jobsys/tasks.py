@@ -1,0 +1,68 @@
+"""Task handlers: the ``@task`` decorator, its registry, and the built-in fallbacks.
+
+A tasks module (named by ``jobsys worker --tasks`` or ``JOBSYS_TASKS``) registers
+its handlers on import::
+
+    from jobsys import task
+
+    @task("resize-image")
+    def resize(payload):
+        ...
+        return {"width": 100}
+
+A handler takes the job's payload (any JSON value, ``None`` when none was given)
+and returns a JSON-serialisable result. A task with no handler simulates work
+for ``SIMULATED_WORK_SECONDS``; the task ``fail`` always raises.
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from jobsys.errors import TaskNotFound
+
+Handler = Callable[[Any], Any]
+F = TypeVar("F", bound=Handler)
+
+_registry: dict[str, Handler] = {}
+_lock = threading.Lock()
+
+
+def task(name: str) -> Callable[[F], F]:
+    """Register the decorated function as the handler of task `name`."""
+    if not isinstance(name, str) or not name:
+        raise ValueError("a task name must be a non-empty string")
+
+    def register(fn: F) -> F:
+        with _lock:
+            _registry[name] = fn
+        return fn
+
+    return register
+
+
+def handler_for(name: str) -> Handler | None:
+    """The registered handler of `name`, or None when it has none."""
+    return _registry.get(name)
+
+
+def registered() -> list[str]:
+    """The names of every registered task, sorted."""
+    return sorted(_registry)
+
+
+def load(module: str | None) -> None:
+    """Import the tasks module `module` (dotted name) so its handlers register."""
+    if not module:
+        return
+    try:
+        importlib.import_module(module)
+    except ImportError as e:
+        raise TaskNotFound(f"cannot import tasks module {module!r}: {e}") from e
+
+
+class SimulatedFailure(Exception):
+    """Raised by the built-in ``fail`` task."""

