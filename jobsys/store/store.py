@@ -11,7 +11,7 @@ import json
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
 import redis
 
@@ -85,7 +85,7 @@ class Store:
     def get(self, job_id: str) -> Job:
         """The job with this id; raises `JobNotFound`."""
         with translate_errors():
-            fields = self.redis.hgetall(keys.job(job_id))
+            fields = cast(dict[str, str], self.redis.hgetall(keys.job(job_id)))
         if not fields:
             raise JobNotFound(job_id)
         return Job.from_hash(fields)
@@ -112,9 +112,10 @@ class Store:
         with translate_errors():
             return self.scripts.claim(queue, worker, _ms(lease_s), max_jobs)
 
-    def complete(self, queue: str, job_id: str, worker: str, attempt: int, result: Any) -> bool:
-        """Record `result`; False when the worker no longer holds the lease."""
-        result_json = json.dumps(result, separators=(",", ":"))
+    def complete(
+        self, queue: str, job_id: str, worker: str, attempt: int, result_json: str
+    ) -> bool:
+        """Record a result (JSON text); False when the worker no longer holds the lease."""
         retention = self.settings.completed_retention_s
         with translate_errors():
             return self.scripts.complete(queue, job_id, worker, attempt, result_json, retention)

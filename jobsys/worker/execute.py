@@ -1,0 +1,67 @@
+"""Runs one job's handler and turns what happened into an outcome to settle."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from jobsys import tasks
+from jobsys.store import Claimed
+
+logger = logging.getLogger(__name__)
+
+#: Longest error text kept in the job hash; the full traceback goes to the log.
+MAX_ERROR_CHARS = 2000
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one attempt produced: a JSON result, or an error text."""
+
+    ok: bool
+    result_json: str = "null"
+    error: str = ""
+    duration_s: float = 0.0
+
+
+def execute(job: Claimed, simulated_work_s: float) -> Outcome:
+    """Run the handler of `job` and capture its result or error. Never raises."""
+    start = time.perf_counter()
+    try:
+        payload = json.loads(job.payload_json) if job.payload_json is not None else None
+        result = _call(job.task, payload, simulated_work_s)
+    # User task code runs here: any exception it raises is a failed attempt,
+    # never a dead worker.
+    except Exception as e:
+        logger.warning(
+            "job %s task=%s attempt=%d raised %s",
+            job.id,
+            job.task,
+            job.attempt,
+            type(e).__name__,
+            exc_info=True,
+        )
+        return _failed(f"{type(e).__name__}: {e}", start)
+    try:
+        result_json = json.dumps(result, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError, RecursionError) as e:
+        return _failed(f"result is not JSON-serialisable: {e}", start)
+    return Outcome(ok=True, result_json=result_json, duration_s=time.perf_counter() - start)
+
+
+def _failed(error: str, start: float) -> Outcome:
+    return Outcome(ok=False, error=error[:MAX_ERROR_CHARS], duration_s=time.perf_counter() - start)
+
+
+def _call(task: str, payload: Any, simulated_work_s: float) -> Any:
+    handler = tasks.handler_for(task)
+    if handler is not None:
+        return handler(payload)
+    if task == "fail":
+        raise tasks.SimulatedFailure("task 'fail' always fails")
+    logger.info("no handler for task %r: simulating %.2fs of work", task, simulated_work_s)
+    time.sleep(simulated_work_s)
+    return {"task": task, "simulated_seconds": simulated_work_s}

@@ -1,0 +1,243 @@
+"""The worker's state machine, step by step, against a real Redis (no processes)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+import redis
+import sample_tasks  # noqa: F401  (registers the test handlers)
+
+from jobsys.settings import Settings
+from jobsys.store import Store, keys
+from jobsys.worker import Worker
+
+
+@pytest.fixture(autouse=True)
+def _handlers_see_redis(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> None:
+    """The `record` handler finds Redis through REDIS_URL, as in a worker process."""
+    monkeypatch.setenv("REDIS_URL", env["REDIS_URL"])
+
+
+def make_worker(settings: Settings, store: Store, **overrides: object) -> Worker:
+    return Worker(settings.with_overrides(**overrides) if overrides else settings, store)
+
+
+def test_a_job_runs_and_completes_with_its_result(settings: Settings, store: Store) -> None:
+    job_id = store.submit("echo", {"x": 1})
+    worker = make_worker(settings, store)
+    assert worker.run_once() == 1
+    job = store.get(job_id).to_api()
+    assert job["status"] == "completed"
+    assert job["result"] == {"echo": {"x": 1}}
+    assert job["attempts"] == 1
+    assert job["worker"] == worker.id
+    assert {"created_at", "started_at", "completed_at"} <= job.keys()
+    assert "error" not in job
+    assert worker.run_once() == 0
+
+
+def test_jobs_run_in_submission_order(
+    settings: Settings, store: Store, redis_client: redis.Redis
+) -> None:
+    ids = [store.submit("record", {"tag": str(i)}) for i in range(20)]
+    worker = make_worker(settings, store)
+    while worker.run_once():
+        pass
+    tags = [e.split(":")[0] for e in redis_client.lrange("test:executions", 0, -1)]
+    assert tags == [str(i) for i in range(20)]
+    assert all(store.get(i).status == "completed" for i in ids)
+
+
+def test_a_task_without_handler_is_simulated(settings: Settings, store: Store) -> None:
+    job_id = store.submit("no-such-handler")
+    t0 = time.monotonic()
+    make_worker(settings, store, simulated_work_s=0.3).run_once()
+    assert time.monotonic() - t0 >= 0.3
+    job = store.get(job_id).to_api()
+    assert job["status"] == "completed"
+    assert job["result"]["simulated_seconds"] == 0.3
+
+
+def test_fail_is_retried_three_times_then_dead_lettered(
+    settings: Settings, store: Store, redis_client: redis.Redis
+) -> None:
+    job_id = store.submit("fail")
+    worker = make_worker(settings, store, retry_backoff_s=0.0)
+    for attempt in range(1, 4):
+        assert worker.run_once() == 1
+        job = store.get(job_id).to_api()
+        assert job["status"] == "queued"
+        assert job["attempts"] == attempt
+        assert "always fails" in job["error"]
+        assert redis_client.llen(keys.dead_letter()) == 0
+    assert worker.run_once() == 1
+    job = store.get(job_id).to_api()
+    assert job["status"] == "failed"
+    assert job["attempts"] == 4
+    assert "failed_at" in job and "SimulatedFailure" in job["error"]
+    assert redis_client.lrange(keys.dead_letter(), 0, -1) == [job_id]
+    assert worker.run_once() == 0
+
+
+def test_a_retry_waits_out_its_backoff_showing_next_attempt_at(
+    settings: Settings, store: Store
+) -> None:
+    job_id = store.submit("boom", "x")
+    worker = make_worker(settings, store, retry_backoff_s=0.4)
+    worker.run_once()
+    job = store.get(job_id).to_api()
+    assert job["status"] == "queued"
+    assert job["error"] == "ValueError: boom: x"
+    if "next_attempt_at" in job:  # full jitter may draw a zero delay
+        deadline = time.monotonic() + 2
+        while worker.run_once() == 0:
+            assert time.monotonic() < deadline, "retry never became due"
+            time.sleep(0.02)
+    else:
+        assert worker.run_once() == 1
+    job = store.get(job_id).to_api()
+    assert job["attempts"] == 2
+    assert job["status"] == "queued"  # boom fails again: waiting for attempt 3
+
+
+def test_handler_errors_and_bad_results_fail_the_attempt_not_the_worker(
+    settings: Settings, store: Store
+) -> None:
+    bad = store.submit("not-json", max_retries=0)
+    good = store.submit("echo", 2)
+    worker = make_worker(settings, store)
+    worker.run_once()
+    worker.run_once()
+    assert store.get(bad).status == "failed"
+    assert "not JSON-serialisable" in (store.get(bad).error or "")
+    assert store.get(good).status == "completed"
+
+
+def test_max_retries_is_fixed_at_submit(settings: Settings, store: Store) -> None:
+    job_id = Store(settings.with_overrides(max_retries=1)).submit("fail")
+    worker = make_worker(settings, store, retry_backoff_s=0.0)
+    worker.run_once()
+    worker.run_once()
+    assert store.get(job_id).status == "failed"
+    assert store.get(job_id).attempts == 2
+
+
+def test_an_expired_lease_is_recovered_and_counts_as_an_attempt(
+    settings: Settings, store: Store
+) -> None:
+    job_id = store.submit("echo", 1)
+    dead = make_worker(settings, store, job_lease_s=0.2)
+    claimed = store.claim("default", dead.id, 0.2, 1)  # claims, then "dies"
+    assert [c.id for c in claimed] == [job_id]
+    other = make_worker(settings, store)
+    assert other.recover_once() == []  # lease still valid
+    time.sleep(0.3)
+    assert other.recover_once() == [(job_id, "retry")]
+    job = store.get(job_id).to_api()
+    assert job["status"] == "queued"
+    assert "lease expired" in job["error"]
+    assert other.run_once() == 1
+    job = store.get(job_id).to_api()
+    assert job["status"] == "completed"
+    assert job["attempts"] == 2
+    assert job["worker"] == other.id
+
+
+def test_the_late_result_of_a_worker_that_lost_its_lease_is_rejected(
+    settings: Settings, store: Store
+) -> None:
+    job_id = store.submit("echo", 1)
+    stale = store.claim("default", "stale-worker", 0.1, 1)[0]
+    time.sleep(0.2)
+    other = make_worker(settings, store)
+    other.recover_once()
+    fresh = store.claim("default", other.id, 30, 1)[0]
+    assert fresh.attempt == stale.attempt + 1
+    # The stale worker wakes up and tries to settle: fenced off.
+    assert store.complete("default", job_id, "stale-worker", stale.attempt, '"late"') is False
+    assert store.fail("default", job_id, "stale-worker", stale.attempt, "late", 0) == "stale"
+    assert store.release("default", job_id, "stale-worker", stale.attempt) is False
+    assert store.heartbeat("default", "stale-worker", 30, [(job_id, stale.attempt)]) == [job_id]
+    assert store.complete("default", job_id, other.id, fresh.attempt, '"fresh"') is True
+    job = store.get(job_id)
+    assert job.result == "fresh"
+    assert job.attempts == 2
+
+
+def test_heartbeats_keep_a_long_job_leased(settings: Settings, store: Store) -> None:
+    job_id = store.submit("sleep", 0.8)
+    worker = make_worker(settings, store, job_lease_s=0.3, worker_poll_s=0.1)
+    beat = threading.Thread(target=worker._heartbeat_loop, daemon=True)
+    beat.start()
+    try:
+        worker.run_once()
+    finally:
+        worker._heartbeat_stop.set()
+        beat.join()
+    job = store.get(job_id)
+    assert job.status == "completed"
+    assert job.attempts == 1
+
+
+def test_the_last_attempt_lost_to_an_expired_lease_is_dead_lettered(
+    settings: Settings, store: Store, redis_client: redis.Redis
+) -> None:
+    job_id = Store(settings.with_overrides(max_retries=0)).submit("echo")
+    store.claim("default", "gone", 0.05, 1)
+    time.sleep(0.1)
+    assert make_worker(settings, store).recover_once() == [(job_id, "dead")]
+    assert store.get(job_id).status == "failed"
+    assert redis_client.lrange(keys.dead_letter(), 0, -1) == [job_id]
+
+
+def test_a_handed_back_job_keeps_its_place_and_its_attempt_count(
+    settings: Settings, store: Store
+) -> None:
+    first = store.submit("echo", 1)
+    second = store.submit("echo", 2)
+    worker = make_worker(settings, store)
+    claimed = store.claim("default", worker.id, 30, 1)[0]
+    worker._hold("default", claimed)
+    worker.release_held()
+    job = store.get(first).to_api()
+    assert job["status"] == "queued"
+    assert job["attempts"] == 0
+    assert "worker" not in job
+    assert worker.run_once() == 1
+    assert store.get(first).status == "completed"
+    assert store.get(second).status == "queued"
+
+
+def test_idle_workers_are_woken_by_a_submit(settings: Settings, store: Store) -> None:
+    assert store.wait_for_work(["default"], 0.05) is False
+    woke: list[bool] = []
+    waiter = threading.Thread(target=lambda: woke.append(store.wait_for_work(["default"], 2.0)))
+    waiter.start()
+    time.sleep(0.1)
+    store.submit("echo")
+    waiter.join()
+    assert woke == [True]
+
+
+@pytest.mark.parametrize("workers", [3])
+def test_concurrent_workers_never_run_a_job_twice(
+    settings: Settings, store: Store, redis_client: redis.Redis, workers: int
+) -> None:
+    ids = {store.submit("record", {"tag": str(i)}) for i in range(300)}
+
+    def drain() -> None:
+        w = Worker(settings, Store(settings))
+        while w.run_once():
+            pass
+
+    threads = [threading.Thread(target=drain) for _ in range(workers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    runs = redis_client.lrange("test:executions", 0, -1)
+    assert len(runs) == 300
+    assert len({r.split(":")[0] for r in runs}) == 300
+    assert all(store.get(i).status == "completed" for i in ids)
