@@ -23,9 +23,18 @@ _NAMES = ("enqueue", "claim", "complete", "fail", "release", "recover", "heartbe
 
 @cache
 def source(name: str) -> str:
-    """The full text of script `name`: ``_lib.lua`` followed by ``<name>.lua``."""
+    """The full text of script `name`: its ``#!lua`` line, ``_lib.lua``, then its body.
+
+    The ``#!lua`` line (Redis 7+) must come first. Without ``flags=allow-oom``
+    Redis refuses the whole script up front when it is over ``maxmemory``, so
+    enqueue.lua never half-runs; the worker's scripts carry ``allow-oom`` so that
+    accepted jobs can still be settled while submits are being refused.
+    """
     lua = resources.files("jobsys.store") / "lua"
-    return (lua / "_lib.lua").read_text() + "\n" + (lua / f"{name}.lua").read_text()
+    shebang, _, body = (lua / f"{name}.lua").read_text().partition("\n")
+    if not shebang.startswith("#!lua"):
+        raise RuntimeError(f"{name}.lua must start with a #!lua line")
+    return f"{shebang}\n{(lua / '_lib.lua').read_text()}\n{body}"
 
 
 @dataclass(frozen=True)

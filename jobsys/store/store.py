@@ -32,11 +32,15 @@ def translate_errors() -> Iterator[None]:
         yield
     except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError) as e:
         raise StoreUnavailable(f"Redis is unreachable: {e}") from e
+    except redis.exceptions.OutOfMemoryError as e:
+        raise StoreFull(f"Redis is out of memory: {e}") from e
+    except redis.exceptions.ReadOnlyError as e:
+        raise StoreUnavailable(f"Redis cannot take writes now: {e}") from e
     except redis.ResponseError as e:
         text = str(e)
         if text.startswith("OOM"):
             raise StoreFull(f"Redis is out of memory: {text}") from e
-        if text.startswith(("READONLY", "MASTERDOWN", "LOADING", "TRYAGAIN")):
+        if text.startswith(("MASTERDOWN", "LOADING", "TRYAGAIN")):
             raise StoreUnavailable(f"Redis cannot take writes now: {text}") from e
         raise
 

@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 -- claim.lua: lease the oldest ready jobs of a queue to a worker.
 -- First moves retries whose backoff is over from `scheduled` back to `ready`
 -- (at their original rank), then pops up to ARGV[4] jobs in rank order, marks each

@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 -- complete.lua: record a job's result, if the caller still holds its lease.
 -- KEYS[1] job HASH   KEYS[2] leases ZSET
 -- ARGV[1] id   ARGV[2] worker id   ARGV[3] attempt   ARGV[4] result JSON

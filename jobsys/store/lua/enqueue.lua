@@ -1,3 +1,4 @@
+#!lua
 -- enqueue.lua: add one or more jobs to a queue, all or none.
 -- KEYS[1] ready ZSET   KEYS[2] wakeup ZSET   KEYS[3] seq STRING   KEYS[4] queues SET
 -- KEYS[4+i] job HASH of the i-th job

@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 -- fail.lua: record a failed attempt, if the caller still holds the job's lease.
 -- With retries left the job goes back to `queued`: into `scheduled` until
 -- now + backoff (with next_attempt_at), or straight into `ready` when the backoff

@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 -- heartbeat.lua: extend the leases a worker still holds.
 -- KEYS[1] leases ZSET
 -- ARGV[1] job key prefix ("job:"; job hashes are ARGV[1] .. id)   ARGV[2] worker id

@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 -- recover.lua: take back the jobs whose lease ran out (their worker died or hung).
 -- Each such job's attempt counts as failed: with retries left it returns to `ready`
 -- at its original rank at once; with none left it becomes `failed` and goes to

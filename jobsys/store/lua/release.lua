@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 -- release.lua: hand a job back unfinished (a worker shutting down), if the caller
 -- still holds its lease. The attempt is not counted: attempts goes back down by one
 -- and the job returns to `ready` at its original rank, ahead of later jobs.
