@@ -50,7 +50,8 @@ class Proc:
         return self.popen.wait(timeout)
 
     def output(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")
 
     def stop(self) -> None:
