@@ -18,6 +18,7 @@ import redis
 from jobsys.redis_server import RedisServer
 from jobsys.settings import Settings
 from jobsys.store import Store, keys
+
 from processes import Proc, wait_for
 
 Spawn = Callable[..., Proc]
@@ -134,9 +135,7 @@ def test_three_workers_share_the_work_and_run_no_job_twice(
     workers = [spawn(env) for _ in range(3)]
     time.sleep(1.0)  # all three idle and waiting
     ids = [store.submit("record", {"tag": str(i), "sleep": 0.05}) for i in range(60)]
-    wait_for(
-        lambda: all(store.get(i).status == "completed" for i in ids), 30, what="all jobs done"
-    )
+    wait_for(lambda: all(store.get(i).status == "completed" for i in ids), 30, what="all jobs done")
     assert sorted(executions(redis_client), key=int) == [str(i) for i in range(60)]
     assert len(set(executions(redis_client))) == 60
     assert len({store.get(i).worker for i in ids}) == 3
