@@ -7,11 +7,12 @@ import time
 
 import pytest
 import redis
-import sample_tasks  # noqa: F401  (registers the test handlers)
 
 from jobsys.settings import Settings
 from jobsys.store import Store, keys
 from jobsys.worker import Worker
+
+import sample_tasks  # noqa: F401  (registers the test handlers)
 
 
 @pytest.fixture(autouse=True)
