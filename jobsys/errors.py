@@ -55,3 +55,14 @@ class ClientError(JobsysError):
         self.status = status
         self.error = error
         self.detail = detail
+
+
+class ApiUnreachable(ClientError):
+    """The API could not be reached at all (refused, unknown host, timed out); `status` is 0."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(0, "unreachable", reason)
+        self.url = url
+
+    def __str__(self) -> str:
+        return f"cannot reach the jobsys API at {self.url}: {self.detail}"

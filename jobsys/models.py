@@ -58,6 +58,7 @@ class Job:
     attempts: int = 0
     max_retries: int = 0
     payload: Any = None
+    has_payload: bool = False
     started_at: str | None = None
     worker: str | None = None
     next_attempt_at: str | None = None
@@ -79,6 +80,7 @@ class Job:
             attempts=int(fields.get("attempts", "0")),
             max_retries=int(fields.get("max_retries", "0")),
             payload=json.loads(fields["payload"]) if "payload" in fields else None,
+            has_payload="payload" in fields,
             started_at=fields.get("started_at"),
             worker=fields.get("worker"),
             next_attempt_at=fields.get("next_attempt_at"),
@@ -94,8 +96,9 @@ class Job:
         out: dict[str, Any] = {}
         for name in API_FIELDS:
             value = getattr(self, name)
-            if name == "result":
-                if self.has_result:
+            if name in ("payload", "result"):
+                # JSON values: an explicit null is shown, an absent one is not.
+                if getattr(self, f"has_{name}"):
                     out[name] = value
             elif value is not None:
                 out[name] = str(value) if isinstance(value, JobStatus) else value

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from jobsys.errors import JobsysError
+from jobsys.procs import die_with_parent
 
 
 class RedisServerError(JobsysError):
@@ -68,6 +69,9 @@ class RedisServer:
     extra_args: list[str] = field(default_factory=list)
     binary: str = ""
     process: subprocess.Popen[bytes] | None = None
+    #: Run under a supervising parent (`jobsys dev`): in its own process group,
+    #: and stopped with SIGTERM if the parent dies (see jobsys.procs).
+    supervised: bool = False
 
     @property
     def url(self) -> str:
@@ -91,7 +95,13 @@ class RedisServer:
             "--logfile", str(self.data_dir / "redis.log"),
             *self.extra_args,
         ]  # fmt: skip
-        self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL)
+        self.process = subprocess.Popen(
+            args,
+            stdin=subprocess.DEVNULL,
+            process_group=0 if self.supervised else None,
+            # Only calls prctl (libc is resolved before the fork): safe with threads.
+            preexec_fn=die_with_parent() if self.supervised else None,  # noqa: PLW1509
+        )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

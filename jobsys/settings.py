@@ -21,6 +21,8 @@ T = TypeVar("T")
 #: container images set REDIS_HOST=redis (the Compose service name) instead.
 DEFAULT_REDIS_HOST = "localhost"
 DEFAULT_REDIS_PORT = 6379
+#: Where the CLI finds the API when JOBSYS_URL is not set.
+DEFAULT_API_URL = "http://localhost:5001"
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,10 @@ class Settings:
     redis_socket_timeout_s: float = 5.0
     #: LOG_LEVEL: the level of jobsys's own loggers.
     log_level: str = "INFO"
+    #: LOG_FORMAT: ``text`` (readable lines) or ``json`` (one JSON object a line).
+    log_format: str = "text"
+    #: JOBSYS_URL: the API that `jobsys submit` / `jobsys status` talk to.
+    api_url: str = DEFAULT_API_URL
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -74,9 +80,7 @@ class Settings:
             simulated_work_s=reader.get("SIMULATED_WORK_SECONDS", _non_negative_float, 2.0),
             max_retries=reader.get("MAX_RETRIES", _non_negative_int, 3),
             retry_backoff_s=reader.get("RETRY_BACKOFF_SECONDS", _non_negative_float, 1.0),
-            retry_backoff_max_s=reader.get(
-                "RETRY_BACKOFF_MAX_SECONDS", _non_negative_float, 300.0
-            ),
+            retry_backoff_max_s=reader.get("RETRY_BACKOFF_MAX_SECONDS", _non_negative_float, 300.0),
             job_lease_s=reader.get("JOB_LEASE_SECONDS", _positive_float, 30.0),
             shutdown_grace_s=reader.get("SHUTDOWN_GRACE_SECONDS", _non_negative_float, 30.0),
             tasks_module=env.get("JOBSYS_TASKS") or None,
@@ -85,10 +89,10 @@ class Settings:
             completed_retention_s=reader.get("COMPLETED_RETENTION_SECONDS", _non_negative_int, 0),
             api_workers=reader.get("API_WORKERS", _positive_int, 2),
             api_threads=reader.get("API_THREADS", _positive_int, 8),
-            redis_socket_timeout_s=reader.get(
-                "REDIS_SOCKET_TIMEOUT_SECONDS", _positive_float, 5.0
-            ),
+            redis_socket_timeout_s=reader.get("REDIS_SOCKET_TIMEOUT_SECONDS", _positive_float, 5.0),
             log_level=reader.get("LOG_LEVEL", _log_level, "INFO"),
+            log_format=reader.get("LOG_FORMAT", _log_format, "text"),
+            api_url=reader.get("JOBSYS_URL", http_url, DEFAULT_API_URL),
         )
         if settings.job_lease_s < 2 * settings.worker_poll_s:
             raise ConfigError(
@@ -192,6 +196,20 @@ def _positive_int(raw: str) -> int:
     if value < 1:
         raise ValueError("must be a whole number >= 1")
     return value
+
+
+def http_url(raw: str) -> str:
+    """`raw` without a trailing slash; ValueError unless it is an http(s):// URL."""
+    if not raw.startswith(("http://", "https://")) or not raw.partition("://")[2]:
+        raise ValueError("must be an http:// or https:// URL")
+    return raw.rstrip("/")
+
+
+def _log_format(raw: str) -> str:
+    fmt = raw.lower()
+    if fmt not in {"text", "json"}:
+        raise ValueError("must be text or json")
+    return fmt
 
 
 def _log_level(raw: str) -> str:

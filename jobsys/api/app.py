@@ -1,0 +1,68 @@
+"""The app factory of the HTTP API."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+from flask import Flask, Response, g, request
+from flask.json.provider import DefaultJSONProvider
+
+from jobsys.api import errors, routes
+from jobsys.api.validation import MAX_BODY_BYTES
+from jobsys.settings import Settings
+from jobsys.store import Store
+from jobsys.store.connection import connect
+
+#: Longest socket timeout of the API's Store (REDIS_SOCKET_TIMEOUT_SECONDS may
+#: make it shorter): an outage makes a submit a 503 within about this long.
+STORE_TIMEOUT_S = 2.0
+#: Socket timeout of the /health client (health answers within one second).
+HEALTH_TIMEOUT_S = 0.5
+
+#: An incoming X-Request-ID is echoed only when it looks like this.
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
+class _JSONProvider(DefaultJSONProvider):
+    # Keep fields in the order the API documents (Job.to_api's order).
+    sort_keys = False
+
+
+def create_app(settings: Settings | None = None, store: Store | None = None) -> Flask:
+    """Build the Flask app.
+
+    Args:
+        settings: defaults to the store's settings, else `Settings.from_env()`.
+        store: the Store for submits and reads; by default one whose Redis client
+            gives up after `STORE_TIMEOUT_S` at most. Nothing connects to Redis until the
+            first request, so the app may be built before a fork.
+    """
+    if settings is None:
+        settings = store.settings if store is not None else Settings.from_env()
+    if store is None:
+        timeout_s = min(settings.redis_socket_timeout_s, STORE_TIMEOUT_S)
+        store = Store(settings, client=connect(settings, socket_timeout_s=timeout_s))
+    health = Store(settings, client=connect(settings, socket_timeout_s=HEALTH_TIMEOUT_S))
+
+    app = Flask(__name__)
+    app.json = _JSONProvider(app)
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    app.extensions[routes.STATE_KEY] = routes.ApiState(settings, store, health)
+    app.register_blueprint(routes.bp)
+    errors.register(app)
+    app.after_request(_add_request_id)
+    return app
+
+
+def request_id() -> str:
+    """The id of the current request (see `_add_request_id`)."""
+    if "request_id" not in g:
+        incoming = request.headers.get("X-Request-ID", "")
+        g.request_id = incoming if _REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
+    return str(g.request_id)
+
+
+def _add_request_id(response: Response) -> Response:
+    response.headers["X-Request-ID"] = request_id()
+    return response

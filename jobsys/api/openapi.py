@@ -1,0 +1,257 @@
+"""The OpenAPI 3.1 document served at ``GET /openapi.json``.
+
+The request schema comes from the pydantic model that validates it; the rest is
+written out here. Tests check that it names every route and status the API
+answers with, since the API is fuzzed against this document.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+import jobsys
+from jobsys.api.validation import (
+    MAX_BODY_BYTES,
+    MAX_JSON_DEPTH,
+    SubmitRequest,
+    printable_pattern,
+)
+from jobsys.models import JobStatus
+
+_REF = "#/components/schemas/{model}"
+
+
+def _ref(kind: str, name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/{kind}/{name}"}
+
+
+def _json(schema_name: str) -> dict[str, Any]:
+    return {"application/json": {"schema": _ref("schemas", schema_name)}}
+
+
+def _error(description: str, extra_headers: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "description": description,
+        "headers": {"X-Request-ID": _ref("headers", "X-Request-ID"), **(extra_headers or {})},
+        "content": _json("Error"),
+    }
+
+
+def _ok(description: str, schema_name: str, **headers: Any) -> dict[str, Any]:
+    return {
+        "description": description,
+        "headers": {"X-Request-ID": _ref("headers", "X-Request-ID"), **headers},
+        "content": _json(schema_name),
+    }
+
+
+_DATE_TIME = {"type": "string", "format": "date-time"}
+
+_JOB_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "One job. Fields that are not set yet are left out.",
+    "required": ["id", "status", "task", "created_at"],
+    "additionalProperties": False,
+    "properties": {
+        "id": {"type": "string", "format": "uuid"},
+        "status": {"type": "string", "enum": [s.value for s in JobStatus]},
+        "task": {"type": "string"},
+        "queue": {"type": "string"},
+        "payload": {"description": "The payload as submitted (absent when none was given)."},
+        "created_at": _DATE_TIME,
+        "attempts": {"type": "integer", "minimum": 0},
+        "max_retries": {"type": "integer", "minimum": 0},
+        "started_at": _DATE_TIME,
+        "worker": {"type": "string"},
+        "next_attempt_at": _DATE_TIME,
+        "result": {"description": "The task's return value (once completed)."},
+        "completed_at": _DATE_TIME,
+        "error": {"type": "string", "description": "The last attempt's error."},
+        "failed_at": _DATE_TIME,
+    },
+}
+
+_SCHEMAS: dict[str, Any] = {
+    "Submitted": {
+        "type": "object",
+        "required": ["status", "task", "id"],
+        "additionalProperties": False,
+        "properties": {
+            "status": {"const": "queued"},
+            "task": {"type": "string"},
+            "id": {"type": "string", "format": "uuid"},
+        },
+    },
+    "Job": _JOB_SCHEMA,
+    "Health": {
+        "type": "object",
+        "required": ["status", "redis"],
+        "properties": {
+            "status": {"type": "string", "enum": ["ok", "unavailable"]},
+            "redis": {"type": "string", "description": '"ok", or why Redis did not answer.'},
+            "error": {"type": "string"},
+            "detail": {"type": "string"},
+        },
+    },
+    "Error": {
+        "type": "object",
+        "required": ["error", "detail"],
+        "additionalProperties": False,
+        "properties": {
+            "error": {
+                "type": "string",
+                "description": "A short, stable message (e.g. `invalid request`, `not found`).",
+            },
+            "detail": {"type": "string", "description": "What exactly was wrong, for humans."},
+            "field": {
+                "type": "string",
+                "description": "The request field at fault (`body` for the body as a whole).",
+            },
+        },
+    },
+}
+
+_RESPONSES: dict[str, Any] = {
+    "BadRequest": _error(
+        "The request breaks a rule: the body is not valid UTF-8 JSON, not an object, nested "
+        f"deeper than {MAX_JSON_DEPTH} levels, has an unknown field, or a field breaks its rule. "
+        "`field` names the field. Nothing was written."
+    ),
+    "NotFound": _error("No job has this id (ids are UUIDs), or no such route."),
+    "MethodNotAllowed": _error(
+        "The path does not support this method; the Allow header lists those it does.",
+        {"Allow": {"schema": {"type": "string"}}},
+    ),
+    "PayloadTooLarge": _error(f"The body is larger than {MAX_BODY_BYTES} bytes (1 MiB)."),
+    "UnsupportedMediaType": _error(
+        "Content-Type is not application/json (or a */*+json type) with UTF-8."
+    ),
+    "StoreUnavailable": _error(
+        "Redis did not answer in time. Retry later. When Redis timed out (rather than "
+        "refused the connection) a submit may still have been queued."
+    ),
+    "StoreFull": _error("Redis is out of memory and refused the write. Nothing was queued."),
+    "InternalError": _error("An unexpected error; it was logged."),
+}
+
+_COMMON = {
+    "405": _ref("responses", "MethodNotAllowed"),
+    "500": _ref("responses", "InternalError"),
+}
+
+
+def _paths() -> dict[str, Any]:
+    return {
+        "/submit": {
+            "post": {
+                "operationId": "submitJob",
+                "summary": "Queue a job",
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {"schema": _ref("schemas", "SubmitRequest")},
+                    },
+                },
+                "responses": {
+                    "202": {
+                        **_ok(
+                            "Queued. `Location` is the job's URL.",
+                            "Submitted",
+                            Location={"schema": {"type": "string"}},
+                        ),
+                        "links": {
+                            "GetJob": {
+                                "operationId": "getJob",
+                                "parameters": {"job_id": "$response.body#/id"},
+                            }
+                        },
+                    },
+                    "400": _ref("responses", "BadRequest"),
+                    "413": _ref("responses", "PayloadTooLarge"),
+                    "415": _ref("responses", "UnsupportedMediaType"),
+                    "503": _ref("responses", "StoreUnavailable"),
+                    "507": _ref("responses", "StoreFull"),
+                    **_COMMON,
+                },
+            }
+        },
+        "/jobs/{job_id}": {
+            "get": {
+                "operationId": "getJob",
+                "summary": "A job's state",
+                "parameters": [
+                    {
+                        "name": "job_id",
+                        "in": "path",
+                        "required": True,
+                        "description": "The id `POST /submit` returned. Anything else is a 404.",
+                        "schema": {"type": "string", "format": "uuid"},
+                    }
+                ],
+                "responses": {
+                    "200": _ok("The job.", "Job"),
+                    "404": _ref("responses", "NotFound"),
+                    "503": _ref("responses", "StoreUnavailable"),
+                    **_COMMON,
+                },
+            }
+        },
+        "/health": {
+            "get": {
+                "operationId": "health",
+                "summary": "Whether the API can reach Redis",
+                "responses": {
+                    "200": _ok("Redis answered PING.", "Health"),
+                    "503": _ok("Redis did not answer PING within about half a second.", "Health"),
+                    **_COMMON,
+                },
+            }
+        },
+        "/openapi.json": {
+            "get": {
+                "operationId": "openapi",
+                "summary": "This document",
+                "responses": {
+                    "200": {
+                        "description": "The OpenAPI document.",
+                        "headers": {"X-Request-ID": _ref("headers", "X-Request-ID")},
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    },
+                    **_COMMON,
+                },
+            }
+        },
+    }
+
+
+@cache
+def document() -> dict[str, Any]:
+    """The whole OpenAPI document (built once; treat it as read-only)."""
+    submit = SubmitRequest.model_json_schema(ref_template=_REF)
+    submit["properties"]["task"]["pattern"] = printable_pattern()
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "jobsys",
+            "version": jobsys.__version__,
+            "description": (
+                "Submit jobs and read their state. Every error is JSON "
+                '`{"error": ..., "detail": ...}`; every response carries X-Request-ID.'
+            ),
+        },
+        "paths": _paths(),
+        "components": {
+            "schemas": {"SubmitRequest": submit, **_SCHEMAS},
+            "responses": _RESPONSES,
+            "headers": {
+                "X-Request-ID": {
+                    "description": (
+                        "The request's X-Request-ID when it is a short token "
+                        "(1-128 of A-Z a-z 0-9 . _ : -), else a new random one."
+                    ),
+                    "schema": {"type": "string"},
+                }
+            },
+        },
+    }

@@ -1,0 +1,232 @@
+"""Request validation: the rules of `POST /submit` and of job ids in paths.
+
+Each rule failure raises `InvalidJob(field, rule)` (400), werkzeug's
+`UnsupportedMediaType` (415) or `RequestEntityTooLarge` (413), so a rejected
+request never reaches the store.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import sys
+from functools import cache
+from typing import Any
+
+from flask import Request
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import ErrorDetails
+from werkzeug.exceptions import RequestEntityTooLarge, UnsupportedMediaType
+
+from jobsys.errors import InvalidJob, JobNotFound
+
+#: Largest accepted request body (Flask's MAX_CONTENT_LENGTH); larger is 413.
+MAX_BODY_BYTES = 1024 * 1024
+#: Longest task name, in characters.
+MAX_TASK_CHARS = 200
+#: Deepest nesting of arrays/objects in a body (the body object is level 1).
+#: A fixed limit instead of whatever depth happens to exhaust the interpreter's
+#: recursion limit, so a job that was accepted can always be serialised again.
+MAX_JSON_DEPTH = 128
+
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+_MAX_ECHO_CHARS = 100
+
+
+def _drop_default(schema: dict[str, Any]) -> None:
+    # Leaving `payload` out is not the same as sending null: show no default.
+    schema.pop("default", None)
+
+
+class SubmitRequest(BaseModel):
+    """The JSON body of POST /submit."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, title="SubmitRequest")
+
+    task: str = Field(
+        min_length=1,
+        max_length=MAX_TASK_CHARS,
+        description=(
+            "The name of the task to run: 1 to 200 printable characters (Python's "
+            "str.isprintable: no control, format, private-use or unassigned characters, "
+            "and no separators but the space)."
+        ),
+    )
+    payload: Any = Field(
+        default=None,
+        description=(
+            "Any JSON value handed to the task. Optional; an explicit null is stored as null."
+        ),
+        json_schema_extra=_drop_default,
+    )
+
+    @field_validator("task")
+    @classmethod
+    def _printable(cls, task: str) -> str:
+        if not task.isprintable():
+            raise ValueError("must contain only printable characters")
+        return task
+
+    @property
+    def has_payload(self) -> bool:
+        """True when the body had a ``payload`` field (even a null one)."""
+        return "payload" in self.model_fields_set
+
+
+def submit_request(request: Request) -> SubmitRequest:
+    """Validate the request of ``POST /submit`` (media type, size, JSON, rules)."""
+    check_media_type(request.mimetype, request.mimetype_params.get("charset"))
+    return parse_submit(parse_json(read_body(request)))
+
+
+def read_body(request: Request) -> bytes:
+    """The raw body; 413 when it is larger than `MAX_BODY_BYTES`."""
+    # werkzeug raises 413 itself when Content-Length is too large...
+    data = request.get_data(cache=False)
+    # ...but quietly stops at the limit when the body comes chunked (no
+    # Content-Length): a byte beyond it means the body was too large.
+    if len(data) >= MAX_BODY_BYTES and request.environ["wsgi.input"].read(1):
+        raise RequestEntityTooLarge()
+    return data
+
+
+def check_media_type(mimetype: str, charset: str | None) -> None:
+    """Raise 415 unless the body is declared as UTF-8 JSON."""
+    if mimetype != "application/json" and not _is_json_suffix(mimetype):
+        got = repr(_short(mimetype)) if mimetype else "none"
+        raise UnsupportedMediaType(
+            f"Content-Type must be application/json (or a */*+json type); got {got}"
+        )
+    if charset is not None and charset.lower() not in {"utf-8", "utf8"}:
+        raise UnsupportedMediaType(f"charset must be utf-8; got {_short(charset)!r}")
+
+
+def parse_json(data: bytes) -> Any:
+    """Decode a UTF-8 JSON body; any failure is a 400 naming the rule."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise InvalidJob("body", f"must be UTF-8 ({e.reason} at byte {e.start})") from None
+    try:
+        value = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+    except RecursionError:
+        raise InvalidJob("body", f"must not nest deeper than {MAX_JSON_DEPTH} levels") from None
+    except ValueError as e:  # JSONDecodeError, out-of-range numbers, huge integers
+        raise InvalidJob("body", f"must be valid JSON ({_short(str(e))})") from None
+    if _too_deep(value, MAX_JSON_DEPTH):
+        raise InvalidJob("body", f"must not nest deeper than {MAX_JSON_DEPTH} levels")
+    return value
+
+
+def parse_submit(body: Any) -> SubmitRequest:
+    """Apply the field rules of `SubmitRequest` to a decoded body."""
+    if not isinstance(body, dict):
+        raise InvalidJob("body", f"must be a JSON object, not {_json_type(body)}")
+    try:
+        return SubmitRequest.model_validate(body)
+    except ValidationError as e:
+        first = e.errors()[0]
+        raise InvalidJob(_field(first), _rule(first)) from None
+
+
+def canonical_job_id(job_id: str) -> str:
+    """The lower-case form of a UUID job id; anything else is an unknown job (404)."""
+    if not _UUID.fullmatch(job_id):
+        raise JobNotFound(_short(job_id))
+    return job_id.lower()
+
+
+@cache
+def printable_pattern() -> str:
+    """`str.isprintable` as a regex, for the OpenAPI document (fuzzers draw tasks from it).
+
+    One character class of every printable range of this Python's Unicode
+    database, written as literal characters so that Python's `re` and Rust's
+    `regex` (which jsonschema-rs uses) read it alike.
+    """
+    ranges: list[str] = []
+    start: int | None = None
+    for code in range(sys.maxunicode + 2):
+        printable = code <= sys.maxunicode and chr(code).isprintable()
+        if printable and start is None:
+            start = code
+        elif not printable and start is not None:
+            first, last = _class_char(start), _class_char(code - 1)
+            ranges.append(first if start == code - 1 else f"{first}-{last}")
+            start = None
+    return f"^[{''.join(ranges)}]*$"
+
+
+def _class_char(code: int) -> str:
+    char = chr(code)
+    return f"\\{char}" if char in "\\]-[^&~|" else char
+
+
+def _is_json_suffix(mimetype: str) -> bool:
+    kind, _, subtype = mimetype.partition("/")
+    return bool(kind) and subtype.endswith("+json") and len(subtype) > len("+json")
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {_short(text)} is out of range")
+    return value
+
+
+def _too_deep(value: Any, limit: int) -> bool:
+    if not isinstance(value, dict | list):
+        return False
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
+    return False
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, bool):
+        return "a boolean"
+    if value is None:
+        return "null"
+    return "a number"
+
+
+def _field(error: ErrorDetails) -> str:
+    return ".".join(_short(str(part)) for part in error["loc"]) or "body"
+
+
+_RULES = {
+    "missing": "is required",
+    "string_too_short": "must not be empty",
+    "string_unicode": "must be valid Unicode (no lone surrogates)",
+    "string_too_long": f"must be at most {MAX_TASK_CHARS} characters",
+    "extra_forbidden": "is not a known field (allowed: task, payload)",
+}
+
+
+def _rule(error: ErrorDetails) -> str:
+    kind = error["type"]
+    if kind == "string_type":
+        return f"must be a string, not {_json_type(error['input'])}"
+    if kind == "value_error":  # raised by a field_validator: its message is the rule
+        return str(error.get("ctx", {}).get("error", error["msg"]))
+    return _RULES.get(kind, error["msg"])
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= _MAX_ECHO_CHARS else text[: _MAX_ECHO_CHARS - 1] + "…"

@@ -1,0 +1,191 @@
+"""`Client`: a small Python client of the jobsys HTTP API.
+
+::
+
+    from jobsys import Client
+
+    with Client("http://localhost:5001") as client:
+        job_id = client.submit("resize-image", {"url": "https://example.com/a.png"})
+        job = client.wait(job_id, timeout_s=60)
+        print(job["status"], job.get("result"))
+
+Errors: an HTTP error answer raises `ClientError` with the status and the
+``error`` / ``detail`` of the API's JSON body; an API that cannot be reached at
+all (connection refused, unknown host, timeout) raises its subclass
+`ApiUnreachable`, whose ``status`` is 0.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import time
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any
+from urllib.parse import quote
+
+import requests
+
+from jobsys.errors import ApiUnreachable, ClientError
+from jobsys.models import JobStatus
+from jobsys.settings import DEFAULT_API_URL
+
+#: Statuses after which a job never changes again.
+FINISHED = frozenset({JobStatus.COMPLETED.value, JobStatus.FAILED.value})
+
+
+class _Omitted(enum.Enum):
+    OMITTED = enum.auto()
+
+
+#: Default of `Client.submit`'s payload: send no ``payload`` field at all.
+OMITTED = _Omitted.OMITTED
+
+
+class Client:
+    """Submit jobs to the jobsys API and follow them. Not thread-safe (one `requests.Session`)."""
+
+    def __init__(self, base_url: str = DEFAULT_API_URL, timeout_s: float = 10.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        #: Timeout of each HTTP request (connect and read), not of `wait`.
+        self.timeout_s = timeout_s
+        self._session = requests.Session()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the pooled connections."""
+        self._session.close()
+
+    def submit(self, task: str, payload: Any = OMITTED) -> str:
+        """Submit a job and return its id.
+
+        Args:
+            task: the task name.
+            payload: any JSON value; when omitted no ``payload`` is sent (``None``
+                sends an explicit JSON ``null``).
+        """
+        body: dict[str, Any] = {"task": task}
+        if payload is not OMITTED:
+            body["payload"] = payload
+        answer = self._request("POST", "/submit", body)
+        job_id = answer.get("id") if isinstance(answer, dict) else None
+        if not isinstance(job_id, str):
+            raise ClientError(0, "bad_response", f"POST /submit answered without an id: {answer!r}")
+        return job_id
+
+    def get(self, job_id: str) -> dict[str, Any]:
+        """The job as `GET /jobs/<id>` shows it; `ClientError` with status 404 if unknown."""
+        return self._object("GET", f"/jobs/{quote(job_id, safe='')}")
+
+    def wait(
+        self,
+        job_id: str,
+        timeout_s: float | None = None,
+        poll_s: float = 0.2,
+        on_update: Callable[[dict[str, Any]], None] | None = None,
+    ) -> dict[str, Any]:
+        """Poll the job until it is ``completed`` or ``failed``, and return it.
+
+        Args:
+            job_id: the job to follow.
+            timeout_s: give up after this long (None: never).
+            poll_s: pause between polls.
+            on_update: called with the job on the first poll and whenever it changes.
+
+        Raises:
+            TimeoutError: the job had not finished after `timeout_s`.
+            ClientError: an HTTP error or an unreachable API (not retried).
+        """
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        last: dict[str, Any] | None = None
+        while True:
+            job = self.get(job_id)
+            if job != last:
+                last = job
+                if on_update is not None:
+                    on_update(job)
+            if job.get("status") in FINISHED:
+                return job
+            pause = poll_s
+            if deadline is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(f"job {job_id} still {job.get('status')} after {timeout_s}s")
+                pause = min(pause, remaining)
+            time.sleep(pause)
+
+    def health(self) -> dict[str, Any]:
+        """The API's `GET /health` answer; `ClientError` (e.g. 503) when unhealthy."""
+        return self._object("GET", "/health")
+
+    def _object(self, method: str, path: str) -> dict[str, Any]:
+        answer = self._request(method, path)
+        if not isinstance(answer, dict):
+            raise ClientError(0, "bad_response", f"{method} {path} answered {answer!r}")
+        return answer
+
+    def _request(self, method: str, path: str, body: Any = None) -> Any:
+        url = self.base_url + path
+        try:
+            response = self._session.request(
+                method, url, json=body, timeout=self.timeout_s, allow_redirects=False
+            )
+        except (requests.ConnectionError, requests.Timeout) as e:
+            raise ApiUnreachable(self.base_url, _reason(e)) from e
+        except requests.RequestException as e:  # a malformed URL and the like
+            raise ClientError(0, "request_failed", str(e)) from e
+        if response.status_code >= 400:
+            raise _error_from(response)
+        try:
+            return response.json()
+        except ValueError as e:
+            raise ClientError(
+                response.status_code, "bad_response", f"not JSON: {response.text[:200]!r}"
+            ) from e
+
+
+def _error_from(response: requests.Response) -> ClientError:
+    """`ClientError` from an error answer: its JSON ``error``/``detail``, else its text."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and isinstance(body.get("error"), str):
+        detail = body.get("detail")
+        if detail is not None and not isinstance(detail, str):
+            detail = json.dumps(detail)
+        return ClientError(response.status_code, body["error"], detail)
+    text = response.text.strip()[:200] or None
+    return ClientError(response.status_code, response.reason or "error", text)
+
+
+def _reason(e: requests.RequestException) -> str:
+    """A short cause; requests buries the socket error deep inside a long message."""
+    if isinstance(e, requests.Timeout):
+        return "timed out"
+    text = str(e)
+    for marker, reason in _REASONS:
+        if marker in text:
+            return reason
+    return text
+
+
+_REASONS = (
+    ("Connection refused", "connection refused"),
+    ("Name or service not known", "unknown host"),
+    ("nodename nor servname", "unknown host"),
+    ("Temporary failure in name resolution", "unknown host"),
+    ("Network is unreachable", "network unreachable"),
+    ("No route to host", "no route to host"),
+)

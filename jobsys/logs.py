@@ -1,0 +1,90 @@
+"""Logging setup shared by every `jobsys` command.
+
+One line per record on stdout. ``LOG_FORMAT=text`` (the default) gives readable
+lines; ``LOG_FORMAT=json`` gives one JSON object per line for log shippers::
+
+    2025-01-31T12:00:00.123Z INFO jobsys.worker.worker job 3f2a… completed job_id=3f2a…
+    {"ts": "2025-01-31T12:00:00.123Z", "level": "INFO", "logger": "jobsys.worker.worker", ...}
+
+Fields passed with ``extra={...}`` (``job_id``, ``task``, ``attempt``, ``worker``,
+``duration_ms`` …) are appended as ``key=value`` in text and as keys in JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from typing import Any
+
+from jobsys.settings import Settings
+
+#: Attributes every LogRecord has; anything else on a record came from ``extra``.
+_RECORD_ATTRS = frozenset(vars(logging.LogRecord("", logging.INFO, "", 0, "", None, None))) | {
+    "message",
+    "asctime",
+}
+
+
+def configure_logging(settings: Settings) -> None:
+    """Send log records to stdout in ``settings.log_format`` (idempotent).
+
+    jobsys's own loggers log at ``settings.log_level``; other libraries at WARNING
+    and above, so their chatter stays out of the way.
+    """
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(JsonFormatter() if settings.log_format == "json" else TextFormatter())
+    handler.set_name("jobsys")
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if h.get_name() == "jobsys"]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING)
+    logging.getLogger("jobsys").setLevel(settings.log_level)
+    logging.captureWarnings(True)
+
+
+def _timestamp(record: logging.LogRecord) -> str:
+    """ISO-8601 UTC with milliseconds, e.g. ``2025-01-31T12:00:00.123Z``."""
+    seconds = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+    return f"{seconds}.{int(record.msecs):03d}Z"
+
+
+def _extras(record: logging.LogRecord) -> dict[str, Any]:
+    return {k: v for k, v in vars(record).items() if k not in _RECORD_ATTRS}
+
+
+class TextFormatter(logging.Formatter):
+    """``<timestamp> <LEVEL> <logger> <message> [key=value ...]`` plus any traceback."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """Render one record as a readable line."""
+        line = f"{_timestamp(record)} {record.levelname} {record.name} {record.getMessage()}"
+        extras = " ".join(f"{k}={v}" for k, v in _extras(record).items())
+        if extras:
+            line = f"{line} {extras}"
+        if record.exc_info:
+            line = f"{line}\n{self.formatException(record.exc_info)}"
+        if record.stack_info:
+            line = f"{line}\n{self.formatStack(record.stack_info)}"
+        return line
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record: ts, level, logger, message, the extras, exc."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """Render one record as a single line of JSON."""
+        out: dict[str, Any] = {
+            "ts": _timestamp(record),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        out.update(_extras(record))
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        if record.stack_info:
+            out["stack"] = self.formatStack(record.stack_info)
+        return json.dumps(out, default=str)

@@ -1,0 +1,73 @@
+"""configure_logging: readable or JSON lines on stdout, extras included, set up once."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Iterator
+
+import pytest
+
+from jobsys.logs import configure_logging
+from jobsys.settings import Settings
+
+
+@pytest.fixture(autouse=True)
+def restore_logging() -> Iterator[None]:
+    root, ours = logging.getLogger(), logging.getLogger("jobsys")
+    handlers, root_level, our_level = root.handlers[:], root.level, ours.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(root_level)
+    ours.setLevel(our_level)
+    logging.captureWarnings(False)
+
+
+def test_text_lines_carry_time_level_logger_message_and_extras(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    configure_logging(Settings())
+    logging.getLogger("jobsys.worker").info(
+        "job %s completed", "j1", extra={"job_id": "j1", "duration_ms": 12}
+    )
+    line = capsys.readouterr().out
+    assert re.fullmatch(
+        r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z INFO jobsys.worker job j1 completed "
+        r"job_id=j1 duration_ms=12\n",
+        line,
+    )
+
+
+def test_json_lines(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging(Settings(log_format="json"))
+    log = logging.getLogger("jobsys.api")
+    log.warning("slow", extra={"duration_ms": 900})
+    try:
+        raise ValueError("bad")
+    except ValueError:
+        log.exception("failed")
+    first, second = (json.loads(line) for line in capsys.readouterr().out.splitlines())
+    assert first.keys() == {"ts", "level", "logger", "message", "duration_ms"}
+    assert (first["level"], first["logger"], first["message"]) == ("WARNING", "jobsys.api", "slow")
+    assert first["duration_ms"] == 900
+    assert second["message"] == "failed"
+    assert "ValueError: bad" in second["exc"]
+
+
+def test_configuring_twice_installs_one_handler(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging(Settings())
+    configure_logging(Settings())
+    logging.getLogger("jobsys").warning("once")
+    assert capsys.readouterr().out.count("once") == 1
+
+
+def test_log_level_applies_to_jobsys_loggers_only(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging(Settings(log_level="DEBUG"))
+    logging.getLogger("jobsys.worker").debug("ours")
+    logging.getLogger("urllib3").info("theirs")
+    logging.getLogger("urllib3").warning("their warning")
+    out = capsys.readouterr().out
+    assert "ours" in out
+    assert "theirs" not in out
+    assert "their warning" in out

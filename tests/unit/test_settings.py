@@ -1,0 +1,170 @@
+"""Settings.from_env: every variable, its default, and the message of each bad value."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from typing import Any
+
+import pytest
+
+from jobsys.errors import ConfigError
+from jobsys.settings import Settings
+
+
+def test_defaults_when_nothing_is_set() -> None:
+    settings = Settings.from_env({})
+    assert settings == Settings()
+    assert settings.redis_url == "redis://localhost:6379/0"
+    assert settings.redis_configured is False
+    assert settings.max_retries == 3
+    assert settings.max_attempts == 4
+    assert settings.simulated_work_s == 2.0
+    assert settings.tasks_module is None
+    assert settings.log_level == "INFO"
+    assert settings.log_format == "text"
+    assert settings.api_url == "http://localhost:5001"
+
+
+def test_blank_values_mean_unset() -> None:
+    assert Settings.from_env({"MAX_RETRIES": "", "REDIS_HOST": "  ", "JOBSYS_TASKS": ""}) == (
+        Settings()
+    )
+
+
+#: (variable, raw value, Settings field, parsed value)
+VALID = [
+    ("SIMULATED_WORK_SECONDS", "0.5", "simulated_work_s", 0.5),
+    ("SIMULATED_WORK_SECONDS", "0", "simulated_work_s", 0.0),
+    ("MAX_RETRIES", "0", "max_retries", 0),
+    ("MAX_RETRIES", " 7 ", "max_retries", 7),
+    ("RETRY_BACKOFF_SECONDS", "0.25", "retry_backoff_s", 0.25),
+    ("RETRY_BACKOFF_MAX_SECONDS", "60", "retry_backoff_max_s", 60.0),
+    ("JOB_LEASE_SECONDS", "10", "job_lease_s", 10.0),
+    ("SHUTDOWN_GRACE_SECONDS", "0", "shutdown_grace_s", 0.0),
+    ("JOBSYS_TASKS", "myapp.tasks", "tasks_module", "myapp.tasks"),
+    ("WORKER_CONCURRENCY", "8", "worker_concurrency", 8),
+    ("WORKER_POLL_SECONDS", "0.2", "worker_poll_s", 0.2),
+    ("COMPLETED_RETENTION_SECONDS", "3600", "completed_retention_s", 3600),
+    ("API_WORKERS", "4", "api_workers", 4),
+    ("API_THREADS", "16", "api_threads", 16),
+    ("REDIS_SOCKET_TIMEOUT_SECONDS", "1.5", "redis_socket_timeout_s", 1.5),
+    ("LOG_LEVEL", "debug", "log_level", "DEBUG"),
+    ("LOG_FORMAT", "JSON", "log_format", "json"),
+    ("LOG_FORMAT", "text", "log_format", "text"),
+    ("JOBSYS_URL", "https://jobs.example.com/", "api_url", "https://jobs.example.com"),
+]
+
+
+@pytest.mark.parametrize(("var", "raw", "field", "expected"), VALID)
+def test_each_variable_is_parsed(var: str, raw: str, field: str, expected: Any) -> None:
+    settings = Settings.from_env({var: raw})
+    assert getattr(settings, field) == expected
+    # ...and nothing else moved.
+    others = {f.name for f in fields(Settings)} - {field}
+    assert {n: getattr(settings, n) for n in others} == {n: getattr(Settings(), n) for n in others}
+
+
+def test_every_settings_field_has_a_variable_tested() -> None:
+    derived = {"redis_url", "redis_configured"}  # from REDIS_URL / REDIS_HOST / REDIS_PORT
+    assert {f.name for f in fields(Settings)} - derived == {field for _, _, field, _ in VALID}
+
+
+#: (variable, bad value)
+INVALID = [
+    ("REDIS_URL", "localhost:6379"),
+    ("REDIS_URL", "http://localhost:6379"),
+    ("REDIS_HOST", "redis:6379/0"),
+    ("REDIS_HOST", "user@redis"),
+    ("REDIS_HOST", "two words"),
+    ("REDIS_PORT", "0"),
+    ("REDIS_PORT", "65536"),
+    ("REDIS_PORT", "six"),
+    ("SIMULATED_WORK_SECONDS", "-1"),
+    ("SIMULATED_WORK_SECONDS", "nan"),
+    ("SIMULATED_WORK_SECONDS", "inf"),
+    ("MAX_RETRIES", "-1"),
+    ("MAX_RETRIES", "2.5"),
+    ("MAX_RETRIES", "three"),
+    ("RETRY_BACKOFF_SECONDS", "-0.1"),
+    ("RETRY_BACKOFF_MAX_SECONDS", "x"),
+    ("JOB_LEASE_SECONDS", "0"),
+    ("SHUTDOWN_GRACE_SECONDS", "-5"),
+    ("WORKER_CONCURRENCY", "0"),
+    ("WORKER_POLL_SECONDS", "0"),
+    ("COMPLETED_RETENTION_SECONDS", "1.5"),
+    ("API_WORKERS", "0"),
+    ("API_THREADS", "-2"),
+    ("REDIS_SOCKET_TIMEOUT_SECONDS", "0"),
+    ("LOG_LEVEL", "verbose"),
+    ("LOG_FORMAT", "xml"),
+    ("JOBSYS_URL", "localhost:5001"),
+    ("JOBSYS_URL", "http://"),
+]
+
+
+@pytest.mark.parametrize(("var", "raw"), INVALID)
+def test_a_bad_value_names_the_variable_and_the_value(var: str, raw: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        Settings.from_env({var: raw})
+    assert f"{var}={raw!r}" in str(e.value)
+
+
+def test_lease_must_leave_room_for_heartbeats() -> None:
+    with pytest.raises(ConfigError, match=r"JOB_LEASE_SECONDS=.*WORKER_POLL_SECONDS"):
+        Settings.from_env({"JOB_LEASE_SECONDS": "1", "WORKER_POLL_SECONDS": "1"})
+
+
+def test_redis_host_and_port_build_the_url() -> None:
+    settings = Settings.from_env({"REDIS_HOST": "redis", "REDIS_PORT": "6380"})
+    assert settings.redis_url == "redis://redis:6380/0"
+    assert settings.redis_configured is True
+
+
+@pytest.mark.parametrize(
+    ("env", "url"),
+    [
+        ({"REDIS_HOST": "redis"}, "redis://redis:6379/0"),
+        ({"REDIS_PORT": "6380"}, "redis://localhost:6380/0"),
+    ],
+)
+def test_either_host_or_port_alone_counts_as_configured(env: dict[str, str], url: str) -> None:
+    settings = Settings.from_env(env)
+    assert settings.redis_url == url
+    assert settings.redis_configured is True
+
+
+def test_redis_url_overrides_host_and_port() -> None:
+    settings = Settings.from_env(
+        {"REDIS_URL": "redis://cache:7000/2", "REDIS_HOST": "redis", "REDIS_PORT": "6380"}
+    )
+    assert settings.redis_url == "redis://cache:7000/2"
+    assert settings.redis_configured is True
+
+
+@pytest.mark.parametrize(
+    ("url", "redacted"),
+    [
+        ("redis://localhost:6379/0", "redis://localhost:6379/0"),
+        ("redis://:s3cret@redis:6379/0", "redis://***@redis:6379/0"),
+        ("redis://app:s3cret@redis:6379/0", "redis://app:***@redis:6379/0"),
+        ("rediss://app:p@ss@word@redis:6380/0", "rediss://app:***@redis:6380/0"),
+        ("unix:///run/redis.sock", "unix:///run/redis.sock"),
+    ],
+)
+def test_redacted_url_hides_the_password(url: str, redacted: str) -> None:
+    settings = Settings.from_env({"REDIS_URL": url})
+    assert settings.redis_url == url
+    assert settings.redacted_redis_url == redacted
+    assert "s3cret" not in settings.redacted_redis_url
+
+
+def test_with_overrides_replaces_fields_and_rejects_unknown_ones() -> None:
+    settings = Settings().with_overrides(worker_concurrency=4, tasks_module="app.tasks")
+    assert (settings.worker_concurrency, settings.tasks_module) == (4, "app.tasks")
+    with pytest.raises(TypeError, match="concurency"):
+        Settings().with_overrides(concurency=4)
+
+
+def test_reads_os_environ_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MAX_RETRIES", "9")
+    assert Settings.from_env().max_retries == 9
