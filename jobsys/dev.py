@@ -20,6 +20,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -270,8 +271,17 @@ class _Dev:
             "  Try:",
             f"    curl -s -X POST {url}/submit -H 'Content-Type: application/json' \\",
             """      -d '{"task": "hello", "payload": {"name": "world"}}'""",
-            f'    jobsys submit hello --payload \'{{"name": "world"}}\' --wait --url {url}',
+            f'    {_jobsys_command()} submit hello --payload \'{{"name": "world"}}\' '
+            f"--wait --url {url}",
             "  Ctrl-C to stop",
             "",
         ]
         click.echo("\n".join(lines))
+
+
+def _jobsys_command() -> str:
+    """How the user can run `jobsys`: its name when on PATH, else its full path."""
+    script = Path(sys.executable).parent / "jobsys"
+    if shutil.which("jobsys") == str(script) or not script.exists():
+        return "jobsys"
+    return str(script)

@@ -7,8 +7,8 @@ Threads of one worker process:
   blocks on the queue's wakeup marker (BZPOPMIN) for at most ``worker_poll_s``.
 - one heartbeat thread, with its own connection, that renews the leases of the
   jobs this process holds every ``job_lease_s / 3`` and takes back jobs whose
-  lease ran out (recover.lua) every ``worker_poll_s``. Handlers never run on it,
-  so a busy handler cannot starve it.
+  lease ran out (recover.lua) every ``min(worker_poll_s, job_lease_s / 10)``.
+  Handlers never run on it, so a busy handler cannot starve it.
 - the main thread, which only waits for SIGTERM/SIGINT.
 
 `run_once()` does one claim → run → settle step on the caller's thread, so the
@@ -76,6 +76,11 @@ class Worker:
         self._heartbeat_stop = threading.Event()
         self.completed = 0
         self.failed = 0
+        # Expired leases are looked for this often, and leases are granted for that
+        # much less than JOB_LEASE_SECONDS, so that a dead worker's job is back in
+        # its queue within JOB_LEASE_SECONDS of the worker's last heartbeat.
+        self.recover_interval_s = min(settings.worker_poll_s, settings.job_lease_s / 10)
+        self.lease_grant_s = settings.job_lease_s - self.recover_interval_s
 
     # -- one step ------------------------------------------------------------
 
@@ -85,7 +90,7 @@ class Worker:
         Returns the number of jobs processed (0 or 1). Raises `StoreUnavailable`.
         """
         for queue in self.queues:
-            claimed = self.store.claim(queue, self.id, self.settings.job_lease_s, 1)
+            claimed = self.store.claim(queue, self.id, self.lease_grant_s, 1)
             if claimed:
                 for job in claimed:
                     self._hold(queue, job)
@@ -210,7 +215,7 @@ class Worker:
         for job_id, held in self.held().items():
             by_queue.setdefault(held.queue, []).append((job_id, held.attempt))
         for queue, jobs in by_queue.items():
-            lost = self.store.heartbeat(queue, self.id, self.settings.job_lease_s, jobs)
+            lost = self.store.heartbeat(queue, self.id, self.lease_grant_s, jobs)
             for job_id in lost:
                 logger.warning("job %s: lease lost (taken over by another worker)", job_id)
 
@@ -238,7 +243,7 @@ class Worker:
                     next_beat = now + interval
                 if now >= next_recover and not self.stopping.is_set():
                     self.recover_once()
-                    next_recover = now + self.settings.worker_poll_s
+                    next_recover = now + self.recover_interval_s
             except StoreUnavailable as e:
                 logger.warning("heartbeat: Redis unreachable: %s", e)
                 next_beat = next_recover = now + 1.0
