@@ -18,6 +18,8 @@ for ``SIMULATED_WORK_SECONDS``; the task ``fail`` always raises.
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -55,9 +57,16 @@ def registered() -> list[str]:
 
 
 def load(module: str | None) -> None:
-    """Import the tasks module `module` (dotted name) so its handlers register."""
+    """Import the tasks module `module` (dotted name) so its handlers register.
+
+    The current directory is searched first, as `python -m` would, so that
+    `jobsys worker --tasks mytasks` finds ``./mytasks.py``.
+    """
     if not module:
         return
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.insert(0, cwd)
     try:
         importlib.import_module(module)
     except ImportError as e:

@@ -27,7 +27,9 @@ def process_env(env: Mapping[str, str]) -> dict[str, str]:
 class Proc:
     """A `python -m jobsys ...` child process whose output goes to a log file."""
 
-    def __init__(self, args: list[str], env: Mapping[str, str], log: Path) -> None:
+    def __init__(
+        self, args: list[str], env: Mapping[str, str], log: Path, cwd: Path | None = None
+    ) -> None:
         self.args = args
         self.log_path = log
         self._log = log.open("wb")
@@ -37,6 +39,7 @@ class Proc:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
+            cwd=cwd,
         )
 
     @property
