@@ -99,6 +99,12 @@ class Settings:
                 f"JOB_LEASE_SECONDS={settings.job_lease_s} must be at least twice "
                 f"WORKER_POLL_SECONDS={settings.worker_poll_s} so heartbeats can renew leases"
             )
+        if settings.worker_poll_s >= settings.redis_socket_timeout_s:
+            raise ConfigError(
+                f"WORKER_POLL_SECONDS={settings.worker_poll_s} must be less than "
+                f"REDIS_SOCKET_TIMEOUT_SECONDS={settings.redis_socket_timeout_s}: an idle "
+                "worker's blocking read must end before the socket times out"
+            )
         return settings
 
     def with_overrides(self, **changes: Any) -> Settings:

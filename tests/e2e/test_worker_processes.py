@@ -171,3 +171,21 @@ def test_workers_ride_out_a_redis_restart(
         assert worker.wait(10) == 0
     finally:
         server.stop()
+
+
+def test_concurrency_runs_jobs_side_by_side_in_one_process(
+    env: dict[str, str], store: Store, redis_client: redis.Redis, spawn: Spawn
+) -> None:
+    worker = spawn(env, "--concurrency", "4")
+    time.sleep(1.0)
+    ids = [store.submit("record", {"tag": str(i), "sleep": 1.0}) for i in range(4)]
+    wait_for(lambda: all(store.get(i).status == "completed" for i in ids), 10, what="all done")
+    jobs = [store.get(i) for i in ids]
+    # Side by side: every job had started before the first one finished.
+    assert max(str(j.started_at) for j in jobs) < min(str(j.completed_at) for j in jobs)
+    assert len({store.get(i).worker for i in ids}) == 1
+    assert {e.split(":")[1] for e in redis_client.lrange("test:executions", 0, -1)} == {
+        str(worker.pid)
+    }
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(10) == 0

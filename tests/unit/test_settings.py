@@ -114,6 +114,11 @@ def test_lease_must_leave_room_for_heartbeats() -> None:
         Settings.from_env({"JOB_LEASE_SECONDS": "1", "WORKER_POLL_SECONDS": "1"})
 
 
+def test_an_idle_workers_blocking_read_must_end_before_the_socket_timeout() -> None:
+    with pytest.raises(ConfigError, match=r"WORKER_POLL_SECONDS=.*REDIS_SOCKET_TIMEOUT_SECONDS"):
+        Settings.from_env({"WORKER_POLL_SECONDS": "5", "REDIS_SOCKET_TIMEOUT_SECONDS": "5"})
+
+
 def test_redis_host_and_port_build_the_url() -> None:
     settings = Settings.from_env({"REDIS_HOST": "redis", "REDIS_PORT": "6380"})
     assert settings.redis_url == "redis://redis:6380/0"
