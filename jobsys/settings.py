@@ -49,6 +49,9 @@ class Settings:
     tasks_module: str | None = None
     #: WORKER_CONCURRENCY: jobs one worker process runs at once.
     worker_concurrency: int = 1
+    #: WORKER_PREFETCH: most jobs a worker claims at once (it claims fewer when
+    #: jobs are slow: about 50 ms of work per claim).
+    worker_prefetch: int = 100
     #: WORKER_POLL_SECONDS: longest an idle worker blocks before it looks for
     #: due retries and expired leases again.
     worker_poll_s: float = 1.0
@@ -85,6 +88,7 @@ class Settings:
             shutdown_grace_s=reader.get("SHUTDOWN_GRACE_SECONDS", _non_negative_float, 30.0),
             tasks_module=env.get("JOBSYS_TASKS") or None,
             worker_concurrency=reader.get("WORKER_CONCURRENCY", _positive_int, 1),
+            worker_prefetch=reader.get("WORKER_PREFETCH", _positive_int, 100),
             worker_poll_s=reader.get("WORKER_POLL_SECONDS", _positive_float, 1.0),
             completed_retention_s=reader.get("COMPLETED_RETENTION_SECONDS", _non_negative_int, 0),
             api_workers=reader.get("API_WORKERS", _positive_int, 2),

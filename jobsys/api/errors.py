@@ -22,7 +22,7 @@ from jobsys.errors import InvalidJob, JobNotFound, JobsysError, StoreFull, Store
 logger = logging.getLogger(__name__)
 
 #: An oversized body up to this size is read to its end before the 413 goes out.
-DRAIN_LIMIT_BYTES = 8 * 1024 * 1024
+DRAIN_LIMIT_BYTES = 24 * 1024 * 1024
 
 
 def error_response(status: int, error: str, detail: str, field: str | None = None) -> Response:
@@ -77,7 +77,8 @@ def _internal_error(e: InternalServerError) -> Response:
 
 def _too_large(e: RequestEntityTooLarge) -> Response:
     _drain_body()
-    detail = f"the body must be at most {MAX_BODY_BYTES} bytes (1 MiB)"
+    limit = request.max_content_length or MAX_BODY_BYTES
+    detail = f"the body must be at most {limit} bytes ({limit // (1024 * 1024)} MiB)"
     return error_response(413, "request entity too large", detail)
 
 

@@ -12,8 +12,10 @@ from typing import Any
 
 import jobsys
 from jobsys.api.validation import (
+    MAX_BATCH_BODY_BYTES,
     MAX_BODY_BYTES,
     MAX_JSON_DEPTH,
+    BatchRequest,
     SubmitRequest,
     printable_pattern,
 )
@@ -83,6 +85,20 @@ _SCHEMAS: dict[str, Any] = {
             "id": {"type": "string", "format": "uuid"},
         },
     },
+    "BatchSubmitted": {
+        "type": "object",
+        "required": ["status", "count", "ids"],
+        "additionalProperties": False,
+        "properties": {
+            "status": {"const": "queued"},
+            "count": {"type": "integer", "minimum": 1},
+            "ids": {
+                "type": "array",
+                "description": "One id per job, in the order of `jobs`.",
+                "items": {"type": "string", "format": "uuid"},
+            },
+        },
+    },
     "Job": _JOB_SCHEMA,
     "Health": {
         "type": "object",
@@ -124,6 +140,7 @@ _RESPONSES: dict[str, Any] = {
         {"Allow": {"schema": {"type": "string"}}},
     ),
     "PayloadTooLarge": _error(f"The body is larger than {MAX_BODY_BYTES} bytes (1 MiB)."),
+    "BatchTooLarge": _error(f"The body is larger than {MAX_BATCH_BODY_BYTES} bytes (16 MiB)."),
     "UnsupportedMediaType": _error(
         "Content-Type is not application/json (or a */*+json type) with UTF-8."
     ),
@@ -169,6 +186,27 @@ def _paths() -> dict[str, Any]:
                     },
                     "400": _ref("responses", "BadRequest"),
                     "413": _ref("responses", "PayloadTooLarge"),
+                    "415": _ref("responses", "UnsupportedMediaType"),
+                    "503": _ref("responses", "StoreUnavailable"),
+                    "507": _ref("responses", "StoreFull"),
+                    **_COMMON,
+                },
+            }
+        },
+        "/submit/batch": {
+            "post": {
+                "operationId": "submitBatch",
+                "summary": "Queue many jobs at once, all or none",
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {"schema": _ref("schemas", "BatchRequest")},
+                    },
+                },
+                "responses": {
+                    "202": _ok("All the jobs are queued.", "BatchSubmitted"),
+                    "400": _ref("responses", "BadRequest"),
+                    "413": _ref("responses", "BatchTooLarge"),
                     "415": _ref("responses", "UnsupportedMediaType"),
                     "503": _ref("responses", "StoreUnavailable"),
                     "507": _ref("responses", "StoreFull"),
@@ -230,6 +268,8 @@ def document() -> dict[str, Any]:
     """The whole OpenAPI document (built once; treat it as read-only)."""
     submit = SubmitRequest.model_json_schema(ref_template=_REF)
     submit["properties"]["task"]["pattern"] = printable_pattern()
+    batch = BatchRequest.model_json_schema(ref_template=_REF)
+    batch.pop("$defs", None)  # its SubmitRequest is the one below
     return {
         "openapi": "3.1.0",
         "info": {
@@ -242,7 +282,7 @@ def document() -> dict[str, Any]:
         },
         "paths": _paths(),
         "components": {
-            "schemas": {"SubmitRequest": submit, **_SCHEMAS},
+            "schemas": {"SubmitRequest": submit, "BatchRequest": batch, **_SCHEMAS},
             "responses": _RESPONSES,
             "headers": {
                 "X-Request-ID": {

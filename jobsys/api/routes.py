@@ -11,7 +11,7 @@ from flask.typing import ResponseReturnValue
 from jobsys.api import openapi, validation
 from jobsys.errors import StoreUnavailable
 from jobsys.settings import Settings
-from jobsys.store import Store
+from jobsys.store import Store, Submission
 
 bp = Blueprint("jobsys", __name__)
 
@@ -43,6 +43,15 @@ def submit() -> ResponseReturnValue:
     job_id = state().store.submit(req.task, req.payload, has_payload=req.has_payload)
     body = {"status": "queued", "task": req.task, "id": job_id}
     return body, 202, {"Location": url_for(".get_job", job_id=job_id)}
+
+
+@bp.post("/submit/batch")
+def submit_batch() -> ResponseReturnValue:
+    """Queue many jobs in one atomic step: 202 with their ids, in order."""
+    req = validation.batch_request(request)
+    jobs = [Submission(j.task, j.payload, j.has_payload) for j in req.jobs]
+    ids = state().store.submit_many(jobs)
+    return {"status": "queued", "count": len(ids), "ids": ids}, 202
 
 
 @bp.get("/jobs/<job_id>")

@@ -12,7 +12,7 @@ import math
 import re
 import sys
 from functools import cache
-from typing import Any
+from typing import Any, TypeVar
 
 from flask import Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -23,12 +23,18 @@ from jobsys.errors import InvalidJob, JobNotFound
 
 #: Largest accepted request body (Flask's MAX_CONTENT_LENGTH); larger is 413.
 MAX_BODY_BYTES = 1024 * 1024
+#: Largest accepted body of ``POST /submit/batch``.
+MAX_BATCH_BODY_BYTES = 16 * 1024 * 1024
+#: Most jobs one ``POST /submit/batch`` may carry.
+MAX_BATCH_JOBS = 10_000
 #: Longest task name, in characters.
 MAX_TASK_CHARS = 200
 #: Deepest nesting of arrays/objects in a body (the body object is level 1).
 #: A fixed limit instead of whatever depth happens to exhaust the interpreter's
 #: recursion limit, so a job that was accepted can always be serialised again.
 MAX_JSON_DEPTH = 128
+
+M = TypeVar("M", bound=BaseModel)
 
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _MAX_ECHO_CHARS = 100
@@ -74,19 +80,42 @@ class SubmitRequest(BaseModel):
         return "payload" in self.model_fields_set
 
 
+class BatchRequest(BaseModel):
+    """The JSON body of POST /submit/batch."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, title="BatchRequest")
+
+    jobs: list[SubmitRequest] = Field(
+        min_length=1,
+        max_length=MAX_BATCH_JOBS,
+        description=(
+            f"1 to {MAX_BATCH_JOBS} jobs, each as in POST /submit. All are queued in one "
+            "atomic step, or none is."
+        ),
+    )
+
+
 def submit_request(request: Request) -> SubmitRequest:
     """Validate the request of ``POST /submit`` (media type, size, JSON, rules)."""
     check_media_type(request.mimetype, request.mimetype_params.get("charset"))
     return parse_submit(parse_json(read_body(request)))
 
 
+def batch_request(request: Request) -> BatchRequest:
+    """Validate the request of ``POST /submit/batch`` (media type, size, JSON, rules)."""
+    request.max_content_length = MAX_BATCH_BODY_BYTES
+    check_media_type(request.mimetype, request.mimetype_params.get("charset"))
+    return _validate(BatchRequest, parse_json(read_body(request)))
+
+
 def read_body(request: Request) -> bytes:
-    """The raw body; 413 when it is larger than `MAX_BODY_BYTES`."""
+    """The raw body; 413 when it is larger than the request's `max_content_length`."""
+    limit = request.max_content_length or MAX_BODY_BYTES
     # werkzeug raises 413 itself when Content-Length is too large...
     data = request.get_data(cache=False)
     # ...but quietly stops at the limit when the body comes chunked (no
     # Content-Length): a byte beyond it means the body was too large.
-    if len(data) >= MAX_BODY_BYTES and request.environ["wsgi.input"].read(1):
+    if len(data) >= limit and request.environ["wsgi.input"].read(1):
         raise RequestEntityTooLarge()
     return data
 
@@ -121,13 +150,17 @@ def parse_json(data: bytes) -> Any:
 
 def parse_submit(body: Any) -> SubmitRequest:
     """Apply the field rules of `SubmitRequest` to a decoded body."""
+    return _validate(SubmitRequest, body)
+
+
+def _validate(model: type[M], body: Any) -> M:
     if not isinstance(body, dict):
         raise InvalidJob("body", f"must be a JSON object, not {_json_type(body)}")
     try:
-        return SubmitRequest.model_validate(body)
+        return model.model_validate(body)
     except ValidationError as e:
         first = e.errors()[0]
-        raise InvalidJob(_field(first), _rule(first)) from None
+        raise InvalidJob(_field(first), _rule(first, model)) from None
 
 
 def canonical_job_id(job_id: str) -> str:
@@ -215,12 +248,20 @@ _RULES = {
     "string_too_short": "must not be empty",
     "string_unicode": "must be valid Unicode (no lone surrogates)",
     "string_too_long": f"must be at most {MAX_TASK_CHARS} characters",
-    "extra_forbidden": "is not a known field (allowed: task, payload)",
+    "too_short": "must hold at least 1 job",
+    "too_long": f"must hold at most {MAX_BATCH_JOBS} jobs",
 }
 
 
-def _rule(error: ErrorDetails) -> str:
+def _rule(error: ErrorDetails, model: type[BaseModel]) -> str:
     kind = error["type"]
+    if kind == "extra_forbidden":
+        # The model whose field list applies: a job inside a batch is a SubmitRequest.
+        owner = SubmitRequest if len(error["loc"]) > 1 else model
+        return f"is not a known field (allowed: {', '.join(owner.model_fields)})"
+    if kind in {"list_type", "model_type", "dict_type"}:
+        expected = "an array" if kind == "list_type" else "a JSON object"
+        return f"must be {expected}, not {_json_type(error['input'])}"
     if kind == "string_type":
         return f"must be a string, not {_json_type(error['input'])}"
     if kind == "value_error":  # raised by a field_validator: its message is the rule

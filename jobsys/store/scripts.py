@@ -8,6 +8,7 @@ loads them again by itself after a Redis restart (NOSCRIPT).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -94,25 +95,32 @@ class Scripts:
         ]
 
     def complete(
-        self, queue: str, job_id: str, worker: str, attempt: int, result_json: str, retention_s: int
-    ) -> bool:
-        """Record a result; False when the lease was lost (see complete.lua)."""
-        ks = [keys.job(job_id), keys.leases(queue)]
-        return bool(self._run("complete", ks, [job_id, worker, attempt, result_json, retention_s]))
+        self, queue: str, worker: str, retention_s: int, jobs: Sequence[tuple[str, int, str]]
+    ) -> list[bool]:
+        """Record results [(id, attempt, result JSON)]; False where the lease was lost
+        (see complete.lua)."""
+        ks = [keys.leases(queue)]
+        args: list[Any] = [worker, retention_s]
+        for job_id, attempt, result_json in jobs:
+            ks.append(keys.job(job_id))
+            args += [job_id, attempt, result_json]
+        return [bool(x) for x in self._run("complete", ks, args)]
 
-    def fail(
-        self, queue: str, job_id: str, worker: str, attempt: int, error: str, backoff_ms: int
-    ) -> str:
-        """Record a failed attempt: "retry", "dead" or "stale" (see fail.lua)."""
+    def fail(self, queue: str, worker: str, jobs: Sequence[tuple[str, int, str, int]]) -> list[str]:
+        """Record failed attempts [(id, attempt, error, backoff_ms)]: "retry", "dead" or
+        "stale" each (see fail.lua)."""
         ks = [
-            keys.job(job_id),
             keys.leases(queue),
             keys.scheduled(queue),
             keys.dead_letter(),
             keys.ready(queue),
             keys.wakeup(queue),
         ]
-        return _text(self._run("fail", ks, [job_id, worker, attempt, error, backoff_ms]))
+        args: list[Any] = [worker]
+        for job_id, attempt, error, backoff_ms in jobs:
+            ks.append(keys.job(job_id))
+            args += [job_id, attempt, error, backoff_ms]
+        return [_text(x) for x in self._run("fail", ks, args)]
 
     def release(self, queue: str, job_id: str, worker: str, attempt: int) -> bool:
         """Hand an unfinished job back without counting the attempt (see release.lua)."""

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, cast
 
 import redis
@@ -73,18 +74,29 @@ class Store:
         `payload` is stored as JSON when given; pass ``has_payload=True`` to store
         an explicit JSON ``null``.
         """
-        if has_payload is None:
-            has_payload = payload is not None
-        job_id = str(uuid.uuid4())
-        new = NewJob(
-            id=job_id,
-            task=task,
-            payload_json=json.dumps(payload, separators=(",", ":")) if has_payload else None,
-            max_retries=self.settings.max_retries if max_retries is None else max_retries,
-        )
+        return self.submit_many(
+            [Submission(task, payload, has_payload)], queue=queue, max_retries=max_retries
+        )[0]
+
+    def submit_many(
+        self,
+        jobs: Iterable[Submission | tuple[str, Any]],
+        *,
+        queue: str = DEFAULT_QUEUE,
+        max_retries: int | None = None,
+    ) -> list[str]:
+        """Enqueue many jobs atomically (all or none); return their ids in order.
+
+        Each job is a `Submission` or a ``(task, payload)`` pair, where a ``None``
+        payload means "no payload".
+        """
+        retries = self.settings.max_retries if max_retries is None else max_retries
+        new = [_new_job(Submission(*j) if isinstance(j, tuple) else j, retries) for j in jobs]
+        if not new:
+            return []
         with translate_errors():
-            self.scripts.enqueue(queue, [new])
-        return job_id
+            self.scripts.enqueue(queue, new)
+        return [j.id for j in new]
 
     def get(self, job_id: str) -> Job:
         """The job with this id; raises `JobNotFound`."""
@@ -120,16 +132,30 @@ class Store:
         self, queue: str, job_id: str, worker: str, attempt: int, result_json: str
     ) -> bool:
         """Record a result (JSON text); False when the worker no longer holds the lease."""
+        return self.complete_many(queue, worker, [(job_id, attempt, result_json)])[0]
+
+    def complete_many(
+        self, queue: str, worker: str, jobs: Sequence[tuple[str, int, str]]
+    ) -> list[bool]:
+        """Record results [(id, attempt, result JSON)] in one step; False where the
+        worker no longer holds the lease."""
         retention = self.settings.completed_retention_s
         with translate_errors():
-            return self.scripts.complete(queue, job_id, worker, attempt, result_json, retention)
+            return self.scripts.complete(queue, worker, retention, jobs)
 
     def fail(
         self, queue: str, job_id: str, worker: str, attempt: int, error: str, backoff_s: float
     ) -> str:
         """Record a failed attempt: "retry", "dead", or "stale" (lease lost)."""
+        return self.fail_many(queue, worker, [(job_id, attempt, error, backoff_s)])[0]
+
+    def fail_many(
+        self, queue: str, worker: str, jobs: Sequence[tuple[str, int, str, float]]
+    ) -> list[str]:
+        """Record failed attempts [(id, attempt, error, backoff_s)] in one step."""
+        items = [(i, a, e, _ms(b)) for i, a, e, b in jobs]
         with translate_errors():
-            return self.scripts.fail(queue, job_id, worker, attempt, error, _ms(backoff_s))
+            return self.scripts.fail(queue, worker, items)
 
     def release(self, queue: str, job_id: str, worker: str, attempt: int) -> bool:
         """Hand back an unfinished job without counting its attempt."""
@@ -149,6 +175,27 @@ class Store:
             return []
         with translate_errors():
             return self.scripts.heartbeat(queue, worker, _ms(lease_s), held)
+
+
+@dataclass(frozen=True)
+class Submission:
+    """One job to submit: its task and, optionally, its payload."""
+
+    task: str
+    payload: Any = None
+    #: None: the job has a payload when `payload` is not None. True stores even a
+    #: None payload (as JSON null).
+    has_payload: bool | None = None
+
+
+def _new_job(sub: Submission, max_retries: int) -> NewJob:
+    has_payload = sub.payload is not None if sub.has_payload is None else sub.has_payload
+    return NewJob(
+        id=str(uuid.uuid4()),
+        task=sub.task,
+        payload_json=json.dumps(sub.payload, separators=(",", ":")) if has_payload else None,
+        max_retries=max_retries,
+    )
 
 
 def _ms(seconds: float) -> int:

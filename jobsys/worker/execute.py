@@ -33,9 +33,9 @@ def execute(job: Claimed, simulated_work_s: float) -> Outcome:
     try:
         payload = json.loads(job.payload_json) if job.payload_json is not None else None
         result = _call(job.task, payload, simulated_work_s)
-    # User task code runs here: any exception it raises is a failed attempt,
-    # never a dead worker.
-    except Exception as e:
+    # User task code runs here: any exception it raises (even SystemExit) is a
+    # failed attempt, never a dead worker.
+    except (Exception, SystemExit) as e:
         logger.warning(
             "job %s task=%s attempt=%d raised %s",
             job.id,

@@ -33,13 +33,15 @@ from jobsys.errors import StoreUnavailable
 from jobsys.settings import Settings
 from jobsys.store import Claimed, Store
 from jobsys.store.store import DEFAULT_QUEUE
-from jobsys.worker.backoff import retry_delay_s
-from jobsys.worker.execute import Outcome, execute
+from jobsys.worker.execute import execute
+from jobsys.worker.settle import MAX_RECONNECT_DELAY_S, Finished, Settler
 
 logger = logging.getLogger(__name__)
 
-#: Longest pause between reconnection attempts while Redis is unreachable.
-MAX_RECONNECT_DELAY_S = 5.0
+#: A claimed batch holds about this much work (by the recent average job duration).
+BATCH_BUDGET_S = 0.05
+#: Within a batch, finished jobs are settled at least this often.
+SETTLE_INTERVAL_S = 0.005
 
 
 def make_worker_id() -> str:
@@ -81,23 +83,78 @@ class Worker:
         # its queue within JOB_LEASE_SECONDS of the worker's last heartbeat.
         self.recover_interval_s = min(settings.worker_poll_s, settings.job_lease_s / 10)
         self.lease_grant_s = settings.job_lease_s - self.recover_interval_s
+        self.settler = Settler(self.store, self.id, settings, self.holds)
+        # Moving average of how long a job takes; None until one has run, so the
+        # first claim takes one job.
+        self._avg_duration_s: float | None = None
 
     # -- one step ------------------------------------------------------------
 
     def run_once(self) -> int:
-        """Claim at most one job from the first queue that has one, run it and settle it.
+        """Claim a batch from the first queue that has jobs, run it and settle it.
 
-        Returns the number of jobs processed (0 or 1). Raises `StoreUnavailable`.
+        Returns the number of jobs run. Raises `StoreUnavailable`.
         """
         for queue in self.queues:
-            claimed = self.store.claim(queue, self.id, self.lease_grant_s, 1)
+            claimed = self.store.claim(queue, self.id, self.lease_grant_s, self.batch_size())
             if claimed:
                 for job in claimed:
                     self._hold(queue, job)
-                for job in claimed:
-                    self._process(queue, job)
-                return len(claimed)
+                return self._run_batch(queue, claimed)
         return 0
+
+    def batch_size(self) -> int:
+        """How many jobs to claim at once: about `BATCH_BUDGET_S` of work by the recent
+        average duration, at least 1 and at most WORKER_PREFETCH.
+
+        Slow jobs are claimed one at a time, so that other workers get their share;
+        fast ones in batches, so that one claim and one settle serve many jobs.
+        """
+        if self._avg_duration_s is None:
+            return 1
+        fits = int(BATCH_BUDGET_S / max(self._avg_duration_s, 1e-6))
+        return max(1, min(self.settings.worker_prefetch, fits))
+
+    def _run_batch(self, queue: str, claimed: list[Claimed]) -> int:
+        finished: list[Finished] = []
+        last_settle = time.monotonic()
+        ran = 0
+        try:
+            for job in claimed:
+                if self.stopping.is_set():
+                    break
+                logger.debug(
+                    "job %s started task=%s queue=%s attempt=%d worker=%s",
+                    job.id, job.task, queue, job.attempt, self.id,
+                )  # fmt: skip
+                outcome = execute(job, self.settings.simulated_work_s)
+                ran += 1
+                self._observe(outcome.duration_s)
+                finished.append(Finished(job, outcome))
+                if time.monotonic() - last_settle >= SETTLE_INTERVAL_S:
+                    self._settle(queue, finished)
+                    finished = []
+                    last_settle = time.monotonic()
+        finally:
+            self._settle(queue, finished)
+            # Jobs of the batch that never started because the worker is stopping.
+            self._release(queue, claimed[ran:])
+        return ran
+
+    def _observe(self, duration_s: float) -> None:
+        avg = self._avg_duration_s
+        self._avg_duration_s = duration_s if avg is None else avg + 0.2 * (duration_s - avg)
+
+    def _settle(self, queue: str, finished: list[Finished]) -> None:
+        if not finished:
+            return
+        try:
+            completed, failed = self.settler.settle(queue, finished)
+            self.completed += completed
+            self.failed += failed
+        finally:
+            for f in finished:
+                self._unhold(f.job.id)
 
     def _hold(self, queue: str, job: Claimed) -> None:
         with self._held_lock:
@@ -107,105 +164,15 @@ class Worker:
         with self._held_lock:
             self._held.pop(job_id, None)
 
+    def holds(self, job_id: str) -> bool:
+        """True while this worker holds the lease of `job_id`."""
+        with self._held_lock:
+            return job_id in self._held
+
     def held(self) -> dict[str, Held]:
         """A snapshot of the jobs this worker holds leases on."""
         with self._held_lock:
             return dict(self._held)
-
-    def _process(self, queue: str, job: Claimed) -> None:
-        logger.info(
-            "job %s started task=%s queue=%s attempt=%d worker=%s",
-            job.id,
-            job.task,
-            queue,
-            job.attempt,
-            self.id,
-        )
-        outcome = execute(job, self.settings.simulated_work_s)
-        try:
-            self._settle(queue, job, outcome)
-        finally:
-            self._unhold(job.id)
-
-    def _settle(self, queue: str, job: Claimed, outcome: Outcome) -> None:
-        """Record the outcome, retrying while Redis is unreachable.
-
-        Gives up only when the worker is told to stop at once; the lease then
-        brings the job back (at-least-once), and fencing rejects a late result.
-        """
-        delay = 0.1
-        while True:
-            try:
-                if outcome.ok:
-                    self._record_success(queue, job, outcome)
-                else:
-                    self._record_failure(queue, job, outcome)
-                return
-            except StoreUnavailable as e:
-                if job.id not in self.held():
-                    return
-                logger.warning("job %s: cannot settle, retrying in %.1fs: %s", job.id, delay, e)
-                time.sleep(delay)
-                delay = min(delay * 2, MAX_RECONNECT_DELAY_S)
-
-    def _record_success(self, queue: str, job: Claimed, outcome: Outcome) -> None:
-        ms = round(outcome.duration_s * 1000)
-        if self.store.complete(queue, job.id, self.id, job.attempt, outcome.result_json):
-            self.completed += 1
-            logger.info(
-                "job %s completed task=%s attempt=%d worker=%s duration_ms=%d",
-                job.id,
-                job.task,
-                job.attempt,
-                self.id,
-                ms,
-            )
-        else:
-            logger.warning(
-                "job %s result discarded: lease lost (attempt=%d worker=%s duration_ms=%d)",
-                job.id,
-                job.attempt,
-                self.id,
-                ms,
-            )
-
-    def _record_failure(self, queue: str, job: Claimed, outcome: Outcome) -> None:
-        delay_s = retry_delay_s(
-            job.attempt, self.settings.retry_backoff_s, self.settings.retry_backoff_max_s
-        )
-        verdict = self.store.fail(queue, job.id, self.id, job.attempt, outcome.error, delay_s)
-        ms = round(outcome.duration_s * 1000)
-        if verdict == "stale":
-            logger.warning(
-                "job %s failure discarded: lease lost (attempt=%d worker=%s)",
-                job.id,
-                job.attempt,
-                self.id,
-            )
-            return
-        self.failed += 1
-        if verdict == "dead":
-            logger.error(
-                "job %s dead-lettered task=%s attempt=%d worker=%s duration_ms=%d error=%s",
-                job.id,
-                job.task,
-                job.attempt,
-                self.id,
-                ms,
-                outcome.error,
-            )
-        else:
-            logger.warning(
-                "job %s failed, retry in %.2fs task=%s attempt=%d worker=%s duration_ms=%d "
-                "error=%s",
-                job.id,
-                delay_s,
-                job.task,
-                job.attempt,
-                self.id,
-                ms,
-                outcome.error,
-            )
 
     # -- heartbeats and recovery ---------------------------------------------
 
@@ -322,9 +289,22 @@ class Worker:
 
     def release_held(self) -> None:
         """Hand back every job still held (their attempt is not counted)."""
+        by_queue: dict[str, list[str]] = {}
         for job_id, held in self.held().items():
+            by_queue.setdefault(held.queue, []).append(job_id)
+        for queue, ids in by_queue.items():
+            self._release_ids(queue, ids)
+
+    def _release(self, queue: str, jobs: list[Claimed]) -> None:
+        self._release_ids(queue, [j.id for j in jobs])
+
+    def _release_ids(self, queue: str, ids: list[str]) -> None:
+        for job_id in ids:
+            held = self.held().get(job_id)
+            if held is None:
+                continue
             try:
-                if self.store.release(held.queue, job_id, self.id, held.attempt):
+                if self.store.release(queue, job_id, self.id, held.attempt):
                     logger.warning("job %s handed back unfinished (task=%s)", job_id, held.task)
             except StoreUnavailable as e:
                 logger.warning("job %s: cannot hand back (%s); its lease will expire", job_id, e)

@@ -200,7 +200,13 @@ def test_errors_are_json(api: ApiProcess, http: requests.Session, redis_client: 
 
 def test_openapi_is_served(api: ApiProcess, http: requests.Session):
     doc = http.get(f"{api.url}/openapi.json").json()
-    assert set(doc["paths"]) == {"/submit", "/jobs/{job_id}", "/health", "/openapi.json"}
+    assert set(doc["paths"]) == {
+        "/submit",
+        "/submit/batch",
+        "/jobs/{job_id}",
+        "/health",
+        "/openapi.json",
+    }
 
 
 def test_health_and_submits_follow_redis_down_and_up(tmp_path: Path, http: requests.Session):

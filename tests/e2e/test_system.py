@@ -10,6 +10,7 @@ import pytest
 import redis
 import requests
 
+from jobsys import Client
 from jobsys.redis_server import free_port
 
 from processes import Proc, wait_for, wait_for_http
@@ -94,3 +95,15 @@ def test_jobs_start_in_submission_order_and_run_once(
     # Claims are atomic and in rank order, so start times (Redis clock) never go back.
     started = [str(job(system, i)["started_at"]) for i in ids]
     assert started == sorted(started)
+
+
+def test_a_batch_from_the_python_client_runs_every_job(
+    system: str, redis_client: redis.Redis
+) -> None:
+    with Client(system) as client:
+        ids = client.submit_many([("record", {"tag": str(i)}) for i in range(50)] + ["hello"])
+        assert len(ids) == 51
+        final = [client.wait(i, timeout_s=20) for i in ids]
+    assert {j["status"] for j in final} == {"completed"}
+    runs = [r.split(":")[0] for r in redis_client.lrange("test:executions", 0, -1)]
+    assert sorted(runs, key=int) == [str(i) for i in range(50)]

@@ -242,3 +242,81 @@ def test_concurrent_workers_never_run_a_job_twice(
     assert len(runs) == 300
     assert len({r.split(":")[0] for r in runs}) == 300
     assert all(store.get(i).status == "completed" for i in ids)
+
+
+def test_fast_jobs_are_claimed_in_batches_of_at_most_half_the_queue(
+    settings: Settings, store: Store, redis_client: redis.Redis
+) -> None:
+    ids = [store.submit("record", {"tag": str(i)}) for i in range(41)]
+    worker = make_worker(settings, store)
+    assert worker.run_once() == 1  # nothing known about job durations yet: one job
+    assert worker.batch_size() > 20  # echo-fast jobs: now it claims many
+    assert worker.run_once() == 20  # but never more than half of the 40 waiting
+    while worker.run_once():
+        pass
+    runs = [r.split(":")[0] for r in redis_client.lrange("test:executions", 0, -1)]
+    assert runs == [str(i) for i in range(41)]  # batches keep FIFO order
+    assert all(store.get(i).status == "completed" for i in ids)
+
+
+def test_slow_jobs_are_claimed_one_at_a_time(settings: Settings, store: Store) -> None:
+    for _ in range(3):
+        store.submit("sleep", 0.06)
+    worker = make_worker(settings, store)
+    assert worker.run_once() == 1
+    assert worker.batch_size() == 1
+    assert worker.run_once() == 1
+
+
+def test_a_stopping_worker_hands_back_the_unstarted_rest_of_its_batch(
+    settings: Settings, store: Store, redis_client: redis.Redis
+) -> None:
+    ids = [store.submit("echo", i) for i in range(6)]
+    worker = make_worker(settings, store)
+    claimed = store.claim("default", worker.id, 30, 100)
+    assert [c.id for c in claimed] == ids[:3]
+    for job in claimed:
+        worker._hold("default", job)
+    worker.request_stop()
+    assert worker._run_batch("default", claimed) == 0
+    assert worker.held() == {}
+    assert redis_client.zcard(keys.leases("default")) == 0
+    assert [store.get(i).attempts for i in ids] == [0] * 6
+    # Back at their places: a fresh worker runs them first, in order.
+    fresh = make_worker(settings, store)
+    assert [c.id for c in store.claim("default", fresh.id, 30, 100)] == ids[:3]
+
+
+def test_a_batch_held_by_a_dead_worker_comes_back_in_order(
+    settings: Settings, store: Store, redis_client: redis.Redis
+) -> None:
+    ids = [store.submit("record", {"tag": str(i)}) for i in range(8)]
+    assert len(store.claim("default", "dead-worker", 0.05, 100)) == 4
+    time.sleep(0.1)
+    worker = make_worker(settings, store)
+    assert sorted(worker.recover_once()) == sorted((i, "retry") for i in ids[:4])
+    while worker.run_once():
+        pass
+    runs = [r.split(":")[0] for r in redis_client.lrange("test:executions", 0, -1)]
+    assert runs == [str(i) for i in range(8)]
+    assert [store.get(i).attempts for i in ids] == [2] * 4 + [1] * 4
+
+
+def test_settling_a_batch_fences_each_job_on_its_own(settings: Settings, store: Store) -> None:
+    a, b = store.submit("echo", 1), store.submit("echo", 2)
+    claimed = {c.id: c for c in store.claim("default", "w", 30, 100)}
+    assert set(claimed) == {a}
+    claimed |= {c.id: c for c in store.claim("default", "w", 30, 100)}
+    stale_attempt = claimed[b].attempt + 1  # as if b had been taken over
+    assert store.complete_many("default", "w", [(a, 1, '"A"'), (b, stale_attempt, '"B"')]) == [
+        True,
+        False,
+    ]
+    assert store.get(a).result == "A"
+    assert store.get(b).status == "processing"
+    assert store.fail_many("default", "w", [(b, 1, "boom", 0), (a, 1, "late", 0)]) == [
+        "retry",
+        "stale",
+    ]
+    assert store.get(a).status == "completed"
+    assert store.get(b).status == "queued"

@@ -1,8 +1,10 @@
 #!lua flags=allow-oom
 -- claim.lua: lease the oldest ready jobs of a queue to a worker.
 -- First moves retries whose backoff is over from `scheduled` back to `ready`
--- (at their original rank), then pops up to ARGV[4] jobs in rank order, marks each
--- `processing` (attempts + 1, started_at, worker) and leases it until now + lease.
+-- (at their original rank), then pops jobs in rank order, marks each `processing`
+-- (attempts + 1, started_at, worker) and leases it until now + lease. It pops at
+-- most ARGV[4] jobs and at most half of those waiting (rounded up), so that one
+-- worker's batch never starves the other idle workers of a short queue.
 -- KEYS[1] ready ZSET   KEYS[2] scheduled ZSET   KEYS[3] leases ZSET   KEYS[4] wakeup ZSET
 -- ARGV[1] job key prefix ("job:"; job hashes are ARGV[1] .. id, known only while running)
 -- ARGV[2] worker id   ARGV[3] lease_ms   ARGV[4] max jobs   ARGV[5] max retries to promote
@@ -20,7 +22,12 @@ for _, id in ipairs(due) do
   end
 end
 local out = {}
-local popped = redis.call('ZPOPMIN', KEYS[1], tonumber(ARGV[4]))
+local waiting = redis.call('ZCARD', KEYS[1])
+local count = math.min(tonumber(ARGV[4]), math.ceil(waiting / 2))
+local popped = {}
+if count > 0 then
+  popped = redis.call('ZPOPMIN', KEYS[1], count)
+end
 local started = iso(now)
 local deadline = now + tonumber(ARGV[3])
 for i = 1, #popped, 2 do
@@ -40,7 +47,7 @@ for i = 1, #popped, 2 do
     out[#out + 1] = tonumber(f[4])
   end
 end
-if redis.call('ZCARD', KEYS[1]) > 0 then
+if waiting > count then
   redis.call('ZADD', KEYS[4], 0, 'w')
 end
 return out

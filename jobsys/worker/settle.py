@@ -1,0 +1,128 @@
+"""Records what a batch of attempts produced: one script call for the successes,
+one for the failures, retried while Redis is unreachable."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+from jobsys.errors import StoreUnavailable
+from jobsys.settings import Settings
+from jobsys.store import Claimed, Store
+from jobsys.worker.backoff import retry_delay_s
+from jobsys.worker.execute import Outcome
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: Longest pause between attempts to reach Redis again.
+MAX_RECONNECT_DELAY_S = 5.0
+
+
+@dataclass(frozen=True)
+class Finished:
+    """One attempt that has run and awaits settling."""
+
+    job: Claimed
+    outcome: Outcome
+
+
+class Settler:
+    """Settles finished attempts for one worker (complete.lua / fail.lua)."""
+
+    def __init__(
+        self, store: Store, worker_id: str, settings: Settings, holds: Callable[[str], bool]
+    ) -> None:
+        self.store = store
+        self.worker_id = worker_id
+        self.settings = settings
+        #: Whether the worker still holds a job; after a hard stop it holds none,
+        #: and settling gives up (the lease brings the job back).
+        self.holds = holds
+
+    def settle(self, queue: str, finished: Sequence[Finished]) -> tuple[int, int]:
+        """Record every outcome in `finished`; return (completed, failed) counts.
+
+        While Redis is unreachable it keeps the outcomes and tries again, with
+        backoff, for as long as the worker holds the jobs.
+        """
+        ok = [f for f in finished if f.outcome.ok]
+        bad = [f for f in finished if not f.outcome.ok]
+        completed = failed = 0
+        if ok:
+            items = [(f.job.id, f.job.attempt, f.outcome.result_json) for f in ok]
+            recorded = self._retrying(
+                ok, lambda: self.store.complete_many(queue, self.worker_id, items)
+            )
+            for f, yes in zip(ok, recorded or [], strict=False):
+                completed += self._log_success(f, yes)
+        if bad:
+            delays = [self._delay(f.job.attempt) for f in bad]
+            fails = [
+                (f.job.id, f.job.attempt, f.outcome.error, d)
+                for f, d in zip(bad, delays, strict=True)
+            ]
+            verdicts = self._retrying(
+                bad, lambda: self.store.fail_many(queue, self.worker_id, fails)
+            )
+            for f, verdict, delay in zip(bad, verdicts or [], delays, strict=False):
+                failed += self._log_failure(f, verdict, delay)
+        return completed, failed
+
+    def _delay(self, attempt: int) -> float:
+        return retry_delay_s(
+            attempt, self.settings.retry_backoff_s, self.settings.retry_backoff_max_s
+        )
+
+    def _retrying(self, batch: Sequence[Finished], call: Callable[[], T]) -> T | None:
+        delay = 0.1
+        while True:
+            try:
+                return call()
+            except StoreUnavailable as e:
+                if not any(self.holds(f.job.id) for f in batch):
+                    return None
+                logger.warning(
+                    "cannot settle %d job(s), retrying in %.1fs: %s", len(batch), delay, e
+                )
+                time.sleep(delay)
+                delay = min(delay * 2, MAX_RECONNECT_DELAY_S)
+
+    def _log_success(self, f: Finished, recorded: bool) -> int:
+        ms = round(f.outcome.duration_s * 1000)
+        if not recorded:
+            logger.warning(
+                "job %s result discarded: lease lost (attempt=%d worker=%s duration_ms=%d)",
+                f.job.id, f.job.attempt, self.worker_id, ms,
+            )  # fmt: skip
+            return 0
+        logger.info(
+            "job %s completed task=%s attempt=%d worker=%s duration_ms=%d",
+            f.job.id, f.job.task, f.job.attempt, self.worker_id, ms,
+        )  # fmt: skip
+        return 1
+
+    def _log_failure(self, f: Finished, verdict: str, delay_s: float) -> int:
+        job, ms, error = f.job, round(f.outcome.duration_s * 1000), f.outcome.error
+        if verdict == "stale":
+            logger.warning(
+                "job %s failure discarded: lease lost (attempt=%d worker=%s)",
+                job.id, job.attempt, self.worker_id,
+            )  # fmt: skip
+            return 0
+        if verdict == "dead":
+            logger.error(
+                "job %s dead-lettered task=%s attempt=%d worker=%s duration_ms=%d error=%s",
+                job.id, job.task, job.attempt, self.worker_id, ms, error,
+            )  # fmt: skip
+        else:
+            logger.warning(
+                "job %s failed, retry in %.2fs task=%s attempt=%d worker=%s duration_ms=%d "
+                "error=%s",
+                job.id, delay_s, job.task, job.attempt, self.worker_id, ms, error,
+            )  # fmt: skip
+        return 1
