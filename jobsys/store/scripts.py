@@ -16,6 +16,7 @@ from typing import Any, cast
 
 import redis
 from redis.commands.core import Script
+from redis.exceptions import NoScriptError
 
 from jobsys.store import keys
 
@@ -63,6 +64,7 @@ class Scripts:
     """The Lua scripts bound to one Redis client, one method per transition."""
 
     def __init__(self, client: redis.Redis) -> None:
+        self._client = client
         self._s: dict[str, Script] = {n: client.register_script(source(n)) for n in _NAMES}
 
     def _run(self, name: str, keys_: list[str], args: list[Any]) -> Any:
@@ -81,18 +83,38 @@ class Scripts:
         self, queue: str, worker: str, lease_ms: int, max_jobs: int, promote: int = 100
     ) -> list[Claimed]:
         """Lease up to `max_jobs` of the oldest ready jobs (see claim.lua)."""
-        ks = [keys.ready(queue), keys.scheduled(queue), keys.leases(queue), keys.wakeup(queue)]
-        flat = self._run("claim", ks, [keys.JOB_PREFIX, worker, lease_ms, max_jobs, promote])
-        return [
-            Claimed(
-                id=_text(flat[i]),
-                attempt=int(flat[i + 1]),
-                task=_text(flat[i + 2]),
-                payload_json=_text(flat[i + 3]) if flat[i + 3] is not None else None,
-                max_retries=int(flat[i + 4]),
-            )
-            for i in range(0, len(flat), 5)
-        ]
+        ks, args = _claim_call(queue, worker, lease_ms, max_jobs, promote)
+        return _claimed(self._run("claim", ks, args))
+
+    def wait_then_claim(
+        self,
+        wake_queues: Sequence[str],
+        timeout_s: float,
+        queue: str,
+        worker: str,
+        lease_ms: int,
+        max_jobs: int,
+        promote: int = 100,
+    ) -> list[Claimed]:
+        """Block until a queue of `wake_queues` is woken (or `timeout_s`), then claim
+        from `queue` (see claim.lua), in ONE round trip.
+
+        The two commands go out in one pipeline: Redis holds the claim in the
+        connection's buffer while BZPOPMIN blocks and runs it the moment it
+        returns, so a submit reaches an idle worker without a second round trip.
+        """
+        ks, args = _claim_call(queue, worker, lease_ms, max_jobs, promote)
+        script = self._s["claim"]
+        pipe = self._client.pipeline(transaction=False)
+        pipe.bzpopmin([keys.wakeup(q) for q in wake_queues], timeout=timeout_s)
+        pipe.evalsha(script.sha, len(ks), *ks, *args)
+        try:
+            _, flat = pipe.execute()
+        except NoScriptError:
+            # Redis lost its script cache (a restart): claim the usual way, which
+            # loads the script again.
+            return self.claim(queue, worker, lease_ms, max_jobs, promote)
+        return _claimed(flat)
 
     def complete(
         self, queue: str, worker: str, retention_s: int, jobs: Sequence[tuple[str, int, str]]
@@ -141,6 +163,26 @@ class Scripts:
         for job_id, attempt in held:
             args += [job_id, attempt]
         return [_text(x) for x in self._run("heartbeat", [keys.leases(queue)], args)]
+
+
+def _claim_call(
+    queue: str, worker: str, lease_ms: int, max_jobs: int, promote: int
+) -> tuple[list[str], list[Any]]:
+    ks = [keys.ready(queue), keys.scheduled(queue), keys.leases(queue), keys.wakeup(queue)]
+    return ks, [keys.JOB_PREFIX, worker, lease_ms, max_jobs, promote]
+
+
+def _claimed(flat: list[Any]) -> list[Claimed]:
+    return [
+        Claimed(
+            id=_text(flat[i]),
+            attempt=int(flat[i + 1]),
+            task=_text(flat[i + 2]),
+            payload_json=_text(flat[i + 3]) if flat[i + 3] is not None else None,
+            max_retries=int(flat[i + 4]),
+        )
+        for i in range(0, len(flat), 5)
+    ]
 
 
 def _text(value: Any) -> str:

@@ -123,6 +123,22 @@ class Store:
             got = self.redis.bzpopmin([keys.wakeup(q) for q in queues], timeout=timeout_s)
         return got is not None
 
+    def wait_then_claim(
+        self,
+        wake_queues: Sequence[str],
+        timeout_s: float,
+        queue: str,
+        worker: str,
+        lease_s: float,
+        max_jobs: int,
+    ) -> list[Claimed]:
+        """Block until a queue may have jobs (at most `timeout_s`, which must stay
+        below the socket timeout), then claim from `queue`: one round trip."""
+        with translate_errors():
+            return self.scripts.wait_then_claim(
+                wake_queues, timeout_s, queue, worker, _ms(lease_s), max_jobs
+            )
+
     def claim(self, queue: str, worker: str, lease_s: float, max_jobs: int) -> list[Claimed]:
         """Lease up to `max_jobs` ready jobs of `queue` to `worker`."""
         with translate_errors():

@@ -103,6 +103,25 @@ class Worker:
                 return self._run_batch(queue, claimed)
         return 0
 
+    def wait_then_run(self) -> int:
+        """Block until a queue is woken (or WORKER_POLL_SECONDS pass), claim from the
+        first queue in the same round trip, run and settle what came; else look in
+        every queue. Returns the number of jobs run. Raises `StoreUnavailable`."""
+        queue = self.queues[0]
+        claimed = self.store.wait_then_claim(
+            self.queues,
+            self.settings.worker_poll_s,
+            queue,
+            self.id,
+            self.lease_grant_s,
+            self.batch_size(),
+        )
+        if not claimed:
+            return self.run_once() if len(self.queues) > 1 else 0
+        for job in claimed:
+            self._hold(queue, job)
+        return self._run_batch(queue, claimed)
+
     def batch_size(self) -> int:
         """How many jobs to claim at once: about `BATCH_BUDGET_S` of work by the recent
         average duration, at least 1 and at most WORKER_PREFETCH.
@@ -224,10 +243,12 @@ class Worker:
 
     def _runner_loop(self) -> None:
         failures = 0
+        idle = False
         while not self.stopping.is_set():
             try:
-                if self.run_once() == 0 and not self.stopping.is_set():
-                    self.store.wait_for_work(self.queues, self.settings.worker_poll_s)
+                # Busy: claim straight away. Idle: block and claim in one round trip.
+                ran = self.wait_then_run() if idle else self.run_once()
+                idle = ran == 0
                 if failures:
                     logger.info("Redis reachable again")
                 failures = 0

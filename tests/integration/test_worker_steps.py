@@ -320,3 +320,25 @@ def test_settling_a_batch_fences_each_job_on_its_own(settings: Settings, store: 
     ]
     assert store.get(a).status == "completed"
     assert store.get(b).status == "queued"
+
+
+def test_an_idle_worker_is_woken_and_claims_in_one_step(settings: Settings, store: Store) -> None:
+    worker = make_worker(settings, store, worker_poll_s=2.0)
+    ran: list[int] = []
+    waiter = threading.Thread(target=lambda: ran.append(worker.wait_then_run()))
+    waiter.start()
+    time.sleep(0.2)
+    job_id = store.submit("echo", "hi")
+    waiter.join(5)
+    assert ran == [1]
+    assert store.get(job_id).status == "completed"
+
+
+def test_waiting_then_claiming_survives_a_flushed_script_cache(
+    settings: Settings, store: Store, redis_client: redis.Redis
+) -> None:
+    job_id = store.submit("echo", 1)
+    redis_client.script_flush()  # as after a Redis restart
+    worker = make_worker(settings, store, worker_poll_s=0.1)
+    assert worker.wait_then_run() == 1
+    assert store.get(job_id).status == "completed"
