@@ -23,6 +23,7 @@ from jobsys import __version__
 from jobsys.client import OMITTED, Client
 from jobsys.errors import ClientError, ConfigError, JobsysError, TaskNotFound
 from jobsys.logs import configure_logging
+from jobsys.models import parse_queue_spec
 from jobsys.settings import Settings, http_url
 
 EXIT_FAILED = 1
@@ -91,9 +92,19 @@ def api(host: str, port: int, workers: int | None, threads: int | None) -> None:
 @click.option(
     "--tasks", "tasks_module", metavar="MODULE", help="Module of @task handlers [JOBSYS_TASKS]."
 )
-def worker(concurrency: int | None, tasks_module: str | None) -> None:
+@click.option(
+    "--queues",
+    metavar="SPEC",
+    help="Queues to serve: a,b,c (strict order) or a:5,b:1 (weighted) [WORKER_QUEUES].",
+)
+def worker(concurrency: int | None, tasks_module: str | None, queues: str | None) -> None:
     """Run a worker: claim jobs, run their handlers, record the outcome."""
     settings = _settings()
+    if queues is not None:
+        try:
+            settings = settings.with_overrides(worker_queues=parse_queue_spec(queues))
+        except ValueError as e:
+            raise click.BadParameter(str(e), param_hint="--queues") from None
     if concurrency is not None:
         settings = settings.with_overrides(worker_concurrency=concurrency)
     if tasks_module:
@@ -204,8 +215,26 @@ def _client(url: str | None, settings: Settings) -> Iterator[Client]:
     metavar="S",
     help="With --wait: give up after S seconds (exit 3).",
 )
+@click.option("--queue", help="The queue [default].")
+@click.option(
+    "--priority", type=click.IntRange(-100, 100), help="-100..100; higher runs first [0]."
+)
+@click.option("--delay", "delay_s", type=click.FloatRange(min=0), metavar="S", help="Run in S s.")
+@click.option("--run-at", metavar="TIME", help="Run at this ISO-8601 time (with Z or an offset).")
+@click.option("--max-retries", type=click.IntRange(0, 100), help="Retries after the first attempt.")
 @url_option
-def submit(task: str, payload: Any, wait: bool, timeout_s: float | None, url: str | None) -> None:
+def submit(
+    task: str,
+    payload: Any,
+    wait: bool,
+    timeout_s: float | None,
+    queue: str | None,
+    priority: int | None,
+    delay_s: float | None,
+    run_at: str | None,
+    max_retries: int | None,
+    url: str | None,
+) -> None:
     """Submit a job running TASK and print its id.
 
     With --wait, follow its progress on stderr and print the finished job as JSON
@@ -213,7 +242,15 @@ def submit(task: str, payload: Any, wait: bool, timeout_s: float | None, url: st
     """
     settings = _settings()
     with _client(url, settings) as client:
-        job_id = client.submit(task, payload)
+        job_id = client.submit(
+            task,
+            payload,
+            queue=queue,
+            priority=priority,
+            delay_seconds=delay_s,
+            run_at=run_at,
+            max_retries=max_retries,
+        )
         if not wait:
             click.echo(job_id)
             return

@@ -21,6 +21,7 @@ import enum
 import json
 import time
 from collections.abc import Callable, Iterable
+from datetime import datetime
 from types import TracebackType
 from typing import Any
 from urllib.parse import quote
@@ -67,17 +68,40 @@ class Client:
         """Close the pooled connections."""
         self._session.close()
 
-    def submit(self, task: str, payload: Any = OMITTED) -> str:
+    def submit(
+        self,
+        task: str,
+        payload: Any = OMITTED,
+        *,
+        queue: str | None = None,
+        priority: int | None = None,
+        delay_seconds: float | None = None,
+        run_at: datetime | str | None = None,
+        max_retries: int | None = None,
+    ) -> str:
         """Submit a job and return its id.
 
         Args:
             task: the task name.
             payload: any JSON value; when omitted no ``payload`` is sent (``None``
                 sends an explicit JSON ``null``).
+            queue: the queue (default ``default``).
+            priority: -100..100; higher runs first (default 0).
+            delay_seconds: run no earlier than this many seconds from now.
+            run_at: run no earlier than this time (an aware datetime or ISO-8601 text).
+            max_retries: retries after the first attempt (default: the server's).
         """
         body: dict[str, Any] = {"task": task}
         if payload is not OMITTED:
             body["payload"] = payload
+        options = {
+            "queue": queue,
+            "priority": priority,
+            "delay_seconds": delay_seconds,
+            "run_at": run_at.isoformat() if isinstance(run_at, datetime) else run_at,
+            "max_retries": max_retries,
+        }
+        body |= {k: v for k, v in options.items() if v is not None}
         answer = self._request("POST", "/submit", body)
         job_id = answer.get("id") if isinstance(answer, dict) else None
         if not isinstance(job_id, str):

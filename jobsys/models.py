@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -14,6 +15,9 @@ class JobStatus(StrEnum):
     #: Waiting to run: in its queue's ready set, or (with ``next_attempt_at``)
     #: waiting out a retry backoff in the scheduled set.
     QUEUED = "queued"
+    #: Submitted with a delay or a ``run_at``: waits in the scheduled set until
+    #: its due time (``run_at``), then becomes ``queued``.
+    SCHEDULED = "scheduled"
     #: Leased to a worker that is running it.
     PROCESSING = "processing"
     #: Finished; ``result`` holds the handler's return value.
@@ -25,15 +29,56 @@ class JobStatus(StrEnum):
 #: Hash fields that hold JSON text rather than plain strings.
 JSON_FIELDS = frozenset({"payload", "result"})
 #: Hash fields that hold whole numbers.
-INT_FIELDS = frozenset({"attempts", "max_retries"})
+INT_FIELDS = frozenset({"attempts", "max_retries", "priority"})
+#: Lowest and highest job priority; higher runs first, 0 is the default.
+MIN_PRIORITY, MAX_PRIORITY = -100, 100
+#: A queue name: 1 to 64 of these characters (no braces: the name sits inside a
+#: Redis Cluster hash tag).
+QUEUE_NAME_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
+_QUEUE_NAME = re.compile(QUEUE_NAME_PATTERN)
+
+
+def parse_queue_spec(text: str) -> tuple[tuple[str, int], ...]:
+    """Parse the queues a worker serves: ``"a,b,c"`` (strict order: a before b
+    before c) or ``"a:5,b:2,c:1"`` (weighted). Weight 0 means "no weight given".
+
+    Raises ValueError naming the rule.
+    """
+    parsed: list[tuple[str, int]] = []
+    for item in text.split(","):
+        name, sep, weight = item.strip().partition(":")
+        check_queue_name(name)
+        if sep:
+            if not weight.isdigit() or not 1 <= int(weight) <= 1000:
+                raise ValueError(f"the weight of queue {name!r} must be a whole number 1 to 1000")
+            parsed.append((name, int(weight)))
+        else:
+            parsed.append((name, 0))
+    names = [n for n, _ in parsed]
+    if len(set(names)) != len(names):
+        raise ValueError("names a queue twice")
+    if len({w == 0 for _, w in parsed}) > 1:
+        raise ValueError("must give a weight to every queue or to none")
+    return tuple(parsed)
+
+
+def check_queue_name(name: str) -> str:
+    """`name` if it is a valid queue name, else ValueError naming the rule."""
+    if not _QUEUE_NAME.fullmatch(name):
+        raise ValueError("must be 1 to 64 characters of A-Z a-z 0-9 _ . : -")
+    return name
+
+
 #: The fields `GET /jobs/<id>` shows, in order; absent ones are left out.
 API_FIELDS = (
     "id",
     "status",
     "task",
     "queue",
+    "priority",
     "payload",
     "created_at",
+    "run_at",
     "attempts",
     "max_retries",
     "started_at",
@@ -57,6 +102,8 @@ class Job:
     created_at: str
     attempts: int = 0
     max_retries: int = 0
+    priority: int = 0
+    run_at: str | None = None
     payload: Any = None
     has_payload: bool = False
     started_at: str | None = None
@@ -79,6 +126,8 @@ class Job:
             created_at=fields["created_at"],
             attempts=int(fields.get("attempts", "0")),
             max_retries=int(fields.get("max_retries", "0")),
+            priority=int(fields.get("priority", "0")),
+            run_at=fields.get("run_at"),
             payload=json.loads(fields["payload"]) if "payload" in fields else None,
             has_payload="payload" in fields,
             started_at=fields.get("started_at"),

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 from jobsys.errors import ConfigError
+from jobsys.models import parse_queue_spec
 
 T = TypeVar("T")
 
@@ -49,6 +50,9 @@ class Settings:
     tasks_module: str | None = None
     #: WORKER_CONCURRENCY: jobs one worker process runs at once.
     worker_concurrency: int = 1
+    #: WORKER_QUEUES: the queues a worker serves, "a,b,c" (strict order) or
+    #: "a:5,b:2,c:1" (weighted random order); see `parse_queue_spec`.
+    worker_queues: tuple[tuple[str, int], ...] = (("default", 0),)
     #: WORKER_PREFETCH: most jobs a worker claims at once (it claims fewer when
     #: jobs are slow: about 50 ms of work per claim).
     worker_prefetch: int = 100
@@ -88,6 +92,7 @@ class Settings:
             shutdown_grace_s=reader.get("SHUTDOWN_GRACE_SECONDS", _non_negative_float, 30.0),
             tasks_module=env.get("JOBSYS_TASKS") or None,
             worker_concurrency=reader.get("WORKER_CONCURRENCY", _positive_int, 1),
+            worker_queues=reader.get("WORKER_QUEUES", parse_queue_spec, (("default", 0),)),
             worker_prefetch=reader.get("WORKER_PREFETCH", _positive_int, 100),
             worker_poll_s=reader.get("WORKER_POLL_SECONDS", _positive_float, 1.0),
             completed_retention_s=reader.get("COMPLETED_RETENTION_SECONDS", _non_negative_int, 0),

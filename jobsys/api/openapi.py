@@ -19,7 +19,7 @@ from jobsys.api.validation import (
     SubmitRequest,
     printable_pattern,
 )
-from jobsys.models import JobStatus
+from jobsys.models import MAX_PRIORITY, MIN_PRIORITY, JobStatus
 
 _REF = "#/components/schemas/{model}"
 
@@ -60,8 +60,13 @@ _JOB_SCHEMA: dict[str, Any] = {
         "status": {"type": "string", "enum": [s.value for s in JobStatus]},
         "task": {"type": "string"},
         "queue": {"type": "string"},
+        "priority": {"type": "integer", "minimum": MIN_PRIORITY, "maximum": MAX_PRIORITY},
         "payload": {"description": "The payload as submitted (absent when none was given)."},
         "created_at": _DATE_TIME,
+        "run_at": {
+            **_DATE_TIME,
+            "description": "When a job submitted with a delay or run_at became (or becomes) due.",
+        },
         "attempts": {"type": "integer", "minimum": 0},
         "max_retries": {"type": "integer", "minimum": 0},
         "started_at": _DATE_TIME,
@@ -80,7 +85,11 @@ _SCHEMAS: dict[str, Any] = {
         "required": ["status", "task", "id"],
         "additionalProperties": False,
         "properties": {
-            "status": {"const": "queued"},
+            "status": {
+                "type": "string",
+                "enum": ["queued", "scheduled"],
+                "description": "`scheduled` when the job has a delay or a run_at ahead.",
+            },
             "task": {"type": "string"},
             "id": {"type": "string", "format": "uuid"},
         },
@@ -100,6 +109,40 @@ _SCHEMAS: dict[str, Any] = {
         },
     },
     "Job": _JOB_SCHEMA,
+    "Queues": {
+        "type": "object",
+        "required": ["queues"],
+        "additionalProperties": False,
+        "properties": {
+            "queues": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["name", "depth", "in_flight", "scheduled"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "name": {"type": "string"},
+                        "depth": {
+                            "type": "integer",
+                            "minimum": 0,
+                            "description": "Jobs ready to run now.",
+                        },
+                        "in_flight": {
+                            "type": "integer",
+                            "minimum": 0,
+                            "description": "Jobs being run (leased to a worker).",
+                        },
+                        "scheduled": {
+                            "type": "integer",
+                            "minimum": 0,
+                            "description": "Jobs waiting for a due time: delayed jobs and "
+                            "retries in backoff.",
+                        },
+                    },
+                },
+            }
+        },
+    },
     "Health": {
         "type": "object",
         "required": ["status", "redis"],
@@ -230,6 +273,17 @@ def _paths() -> dict[str, Any]:
                 "responses": {
                     "200": _ok("The job.", "Job"),
                     "404": _ref("responses", "NotFound"),
+                    "503": _ref("responses", "StoreUnavailable"),
+                    **_COMMON,
+                },
+            }
+        },
+        "/queues": {
+            "get": {
+                "operationId": "listQueues",
+                "summary": "Every queue with its counts",
+                "responses": {
+                    "200": _ok("The queues, by name.", "Queues"),
                     "503": _ref("responses", "StoreUnavailable"),
                     **_COMMON,
                 },

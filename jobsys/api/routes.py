@@ -11,7 +11,7 @@ from flask.typing import ResponseReturnValue
 from jobsys.api import openapi, validation
 from jobsys.errors import StoreUnavailable
 from jobsys.settings import Settings
-from jobsys.store import Store, Submission
+from jobsys.store import Store
 
 bp = Blueprint("jobsys", __name__)
 
@@ -40,8 +40,10 @@ def state() -> ApiState:
 def submit() -> ResponseReturnValue:
     """Queue one job: 202 with its id."""
     req = validation.submit_request(request)
-    job_id = state().store.submit(req.task, req.payload, has_payload=req.has_payload)
-    body = {"status": "queued", "task": req.task, "id": job_id}
+    sub = req.submission()
+    job_id = state().store.submit_many([sub], queue=req.queue)[0]
+    status = "scheduled" if sub.delay_s > 0 or sub.run_at is not None else "queued"
+    body = {"status": status, "task": req.task, "id": job_id}
     return body, 202, {"Location": url_for(".get_job", job_id=job_id)}
 
 
@@ -49,8 +51,7 @@ def submit() -> ResponseReturnValue:
 def submit_batch() -> ResponseReturnValue:
     """Queue many jobs in one atomic step: 202 with their ids, in order."""
     req = validation.batch_request(request)
-    jobs = [Submission(j.task, j.payload, j.has_payload) for j in req.jobs]
-    ids = state().store.submit_many(jobs)
+    ids = state().store.submit_many([j.submission() for j in req.jobs], queue=req.jobs[0].queue)
     return {"status": "queued", "count": len(ids), "ids": ids}, 202
 
 
@@ -58,6 +59,12 @@ def submit_batch() -> ResponseReturnValue:
 def get_job(job_id: str) -> ResponseReturnValue:
     """One job's state (404 when there is none with this id)."""
     return state().store.get(validation.canonical_job_id(job_id)).to_api()
+
+
+@bp.get("/queues")
+def queues() -> ResponseReturnValue:
+    """Every queue with its depth (ready jobs), in-flight and scheduled counts."""
+    return {"queues": [q.to_api() for q in state().store.queue_stats()]}
 
 
 @bp.get("/health")

@@ -11,6 +11,8 @@ import json
 import math
 import re
 import sys
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any, TypeVar
 
@@ -20,6 +22,9 @@ from pydantic_core import ErrorDetails
 from werkzeug.exceptions import RequestEntityTooLarge, UnsupportedMediaType
 
 from jobsys.errors import InvalidJob, JobNotFound
+from jobsys.models import MAX_PRIORITY, MIN_PRIORITY, QUEUE_NAME_PATTERN
+from jobsys.store import Submission
+from jobsys.store.store import DEFAULT_QUEUE
 
 #: Largest accepted request body (Flask's MAX_CONTENT_LENGTH); larger is 413.
 MAX_BODY_BYTES = 1024 * 1024
@@ -27,6 +32,10 @@ MAX_BODY_BYTES = 1024 * 1024
 MAX_BATCH_BODY_BYTES = 16 * 1024 * 1024
 #: Most jobs one ``POST /submit/batch`` may carry.
 MAX_BATCH_JOBS = 10_000
+#: Longest delay (and farthest run_at) of a job: one year.
+MAX_DELAY_S = 366 * 24 * 3600
+#: Highest max_retries a job may ask for.
+MAX_RETRIES_LIMIT = 100
 #: Longest task name, in characters.
 MAX_TASK_CHARS = 200
 #: Deepest nesting of arrays/objects in a body (the body object is level 1).
@@ -67,12 +76,69 @@ class SubmitRequest(BaseModel):
         json_schema_extra=_drop_default,
     )
 
+    queue: str = Field(
+        default=DEFAULT_QUEUE,
+        pattern=QUEUE_NAME_PATTERN,
+        description="The queue to put the job in: 1 to 64 of A-Z a-z 0-9 _ . : -.",
+    )
+    priority: int = Field(
+        default=0,
+        ge=MIN_PRIORITY,
+        le=MAX_PRIORITY,
+        description=(
+            f"{MIN_PRIORITY} to {MAX_PRIORITY}; a higher priority runs before every waiting "
+            "job of a lower one. Jobs of equal priority run in submission order."
+        ),
+    )
+    delay_seconds: float | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_DELAY_S,
+        allow_inf_nan=False,
+        description="Run no earlier than this many seconds from now (at most one year).",
+        json_schema_extra=_drop_default,
+    )
+    run_at: str | None = Field(
+        default=None,
+        description=(
+            "Run no earlier than this time: ISO-8601 with a UTC offset or Z, e.g. "
+            "2026-12-01T08:00:00Z, at most one year ahead. Not together with delay_seconds."
+        ),
+        json_schema_extra=_drop_default,
+    )
+    max_retries: int | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_RETRIES_LIMIT,
+        description="Retries after the first attempt (default: the server's MAX_RETRIES).",
+        json_schema_extra=_drop_default,
+    )
+
     @field_validator("task")
     @classmethod
     def _printable(cls, task: str) -> str:
         if not task.isprintable():
             raise ValueError("must contain only printable characters")
         return task
+
+    @field_validator("run_at")
+    @classmethod
+    def _timestamp(cls, run_at: str | None) -> str | None:
+        if run_at is not None:
+            parse_run_at(run_at)
+        return run_at
+
+    def submission(self) -> Submission:
+        """What the store needs to queue this job."""
+        return Submission(
+            self.task,
+            self.payload,
+            self.has_payload,
+            max_retries=self.max_retries,
+            priority=self.priority,
+            delay_s=self.delay_seconds or 0.0,
+            run_at=parse_run_at(self.run_at) if self.run_at is not None else None,
+        )
 
     @property
     def has_payload(self) -> bool:
@@ -95,17 +161,45 @@ class BatchRequest(BaseModel):
     )
 
 
+def _check_due_time(job: SubmitRequest, prefix: str) -> None:
+    if job.run_at is not None and job.delay_seconds is not None:
+        raise InvalidJob(f"{prefix}run_at", "cannot be given together with delay_seconds")
+
+
+def parse_run_at(text: str) -> datetime:
+    """An aware datetime from ISO-8601 `text`; ValueError naming the rule otherwise."""
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError("must be an ISO-8601 date and time, e.g. 2026-12-01T08:00:00Z") from None
+    if when.tzinfo is None:
+        raise ValueError("must carry a UTC offset or Z (e.g. 2026-12-01T08:00:00Z)")
+    if when - datetime.now(UTC) > timedelta(seconds=MAX_DELAY_S):
+        raise ValueError("must be at most one year ahead")
+    return when
+
+
 def submit_request(request: Request) -> SubmitRequest:
     """Validate the request of ``POST /submit`` (media type, size, JSON, rules)."""
     check_media_type(request.mimetype, request.mimetype_params.get("charset"))
-    return parse_submit(parse_json(read_body(request)))
+    job = parse_submit(parse_json(read_body(request)))
+    _check_due_time(job, "")
+    return job
 
 
 def batch_request(request: Request) -> BatchRequest:
     """Validate the request of ``POST /submit/batch`` (media type, size, JSON, rules)."""
     request.max_content_length = MAX_BATCH_BODY_BYTES
     check_media_type(request.mimetype, request.mimetype_params.get("charset"))
-    return _validate(BatchRequest, parse_json(read_body(request)))
+    batch = _validate(BatchRequest, parse_json(read_body(request)))
+    queue = batch.jobs[0].queue
+    for i, job in enumerate(batch.jobs):
+        _check_due_time(job, f"jobs.{i}.")
+        if job.queue != queue:
+            # One queue per batch: the atomic step then touches one queue's keys
+            # (one Redis Cluster slot).
+            raise InvalidJob(f"jobs.{i}.queue", f"must be the same in every job ({queue!r})")
+    return batch
 
 
 def read_body(request: Request) -> bytes:
@@ -250,22 +344,35 @@ _RULES = {
     "string_too_long": f"must be at most {MAX_TASK_CHARS} characters",
     "too_short": "must hold at least 1 job",
     "too_long": f"must hold at most {MAX_BATCH_JOBS} jobs",
+    "string_pattern_mismatch": "must be 1 to 64 characters of A-Z a-z 0-9 _ . : -",
+    "finite_number": "must be a finite number",
 }
 
 
 def _rule(error: ErrorDetails, model: type[BaseModel]) -> str:
     kind = error["type"]
-    if kind == "extra_forbidden":
-        # The model whose field list applies: a job inside a batch is a SubmitRequest.
-        owner = SubmitRequest if len(error["loc"]) > 1 else model
-        return f"is not a known field (allowed: {', '.join(owner.model_fields)})"
-    if kind in {"list_type", "model_type", "dict_type"}:
-        expected = "an array" if kind == "list_type" else "a JSON object"
-        return f"must be {expected}, not {_json_type(error['input'])}"
-    if kind == "string_type":
-        return f"must be a string, not {_json_type(error['input'])}"
-    if kind == "value_error":  # raised by a field_validator: its message is the rule
-        return str(error.get("ctx", {}).get("error", error["msg"]))
+    ctx = error.get("ctx", {})
+    got = _json_type(error.get("input"))
+    # A job inside a batch is a SubmitRequest: its field list is the one that applies.
+    owner = SubmitRequest if len(error["loc"]) > 1 else model
+    described: dict[str, Callable[[], str]] = {
+        "extra_forbidden": lambda: (
+            f"is not a known field (allowed: {', '.join(owner.model_fields)})"
+        ),
+        # Raised by a field_validator: its message is the rule.
+        "value_error": lambda: str(ctx.get("error", error["msg"])),
+        "greater_than_equal": lambda: f"must be at least {ctx.get('ge')}",
+        "less_than_equal": lambda: f"must be at most {ctx.get('le')}",
+        "string_type": lambda: f"must be a string, not {got}",
+        "int_type": lambda: f"must be a whole number, not {got}",
+        "int_from_float": lambda: f"must be a whole number, not {got}",
+        "float_type": lambda: f"must be a number, not {got}",
+        "list_type": lambda: f"must be an array, not {got}",
+        "model_type": lambda: f"must be a JSON object, not {got}",
+        "dict_type": lambda: f"must be a JSON object, not {got}",
+    }
+    if kind in described:
+        return described[kind]()
     return _RULES.get(kind, error["msg"])
 
 

@@ -47,6 +47,11 @@ class NewJob:
     task: str
     payload_json: str | None
     max_retries: int
+    priority: int = 0
+    #: Due time in ms since the epoch (0: none).
+    run_at_ms: int = 0
+    #: Delay in ms, counted from the Redis clock (0: none).
+    delay_ms: int = 0
 
 
 @dataclass(frozen=True)
@@ -72,11 +77,20 @@ class Scripts:
 
     def enqueue(self, queue: str, jobs: list[NewJob]) -> int:
         """Add `jobs` to `queue` atomically (see enqueue.lua)."""
-        ks = [keys.ready(queue), keys.wakeup(queue), keys.sequence(queue), keys.queues()]
+        ks = [
+            keys.ready(queue),
+            keys.scheduled(queue),
+            keys.wakeup(queue),
+            keys.sequence(queue),
+            keys.queues(),
+        ]
         args: list[Any] = [queue]
-        for job in jobs:
-            ks.append(keys.job(job.id))
-            args += [job.id, job.task, job.payload_json or "", job.max_retries]
+        for j in jobs:
+            ks.append(keys.job(j.id))
+            args += [
+                j.id, j.task, j.payload_json or "", j.max_retries, j.priority, j.run_at_ms,
+                j.delay_ms,
+            ]  # fmt: skip
         return int(self._run("enqueue", ks, args))
 
     def claim(

@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, cast
 
 import redis
@@ -68,30 +69,31 @@ class Store:
         has_payload: bool | None = None,
         queue: str = DEFAULT_QUEUE,
         max_retries: int | None = None,
+        priority: int = 0,
+        delay_s: float = 0.0,
+        run_at: datetime | None = None,
     ) -> str:
         """Enqueue one job and return its new id (a UUID4).
 
         `payload` is stored as JSON when given; pass ``has_payload=True`` to store
-        an explicit JSON ``null``.
+        an explicit JSON ``null``. A job with `delay_s` or a future `run_at` is
+        `scheduled` until then. A higher `priority` (-100..100) runs first.
         """
-        return self.submit_many(
-            [Submission(task, payload, has_payload)], queue=queue, max_retries=max_retries
-        )[0]
+        sub = Submission(task, payload, has_payload, max_retries, priority, delay_s, run_at)
+        return self.submit_many([sub], queue=queue)[0]
 
     def submit_many(
-        self,
-        jobs: Iterable[Submission | tuple[str, Any]],
-        *,
-        queue: str = DEFAULT_QUEUE,
-        max_retries: int | None = None,
+        self, jobs: Iterable[Submission | tuple[str, Any]], *, queue: str = DEFAULT_QUEUE
     ) -> list[str]:
-        """Enqueue many jobs atomically (all or none); return their ids in order.
+        """Enqueue many jobs into `queue` atomically (all or none); return their ids in order.
 
         Each job is a `Submission` or a ``(task, payload)`` pair, where a ``None``
         payload means "no payload".
         """
-        retries = self.settings.max_retries if max_retries is None else max_retries
-        new = [_new_job(Submission(*j) if isinstance(j, tuple) else j, retries) for j in jobs]
+        new = [
+            _new_job(Submission(*j) if isinstance(j, tuple) else j, self.settings.max_retries)
+            for j in jobs
+        ]
         if not new:
             return []
         with translate_errors():
@@ -105,6 +107,18 @@ class Store:
         if not fields:
             raise JobNotFound(job_id)
         return Job.from_hash(fields)
+
+    def queue_stats(self) -> list[QueueStats]:
+        """Every queue ever submitted to, by name, with its counts (one round trip each)."""
+        with translate_errors():
+            names = sorted(cast(set[str], self.redis.smembers(keys.queues())))
+            pipe = self.redis.pipeline(transaction=False)
+            for q in names:
+                pipe.zcard(keys.ready(q))
+                pipe.zcard(keys.leases(q))
+                pipe.zcard(keys.scheduled(q))
+            counts = pipe.execute()
+        return [QueueStats(q, *counts[3 * i : 3 * i + 3]) for i, q in enumerate(names)]
 
     def ping(self) -> None:
         """Raise `StoreUnavailable` unless Redis answers PING."""
@@ -194,23 +208,53 @@ class Store:
 
 
 @dataclass(frozen=True)
+class QueueStats:
+    """The counts of one queue."""
+
+    name: str
+    #: Jobs ready to run now.
+    depth: int
+    #: Jobs leased to workers.
+    in_flight: int
+    #: Jobs waiting for a due time (delayed jobs and retries in backoff).
+    scheduled: int
+
+    def to_api(self) -> dict[str, Any]:
+        """The JSON form used by `GET /queues`."""
+        return {
+            "name": self.name,
+            "depth": self.depth,
+            "in_flight": self.in_flight,
+            "scheduled": self.scheduled,
+        }
+
+
+@dataclass(frozen=True)
 class Submission:
-    """One job to submit: its task and, optionally, its payload."""
+    """One job to submit: its task and, optionally, its payload and limits."""
 
     task: str
     payload: Any = None
     #: None: the job has a payload when `payload` is not None. True stores even a
     #: None payload (as JSON null).
     has_payload: bool | None = None
+    #: None: MAX_RETRIES.
+    max_retries: int | None = None
+    priority: int = 0
+    delay_s: float = 0.0
+    run_at: datetime | None = None
 
 
-def _new_job(sub: Submission, max_retries: int) -> NewJob:
+def _new_job(sub: Submission, default_max_retries: int) -> NewJob:
     has_payload = sub.payload is not None if sub.has_payload is None else sub.has_payload
     return NewJob(
         id=str(uuid.uuid4()),
         task=sub.task,
         payload_json=json.dumps(sub.payload, separators=(",", ":")) if has_payload else None,
-        max_retries=max_retries,
+        max_retries=default_max_retries if sub.max_retries is None else sub.max_retries,
+        priority=sub.priority,
+        run_at_ms=round(sub.run_at.timestamp() * 1000) if sub.run_at is not None else 0,
+        delay_ms=_ms(sub.delay_s),
     )
 
 

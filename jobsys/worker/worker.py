@@ -25,15 +25,14 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from types import FrameType
 
 from jobsys.errors import StoreUnavailable
 from jobsys.settings import Settings
 from jobsys.store import Claimed, Store
-from jobsys.store.store import DEFAULT_QUEUE
 from jobsys.worker.execute import execute
+from jobsys.worker.queues import QueueOrder
 from jobsys.worker.settle import MAX_RECONNECT_DELAY_S, Finished, Settler
 
 logger = logging.getLogger(__name__)
@@ -65,12 +64,12 @@ class Worker:
         self,
         settings: Settings,
         store: Store | None = None,
-        queues: Sequence[str] = (DEFAULT_QUEUE,),
         worker_id: str | None = None,
     ) -> None:
         self.settings = settings
         self.store = store if store is not None else Store(settings)
-        self.queues = list(queues)
+        self.order = QueueOrder(settings.worker_queues)
+        self.queues = self.order.names
         self.id = worker_id or make_worker_id()
         self.stopping = threading.Event()
         self._held: dict[str, Held] = {}
@@ -95,7 +94,7 @@ class Worker:
 
         Returns the number of jobs run. Raises `StoreUnavailable`.
         """
-        for queue in self.queues:
+        for queue in self.order.next():
             claimed = self.store.claim(queue, self.id, self.lease_grant_s, self.batch_size())
             if claimed:
                 for job in claimed:
@@ -105,9 +104,10 @@ class Worker:
 
     def wait_then_run(self) -> int:
         """Block until a queue is woken (or WORKER_POLL_SECONDS pass), claim from the
-        first queue in the same round trip, run and settle what came; else look in
-        every queue. Returns the number of jobs run. Raises `StoreUnavailable`."""
-        queue = self.queues[0]
+        queue that comes first in the same round trip, run and settle what came;
+        else look in every queue. Returns the number of jobs run. Raises
+        `StoreUnavailable`."""
+        queue = self.order.next()[0]
         claimed = self.store.wait_then_claim(
             self.queues,
             self.settings.worker_poll_s,

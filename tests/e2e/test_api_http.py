@@ -204,6 +204,7 @@ def test_openapi_is_served(api: ApiProcess, http: requests.Session):
         "/submit",
         "/submit/batch",
         "/jobs/{job_id}",
+        "/queues",
         "/health",
         "/openapi.json",
     }

@@ -193,7 +193,24 @@ _JUST_TOO_DEEP = '{"task": "t", "payload": ' + "[" * MAX_JSON_DEPTH + "]" * MAX_
         (json.dumps({"task": "no\u00a0break"}), "task", "printable"),
         (json.dumps({"task": "zero\u200bwidth"}), "task", "printable"),
         ('{"task": "lone \\ud800 surrogate"}', "task", "valid Unicode"),
-        ('{"task": "t", "priority": 5}', "priority", "not a known field"),
+        ('{"task": "t", "prio": 5}', "prio", "not a known field"),
+        ('{"task": "t", "priority": 101}', "priority", "must be at most 100"),
+        ('{"task": "t", "priority": "high"}', "priority", "must be a whole number"),
+        ('{"task": "t", "priority": 1.5}', "priority", "must be a whole number"),
+        ('{"task": "t", "queue": "a{b}"}', "queue", "A-Z a-z 0-9"),
+        ('{"task": "t", "queue": ""}', "queue", "A-Z a-z 0-9"),
+        ('{"task": "t", "delay_seconds": -1}', "delay_seconds", "at least 0"),
+        ('{"task": "t", "delay_seconds": "5"}', "delay_seconds", "must be a number"),
+        ('{"task": "t", "run_at": "tomorrow"}', "run_at", "ISO-8601"),
+        ('{"task": "t", "run_at": "2026-12-01T08:00:00"}', "run_at", "UTC offset"),
+        ('{"task": "t", "run_at": "2999-12-01T08:00:00Z"}', "run_at", "one year"),
+        (
+            '{"task": "t", "run_at": "2026-12-01T08:00:00Z", "delay_seconds": 1}',
+            "run_at",
+            "together with delay_seconds",
+        ),
+        ('{"task": "t", "max_retries": -1}', "max_retries", "at least 0"),
+        ('{"task": "t", "max_retries": 101}', "max_retries", "at most 100"),
         ('{"task": "t", "Payload": 5}', "Payload", "not a known field"),
     ],
 )
@@ -470,7 +487,15 @@ def test_openapi_schemas_match_what_the_api_does(client: FlaskClient):
     submit = schemas["SubmitRequest"]
     assert submit["required"] == ["task"]
     assert submit["additionalProperties"] is False
-    assert set(submit["properties"]) == {"task", "payload"}
+    assert set(submit["properties"]) == {
+        "task",
+        "payload",
+        "queue",
+        "priority",
+        "delay_seconds",
+        "run_at",
+        "max_retries",
+    }
     task = submit["properties"]["task"]
     assert (task["minLength"], task["maxLength"]) == (1, 200)
     assert "default" not in submit["properties"]["payload"]

@@ -1,7 +1,8 @@
 #!lua flags=allow-oom
 -- claim.lua: lease the oldest ready jobs of a queue to a worker.
--- First moves retries whose backoff is over from `scheduled` back to `ready`
--- (at their original rank), then pops jobs in rank order, marks each `processing`
+-- First moves jobs whose due time has come (retries after their backoff, and
+-- `scheduled` jobs, which become `queued`) from `scheduled` to `ready` at their
+-- rank, then pops jobs in rank order, marks each `processing`
 -- (attempts + 1, started_at, worker) and leases it until now + lease. It pops at
 -- most ARGV[4] jobs and at most half of those waiting (rounded up), so that one
 -- worker's batch never starves the other idle workers of a short queue.
@@ -16,9 +17,10 @@ local now = now_ms()
 local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, tonumber(ARGV[5]))
 for _, id in ipairs(due) do
   redis.call('ZREM', KEYS[2], id)
-  local rank = redis.call('HGET', prefix .. id, 'rank')
-  if rank then
-    redis.call('ZADD', KEYS[1], rank, id)
+  local f = redis.call('HMGET', prefix .. id, 'rank', 'status')
+  if f[1] then
+    redis.call('ZADD', KEYS[1], f[1], id)
+    if f[2] == 'scheduled' then redis.call('HSET', prefix .. id, 'status', 'queued') end
   end
 end
 local out = {}
