@@ -3,6 +3,7 @@
 from jobsys.client import Client
 from jobsys.settings import Settings
 from jobsys.tasks import task
+from jobsys.worker.context import JobContext, current_job
 
-__all__ = ["Client", "Settings", "task"]
+__all__ = ["Client", "JobContext", "Settings", "current_job", "task"]
 __version__ = "0.1.0"

@@ -315,3 +315,19 @@ def status(job_id: str, url: str | None) -> None:
                 _fail(f"no job with id {job_id!r}", EXIT_FAILED)
             raise
     click.echo(json.dumps(job, indent=2))
+
+
+@main.command()
+@click.argument("job_id", metavar="ID")
+@url_option
+def cancel(job_id: str, url: str | None) -> None:
+    """Cancel job ID and print it as JSON (exit 1 if unknown or already ended)."""
+    settings = _settings()
+    with _client(url, settings) as client:
+        try:
+            job = client.cancel(job_id)
+        except ClientError as e:
+            if e.status in (404, 409):
+                _fail(e.detail or str(e), EXIT_FAILED)
+            raise
+    click.echo(json.dumps(job, indent=2))

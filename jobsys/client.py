@@ -33,7 +33,7 @@ from jobsys.models import JobStatus
 from jobsys.settings import DEFAULT_API_URL
 
 #: Statuses after which a job never changes again.
-FINISHED = frozenset({JobStatus.COMPLETED.value, JobStatus.FAILED.value})
+FINISHED = frozenset({JobStatus.COMPLETED.value, JobStatus.FAILED.value, JobStatus.CANCELLED.value})
 
 
 class _Omitted(enum.Enum):
@@ -129,6 +129,10 @@ class Client:
         """The job as `GET /jobs/<id>` shows it; `ClientError` with status 404 if unknown."""
         return self._object("GET", f"/jobs/{quote(job_id, safe='')}")
 
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        """Cancel a job; the job afterwards. `ClientError` 404 if unknown, 409 if it has ended."""
+        return self._object("POST", f"/jobs/{quote(job_id, safe='')}/cancel")
+
     def wait(
         self,
         job_id: str,
@@ -136,7 +140,7 @@ class Client:
         poll_s: float = 0.2,
         on_update: Callable[[dict[str, Any]], None] | None = None,
     ) -> dict[str, Any]:
-        """Poll the job until it is ``completed`` or ``failed``, and return it.
+        """Poll the job until it is ``completed``, ``failed`` or ``cancelled``, and return it.
 
         Args:
             job_id: the job to follow.

@@ -30,6 +30,15 @@ class JobNotFound(JobsysError):
         self.job_id = job_id
 
 
+class JobAlreadyFinished(JobsysError):
+    """The job has ended (completed, failed or cancelled): it cannot be cancelled."""
+
+    def __init__(self, job_id: str, status: str) -> None:
+        super().__init__(f"job {job_id} has already ended: it is {status}")
+        self.job_id = job_id
+        self.status = status
+
+
 class InvalidJob(JobsysError):
     """A submitted job breaks a rule; `field` names the offending field."""
 

@@ -24,6 +24,8 @@ class JobStatus(StrEnum):
     COMPLETED = "completed"
     #: Every attempt failed; ``error`` holds the last error; the id is in ``dead_letter``.
     FAILED = "failed"
+    #: Cancelled (``POST /jobs/<id>/cancel``): before it ran, or stopped while running.
+    CANCELLED = "cancelled"
 
 
 #: Hash fields that hold JSON text rather than plain strings.
@@ -88,6 +90,8 @@ API_FIELDS = (
     "completed_at",
     "error",
     "failed_at",
+    "cancel_requested",
+    "cancelled_at",
 )
 
 
@@ -114,6 +118,9 @@ class Job:
     completed_at: str | None = None
     error: str | None = None
     failed_at: str | None = None
+    #: True while a running job's cancellation is pending (None otherwise: not shown).
+    cancel_requested: bool | None = None
+    cancelled_at: str | None = None
 
     @classmethod
     def from_hash(cls, fields: dict[str, str]) -> Job:
@@ -138,6 +145,8 @@ class Job:
             completed_at=fields.get("completed_at"),
             error=fields.get("error"),
             failed_at=fields.get("failed_at"),
+            cancel_requested=True if "cancel_requested" in fields else None,
+            cancelled_at=fields.get("cancelled_at"),
         )
 
     def to_api(self) -> dict[str, Any]:

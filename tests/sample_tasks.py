@@ -12,7 +12,7 @@ from typing import Any
 
 import redis
 
-from jobsys import task
+from jobsys import current_job, task
 
 _client: redis.Redis | None = None
 
@@ -53,3 +53,16 @@ def record(payload: Any) -> Any:
     tag = payload["tag"] if isinstance(payload, dict) else payload
     _redis().rpush("test:executions", f"{tag}:{os.getpid()}")
     return {"tag": tag}
+
+
+@task("cooperative")
+def cooperative(payload: Any) -> Any:
+    """Work in small steps for up to `payload` seconds, stopping early when cancelled."""
+    job = current_job()
+    assert job is not None
+    deadline = time.monotonic() + float(payload)
+    while time.monotonic() < deadline:
+        if job.cancel_requested:
+            return "stopped early"
+        time.sleep(0.02)
+    return "ran to the end"

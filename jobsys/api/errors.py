@@ -17,7 +17,14 @@ from werkzeug.exceptions import (
 )
 
 from jobsys.api.validation import MAX_BODY_BYTES
-from jobsys.errors import InvalidJob, JobNotFound, JobsysError, StoreFull, StoreUnavailable
+from jobsys.errors import (
+    InvalidJob,
+    JobAlreadyFinished,
+    JobNotFound,
+    JobsysError,
+    StoreFull,
+    StoreUnavailable,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +46,7 @@ def register(app: Flask) -> None:
     """Install the handlers on `app`."""
     app.register_error_handler(InvalidJob, _invalid_job)
     app.register_error_handler(JobNotFound, _job_not_found)
+    app.register_error_handler(JobAlreadyFinished, _job_finished)
     app.register_error_handler(StoreFull, _store_full)
     app.register_error_handler(StoreUnavailable, _store_unavailable)
     app.register_error_handler(JobsysError, _jobsys_error)
@@ -53,6 +61,10 @@ def _invalid_job(e: InvalidJob) -> Response:
 
 def _job_not_found(e: JobNotFound) -> Response:
     return error_response(404, "not found", str(e))
+
+
+def _job_finished(e: JobAlreadyFinished) -> Response:
+    return error_response(409, "conflict", str(e))
 
 
 def _store_full(e: StoreFull) -> Response:

@@ -76,6 +76,11 @@ _JOB_SCHEMA: dict[str, Any] = {
         "completed_at": _DATE_TIME,
         "error": {"type": "string", "description": "The last attempt's error."},
         "failed_at": _DATE_TIME,
+        "cancel_requested": {
+            "type": "boolean",
+            "description": "Present (true) while a running job's cancellation is pending.",
+        },
+        "cancelled_at": _DATE_TIME,
     },
 }
 
@@ -178,6 +183,7 @@ _RESPONSES: dict[str, Any] = {
         "`field` names the field. Nothing was written."
     ),
     "NotFound": _error("No job has this id (ids are UUIDs), or no such route."),
+    "Conflict": _error("The job has already ended (completed, failed or cancelled)."),
     "MethodNotAllowed": _error(
         "The path does not support this method; the Allow header lists those it does.",
         {"Allow": {"schema": {"type": "string"}}},
@@ -273,6 +279,32 @@ def _paths() -> dict[str, Any]:
                 "responses": {
                     "200": _ok("The job.", "Job"),
                     "404": _ref("responses", "NotFound"),
+                    "503": _ref("responses", "StoreUnavailable"),
+                    **_COMMON,
+                },
+            }
+        },
+        "/jobs/{job_id}/cancel": {
+            "post": {
+                "operationId": "cancelJob",
+                "summary": "Cancel a job",
+                "description": (
+                    "A queued or scheduled job is cancelled at once and never runs. A running "
+                    "job is asked to stop: it shows `cancel_requested` until its worker "
+                    "stops it (or it finishes), then ends `cancelled`."
+                ),
+                "parameters": [
+                    {
+                        "name": "job_id",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string", "format": "uuid"},
+                    }
+                ],
+                "responses": {
+                    "200": _ok("The job after the cancellation.", "Job"),
+                    "404": _ref("responses", "NotFound"),
+                    "409": _ref("responses", "Conflict"),
                     "503": _ref("responses", "StoreUnavailable"),
                     **_COMMON,
                 },

@@ -61,6 +61,13 @@ def get_job(job_id: str) -> ResponseReturnValue:
     return state().store.get(validation.canonical_job_id(job_id)).to_api()
 
 
+@bp.post("/jobs/<job_id>/cancel")
+def cancel_job(job_id: str) -> ResponseReturnValue:
+    """Cancel a job: 200 with the job (`cancelled`, or still `processing` with
+    `cancel_requested`); 409 when it has already ended."""
+    return state().store.cancel(validation.canonical_job_id(job_id)).to_api()
+
+
 @bp.get("/queues")
 def queues() -> ResponseReturnValue:
     """Every queue with its depth (ready jobs), in-flight and scheduled counts."""

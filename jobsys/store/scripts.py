@@ -20,7 +20,7 @@ from redis.exceptions import NoScriptError
 
 from jobsys.store import keys
 
-_NAMES = ("enqueue", "claim", "complete", "fail", "release", "recover", "heartbeat")
+_NAMES = ("enqueue", "claim", "complete", "fail", "release", "recover", "heartbeat", "cancel")
 
 
 @cache
@@ -132,15 +132,15 @@ class Scripts:
 
     def complete(
         self, queue: str, worker: str, retention_s: int, jobs: Sequence[tuple[str, int, str]]
-    ) -> list[bool]:
-        """Record results [(id, attempt, result JSON)]; False where the lease was lost
-        (see complete.lua)."""
+    ) -> list[str]:
+        """Record results [(id, attempt, result JSON)]: "completed", "cancelled" or
+        "stale" each (see complete.lua)."""
         ks = [keys.leases(queue)]
         args: list[Any] = [worker, retention_s]
         for job_id, attempt, result_json in jobs:
             ks.append(keys.job(job_id))
             args += [job_id, attempt, result_json]
-        return [bool(x) for x in self._run("complete", ks, args)]
+        return [_text(x) for x in self._run("complete", ks, args)]
 
     def fail(self, queue: str, worker: str, jobs: Sequence[tuple[str, int, str, int]]) -> list[str]:
         """Record failed attempts [(id, attempt, error, backoff_ms)]: "retry", "dead" or
@@ -171,12 +171,19 @@ class Scripts:
 
     def heartbeat(
         self, queue: str, worker: str, lease_ms: int, held: list[tuple[str, int]]
-    ) -> list[str]:
-        """Renew the leases in `held` [(id, attempt)]; return the ids whose lease is lost."""
+    ) -> tuple[list[str], list[str]]:
+        """Renew the leases in `held` [(id, attempt)]; return the ids whose lease is
+        lost, and those whose cancellation was requested (see heartbeat.lua)."""
         args: list[Any] = [keys.JOB_PREFIX, worker, lease_ms]
         for job_id, attempt in held:
             args += [job_id, attempt]
-        return [_text(x) for x in self._run("heartbeat", [keys.leases(queue)], args)]
+        lost, cancel = self._run("heartbeat", [keys.leases(queue)], args)
+        return [_text(x) for x in lost], [_text(x) for x in cancel]
+
+    def cancel(self, queue: str, job_id: str) -> str:
+        """Cancel a job of `queue` (see cancel.lua for the answers)."""
+        ks = [keys.job(job_id), keys.ready(queue), keys.scheduled(queue)]
+        return _text(self._run("cancel", ks, [job_id]))
 
 
 def _claim_call(

@@ -17,7 +17,7 @@ from typing import Any, cast
 
 import redis
 
-from jobsys.errors import JobNotFound, StoreFull, StoreUnavailable
+from jobsys.errors import JobAlreadyFinished, JobNotFound, StoreFull, StoreUnavailable
 from jobsys.models import Job
 from jobsys.settings import Settings
 from jobsys.store import keys
@@ -162,13 +162,13 @@ class Store:
         self, queue: str, job_id: str, worker: str, attempt: int, result_json: str
     ) -> bool:
         """Record a result (JSON text); False when the worker no longer holds the lease."""
-        return self.complete_many(queue, worker, [(job_id, attempt, result_json)])[0]
+        return self.complete_many(queue, worker, [(job_id, attempt, result_json)])[0] != "stale"
 
     def complete_many(
         self, queue: str, worker: str, jobs: Sequence[tuple[str, int, str]]
-    ) -> list[bool]:
-        """Record results [(id, attempt, result JSON)] in one step; False where the
-        worker no longer holds the lease."""
+    ) -> list[str]:
+        """Record results [(id, attempt, result JSON)] in one step: "completed",
+        "cancelled" (its cancellation was requested) or "stale" (lease lost) each."""
         retention = self.settings.completed_retention_s
         with translate_errors():
             return self.scripts.complete(queue, worker, retention, jobs)
@@ -197,12 +197,30 @@ class Store:
         with translate_errors():
             return self.scripts.recover(queue)
 
+    def cancel(self, job_id: str) -> Job:
+        """Cancel a job: at once when it waits, by request when it runs.
+
+        Returns the job as it is afterwards. Raises `JobNotFound`, or
+        `JobAlreadyFinished` when it has already ended.
+        """
+        with translate_errors():
+            queue = self.redis.hget(keys.job(job_id), "queue")
+            if queue is None:
+                raise JobNotFound(job_id)
+            verdict = self.scripts.cancel(str(queue), job_id)
+        if verdict == "missing":
+            raise JobNotFound(job_id)
+        if verdict not in {"now", "requested"}:
+            raise JobAlreadyFinished(job_id, verdict)
+        return self.get(job_id)
+
     def heartbeat(
         self, queue: str, worker: str, lease_s: float, held: list[tuple[str, int]]
-    ) -> list[str]:
-        """Renew the leases `worker` holds; return the ids it has lost."""
+    ) -> tuple[list[str], list[str]]:
+        """Renew the leases `worker` holds; return the ids it has lost, and the ids
+        whose cancellation was requested."""
         if not held:
-            return []
+            return [], []
         with translate_errors():
             return self.scripts.heartbeat(queue, worker, _ms(lease_s), held)
 

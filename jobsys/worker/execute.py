@@ -10,6 +10,7 @@ from typing import Any
 
 from jobsys import tasks
 from jobsys.store import Claimed
+from jobsys.worker.context import JobContext, running
 
 logger = logging.getLogger(__name__)
 
@@ -27,12 +28,13 @@ class Outcome:
     duration_s: float = 0.0
 
 
-def execute(job: Claimed, simulated_work_s: float) -> Outcome:
+def execute(job: Claimed, simulated_work_s: float, context: JobContext) -> Outcome:
     """Run the handler of `job` and capture its result or error. Never raises."""
     start = time.perf_counter()
     try:
         payload = json.loads(job.payload_json) if job.payload_json is not None else None
-        result = _call(job.task, payload, simulated_work_s)
+        with running(context):
+            result = _call(job.task, payload, simulated_work_s)
     # User task code runs here: any exception it raises (even SystemExit) is a
     # failed attempt, never a dead worker.
     except (Exception, SystemExit) as e:

@@ -58,8 +58,8 @@ class Settler:
             recorded = self._retrying(
                 ok, lambda: self.store.complete_many(queue, self.worker_id, items)
             )
-            for f, yes in zip(ok, recorded or [], strict=False):
-                completed += self._log_success(f, yes)
+            for f, verdict in zip(ok, recorded or [], strict=False):
+                completed += self._log_success(f, verdict)
         if bad:
             delays = [self._delay(f.job.attempt) for f in bad]
             fails = [
@@ -92,9 +92,15 @@ class Settler:
                 time.sleep(delay)
                 delay = min(delay * 2, MAX_RECONNECT_DELAY_S)
 
-    def _log_success(self, f: Finished, recorded: bool) -> int:
+    def _log_success(self, f: Finished, verdict: str) -> int:
         ms = round(f.outcome.duration_s * 1000)
-        if not recorded:
+        if verdict == "cancelled":
+            logger.info(
+                "job %s cancelled (it finished after all) task=%s attempt=%d worker=%s",
+                f.job.id, f.job.task, f.job.attempt, self.worker_id,
+            )  # fmt: skip
+            return 0
+        if verdict == "stale":
             logger.warning(
                 "job %s result discarded: lease lost (attempt=%d worker=%s duration_ms=%d)",
                 f.job.id, f.job.attempt, self.worker_id, ms,
@@ -112,6 +118,12 @@ class Settler:
             logger.warning(
                 "job %s failure discarded: lease lost (attempt=%d worker=%s)",
                 job.id, job.attempt, self.worker_id,
+            )  # fmt: skip
+            return 0
+        if verdict == "cancelled":
+            logger.info(
+                "job %s cancelled task=%s attempt=%d worker=%s", job.id, job.task, job.attempt,
+                self.worker_id,
             )  # fmt: skip
             return 0
         if verdict == "dead":

@@ -31,7 +31,8 @@ from types import FrameType
 from jobsys.errors import StoreUnavailable
 from jobsys.settings import Settings
 from jobsys.store import Claimed, Store
-from jobsys.worker.execute import execute
+from jobsys.worker.context import JobContext
+from jobsys.worker.execute import Outcome, execute
 from jobsys.worker.queues import QueueOrder
 from jobsys.worker.settle import MAX_RECONNECT_DELAY_S, Finished, Settler
 
@@ -55,6 +56,7 @@ class Held:
     queue: str
     attempt: int
     task: str
+    context: JobContext
 
 
 class Worker:
@@ -146,7 +148,12 @@ class Worker:
                     "job %s started task=%s queue=%s attempt=%d worker=%s",
                     job.id, job.task, queue, job.attempt, self.id,
                 )  # fmt: skip
-                outcome = execute(job, self.settings.simulated_work_s)
+                held = self.held().get(job.id)
+                context = held.context if held else JobContext(job.id, job.task, queue, job.attempt)
+                if context.cancel_requested:  # cancelled while it waited in the batch
+                    outcome = Outcome(ok=False, error="cancelled before it started")
+                else:
+                    outcome = execute(job, self.settings.simulated_work_s, context)
                 ran += 1
                 self._observe(outcome.duration_s)
                 finished.append(Finished(job, outcome))
@@ -177,7 +184,8 @@ class Worker:
 
     def _hold(self, queue: str, job: Claimed) -> None:
         with self._held_lock:
-            self._held[job.id] = Held(queue, job.attempt, job.task)
+            context = JobContext(job.id, job.task, queue, job.attempt)
+            self._held[job.id] = Held(queue, job.attempt, job.task, context)
 
     def _unhold(self, job_id: str) -> None:
         with self._held_lock:
@@ -196,14 +204,20 @@ class Worker:
     # -- heartbeats and recovery ---------------------------------------------
 
     def heartbeat_once(self) -> None:
-        """Renew the leases this worker holds; forget the ones it has lost."""
+        """Renew the leases this worker holds; tell running handlers of cancellations."""
+        holding = self.held()
         by_queue: dict[str, list[tuple[str, int]]] = {}
-        for job_id, held in self.held().items():
+        for job_id, held in holding.items():
             by_queue.setdefault(held.queue, []).append((job_id, held.attempt))
         for queue, jobs in by_queue.items():
-            lost = self.store.heartbeat(queue, self.id, self.lease_grant_s, jobs)
+            lost, cancel = self.store.heartbeat(queue, self.id, self.lease_grant_s, jobs)
             for job_id in lost:
                 logger.warning("job %s: lease lost (taken over by another worker)", job_id)
+            for job_id in cancel:
+                context = holding[job_id].context
+                if not context.cancel_requested:
+                    logger.info("job %s: cancellation requested", job_id)
+                    context.request_cancel()
 
     def recover_once(self) -> list[tuple[str, str]]:
         """Take back jobs whose lease ran out, in every queue this worker serves."""
@@ -219,7 +233,8 @@ class Worker:
         return recovered
 
     def _heartbeat_loop(self) -> None:
-        interval = max(0.05, self.settings.job_lease_s / 3)
+        # At least every second, so that handlers hear of cancellations promptly.
+        interval = max(0.05, min(self.settings.job_lease_s / 3, 1.0))
         next_beat = next_recover = time.monotonic()
         while not self._heartbeat_stop.is_set():
             now = time.monotonic()

@@ -204,6 +204,7 @@ def test_openapi_is_served(api: ApiProcess, http: requests.Session):
         "/submit",
         "/submit/batch",
         "/jobs/{job_id}",
+        "/jobs/{job_id}/cancel",
         "/queues",
         "/health",
         "/openapi.json",

@@ -11,6 +11,7 @@ import redis
 import requests
 
 from jobsys import Client
+from jobsys.errors import ClientError
 from jobsys.redis_server import free_port
 
 from processes import Proc, wait_for, wait_for_http
@@ -107,3 +108,17 @@ def test_a_batch_from_the_python_client_runs_every_job(
     assert {j["status"] for j in final} == {"completed"}
     runs = [r.split(":")[0] for r in redis_client.lrange("test:executions", 0, -1)]
     assert sorted(runs, key=int) == [str(i) for i in range(50)]
+
+
+def test_a_running_job_is_cancelled_over_http(system: str) -> None:
+    with Client(system) as client:
+        job_id = client.submit("cooperative", 60)
+        wait_for(lambda: client.get(job_id)["status"] == "processing", 10, what="running")
+        asked = client.cancel(job_id)
+        assert asked["status"] in {"processing", "cancelled"}
+        job = client.wait(job_id, timeout_s=10)
+        assert job["status"] == "cancelled"
+        assert job["result"] == "stopped early"
+        with pytest.raises(ClientError) as e:
+            client.cancel(job_id)
+        assert e.value.status == 409

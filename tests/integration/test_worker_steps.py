@@ -160,7 +160,10 @@ def test_the_late_result_of_a_worker_that_lost_its_lease_is_rejected(
     assert store.complete("default", job_id, "stale-worker", stale.attempt, '"late"') is False
     assert store.fail("default", job_id, "stale-worker", stale.attempt, "late", 0) == "stale"
     assert store.release("default", job_id, "stale-worker", stale.attempt) is False
-    assert store.heartbeat("default", "stale-worker", 30, [(job_id, stale.attempt)]) == [job_id]
+    assert store.heartbeat("default", "stale-worker", 30, [(job_id, stale.attempt)]) == (
+        [job_id],
+        [],
+    )
     assert store.complete("default", job_id, other.id, fresh.attempt, '"fresh"') is True
     job = store.get(job_id)
     assert job.result == "fresh"
@@ -309,8 +312,8 @@ def test_settling_a_batch_fences_each_job_on_its_own(settings: Settings, store: 
     claimed |= {c.id: c for c in store.claim("default", "w", 30, 100)}
     stale_attempt = claimed[b].attempt + 1  # as if b had been taken over
     assert store.complete_many("default", "w", [(a, 1, '"A"'), (b, stale_attempt, '"B"')]) == [
-        True,
-        False,
+        "completed",
+        "stale",
     ]
     assert store.get(a).result == "A"
     assert store.get(b).status == "processing"

@@ -34,3 +34,14 @@ local function holds_lease(job_key, worker, attempt)
   local f = redis.call('HMGET', job_key, 'status', 'worker', 'attempts')
   return f[1] == 'processing' and f[2] == worker and f[3] == attempt
 end
+
+-- A running job whose cancellation was requested ends `cancelled`, whatever its
+-- attempt produced. Returns true when it did.
+local function settle_cancelled(job_key, now)
+  if redis.call('HEXISTS', job_key, 'cancel_requested') == 0 then
+    return false
+  end
+  redis.call('HSET', job_key, 'status', 'cancelled', 'cancelled_at', iso(now))
+  redis.call('HDEL', job_key, 'cancel_requested', 'next_attempt_at')
+  return true
+end

@@ -1,0 +1,26 @@
+#!lua flags=allow-oom
+-- cancel.lua: cancel a job. A `queued` or `scheduled` job leaves its queue and
+-- becomes `cancelled` at once: it never runs. A `processing` job gets
+-- `cancel_requested`; its worker learns of it at its next heartbeat (the handler
+-- can check), stops it where it can, and settles it as `cancelled` (see
+-- complete.lua, fail.lua, recover.lua).
+-- KEYS[1] job HASH   KEYS[2] ready ZSET   KEYS[3] scheduled ZSET of the job's queue
+-- ARGV[1] id
+-- Returns: "now" (cancelled now), "requested", "missing", or the status of a job
+-- that has already ended ("completed", "failed", "cancelled"): nothing is written then.
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then
+  return 'missing'
+end
+if status == 'queued' or status == 'scheduled' then
+  redis.call('ZREM', KEYS[2], ARGV[1])
+  redis.call('ZREM', KEYS[3], ARGV[1])
+  redis.call('HSET', KEYS[1], 'status', 'cancelled', 'cancelled_at', iso(now_ms()))
+  redis.call('HDEL', KEYS[1], 'next_attempt_at')
+  return 'now'
+end
+if status == 'processing' then
+  redis.call('HSET', KEYS[1], 'cancel_requested', 1)
+  return 'requested'
+end
+return status
