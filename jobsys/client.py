@@ -78,6 +78,7 @@ class Client:
         delay_seconds: float | None = None,
         run_at: datetime | str | None = None,
         max_retries: int | None = None,
+        idempotency_key: str | None = None,
     ) -> str:
         """Submit a job and return its id.
 
@@ -90,6 +91,8 @@ class Client:
             delay_seconds: run no earlier than this many seconds from now.
             run_at: run no earlier than this time (an aware datetime or ISO-8601 text).
             max_retries: retries after the first attempt (default: the server's).
+            idempotency_key: makes retrying this call safe: the same key with the same
+                job returns the first call's id instead of queueing another job.
         """
         body: dict[str, Any] = {"task": task}
         if payload is not OMITTED:
@@ -102,24 +105,27 @@ class Client:
             "max_retries": max_retries,
         }
         body |= {k: v for k, v in options.items() if v is not None}
-        answer = self._request("POST", "/submit", body)
+        answer = self._request("POST", "/submit", body, _idempotency(idempotency_key))
         job_id = answer.get("id") if isinstance(answer, dict) else None
         if not isinstance(job_id, str):
             raise ClientError(0, "bad_response", f"POST /submit answered without an id: {answer!r}")
         return job_id
 
-    def submit_many(self, jobs: Iterable[tuple[str, Any] | str]) -> list[str]:
+    def submit_many(
+        self, jobs: Iterable[tuple[str, Any] | str], *, idempotency_key: str | None = None
+    ) -> list[str]:
         """Submit many jobs in one request, atomically (all or none); return their ids in order.
 
         Each job is a task name, or a ``(task, payload)`` pair. At most 10,000 jobs
-        (and 16 MiB) per call.
+        (and 16 MiB) per call. With `idempotency_key`, a repeat returns the first
+        call's ids.
         """
         body = {
             "jobs": [
                 {"task": j} if isinstance(j, str) else {"task": j[0], "payload": j[1]} for j in jobs
             ]
         }
-        answer = self._request("POST", "/submit/batch", body)
+        answer = self._request("POST", "/submit/batch", body, _idempotency(idempotency_key))
         ids = answer.get("ids") if isinstance(answer, dict) else None
         if not isinstance(ids, list) or len(ids) != len(body["jobs"]):
             raise ClientError(0, "bad_response", f"POST /submit/batch answered {answer!r}")
@@ -180,11 +186,18 @@ class Client:
             raise ClientError(0, "bad_response", f"{method} {path} answered {answer!r}")
         return answer
 
-    def _request(self, method: str, path: str, body: Any = None) -> Any:
+    def _request(
+        self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
+    ) -> Any:
         url = self.base_url + path
         try:
             response = self._session.request(
-                method, url, json=body, timeout=self.timeout_s, allow_redirects=False
+                method,
+                url,
+                json=body,
+                headers=headers,
+                timeout=self.timeout_s,
+                allow_redirects=False,
             )
         except (requests.ConnectionError, requests.Timeout) as e:
             raise ApiUnreachable(self.base_url, _reason(e)) from e
@@ -198,6 +211,10 @@ class Client:
             raise ClientError(
                 response.status_code, "bad_response", f"not JSON: {response.text[:200]!r}"
             ) from e
+
+
+def _idempotency(key: str | None) -> dict[str, str] | None:
+    return {"Idempotency-Key": key} if key is not None else None
 
 
 def _error_from(response: requests.Response) -> ClientError:

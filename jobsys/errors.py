@@ -39,6 +39,16 @@ class JobAlreadyFinished(JobsysError):
         self.status = status
 
 
+class IdempotencyConflict(JobsysError):
+    """An Idempotency-Key was used again with a different request."""
+
+    def __init__(self, queue: str) -> None:
+        super().__init__(
+            "this Idempotency-Key was already used with a different request "
+            f"(queue {queue!r}); use a new key for a new request"
+        )
+
+
 class InvalidJob(JobsysError):
     """A submitted job breaks a rule; `field` names the offending field."""
 

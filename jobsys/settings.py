@@ -61,6 +61,8 @@ class Settings:
     worker_poll_s: float = 1.0
     #: COMPLETED_RETENTION_SECONDS: how long a completed job's hash is kept (0 = forever).
     completed_retention_s: int = 0
+    #: IDEMPOTENCY_TTL_SECONDS: how long an Idempotency-Key is remembered.
+    idempotency_ttl_s: int = 86400
     #: API_WORKERS: gunicorn worker processes for `jobsys api`.
     api_workers: int = 2
     #: API_THREADS: threads per gunicorn worker.
@@ -96,6 +98,7 @@ class Settings:
             worker_prefetch=reader.get("WORKER_PREFETCH", _positive_int, 100),
             worker_poll_s=reader.get("WORKER_POLL_SECONDS", _positive_float, 1.0),
             completed_retention_s=reader.get("COMPLETED_RETENTION_SECONDS", _non_negative_int, 0),
+            idempotency_ttl_s=reader.get("IDEMPOTENCY_TTL_SECONDS", _positive_int, 86400),
             api_workers=reader.get("API_WORKERS", _positive_int, 2),
             api_threads=reader.get("API_THREADS", _positive_int, 8),
             redis_socket_timeout_s=reader.get("REDIS_SOCKET_TIMEOUT_SECONDS", _positive_float, 5.0),

@@ -18,6 +18,7 @@ from werkzeug.exceptions import (
 
 from jobsys.api.validation import MAX_BODY_BYTES
 from jobsys.errors import (
+    IdempotencyConflict,
     InvalidJob,
     JobAlreadyFinished,
     JobNotFound,
@@ -47,6 +48,7 @@ def register(app: Flask) -> None:
     app.register_error_handler(InvalidJob, _invalid_job)
     app.register_error_handler(JobNotFound, _job_not_found)
     app.register_error_handler(JobAlreadyFinished, _job_finished)
+    app.register_error_handler(IdempotencyConflict, _idempotency_conflict)
     app.register_error_handler(StoreFull, _store_full)
     app.register_error_handler(StoreUnavailable, _store_unavailable)
     app.register_error_handler(JobsysError, _jobsys_error)
@@ -65,6 +67,10 @@ def _job_not_found(e: JobNotFound) -> Response:
 
 def _job_finished(e: JobAlreadyFinished) -> Response:
     return error_response(409, "conflict", str(e))
+
+
+def _idempotency_conflict(e: IdempotencyConflict) -> Response:
+    return error_response(409, "conflict", str(e), field="Idempotency-Key")
 
 
 def _store_full(e: StoreFull) -> Response:

@@ -84,6 +84,23 @@ _JOB_SCHEMA: dict[str, Any] = {
     },
 }
 
+_REPLAYED = {
+    "const": True,
+    "description": "Present when an Idempotency-Key repeated an earlier request: nothing "
+    "new was queued and these are the earlier request's ids.",
+}
+_IDEMPOTENCY_PARAM = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": (
+        "Makes the request safe to retry: repeated with the same key and the same body "
+        "within IDEMPOTENCY_TTL_SECONDS (default one day), it queues nothing and answers "
+        "200 with the first request's ids; with the same key and another body, 409."
+    ),
+    "schema": {"type": "string", "pattern": "^[\\x21-\\x7e]{1,255}$"},
+}
+
 _SCHEMAS: dict[str, Any] = {
     "Submitted": {
         "type": "object",
@@ -97,6 +114,7 @@ _SCHEMAS: dict[str, Any] = {
             },
             "task": {"type": "string"},
             "id": {"type": "string", "format": "uuid"},
+            "replayed": _REPLAYED,
         },
     },
     "BatchSubmitted": {
@@ -111,6 +129,7 @@ _SCHEMAS: dict[str, Any] = {
                 "description": "One id per job, in the order of `jobs`.",
                 "items": {"type": "string", "format": "uuid"},
             },
+            "replayed": _REPLAYED,
         },
     },
     "Job": _JOB_SCHEMA,
@@ -184,6 +203,9 @@ _RESPONSES: dict[str, Any] = {
     ),
     "NotFound": _error("No job has this id (ids are UUIDs), or no such route."),
     "Conflict": _error("The job has already ended (completed, failed or cancelled)."),
+    "IdempotencyConflict": _error(
+        "The Idempotency-Key was already used with a different request. Nothing was queued."
+    ),
     "MethodNotAllowed": _error(
         "The path does not support this method; the Allow header lists those it does.",
         {"Allow": {"schema": {"type": "string"}}},
@@ -213,6 +235,7 @@ def _paths() -> dict[str, Any]:
             "post": {
                 "operationId": "submitJob",
                 "summary": "Queue a job",
+                "parameters": [_IDEMPOTENCY_PARAM],
                 "requestBody": {
                     "required": True,
                     "content": {
@@ -233,7 +256,13 @@ def _paths() -> dict[str, Any]:
                             }
                         },
                     },
+                    "200": _ok(
+                        "A repeat of an earlier request with the same Idempotency-Key: "
+                        "nothing new was queued.",
+                        "Submitted",
+                    ),
                     "400": _ref("responses", "BadRequest"),
+                    "409": _ref("responses", "IdempotencyConflict"),
                     "413": _ref("responses", "PayloadTooLarge"),
                     "415": _ref("responses", "UnsupportedMediaType"),
                     "503": _ref("responses", "StoreUnavailable"),
@@ -246,6 +275,7 @@ def _paths() -> dict[str, Any]:
             "post": {
                 "operationId": "submitBatch",
                 "summary": "Queue many jobs at once, all or none",
+                "parameters": [_IDEMPOTENCY_PARAM],
                 "requestBody": {
                     "required": True,
                     "content": {
@@ -254,7 +284,13 @@ def _paths() -> dict[str, Any]:
                 },
                 "responses": {
                     "202": _ok("All the jobs are queued.", "BatchSubmitted"),
+                    "200": _ok(
+                        "A repeat of an earlier request with the same Idempotency-Key: "
+                        "nothing new was queued.",
+                        "BatchSubmitted",
+                    ),
                     "400": _ref("responses", "BadRequest"),
+                    "409": _ref("responses", "IdempotencyConflict"),
                     "413": _ref("responses", "BatchTooLarge"),
                     "415": _ref("responses", "UnsupportedMediaType"),
                     "503": _ref("responses", "StoreUnavailable"),

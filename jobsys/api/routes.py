@@ -11,7 +11,7 @@ from flask.typing import ResponseReturnValue
 from jobsys.api import openapi, validation
 from jobsys.errors import StoreUnavailable
 from jobsys.settings import Settings
-from jobsys.store import Store
+from jobsys.store import Store, Submission
 
 bp = Blueprint("jobsys", __name__)
 
@@ -40,19 +40,39 @@ def state() -> ApiState:
 def submit() -> ResponseReturnValue:
     """Queue one job: 202 with its id."""
     req = validation.submit_request(request)
+    key = validation.idempotency_key(request)
     sub = req.submission()
-    job_id = state().store.submit_many([sub], queue=req.queue)[0]
+    ids, replayed = _submit([sub], req.queue, key, req.model_dump(exclude_unset=True))
     status = "scheduled" if sub.delay_s > 0 or sub.run_at is not None else "queued"
-    body = {"status": status, "task": req.task, "id": job_id}
-    return body, 202, {"Location": url_for(".get_job", job_id=job_id)}
+    body: dict[str, Any] = {"status": status, "task": req.task, "id": ids[0]}
+    headers = {"Location": url_for(".get_job", job_id=ids[0])}
+    if replayed:
+        return body | {"replayed": True}, 200, headers | {"Idempotent-Replayed": "true"}
+    return body, 202, headers
 
 
 @bp.post("/submit/batch")
 def submit_batch() -> ResponseReturnValue:
     """Queue many jobs in one atomic step: 202 with their ids, in order."""
     req = validation.batch_request(request)
-    ids = state().store.submit_many([j.submission() for j in req.jobs], queue=req.jobs[0].queue)
-    return {"status": "queued", "count": len(ids), "ids": ids}, 202
+    key = validation.idempotency_key(request)
+    subs = [j.submission() for j in req.jobs]
+    ids, replayed = _submit(subs, req.jobs[0].queue, key, req.model_dump(exclude_unset=True))
+    body = {"status": "queued", "count": len(ids), "ids": ids}
+    if replayed:
+        return body | {"replayed": True}, 200, {"Idempotent-Replayed": "true"}
+    return body, 202
+
+
+def _submit(
+    subs: list[Submission], queue: str, key: str | None, request_body: dict[str, Any]
+) -> tuple[list[str], bool]:
+    """Queue `subs`; with an Idempotency-Key, only once per key: (ids, replayed)."""
+    store = state().store
+    if key is None:
+        return store.submit_many(subs, queue=queue), False
+    fingerprint = {"path": request.path, "body": request_body}
+    return store.submit_idempotent(subs, queue=queue, key=key, request=fingerprint)
 
 
 @bp.get("/jobs/<job_id>")

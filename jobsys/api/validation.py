@@ -45,6 +45,10 @@ MAX_JSON_DEPTH = 128
 
 M = TypeVar("M", bound=BaseModel)
 
+#: The header that makes a submit idempotent.
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+_IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
+
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _MAX_ECHO_CHARS = 100
 
@@ -159,6 +163,18 @@ class BatchRequest(BaseModel):
             "atomic step, or none is."
         ),
     )
+
+
+def idempotency_key(request: Request) -> str | None:
+    """The request's Idempotency-Key header, if any: 1 to 255 visible ASCII characters."""
+    key = request.headers.get(IDEMPOTENCY_HEADER)
+    if key is None:
+        return None
+    if not _IDEMPOTENCY_KEY.fullmatch(key):
+        raise InvalidJob(
+            IDEMPOTENCY_HEADER, "must be 1 to 255 visible ASCII characters (no spaces)"
+        )
+    return key
 
 
 def _check_due_time(job: SubmitRequest, prefix: str) -> None:

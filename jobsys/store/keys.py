@@ -62,3 +62,10 @@ def sequence(queue: str) -> str:
     """STRING ``jobsys:queue:{q}:seq``: the last rank handed out in the queue
     (INCR). TTL: none."""
     return f"jobsys:queue:{{{queue}}}:seq"
+
+
+def idempotency(queue: str, key_digest: str) -> str:
+    """HASH ``jobsys:queue:{q}:idem:<sha256 of the Idempotency-Key>``: the fingerprint
+    of the first request that used the key, and the ids it created. TTL:
+    IDEMPOTENCY_TTL_SECONDS."""
+    return f"jobsys:queue:{{{queue}}}:idem:{key_digest}"

@@ -16,8 +16,9 @@ from typing import Any, cast
 
 import redis
 from redis.commands.core import Script
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 
+from jobsys.errors import IdempotencyConflict
 from jobsys.store import keys
 
 _NAMES = ("enqueue", "claim", "complete", "fail", "release", "recover", "heartbeat", "cancel")
@@ -55,6 +56,17 @@ class NewJob:
 
 
 @dataclass(frozen=True)
+class Idempotency:
+    """An Idempotency-Key in force for one request."""
+
+    #: sha256 hex of the client's key (the key itself is never stored).
+    key_digest: str
+    #: What identifies "the same request" (a hash of its canonical form).
+    fingerprint: str
+    ttl_s: int
+
+
+@dataclass(frozen=True)
 class Claimed:
     """One job a worker has just leased."""
 
@@ -75,23 +87,43 @@ class Scripts:
     def _run(self, name: str, keys_: list[str], args: list[Any]) -> Any:
         return self._s[name](keys=keys_, args=args)
 
-    def enqueue(self, queue: str, jobs: list[NewJob]) -> int:
-        """Add `jobs` to `queue` atomically (see enqueue.lua)."""
+    def enqueue(
+        self, queue: str, jobs: list[NewJob], idempotency: Idempotency | None = None
+    ) -> list[str] | None:
+        """Add `jobs` to `queue` atomically (see enqueue.lua).
+
+        Returns None when the jobs were added, or the ids of the first request when
+        `idempotency` names a repeat of it. Raises `IdempotencyConflict`.
+        """
         ks = [
             keys.ready(queue),
             keys.scheduled(queue),
             keys.wakeup(queue),
             keys.sequence(queue),
             keys.queues(),
+            keys.idempotency(queue, idempotency.key_digest) if idempotency else keys.queues(),
         ]
-        args: list[Any] = [queue]
+        args: list[Any] = [
+            queue,
+            "1" if idempotency else "0",
+            idempotency.fingerprint if idempotency else "",
+            idempotency.ttl_s if idempotency else 0,
+        ]
         for j in jobs:
             ks.append(keys.job(j.id))
             args += [
                 j.id, j.task, j.payload_json or "", j.max_retries, j.priority, j.run_at_ms,
                 j.delay_ms,
             ]  # fmt: skip
-        return int(self._run("enqueue", ks, args))
+        try:
+            answer = self._run("enqueue", ks, args)
+        except ResponseError as e:
+            if "IDEMPOTENCY_CONFLICT" in str(e):
+                raise IdempotencyConflict(queue) from None
+            raise
+        if _text(answer[0]) == "replay":
+            return [_text(x) for x in answer[1:]]
+        return None
 
     def claim(
         self, queue: str, worker: str, lease_ms: int, max_jobs: int, promote: int = 100

@@ -7,6 +7,7 @@ catches a redis-py exception.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
@@ -22,7 +23,7 @@ from jobsys.models import Job
 from jobsys.settings import Settings
 from jobsys.store import keys
 from jobsys.store.connection import connect
-from jobsys.store.scripts import Claimed, NewJob, Scripts
+from jobsys.store.scripts import Claimed, Idempotency, NewJob, Scripts
 
 DEFAULT_QUEUE = "default"
 
@@ -99,6 +100,27 @@ class Store:
         with translate_errors():
             self.scripts.enqueue(queue, new)
         return [j.id for j in new]
+
+    def submit_idempotent(
+        self, jobs: Sequence[Submission], *, queue: str, key: str, request: Any
+    ) -> tuple[list[str], bool]:
+        """Enqueue `jobs` once per Idempotency-Key `key`.
+
+        `request` is the request as the client sent it (any JSON value); a repeat
+        with an equal request within IDEMPOTENCY_TTL_SECONDS enqueues nothing.
+        Returns (ids, replayed). Raises `IdempotencyConflict` when `key` was used
+        with a different request.
+        """
+        canonical = json.dumps(request, sort_keys=True, separators=(",", ":"))
+        idem = Idempotency(
+            key_digest=hashlib.sha256(key.encode()).hexdigest(),
+            fingerprint=hashlib.sha256(canonical.encode()).hexdigest(),
+            ttl_s=self.settings.idempotency_ttl_s,
+        )
+        new = [_new_job(j, self.settings.max_retries) for j in jobs]
+        with translate_errors():
+            earlier = self.scripts.enqueue(queue, new, idem)
+        return (earlier, True) if earlier is not None else ([j.id for j in new], False)
 
     def get(self, job_id: str) -> Job:
         """The job with this id; raises `JobNotFound`."""

@@ -122,3 +122,15 @@ def test_a_running_job_is_cancelled_over_http(system: str) -> None:
         with pytest.raises(ClientError) as e:
             client.cancel(job_id)
         assert e.value.status == 409
+
+
+def test_a_retried_submit_with_an_idempotency_key_runs_once(
+    system: str, redis_client: redis.Redis
+) -> None:
+    with Client(system) as client:
+        first = client.submit("record", {"tag": "once"}, idempotency_key="retry-me")
+        again = client.submit("record", {"tag": "once"}, idempotency_key="retry-me")
+        assert again == first
+        assert client.wait(first, timeout_s=10)["status"] == "completed"
+    assert redis_client.lrange("test:executions", 0, -1)[0].startswith("once:")
+    assert redis_client.llen("test:executions") == 1

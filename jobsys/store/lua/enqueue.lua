@@ -4,29 +4,49 @@
 -- due time lies ahead, `scheduled` (in `scheduled`, score = due time) until
 -- claim.lua moves it to `ready`. rank = -priority * 2^40 + sequence number, so a
 -- higher priority runs first and equal priorities run in submission order.
+-- With an idempotency key, a repeat of the same request (same fingerprint) within
+-- the key's TTL enqueues nothing and answers the first request's ids; the same
+-- key with another fingerprint is refused.
 -- KEYS[1] ready ZSET   KEYS[2] scheduled ZSET   KEYS[3] wakeup ZSET   KEYS[4] seq STRING
--- KEYS[5] queues SET   KEYS[5+i] job HASH of the i-th job
--- ARGV[1] queue name
--- ARGV[2+7(i-1)..] per job: id, task, payload JSON ('' = none), max_retries,
+-- KEYS[5] queues SET   KEYS[6] idempotency HASH (fingerprint, ids) or, without a
+-- key, any other key (unused)   KEYS[6+i] job HASH of the i-th job
+-- ARGV[1] queue name   ARGV[2] "1" when KEYS[6] is an idempotency key, else "0"
+-- ARGV[3] request fingerprint   ARGV[4] idempotency TTL in seconds
+-- ARGV[5+7(i-1)..] per job: id, task, payload JSON ('' = none), max_retries,
 --   priority (-100..100), run_at_ms (due time, ms since the epoch; 0 = none),
 --   delay_ms (0 = none; counted from the Redis clock)
--- Returns: the number of jobs enqueued, or the error "EXISTS <id>" (nothing written)
--- when a job hash already exists.
+-- Returns: {"new"}, or {"replay", id, ...} for a repeated request; the error
+-- "IDEMPOTENCY_CONFLICT" for a reused key, or "EXISTS <id>" when a job hash
+-- already exists (nothing written in either case).
 local queue = ARGV[1]
-local n = #KEYS - 5
-local W = 7
+local idem = ARGV[2] == '1'
+local n = #KEYS - 6
+local W, A = 7, 5
+if idem then
+  local seen = redis.call('HMGET', KEYS[6], 'fingerprint', 'ids')
+  if seen[1] then
+    if seen[1] ~= ARGV[3] then
+      return redis.error_reply('IDEMPOTENCY_CONFLICT')
+    end
+    local out = {'replay'}
+    for id in string.gmatch(seen[2], '[^,]+') do out[#out + 1] = id end
+    return out
+  end
+end
 for i = 1, n do
-  if redis.call('EXISTS', KEYS[5 + i]) == 1 then
-    return redis.error_reply('EXISTS ' .. ARGV[2 + W * (i - 1)])
+  if redis.call('EXISTS', KEYS[6 + i]) == 1 then
+    return redis.error_reply('EXISTS ' .. ARGV[A + W * (i - 1)])
   end
 end
 local now = now_ms()
 local created = iso(now)
 local last = redis.call('INCRBY', KEYS[4], n)
 local ready = 0
+local ids = {}
 for i = 1, n do
-  local a = 2 + W * (i - 1)
-  local id, key = ARGV[a], KEYS[5 + i]
+  local a = A + W * (i - 1)
+  local id, key = ARGV[a], KEYS[6 + i]
+  ids[i] = id
   local priority = tonumber(ARGV[a + 4])
   local rank = string.format('%.0f', -priority * 1099511627776 + (last - n + i))
   local due = tonumber(ARGV[a + 5])
@@ -47,4 +67,8 @@ for i = 1, n do
 end
 if ready > 0 then redis.call('ZADD', KEYS[3], 0, 'w') end
 redis.call('SADD', KEYS[5], queue)
-return n
+if idem then
+  redis.call('HSET', KEYS[6], 'fingerprint', ARGV[3], 'ids', table.concat(ids, ','))
+  redis.call('EXPIRE', KEYS[6], tonumber(ARGV[4]))
+end
+return {'new'}
