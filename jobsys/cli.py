@@ -222,6 +222,13 @@ def _client(url: str | None, settings: Settings) -> Iterator[Client]:
 @click.option("--delay", "delay_s", type=click.FloatRange(min=0), metavar="S", help="Run in S s.")
 @click.option("--run-at", metavar="TIME", help="Run at this ISO-8601 time (with Z or an offset).")
 @click.option("--max-retries", type=click.IntRange(0, 100), help="Retries after the first attempt.")
+@click.option(
+    "--job-timeout",
+    "job_timeout_s",
+    type=click.FloatRange(min=0, min_open=True, max=86400),
+    metavar="S",
+    help="Stop an attempt that runs longer than S seconds.",
+)
 @url_option
 def submit(
     task: str,
@@ -233,6 +240,7 @@ def submit(
     delay_s: float | None,
     run_at: str | None,
     max_retries: int | None,
+    job_timeout_s: float | None,
     url: str | None,
 ) -> None:
     """Submit a job running TASK and print its id.
@@ -250,6 +258,7 @@ def submit(
             delay_seconds=delay_s,
             run_at=run_at,
             max_retries=max_retries,
+            timeout_seconds=job_timeout_s,
         )
         if not wait:
             click.echo(job_id)
@@ -280,12 +289,25 @@ def _follow(
             nonlocal shown
             line = describe(job)
             spinner.update(Text(line, no_wrap=True, overflow="ellipsis"))
-            key = (job.get("status"), job.get("attempts"), job.get("error"))
+            key = (
+                job.get("status"),
+                job.get("attempts"),
+                job.get("error"),
+                job.get("progress"),
+                job.get("progress_message"),
+            )
             if key != shown:
                 shown = key
                 console.print(Text(line), soft_wrap=True)
 
         return client.wait(job_id, timeout_s=timeout_s, on_update=on_update)
+
+
+def progress_bar(fraction: float, message: str = "", width: int = 20) -> str:
+    """``[#########-----------]  45% message``: a handler's progress as text."""
+    filled = round(max(0.0, min(1.0, fraction)) * width)
+    bar = f"[{'#' * filled}{'-' * (width - filled)}] {fraction * 100:3.0f}%"
+    return f"{bar} {message}".rstrip()
 
 
 def describe(job: dict[str, Any]) -> str:
@@ -294,6 +316,10 @@ def describe(job: dict[str, Any]) -> str:
     parts = [status, f"attempt {job.get('attempts', 0)}/{int(job.get('max_retries', 0)) + 1}"]
     if status == "processing" and job.get("worker"):
         parts.append(f"on {job['worker']}")
+    if status == "processing" and job.get("progress") is not None:
+        parts.append(progress_bar(float(job["progress"]), str(job.get("progress_message", ""))))
+    if status == "scheduled" and job.get("run_at"):
+        parts.append(f"due at {job['run_at']}")
     if status == "queued" and job.get("next_attempt_at"):
         parts.append(f"retry at {job['next_attempt_at']}")
     if job.get("error"):

@@ -78,6 +78,7 @@ class Client:
         delay_seconds: float | None = None,
         run_at: datetime | str | None = None,
         max_retries: int | None = None,
+        timeout_seconds: float | None = None,
         idempotency_key: str | None = None,
     ) -> str:
         """Submit a job and return its id.
@@ -91,6 +92,7 @@ class Client:
             delay_seconds: run no earlier than this many seconds from now.
             run_at: run no earlier than this time (an aware datetime or ISO-8601 text).
             max_retries: retries after the first attempt (default: the server's).
+            timeout_seconds: longest one attempt may run before it is stopped.
             idempotency_key: makes retrying this call safe: the same key with the same
                 job returns the first call's id instead of queueing another job.
         """
@@ -103,6 +105,7 @@ class Client:
             "delay_seconds": delay_seconds,
             "run_at": run_at.isoformat() if isinstance(run_at, datetime) else run_at,
             "max_retries": max_retries,
+            "timeout_seconds": timeout_seconds,
         }
         body |= {k: v for k, v in options.items() if v is not None}
         answer = self._request("POST", "/submit", body, _idempotency(idempotency_key))

@@ -81,10 +81,13 @@ API_FIELDS = (
     "payload",
     "created_at",
     "run_at",
+    "timeout_seconds",
     "attempts",
     "max_retries",
     "started_at",
     "worker",
+    "progress",
+    "progress_message",
     "next_attempt_at",
     "result",
     "completed_at",
@@ -108,10 +111,13 @@ class Job:
     max_retries: int = 0
     priority: int = 0
     run_at: str | None = None
+    timeout_seconds: float | None = None
     payload: Any = None
     has_payload: bool = False
     started_at: str | None = None
     worker: str | None = None
+    progress: float | None = None
+    progress_message: str | None = None
     next_attempt_at: str | None = None
     result: Any = None
     has_result: bool = False
@@ -135,6 +141,11 @@ class Job:
             max_retries=int(fields.get("max_retries", "0")),
             priority=int(fields.get("priority", "0")),
             run_at=fields.get("run_at"),
+            timeout_seconds=float(fields["timeout_seconds"])
+            if "timeout_seconds" in fields
+            else None,
+            progress=float(fields["progress"]) if "progress" in fields else None,
+            progress_message=fields.get("progress_message"),
             payload=json.loads(fields["payload"]) if "payload" in fields else None,
             has_payload="payload" in fields,
             started_at=fields.get("started_at"),

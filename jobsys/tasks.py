@@ -75,3 +75,15 @@ def load(module: str | None) -> None:
 
 class SimulatedFailure(Exception):
     """Raised by the built-in ``fail`` task."""
+
+
+class RetryAfter(Exception):
+    """Raise it from a handler to fail this attempt and retry after `seconds`
+    (instead of the exponential backoff). The attempt still counts against
+    max_retries."""
+
+    def __init__(self, seconds: float, reason: str = "") -> None:
+        if not seconds >= 0:
+            raise ValueError("RetryAfter needs a delay of 0 seconds or more")
+        super().__init__(reason or f"the handler asked to retry in {seconds:g}s")
+        self.seconds = float(seconds)

@@ -13,6 +13,7 @@ from typing import Any
 import redis
 
 from jobsys import current_job, task
+from jobsys.tasks import RetryAfter
 
 _client: redis.Redis | None = None
 
@@ -66,3 +67,31 @@ def cooperative(payload: Any) -> Any:
             return "stopped early"
         time.sleep(0.02)
     return "ran to the end"
+
+
+@task("steps")
+def steps(payload: Any) -> Any:
+    """Report progress in `payload["n"]` steps of `payload["pause"]` seconds each."""
+    job = current_job()
+    assert job is not None
+    n, pause = int(payload["n"]), float(payload["pause"])
+    for i in range(n):
+        time.sleep(pause)
+        job.progress((i + 1) / n, f"step {i + 1} of {n}")
+    return n
+
+
+@task("retry-later")
+def retry_later(payload: Any) -> Any:
+    """Ask to be retried after `payload` seconds on the first attempt; succeed after."""
+    job = current_job()
+    assert job is not None
+    if job.attempt == 1:
+        raise RetryAfter(float(payload), "the remote service said 429")
+    return f"done on attempt {job.attempt}"
+
+
+@task("pid")
+def pid(payload: Any) -> Any:
+    """The process the handler runs in."""
+    return os.getpid()

@@ -34,6 +34,8 @@ MAX_BATCH_BODY_BYTES = 16 * 1024 * 1024
 MAX_BATCH_JOBS = 10_000
 #: Longest delay (and farthest run_at) of a job: one year.
 MAX_DELAY_S = 366 * 24 * 3600
+#: Longest timeout_seconds of a job: one day.
+MAX_TIMEOUT_S = 86400
 #: Highest max_retries a job may ask for.
 MAX_RETRIES_LIMIT = 100
 #: Longest task name, in characters.
@@ -117,6 +119,17 @@ class SubmitRequest(BaseModel):
         description="Retries after the first attempt (default: the server's MAX_RETRIES).",
         json_schema_extra=_drop_default,
     )
+    timeout_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        le=MAX_TIMEOUT_S,
+        allow_inf_nan=False,
+        description=(
+            "Longest one attempt may run (at most a day). The handler then runs in a child "
+            "process, which is stopped when it overruns: a failed attempt, retried like any."
+        ),
+        json_schema_extra=_drop_default,
+    )
 
     @field_validator("task")
     @classmethod
@@ -142,6 +155,7 @@ class SubmitRequest(BaseModel):
             priority=self.priority,
             delay_s=self.delay_seconds or 0.0,
             run_at=parse_run_at(self.run_at) if self.run_at is not None else None,
+            timeout_s=self.timeout_seconds,
         )
 
     @property
@@ -378,6 +392,7 @@ def _rule(error: ErrorDetails, model: type[BaseModel]) -> str:
         # Raised by a field_validator: its message is the rule.
         "value_error": lambda: str(ctx.get("error", error["msg"])),
         "greater_than_equal": lambda: f"must be at least {ctx.get('ge')}",
+        "greater_than": lambda: f"must be more than {ctx.get('gt')}",
         "less_than_equal": lambda: f"must be at most {ctx.get('le')}",
         "string_type": lambda: f"must be a string, not {got}",
         "int_type": lambda: f"must be a whole number, not {got}",

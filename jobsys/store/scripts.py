@@ -21,7 +21,17 @@ from redis.exceptions import NoScriptError, ResponseError
 from jobsys.errors import IdempotencyConflict
 from jobsys.store import keys
 
-_NAMES = ("enqueue", "claim", "complete", "fail", "release", "recover", "heartbeat", "cancel")
+_NAMES = (
+    "enqueue",
+    "claim",
+    "complete",
+    "fail",
+    "release",
+    "recover",
+    "heartbeat",
+    "cancel",
+    "progress",
+)
 
 
 @cache
@@ -53,6 +63,8 @@ class NewJob:
     run_at_ms: int = 0
     #: Delay in ms, counted from the Redis clock (0: none).
     delay_ms: int = 0
+    #: Longest an attempt may run, in seconds (None: no limit).
+    timeout_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -75,6 +87,8 @@ class Claimed:
     task: str
     payload_json: str | None
     max_retries: int
+    #: Longest the attempt may run, in seconds (None: no limit).
+    timeout_s: float | None = None
 
 
 class Scripts:
@@ -113,7 +127,7 @@ class Scripts:
             ks.append(keys.job(j.id))
             args += [
                 j.id, j.task, j.payload_json or "", j.max_retries, j.priority, j.run_at_ms,
-                j.delay_ms,
+                j.delay_ms, "" if j.timeout_s is None else repr(float(j.timeout_s)),
             ]  # fmt: skip
         try:
             answer = self._run("enqueue", ks, args)
@@ -212,6 +226,13 @@ class Scripts:
         lost, cancel = self._run("heartbeat", [keys.leases(queue)], args)
         return [_text(x) for x in lost], [_text(x) for x in cancel]
 
+    def progress(
+        self, job_id: str, worker: str, attempt: int, fraction: float, message: str
+    ) -> bool:
+        """Record a running job's progress, fenced (see progress.lua)."""
+        args = [worker, attempt, repr(float(fraction)), message]
+        return bool(self._run("progress", [keys.job(job_id)], args))
+
     def cancel(self, queue: str, job_id: str) -> str:
         """Cancel a job of `queue` (see cancel.lua for the answers)."""
         ks = [keys.job(job_id), keys.ready(queue), keys.scheduled(queue)]
@@ -233,8 +254,9 @@ def _claimed(flat: list[Any]) -> list[Claimed]:
             task=_text(flat[i + 2]),
             payload_json=_text(flat[i + 3]) if flat[i + 3] is not None else None,
             max_retries=int(flat[i + 4]),
+            timeout_s=float(flat[i + 5]) if flat[i + 5] is not None else None,
         )
-        for i in range(0, len(flat), 5)
+        for i in range(0, len(flat), 6)
     ]
 
 

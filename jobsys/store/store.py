@@ -73,6 +73,7 @@ class Store:
         priority: int = 0,
         delay_s: float = 0.0,
         run_at: datetime | None = None,
+        timeout_s: float | None = None,
     ) -> str:
         """Enqueue one job and return its new id (a UUID4).
 
@@ -80,7 +81,9 @@ class Store:
         an explicit JSON ``null``. A job with `delay_s` or a future `run_at` is
         `scheduled` until then. A higher `priority` (-100..100) runs first.
         """
-        sub = Submission(task, payload, has_payload, max_retries, priority, delay_s, run_at)
+        sub = Submission(
+            task, payload, has_payload, max_retries, priority, delay_s, run_at, timeout_s
+        )
         return self.submit_many([sub], queue=queue)[0]
 
     def submit_many(
@@ -236,6 +239,13 @@ class Store:
             raise JobAlreadyFinished(job_id, verdict)
         return self.get(job_id)
 
+    def progress(
+        self, job_id: str, worker: str, attempt: int, fraction: float, message: str
+    ) -> bool:
+        """Record a running job's progress; False when the worker lost its lease."""
+        with translate_errors():
+            return self.scripts.progress(job_id, worker, attempt, fraction, message)
+
     def heartbeat(
         self, queue: str, worker: str, lease_s: float, held: list[tuple[str, int]]
     ) -> tuple[list[str], list[str]]:
@@ -283,6 +293,9 @@ class Submission:
     priority: int = 0
     delay_s: float = 0.0
     run_at: datetime | None = None
+    #: Longest one attempt may run; the handler then runs in a child process
+    #: that is stopped when it overruns (None: no limit, runs in a thread).
+    timeout_s: float | None = None
 
 
 def _new_job(sub: Submission, default_max_retries: int) -> NewJob:
@@ -295,6 +308,7 @@ def _new_job(sub: Submission, default_max_retries: int) -> NewJob:
         priority=sub.priority,
         run_at_ms=round(sub.run_at.timestamp() * 1000) if sub.run_at is not None else 0,
         delay_ms=_ms(sub.delay_s),
+        timeout_s=sub.timeout_s,
     )
 
 

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import math
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+
+#: Progress reports closer together than this are dropped (but for the last, 1.0).
+PROGRESS_INTERVAL_S = 0.1
+
+Reporter = Callable[[float, str], None]
 
 _local = threading.local()
 
@@ -19,6 +26,25 @@ class JobContext:
     queue: str
     attempt: int
     _cancel: threading.Event = field(default_factory=threading.Event, repr=False)
+    #: Where progress goes (set by the worker); None: nowhere.
+    reporter: Reporter | None = field(default=None, repr=False)
+    _last_report: float = field(default=-math.inf, repr=False)
+
+    def progress(self, fraction: float, message: str = "") -> None:
+        """Report how far the job has got: `fraction` from 0.0 to 1.0, and a short
+        `message`. `GET /jobs/<id>` shows them while it runs, and `jobsys submit
+        --wait` draws them as a progress bar. Reports closer than 0.1 s apart are
+        dropped, except the one that reaches 1.0.
+        """
+        if not 0.0 <= fraction <= 1.0:
+            raise ValueError("progress must be a fraction from 0.0 to 1.0")
+        now = time.monotonic()
+        if self.reporter is None or (
+            now - self._last_report < PROGRESS_INTERVAL_S and fraction < 1.0
+        ):
+            return
+        self._last_report = now
+        self.reporter(fraction, message[:200])
 
     @property
     def cancel_requested(self) -> bool:

@@ -26,6 +26,8 @@ class Outcome:
     result_json: str = "null"
     error: str = ""
     duration_s: float = 0.0
+    #: The handler raised RetryAfter: retry after this long instead of the backoff.
+    retry_after_s: float | None = None
 
 
 def execute(job: Claimed, simulated_work_s: float, context: JobContext) -> Outcome:
@@ -35,6 +37,13 @@ def execute(job: Claimed, simulated_work_s: float, context: JobContext) -> Outco
         payload = json.loads(job.payload_json) if job.payload_json is not None else None
         with running(context):
             result = _call(job.task, payload, simulated_work_s)
+    except tasks.RetryAfter as e:
+        return Outcome(
+            ok=False,
+            error=f"RetryAfter: {e}"[:MAX_ERROR_CHARS],
+            duration_s=time.perf_counter() - start,
+            retry_after_s=e.seconds,
+        )
     # User task code runs here: any exception it raises (even SystemExit) is a
     # failed attempt, never a dead worker.
     except (Exception, SystemExit) as e:

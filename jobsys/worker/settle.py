@@ -61,7 +61,12 @@ class Settler:
             for f, verdict in zip(ok, recorded or [], strict=False):
                 completed += self._log_success(f, verdict)
         if bad:
-            delays = [self._delay(f.job.attempt) for f in bad]
+            delays = [
+                f.outcome.retry_after_s
+                if f.outcome.retry_after_s is not None
+                else self._delay(f.job.attempt)
+                for f in bad
+            ]
             fails = [
                 (f.job.id, f.job.attempt, f.outcome.error, d)
                 for f, d in zip(bad, delays, strict=True)

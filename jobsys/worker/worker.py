@@ -31,6 +31,7 @@ from types import FrameType
 from jobsys.errors import StoreUnavailable
 from jobsys.settings import Settings
 from jobsys.store import Claimed, Store
+from jobsys.worker.child import execute_in_child
 from jobsys.worker.context import JobContext
 from jobsys.worker.execute import Outcome, execute
 from jobsys.worker.queues import QueueOrder
@@ -150,10 +151,7 @@ class Worker:
                 )  # fmt: skip
                 held = self.held().get(job.id)
                 context = held.context if held else JobContext(job.id, job.task, queue, job.attempt)
-                if context.cancel_requested:  # cancelled while it waited in the batch
-                    outcome = Outcome(ok=False, error="cancelled before it started")
-                else:
-                    outcome = execute(job, self.settings.simulated_work_s, context)
+                outcome = self._execute(job, context)
                 ran += 1
                 self._observe(outcome.duration_s)
                 finished.append(Finished(job, outcome))
@@ -166,6 +164,28 @@ class Worker:
             # Jobs of the batch that never started because the worker is stopping.
             self._release(queue, claimed[ran:])
         return ran
+
+    def _execute(self, job: Claimed, context: JobContext) -> Outcome:
+        if context.cancel_requested:  # cancelled while it waited in the batch
+            return Outcome(ok=False, error="cancelled before it started")
+
+        def report(fraction: float, message: str) -> None:
+            try:
+                self.store.progress(job.id, self.id, job.attempt, fraction, message)
+            except StoreUnavailable as e:  # progress is best effort
+                logger.debug("job %s: progress not recorded: %s", job.id, e)
+
+        context.reporter = report
+        if job.timeout_s is None:
+            return execute(job, self.settings.simulated_work_s, context)
+        return execute_in_child(
+            job,
+            self.settings.simulated_work_s,
+            context,
+            self.settings.tasks_module,
+            job.timeout_s,
+            report,
+        )
 
     def _observe(self, duration_s: float) -> None:
         avg = self._avg_duration_s

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -134,3 +137,26 @@ def test_a_retried_submit_with_an_idempotency_key_runs_once(
         assert client.wait(first, timeout_s=10)["status"] == "completed"
     assert redis_client.lrange("test:executions", 0, -1)[0].startswith("once:")
     assert redis_client.llen("test:executions") == 1
+
+
+def test_submit_wait_draws_the_progress_of_a_job(system: str) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "jobsys", "submit", "steps", "--payload",
+         '{"n": 4, "pause": 0.4}', "--wait", "--url", system],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "[##########----------]  50% step 2 of 4" in out.stderr
+    assert json.loads(out.stdout)["status"] == "completed"
+
+
+def test_a_job_that_overruns_its_timeout_ends_in_dead_letter(
+    system: str, redis_client: redis.Redis
+) -> None:
+    with Client(system) as client:
+        job_id = client.submit("sleep", 60, timeout_seconds=0.5, max_retries=1)
+        job = client.wait(job_id, timeout_s=20)
+    assert job["status"] == "failed"
+    assert job["attempts"] == 2
+    assert "timed out after 0.5s" in job["error"]
+    assert redis_client.lrange("dead_letter", 0, -1) == [job_id]

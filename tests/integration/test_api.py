@@ -211,6 +211,8 @@ _JUST_TOO_DEEP = '{"task": "t", "payload": ' + "[" * MAX_JSON_DEPTH + "]" * MAX_
         ),
         ('{"task": "t", "max_retries": -1}', "max_retries", "at least 0"),
         ('{"task": "t", "max_retries": 101}', "max_retries", "at most 100"),
+        ('{"task": "t", "timeout_seconds": 0}', "timeout_seconds", "more than 0"),
+        ('{"task": "t", "timeout_seconds": 86401}', "timeout_seconds", "at most 86400"),
         ('{"task": "t", "Payload": 5}', "Payload", "not a known field"),
     ],
 )
@@ -495,6 +497,7 @@ def test_openapi_schemas_match_what_the_api_does(client: FlaskClient):
         "delay_seconds",
         "run_at",
         "max_retries",
+        "timeout_seconds",
     }
     task = submit["properties"]["task"]
     assert (task["minLength"], task["maxLength"]) == (1, 200)

@@ -9,8 +9,8 @@
 -- KEYS[1] ready ZSET   KEYS[2] scheduled ZSET   KEYS[3] leases ZSET   KEYS[4] wakeup ZSET
 -- ARGV[1] job key prefix ("job:"; job hashes are ARGV[1] .. id, known only while running)
 -- ARGV[2] worker id   ARGV[3] lease_ms   ARGV[4] max jobs   ARGV[5] max retries to promote
--- Returns: a flat array, 5 entries per job: id, attempt, task, payload JSON or false,
--- max_retries. Re-adds the wakeup marker when ready jobs remain, so that the next
+-- Returns: a flat array, 6 entries per job: id, attempt, task, payload JSON or false,
+-- max_retries, timeout in seconds or false. Re-adds the wakeup marker when ready jobs remain, so that the next
 -- idle worker wakes up too.
 local prefix, worker = ARGV[1], ARGV[2]
 local now = now_ms()
@@ -35,7 +35,8 @@ local deadline = now + tonumber(ARGV[3])
 for i = 1, #popped, 2 do
   local id = popped[i]
   local key = prefix .. id
-  local f = redis.call('HMGET', key, 'status', 'task', 'payload', 'max_retries')
+  local f = redis.call('HMGET', key, 'status', 'task', 'payload', 'max_retries',
+    'timeout_seconds')
   -- A job whose hash is gone (deleted by an operator) or no longer queued is dropped.
   if f[1] == 'queued' then
     local attempt = redis.call('HINCRBY', key, 'attempts', 1)
@@ -47,6 +48,7 @@ for i = 1, #popped, 2 do
     out[#out + 1] = f[2]
     out[#out + 1] = f[3]
     out[#out + 1] = tonumber(f[4])
+    out[#out + 1] = f[5]
   end
 end
 if waiting > count then

@@ -12,16 +12,16 @@
 -- key, any other key (unused)   KEYS[6+i] job HASH of the i-th job
 -- ARGV[1] queue name   ARGV[2] "1" when KEYS[6] is an idempotency key, else "0"
 -- ARGV[3] request fingerprint   ARGV[4] idempotency TTL in seconds
--- ARGV[5+7(i-1)..] per job: id, task, payload JSON ('' = none), max_retries,
+-- ARGV[5+8(i-1)..] per job: id, task, payload JSON ('' = none), max_retries,
 --   priority (-100..100), run_at_ms (due time, ms since the epoch; 0 = none),
---   delay_ms (0 = none; counted from the Redis clock)
+--   delay_ms (0 = none; counted from the Redis clock), timeout in seconds ('' = none)
 -- Returns: {"new"}, or {"replay", id, ...} for a repeated request; the error
 -- "IDEMPOTENCY_CONFLICT" for a reused key, or "EXISTS <id>" when a job hash
 -- already exists (nothing written in either case).
 local queue = ARGV[1]
 local idem = ARGV[2] == '1'
 local n = #KEYS - 6
-local W, A = 7, 5
+local W, A = 8, 5
 if idem then
   local seen = redis.call('HMGET', KEYS[6], 'fingerprint', 'ids')
   if seen[1] then
@@ -56,6 +56,7 @@ for i = 1, n do
     'created_at', created, 'attempts', 0, 'max_retries', ARGV[a + 3], 'rank', rank)
   if ARGV[a + 2] ~= '' then redis.call('HSET', key, 'payload', ARGV[a + 2]) end
   if priority ~= 0 then redis.call('HSET', key, 'priority', priority) end
+  if ARGV[a + 7] ~= '' then redis.call('HSET', key, 'timeout_seconds', ARGV[a + 7]) end
   if due > now then
     redis.call('HSET', key, 'status', 'scheduled', 'run_at', iso(due))
     redis.call('ZADD', KEYS[2], due, id)
