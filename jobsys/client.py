@@ -142,6 +142,31 @@ class Client:
         """Cancel a job; the job afterwards. `ClientError` 404 if unknown, 409 if it has ended."""
         return self._object("POST", f"/jobs/{quote(job_id, safe='')}/cancel")
 
+    def schedules(self) -> list[dict[str, Any]]:
+        """Every periodic schedule (`GET /schedules`)."""
+        return list(self._object("GET", "/schedules")["schedules"])
+
+    def put_schedule(
+        self,
+        name: str,
+        cron: str,
+        task: str,
+        payload: Any = OMITTED,
+        *,
+        queue: str | None = None,
+    ) -> dict[str, Any]:
+        """Create or replace a periodic schedule: one job of `task` per tick of `cron` (UTC)."""
+        body: dict[str, Any] = {"name": name, "cron": cron, "task": task}
+        if payload is not OMITTED:
+            body["payload"] = payload
+        if queue is not None:
+            body["queue"] = queue
+        return dict(self._request("POST", "/schedules", body))
+
+    def delete_schedule(self, name: str) -> None:
+        """Remove a periodic schedule; `ClientError` 404 when there is none."""
+        self._request("DELETE", f"/schedules/{quote(name, safe='')}")
+
     def wait(
         self,
         job_id: str,
@@ -208,6 +233,8 @@ class Client:
             raise ClientError(0, "request_failed", str(e)) from e
         if response.status_code >= 400:
             raise _error_from(response)
+        if response.status_code == 204:
+            return None
         try:
             return response.json()
         except ValueError as e:

@@ -30,6 +30,14 @@ class JobNotFound(JobsysError):
         self.job_id = job_id
 
 
+class ScheduleNotFound(JobNotFound):
+    """No periodic schedule has this name."""
+
+    def __init__(self, name: str) -> None:
+        JobsysError.__init__(self, f"no schedule named {name!r}")
+        self.job_id = name
+
+
 class JobAlreadyFinished(JobsysError):
     """The job has ended (completed, failed or cancelled): it cannot be cancelled."""
 

@@ -81,6 +81,8 @@ API_FIELDS = (
     "payload",
     "created_at",
     "run_at",
+    "schedule",
+    "tick",
     "timeout_seconds",
     "attempts",
     "max_retries",
@@ -111,6 +113,8 @@ class Job:
     max_retries: int = 0
     priority: int = 0
     run_at: str | None = None
+    schedule: str | None = None
+    tick: str | None = None
     timeout_seconds: float | None = None
     payload: Any = None
     has_payload: bool = False
@@ -141,6 +145,8 @@ class Job:
             max_retries=int(fields.get("max_retries", "0")),
             priority=int(fields.get("priority", "0")),
             run_at=fields.get("run_at"),
+            schedule=fields.get("schedule"),
+            tick=fields.get("tick"),
             timeout_seconds=float(fields["timeout_seconds"])
             if "timeout_seconds" in fields
             else None,

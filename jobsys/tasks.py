@@ -25,6 +25,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from jobsys.errors import TaskNotFound
+from jobsys.schedules import periodic
 
 Handler = Callable[[Any], Any]
 F = TypeVar("F", bound=Handler)
@@ -33,10 +34,16 @@ _registry: dict[str, Handler] = {}
 _lock = threading.Lock()
 
 
-def task(name: str) -> Callable[[F], F]:
-    """Register the decorated function as the handler of task `name`."""
+def task(name: str, *, cron: str | None = None, queue: str = "default") -> Callable[[F], F]:
+    """Register the decorated function as the handler of task `name`.
+
+    With `cron` (e.g. ``"0 * * * *"``), the task also runs periodically: one job
+    (no payload) into `queue` at each tick, see `jobsys.schedules`.
+    """
     if not isinstance(name, str) or not name:
         raise ValueError("a task name must be a non-empty string")
+    if cron is not None:
+        periodic(cron, name, queue=queue)
 
     def register(fn: F) -> F:
         with _lock:

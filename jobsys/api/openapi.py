@@ -16,6 +16,7 @@ from jobsys.api.validation import (
     MAX_BODY_BYTES,
     MAX_JSON_DEPTH,
     BatchRequest,
+    ScheduleRequest,
     SubmitRequest,
     printable_pattern,
 )
@@ -67,6 +68,8 @@ _JOB_SCHEMA: dict[str, Any] = {
             **_DATE_TIME,
             "description": "When a job submitted with a delay or run_at became (or becomes) due.",
         },
+        "schedule": {"type": "string", "description": "The periodic schedule that made it."},
+        "tick": {**_DATE_TIME, "description": "The tick of that schedule it was made for."},
         "timeout_seconds": {"type": "number", "exclusiveMinimum": 0},
         "progress": {
             "type": "number",
@@ -141,6 +144,28 @@ _SCHEMAS: dict[str, Any] = {
         },
     },
     "Job": _JOB_SCHEMA,
+    "Schedule": {
+        "type": "object",
+        "required": ["name", "cron", "task", "queue", "source", "next_run_at"],
+        "properties": {
+            "name": {"type": "string"},
+            "cron": {"type": "string"},
+            "task": {"type": "string"},
+            "payload": {},
+            "queue": {"type": "string"},
+            "source": {
+                "type": "string",
+                "enum": ["code", "api"],
+                "description": "`code`: declared beside the handlers; `api`: POST /schedules.",
+            },
+            "next_run_at": _DATE_TIME,
+        },
+    },
+    "Schedules": {
+        "type": "object",
+        "required": ["schedules"],
+        "properties": {"schedules": {"type": "array", "items": _ref("schemas", "Schedule")}},
+    },
     "Queues": {
         "type": "object",
         "required": ["queues"],
@@ -209,7 +234,9 @@ _RESPONSES: dict[str, Any] = {
         f"deeper than {MAX_JSON_DEPTH} levels, has an unknown field, or a field breaks its rule. "
         "`field` names the field. Nothing was written."
     ),
-    "NotFound": _error("No job has this id (ids are UUIDs), or no such route."),
+    "NotFound": _error(
+        "No job has this id (ids are UUIDs), no schedule this name, or no such route."
+    ),
     "Conflict": _error("The job has already ended (completed, failed or cancelled)."),
     "IdempotencyConflict": _error(
         "The Idempotency-Key was already used with a different request. Nothing was queued."
@@ -365,6 +392,60 @@ def _paths() -> dict[str, Any]:
                 },
             }
         },
+        "/schedules": {
+            "get": {
+                "operationId": "listSchedules",
+                "summary": "Every periodic schedule",
+                "responses": {
+                    "200": _ok("The schedules, by name.", "Schedules"),
+                    "503": _ref("responses", "StoreUnavailable"),
+                    **_COMMON,
+                },
+            },
+            "post": {
+                "operationId": "putSchedule",
+                "summary": "Create or replace a periodic schedule",
+                "description": (
+                    "At every tick of `cron` (UTC), exactly one job of `task` is queued, "
+                    "however many workers run. Ticks missed while no worker ran are coalesced "
+                    "into one job for the latest tick."
+                ),
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {"schema": _ref("schemas", "ScheduleRequest")},
+                    },
+                },
+                "responses": {
+                    "201": _ok("Created.", "Schedule"),
+                    "200": _ok("Replaced the schedule of that name.", "Schedule"),
+                    "400": _ref("responses", "BadRequest"),
+                    "413": _ref("responses", "PayloadTooLarge"),
+                    "415": _ref("responses", "UnsupportedMediaType"),
+                    "503": _ref("responses", "StoreUnavailable"),
+                    "507": _ref("responses", "StoreFull"),
+                    **_COMMON,
+                },
+            },
+        },
+        "/schedules/{name}": {
+            "delete": {
+                "operationId": "deleteSchedule",
+                "summary": "Remove a periodic schedule",
+                "parameters": [
+                    {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+                ],
+                "responses": {
+                    "204": {
+                        "description": "Removed.",
+                        "headers": {"X-Request-ID": _ref("headers", "X-Request-ID")},
+                    },
+                    "404": _ref("responses", "NotFound"),
+                    "503": _ref("responses", "StoreUnavailable"),
+                    **_COMMON,
+                },
+            }
+        },
         "/health": {
             "get": {
                 "operationId": "health",
@@ -398,6 +479,8 @@ def document() -> dict[str, Any]:
     """The whole OpenAPI document (built once; treat it as read-only)."""
     submit = SubmitRequest.model_json_schema(ref_template=_REF)
     submit["properties"]["task"]["pattern"] = printable_pattern()
+    schedule = ScheduleRequest.model_json_schema(ref_template=_REF)
+    schedule["properties"]["task"]["pattern"] = printable_pattern()
     batch = BatchRequest.model_json_schema(ref_template=_REF)
     batch.pop("$defs", None)  # its SubmitRequest is the one below
     return {
@@ -412,7 +495,12 @@ def document() -> dict[str, Any]:
         },
         "paths": _paths(),
         "components": {
-            "schemas": {"SubmitRequest": submit, "BatchRequest": batch, **_SCHEMAS},
+            "schemas": {
+                "SubmitRequest": submit,
+                "BatchRequest": batch,
+                "ScheduleRequest": schedule,
+                **_SCHEMAS,
+            },
             "responses": _RESPONSES,
             "headers": {
                 "X-Request-ID": {

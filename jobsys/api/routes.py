@@ -9,9 +9,10 @@ from flask import Blueprint, current_app, request, url_for
 from flask.typing import ResponseReturnValue
 
 from jobsys.api import openapi, validation
-from jobsys.errors import StoreUnavailable
+from jobsys.errors import ScheduleNotFound, StoreUnavailable
 from jobsys.settings import Settings
 from jobsys.store import Store, Submission
+from jobsys.store.schedules import ScheduleStore
 
 bp = Blueprint("jobsys", __name__)
 
@@ -92,6 +93,30 @@ def cancel_job(job_id: str) -> ResponseReturnValue:
 def queues() -> ResponseReturnValue:
     """Every queue with its depth (ready jobs), in-flight and scheduled counts."""
     return {"queues": [q.to_api() for q in state().store.queue_stats()]}
+
+
+@bp.get("/schedules")
+def list_schedules() -> ResponseReturnValue:
+    """Every periodic schedule, with its next run."""
+    return {"schedules": [s.to_api() for s in ScheduleStore(state().store).all()]}
+
+
+@bp.post("/schedules")
+def put_schedule() -> ResponseReturnValue:
+    """Create (201) or replace (200) a periodic schedule, by name."""
+    schedule = validation.schedule_request(request).schedule()
+    schedules = ScheduleStore(state().store)
+    existed = any(s.name == schedule.name for s in schedules.all())
+    schedules.put(schedule)
+    return schedule.to_api(), 200 if existed else 201
+
+
+@bp.delete("/schedules/<name>")
+def delete_schedule(name: str) -> ResponseReturnValue:
+    """Remove a periodic schedule: 204, or 404 when there is none by that name."""
+    if not ScheduleStore(state().store).delete(name):
+        raise ScheduleNotFound(name)
+    return "", 204
 
 
 @bp.get("/health")

@@ -14,15 +14,23 @@ import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from functools import cache
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from flask import Request
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 from pydantic_core import ErrorDetails
 from werkzeug.exceptions import RequestEntityTooLarge, UnsupportedMediaType
 
 from jobsys.errors import InvalidJob, JobNotFound
 from jobsys.models import MAX_PRIORITY, MIN_PRIORITY, QUEUE_NAME_PATTERN
+from jobsys.schedules import Schedule, check_cron
 from jobsys.store import Submission
 from jobsys.store.store import DEFAULT_QUEUE
 
@@ -60,12 +68,16 @@ def _drop_default(schema: dict[str, Any]) -> None:
     schema.pop("default", None)
 
 
-class SubmitRequest(BaseModel):
-    """The JSON body of POST /submit."""
+def _printable(task: str) -> str:
+    if not task.isprintable():
+        raise ValueError("must contain only printable characters")
+    return task
 
-    model_config = ConfigDict(extra="forbid", strict=True, title="SubmitRequest")
 
-    task: str = Field(
+#: A task name: 1 to 200 printable characters.
+TaskName = Annotated[
+    str,
+    Field(
         min_length=1,
         max_length=MAX_TASK_CHARS,
         description=(
@@ -73,20 +85,37 @@ class SubmitRequest(BaseModel):
             "str.isprintable: no control, format, private-use or unassigned characters, "
             "and no separators but the space)."
         ),
-    )
-    payload: Any = Field(
-        default=None,
+    ),
+    AfterValidator(_printable),
+]
+#: A job's payload: any JSON value.
+Payload = Annotated[
+    Any,
+    Field(
         description=(
             "Any JSON value handed to the task. Optional; an explicit null is stored as null."
         ),
         json_schema_extra=_drop_default,
-    )
-
-    queue: str = Field(
-        default=DEFAULT_QUEUE,
+    ),
+]
+#: A queue name.
+QueueName = Annotated[
+    str,
+    Field(
         pattern=QUEUE_NAME_PATTERN,
         description="The queue to put the job in: 1 to 64 of A-Z a-z 0-9 _ . : -.",
-    )
+    ),
+]
+
+
+class SubmitRequest(BaseModel):
+    """The JSON body of POST /submit."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, title="SubmitRequest")
+
+    task: TaskName
+    payload: Payload = None
+    queue: QueueName = DEFAULT_QUEUE
     priority: int = Field(
         default=0,
         ge=MIN_PRIORITY,
@@ -130,13 +159,6 @@ class SubmitRequest(BaseModel):
         ),
         json_schema_extra=_drop_default,
     )
-
-    @field_validator("task")
-    @classmethod
-    def _printable(cls, task: str) -> str:
-        if not task.isprintable():
-            raise ValueError("must contain only printable characters")
-        return task
 
     @field_validator("run_at")
     @classmethod
@@ -207,6 +229,40 @@ def parse_run_at(text: str) -> datetime:
     if when - datetime.now(UTC) > timedelta(seconds=MAX_DELAY_S):
         raise ValueError("must be at most one year ahead")
     return when
+
+
+class ScheduleRequest(BaseModel):
+    """The JSON body of POST /schedules."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, title="ScheduleRequest")
+
+    name: str = Field(
+        pattern=QUEUE_NAME_PATTERN,
+        description="The schedule's name, 1 to 64 of A-Z a-z 0-9 _ . : -. "
+        "Posting an existing name replaces that schedule.",
+    )
+    cron: str = Field(
+        max_length=200,
+        description="Five-field cron expression (minute hour day month weekday), in UTC.",
+    )
+    task: TaskName
+    payload: Payload = None
+    queue: QueueName = DEFAULT_QUEUE
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, cron: str) -> str:
+        return check_cron(cron)
+
+    def schedule(self) -> Schedule:
+        """The schedule this request describes."""
+        return Schedule(self.name, self.cron, self.task, self.payload, self.queue)
+
+
+def schedule_request(request: Request) -> ScheduleRequest:
+    """Validate the request of ``POST /schedules``."""
+    check_media_type(request.mimetype, request.mimetype_params.get("charset"))
+    return _validate(ScheduleRequest, parse_json(read_body(request)))
 
 
 def submit_request(request: Request) -> SubmitRequest:

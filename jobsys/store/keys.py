@@ -69,3 +69,16 @@ def idempotency(queue: str, key_digest: str) -> str:
     of the first request that used the key, and the ids it created. TTL:
     IDEMPOTENCY_TTL_SECONDS."""
     return f"jobsys:queue:{{{queue}}}:idem:{key_digest}"
+
+
+def schedules() -> str:
+    """HASH ``jobsys:schedules``: periodic schedules, name -> JSON (cron, task,
+    payload, queue, source). TTL: none."""
+    return "jobsys:schedules"
+
+
+def last_tick(queue: str, schedule: str) -> str:
+    """STRING ``jobsys:queue:{q}:tick:<schedule>``: the last tick (ms since the
+    epoch) of a schedule that put a job in queue q. TTL: none (deleted with the
+    schedule)."""
+    return f"jobsys:queue:{{{queue}}}:tick:{schedule}"

@@ -31,6 +31,7 @@ _NAMES = (
     "heartbeat",
     "cancel",
     "progress",
+    "tick",
 )
 
 
@@ -232,6 +233,27 @@ class Scripts:
         """Record a running job's progress, fenced (see progress.lua)."""
         args = [worker, attempt, repr(float(fraction)), message]
         return bool(self._run("progress", [keys.job(job_id)], args))
+
+    def tick(
+        self,
+        queue: str,
+        schedule: str,
+        tick_ms: int,
+        job: NewJob,
+    ) -> str:
+        """Enqueue `job` for tick `tick_ms` of `schedule` unless that tick is taken
+        (see tick.lua): "enqueued", "seen" or "first"."""
+        ks = [
+            keys.last_tick(queue, schedule),
+            keys.ready(queue),
+            keys.scheduled(queue),
+            keys.wakeup(queue),
+            keys.sequence(queue),
+            keys.queues(),
+            keys.job(job.id),
+        ]
+        args = [tick_ms, queue, job.id, job.task, job.payload_json or "", job.max_retries, schedule]
+        return _text(self._run("tick", ks, args))
 
     def cancel(self, queue: str, job_id: str) -> str:
         """Cancel a job of `queue` (see cancel.lua for the answers)."""

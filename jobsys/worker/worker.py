@@ -35,12 +35,15 @@ from jobsys.worker.child import execute_in_child
 from jobsys.worker.context import JobContext
 from jobsys.worker.execute import Outcome, execute
 from jobsys.worker.queues import QueueOrder
+from jobsys.worker.scheduler import Scheduler
 from jobsys.worker.settle import MAX_RECONNECT_DELAY_S, Finished, Settler
 
 logger = logging.getLogger(__name__)
 
 #: A claimed batch holds about this much work (by the recent average job duration).
 BATCH_BUDGET_S = 0.05
+#: How often the periodic schedules are looked at (a tick is queued within this).
+SCHEDULER_INTERVAL_S = 1.0
 #: Within a batch, finished jobs are settled at least this often.
 SETTLE_INTERVAL_S = 0.005
 
@@ -86,6 +89,7 @@ class Worker:
         self.recover_interval_s = min(settings.worker_poll_s, settings.job_lease_s / 10)
         self.lease_grant_s = settings.job_lease_s - self.recover_interval_s
         self.settler = Settler(self.store, self.id, settings, self.holds)
+        self.scheduler = Scheduler(self.store)
         # Moving average of how long a job takes; None until one has run, so the
         # first claim takes one job.
         self._avg_duration_s: float | None = None
@@ -255,7 +259,7 @@ class Worker:
     def _heartbeat_loop(self) -> None:
         # At least every second, so that handlers hear of cancellations promptly.
         interval = max(0.05, min(self.settings.job_lease_s / 3, 1.0))
-        next_beat = next_recover = time.monotonic()
+        next_beat = next_recover = next_schedule = time.monotonic()
         while not self._heartbeat_stop.is_set():
             now = time.monotonic()
             try:
@@ -265,14 +269,18 @@ class Worker:
                 if now >= next_recover and not self.stopping.is_set():
                     self.recover_once()
                     next_recover = now + self.recover_interval_s
+                if now >= next_schedule and not self.stopping.is_set():
+                    self.scheduler.run_once()
+                    next_schedule = now + SCHEDULER_INTERVAL_S
             except StoreUnavailable as e:
                 logger.warning("heartbeat: Redis unreachable: %s", e)
-                next_beat = next_recover = now + 1.0
+                next_beat = next_recover = next_schedule = now + 1.0
             # The top of a long-lived loop: log anything unexpected and go on.
             except Exception:
                 logger.exception("heartbeat: unexpected error")
-                next_beat = next_recover = now + 1.0
-            self._heartbeat_stop.wait(max(0.0, min(next_beat, next_recover) - time.monotonic()))
+                next_beat = next_recover = next_schedule = now + 1.0
+            wake = min(next_beat, next_recover, next_schedule)
+            self._heartbeat_stop.wait(max(0.0, wake - time.monotonic()))
 
     # -- the runner loop -----------------------------------------------------
 

@@ -45,3 +45,24 @@ local function settle_cancelled(job_key, now)
   redis.call('HDEL', job_key, 'cancel_requested', 'next_attempt_at')
   return true
 end
+
+-- Writes a new job's hash and puts it in `ready` at its rank, or in `scheduled`
+-- when its due time lies ahead. `j` holds: id, task, queue, payload ('' = none),
+-- max_retries, priority, seq, due (ms; 0 = none), timeout ('' = none), created (iso).
+-- Returns true when the job is ready now.
+local function put_job(ready_key, scheduled_key, job_key, j, now)
+  local rank = string.format('%.0f', -j.priority * 1099511627776 + j.seq)
+  redis.call('HSET', job_key, 'id', j.id, 'task', j.task, 'queue', j.queue,
+    'created_at', j.created, 'attempts', 0, 'max_retries', j.max_retries, 'rank', rank)
+  if j.payload ~= '' then redis.call('HSET', job_key, 'payload', j.payload) end
+  if j.priority ~= 0 then redis.call('HSET', job_key, 'priority', j.priority) end
+  if j.timeout ~= '' then redis.call('HSET', job_key, 'timeout_seconds', j.timeout) end
+  if j.due > now then
+    redis.call('HSET', job_key, 'status', 'scheduled', 'run_at', iso(j.due))
+    redis.call('ZADD', scheduled_key, j.due, j.id)
+    return false
+  end
+  redis.call('HSET', job_key, 'status', 'queued')
+  redis.call('ZADD', ready_key, rank, j.id)
+  return true
+end

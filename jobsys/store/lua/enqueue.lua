@@ -45,24 +45,16 @@ local ready = 0
 local ids = {}
 for i = 1, n do
   local a = A + W * (i - 1)
-  local id, key = ARGV[a], KEYS[6 + i]
-  ids[i] = id
-  local priority = tonumber(ARGV[a + 4])
-  local rank = string.format('%.0f', -priority * 1099511627776 + (last - n + i))
+  ids[i] = ARGV[a]
   local due = tonumber(ARGV[a + 5])
   local delay = tonumber(ARGV[a + 6])
   if delay > 0 then due = now + delay end
-  redis.call('HSET', key, 'id', id, 'task', ARGV[a + 1], 'queue', queue,
-    'created_at', created, 'attempts', 0, 'max_retries', ARGV[a + 3], 'rank', rank)
-  if ARGV[a + 2] ~= '' then redis.call('HSET', key, 'payload', ARGV[a + 2]) end
-  if priority ~= 0 then redis.call('HSET', key, 'priority', priority) end
-  if ARGV[a + 7] ~= '' then redis.call('HSET', key, 'timeout_seconds', ARGV[a + 7]) end
-  if due > now then
-    redis.call('HSET', key, 'status', 'scheduled', 'run_at', iso(due))
-    redis.call('ZADD', KEYS[2], due, id)
-  else
-    redis.call('HSET', key, 'status', 'queued')
-    redis.call('ZADD', KEYS[1], rank, id)
+  local job = {
+    id = ARGV[a], task = ARGV[a + 1], queue = queue, payload = ARGV[a + 2],
+    max_retries = ARGV[a + 3], priority = tonumber(ARGV[a + 4]), seq = last - n + i,
+    due = due, timeout = ARGV[a + 7], created = created,
+  }
+  if put_job(KEYS[1], KEYS[2], KEYS[6 + i], job, now) then
     ready = ready + 1
   end
 end

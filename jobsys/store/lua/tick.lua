@@ -1,0 +1,31 @@
+#!lua
+-- tick.lua: enqueue the job of one tick of a periodic schedule, exactly once,
+-- however many schedulers (workers) try. The last tick a schedule enqueued is
+-- kept in KEYS[1]; a tick at or before it is ignored. A schedule seen for the
+-- first time only records the tick: its first job comes at its next tick.
+-- KEYS[1] last tick STRING   KEYS[2] ready ZSET   KEYS[3] scheduled ZSET
+-- KEYS[4] wakeup ZSET   KEYS[5] seq STRING   KEYS[6] queues SET   KEYS[7] new job HASH
+-- ARGV[1] tick (ms since the epoch)   ARGV[2] queue   ARGV[3] job id   ARGV[4] task
+-- ARGV[5] payload JSON ('' = none)   ARGV[6] max_retries   ARGV[7] schedule name
+-- The job's hash also gets `schedule` (the name) and `tick` (the tick's time).
+-- Returns: "enqueued", "seen" (an earlier call took this tick) or "first".
+local tick = tonumber(ARGV[1])
+local last = redis.call('GET', KEYS[1])
+redis.call('SET', KEYS[1], string.format('%.0f', math.max(tick, tonumber(last or 0))))
+if not last then
+  return 'first'
+end
+if tick <= tonumber(last) then
+  return 'seen'
+end
+local now = now_ms()
+local job = {
+  id = ARGV[3], task = ARGV[4], queue = ARGV[2], payload = ARGV[5],
+  max_retries = ARGV[6], priority = 0, seq = redis.call('INCR', KEYS[5]), due = 0,
+  timeout = '', created = iso(now),
+}
+put_job(KEYS[2], KEYS[3], KEYS[7], job, now)
+redis.call('HSET', KEYS[7], 'schedule', ARGV[7], 'tick', iso(tick))
+redis.call('ZADD', KEYS[4], 0, 'w')
+redis.call('SADD', KEYS[6], ARGV[2])
+return 'enqueued'
