@@ -59,8 +59,14 @@ class Settings:
     #: WORKER_POLL_SECONDS: longest an idle worker blocks before it looks for
     #: due retries and expired leases again.
     worker_poll_s: float = 1.0
-    #: COMPLETED_RETENTION_SECONDS: how long a completed job's hash is kept (0 = forever).
-    completed_retention_s: int = 0
+    #: COMPLETED_RETENTION_SECONDS: how long a completed (or cancelled) job is kept
+    #: (0 = forever).
+    completed_retention_s: int = 7 * 86400
+    #: FAILED_RETENTION_SECONDS: how long a failed job is kept (0 = forever); its id
+    #: leaves dead_letter with it.
+    failed_retention_s: int = 30 * 86400
+    #: DEAD_LETTER_MAX_LENGTH: most ids kept in dead_letter, newest first (0 = no cap).
+    dead_letter_max_length: int = 100_000
     #: IDEMPOTENCY_TTL_SECONDS: how long an Idempotency-Key is remembered.
     idempotency_ttl_s: int = 86400
     #: API_WORKERS: gunicorn worker processes for `jobsys api`.
@@ -97,7 +103,13 @@ class Settings:
             worker_queues=reader.get("WORKER_QUEUES", parse_queue_spec, (("default", 0),)),
             worker_prefetch=reader.get("WORKER_PREFETCH", _positive_int, 100),
             worker_poll_s=reader.get("WORKER_POLL_SECONDS", _positive_float, 1.0),
-            completed_retention_s=reader.get("COMPLETED_RETENTION_SECONDS", _non_negative_int, 0),
+            completed_retention_s=reader.get(
+                "COMPLETED_RETENTION_SECONDS", _non_negative_int, 7 * 86400
+            ),
+            failed_retention_s=reader.get(
+                "FAILED_RETENTION_SECONDS", _non_negative_int, 30 * 86400
+            ),
+            dead_letter_max_length=reader.get("DEAD_LETTER_MAX_LENGTH", _non_negative_int, 100_000),
             idempotency_ttl_s=reader.get("IDEMPOTENCY_TTL_SECONDS", _positive_int, 86400),
             api_workers=reader.get("API_WORKERS", _positive_int, 2),
             api_threads=reader.get("API_THREADS", _positive_int, 8),

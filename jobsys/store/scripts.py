@@ -69,6 +69,15 @@ class NewJob:
 
 
 @dataclass(frozen=True)
+class Retention:
+    """How long ended jobs are kept (0: forever), and the cap of dead_letter (0: none)."""
+
+    completed_s: int = 0
+    failed_s: int = 0
+    dead_letter_max: int = 0
+
+
+@dataclass(frozen=True)
 class Idempotency:
     """An Idempotency-Key in force for one request."""
 
@@ -95,12 +104,19 @@ class Claimed:
 class Scripts:
     """The Lua scripts bound to one Redis client, one method per transition."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, retention: Retention | None = None) -> None:
         self._client = client
+        self._retention = retention or Retention()
         self._s: dict[str, Script] = {n: client.register_script(source(n)) for n in _NAMES}
 
     def _run(self, name: str, keys_: list[str], args: list[Any]) -> Any:
         return self._s[name](keys=keys_, args=args)
+
+    def _run_ending(self, name: str, keys_: list[str], args: list[Any]) -> Any:
+        """Run a script that may end jobs: the retention arguments go last."""
+        r = self._retention
+        tail = [r.completed_s, r.failed_s, r.dead_letter_max, keys.JOB_PREFIX]
+        return self._run(name, keys_, [*args, *tail])
 
     def enqueue(
         self, queue: str, jobs: list[NewJob], idempotency: Idempotency | None = None
@@ -177,17 +193,15 @@ class Scripts:
             return self.claim(queue, worker, lease_ms, max_jobs, promote)
         return _claimed(flat)
 
-    def complete(
-        self, queue: str, worker: str, retention_s: int, jobs: Sequence[tuple[str, int, str]]
-    ) -> list[str]:
+    def complete(self, queue: str, worker: str, jobs: Sequence[tuple[str, int, str]]) -> list[str]:
         """Record results [(id, attempt, result JSON)]: "completed", "cancelled" or
         "stale" each (see complete.lua)."""
         ks = [keys.leases(queue)]
-        args: list[Any] = [worker, retention_s]
+        args: list[Any] = [worker]
         for job_id, attempt, result_json in jobs:
             ks.append(keys.job(job_id))
             args += [job_id, attempt, result_json]
-        return [_text(x) for x in self._run("complete", ks, args)]
+        return [_text(x) for x in self._run_ending("complete", ks, args)]
 
     def fail(self, queue: str, worker: str, jobs: Sequence[tuple[str, int, str, int]]) -> list[str]:
         """Record failed attempts [(id, attempt, error, backoff_ms)]: "retry", "dead" or
@@ -203,17 +217,17 @@ class Scripts:
         for job_id, attempt, error, backoff_ms in jobs:
             ks.append(keys.job(job_id))
             args += [job_id, attempt, error, backoff_ms]
-        return [_text(x) for x in self._run("fail", ks, args)]
+        return [_text(x) for x in self._run_ending("fail", ks, args)]
 
     def release(self, queue: str, job_id: str, worker: str, attempt: int) -> bool:
         """Hand an unfinished job back without counting the attempt (see release.lua)."""
         ks = [keys.job(job_id), keys.leases(queue), keys.ready(queue), keys.wakeup(queue)]
-        return bool(self._run("release", ks, [job_id, worker, attempt]))
+        return bool(self._run_ending("release", ks, [job_id, worker, attempt]))
 
     def recover(self, queue: str, max_jobs: int = 100) -> list[tuple[str, str]]:
         """Take back jobs whose lease ran out: [(id, "retry" | "dead")] (see recover.lua)."""
         ks = [keys.leases(queue), keys.ready(queue), keys.dead_letter(), keys.wakeup(queue)]
-        flat = self._run("recover", ks, [keys.JOB_PREFIX, max_jobs])
+        flat = self._run_ending("recover", ks, [keys.JOB_PREFIX, max_jobs])
         return [(_text(flat[i]), _text(flat[i + 1])) for i in range(0, len(flat), 2)]
 
     def heartbeat(
@@ -258,7 +272,7 @@ class Scripts:
     def cancel(self, queue: str, job_id: str) -> str:
         """Cancel a job of `queue` (see cancel.lua for the answers)."""
         ks = [keys.job(job_id), keys.ready(queue), keys.scheduled(queue)]
-        return _text(self._run("cancel", ks, [job_id]))
+        return _text(self._run_ending("cancel", ks, [job_id]))
 
 
 def _claim_call(

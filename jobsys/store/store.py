@@ -23,7 +23,7 @@ from jobsys.models import Job
 from jobsys.settings import Settings
 from jobsys.store import keys
 from jobsys.store.connection import connect
-from jobsys.store.scripts import Claimed, Idempotency, NewJob, Scripts
+from jobsys.store.scripts import Claimed, Idempotency, NewJob, Retention, Scripts
 
 DEFAULT_QUEUE = "default"
 
@@ -54,7 +54,14 @@ class Store:
     def __init__(self, settings: Settings, client: redis.Redis | None = None) -> None:
         self.settings = settings
         self.redis = client if client is not None else connect(settings)
-        self.scripts = Scripts(self.redis)
+        self.scripts = Scripts(
+            self.redis,
+            Retention(
+                settings.completed_retention_s,
+                settings.failed_retention_s,
+                settings.dead_letter_max_length,
+            ),
+        )
 
     def close(self) -> None:
         """Close the pooled connections."""
@@ -194,9 +201,8 @@ class Store:
     ) -> list[str]:
         """Record results [(id, attempt, result JSON)] in one step: "completed",
         "cancelled" (its cancellation was requested) or "stale" (lease lost) each."""
-        retention = self.settings.completed_retention_s
         with translate_errors():
-            return self.scripts.complete(queue, worker, retention, jobs)
+            return self.scripts.complete(queue, worker, jobs)
 
     def fail(
         self, queue: str, job_id: str, worker: str, attempt: int, error: str, backoff_s: float

@@ -35,14 +35,47 @@ local function holds_lease(job_key, worker, attempt)
   return f[1] == 'processing' and f[2] == worker and f[3] == attempt
 end
 
+-- Retention, passed as the LAST FOUR ARGV of every script that ends jobs:
+-- completed_s (TTL of completed and cancelled jobs; 0 = keep), failed_s (TTL of
+-- failed jobs; 0 = keep), dead_max (most ids in dead_letter; 0 = no cap), and the
+-- job key prefix ("job:"; dead_letter holds ids, so its jobs' keys are derived).
+local function retention()
+  local n = #ARGV
+  return {
+    completed = tonumber(ARGV[n - 3]), failed = tonumber(ARGV[n - 2]),
+    dead_max = tonumber(ARGV[n - 1]), prefix = ARGV[n],
+  }
+end
+
+-- Sets the TTL of a job that has ended, by the retention of its end.
+local function expire_ended(job_key, seconds)
+  if seconds > 0 then redis.call('EXPIRE', job_key, seconds) end
+end
+
+-- Ends a job `failed` for good: `failed_at`, its id at the head of `dead_letter`,
+-- and its TTL. Keeps `dead_letter` bounded: at most R.dead_max ids, and ids whose
+-- job has expired are dropped from its tail (a few per call).
+local function bury(job_key, id, dead_key, err, now, R)
+  redis.call('HSET', job_key, 'status', 'failed', 'error', err, 'failed_at', iso(now))
+  redis.call('LPUSH', dead_key, id)
+  expire_ended(job_key, R.failed)
+  if R.dead_max > 0 then redis.call('LTRIM', dead_key, 0, R.dead_max - 1) end
+  for _ = 1, 10 do
+    local oldest = redis.call('LINDEX', dead_key, -1)
+    if not oldest or redis.call('EXISTS', R.prefix .. oldest) == 1 then break end
+    redis.call('RPOP', dead_key)
+  end
+end
+
 -- A running job whose cancellation was requested ends `cancelled`, whatever its
 -- attempt produced. Returns true when it did.
-local function settle_cancelled(job_key, now)
+local function settle_cancelled(job_key, now, R)
   if redis.call('HEXISTS', job_key, 'cancel_requested') == 0 then
     return false
   end
   redis.call('HSET', job_key, 'status', 'cancelled', 'cancelled_at', iso(now))
   redis.call('HDEL', job_key, 'cancel_requested', 'next_attempt_at')
+  expire_ended(job_key, R.completed)
   return true
 end
 

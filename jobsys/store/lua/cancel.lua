@@ -5,7 +5,7 @@
 -- can check), stops it where it can, and settles it as `cancelled` (see
 -- complete.lua, fail.lua, recover.lua).
 -- KEYS[1] job HASH   KEYS[2] ready ZSET   KEYS[3] scheduled ZSET of the job's queue
--- ARGV[1] id
+-- ARGV[1] id; then the four retention arguments (see _lib.lua)
 -- Returns: "now" (cancelled now), "requested", "missing", or the status of a job
 -- that has already ended ("completed", "failed", "cancelled"): nothing is written then.
 local status = redis.call('HGET', KEYS[1], 'status')
@@ -17,6 +17,7 @@ if status == 'queued' or status == 'scheduled' then
   redis.call('ZREM', KEYS[3], ARGV[1])
   redis.call('HSET', KEYS[1], 'status', 'cancelled', 'cancelled_at', iso(now_ms()))
   redis.call('HDEL', KEYS[1], 'next_attempt_at')
+  expire_ended(KEYS[1], retention().completed)
   return 'now'
 end
 if status == 'processing' then

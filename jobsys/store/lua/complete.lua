@@ -2,33 +2,31 @@
 -- complete.lua: record the results of one or more jobs, each only if the caller
 -- still holds its lease (fencing).
 -- KEYS[1] leases ZSET   KEYS[1+i] job HASH of the i-th job
--- ARGV[1] worker id   ARGV[2] retention in seconds (0 = keep the job forever)
--- ARGV[3+3(i-1)..] per job: id, attempt, result JSON
+-- ARGV[1] worker id   ARGV[2+3(i-1)..] per job: id, attempt, result JSON; then the
+-- four retention arguments (see _lib.lua)
 -- A job whose cancellation was requested ends `cancelled` (its result is kept).
 -- Returns: one entry per job: "completed", "cancelled", or "stale" when its lease
 -- was lost (nothing written for that job).
 local worker = ARGV[1]
-local retention = tonumber(ARGV[2])
+local R = retention()
 local now = now_ms()
 local finished = iso(now)
 local out = {}
 for i = 1, #KEYS - 1 do
   local key = KEYS[1 + i]
-  local a = 3 + 3 * (i - 1)
+  local a = 2 + 3 * (i - 1)
   local id = ARGV[a]
   if holds_lease(key, worker, ARGV[a + 1]) then
-    if settle_cancelled(key, now) then
+    if settle_cancelled(key, now, R) then
       out[i] = 'cancelled'
     else
       redis.call('HSET', key, 'status', 'completed', 'completed_at', finished)
       redis.call('HDEL', key, 'error', 'next_attempt_at')
+      expire_ended(key, R.completed)
       out[i] = 'completed'
     end
     redis.call('HSET', key, 'result', ARGV[a + 2])
     redis.call('ZREM', KEYS[1], id)
-    if retention > 0 then
-      redis.call('EXPIRE', key, retention)
-    end
   else
     out[i] = 'stale'
   end

@@ -6,12 +6,14 @@
 -- `failed` and its id goes to `dead_letter`.
 -- KEYS[1] leases ZSET   KEYS[2] scheduled ZSET   KEYS[3] dead_letter LIST
 -- KEYS[4] ready ZSET   KEYS[5] wakeup ZSET   KEYS[5+i] job HASH of the i-th job
--- ARGV[1] worker id   ARGV[2+4(i-1)..] per job: id, attempt, error text, backoff_ms
+-- ARGV[1] worker id   ARGV[2+4(i-1)..] per job: id, attempt, error text, backoff_ms;
+-- then the four retention arguments (see _lib.lua)
 -- A job whose cancellation was requested ends `cancelled` instead (no retry).
 -- Returns: one entry per job: "retry", "dead", "cancelled", or "stale" when its
 -- lease was lost (nothing written for that job).
 local worker = ARGV[1]
 local now = now_ms()
+local R = retention()
 local out = {}
 for i = 1, #KEYS - 5 do
   local key = KEYS[5 + i]
@@ -22,12 +24,11 @@ for i = 1, #KEYS - 5 do
   else
     redis.call('ZREM', KEYS[1], id)
     local f = redis.call('HMGET', key, 'max_retries', 'rank')
-    if settle_cancelled(key, now) then
+    if settle_cancelled(key, now, R) then
       redis.call('HSET', key, 'error', err)
       out[i] = 'cancelled'
     elseif tonumber(attempt) > tonumber(f[1]) then
-      redis.call('HSET', key, 'status', 'failed', 'error', err, 'failed_at', iso(now))
-      redis.call('LPUSH', KEYS[3], id)
+      bury(key, id, KEYS[3], err, now, R)
       out[i] = 'dead'
     else
       redis.call('HSET', key, 'status', 'queued', 'error', err)

@@ -5,11 +5,13 @@
 -- `dead_letter`. The old worker can no longer settle it (fencing: it is no longer
 -- `processing` under that worker and attempt).
 -- KEYS[1] leases ZSET   KEYS[2] ready ZSET   KEYS[3] dead_letter LIST   KEYS[4] wakeup ZSET
--- ARGV[1] job key prefix ("job:"; job hashes are ARGV[1] .. id)   ARGV[2] max jobs
+-- ARGV[1] job key prefix ("job:"; job hashes are ARGV[1] .. id)   ARGV[2] max jobs;
+-- then the four retention arguments (see _lib.lua)
 -- A job whose cancellation was requested ends `cancelled` instead.
 -- Returns: a flat array, 2 entries per job: id, "retry", "dead" or "cancelled".
 local prefix = ARGV[1]
 local now = now_ms()
+local R = retention()
 local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
 local out = {}
 for _, id in ipairs(expired) do
@@ -19,12 +21,11 @@ for _, id in ipairs(expired) do
   if f[1] == 'processing' then
     local err = 'lease expired: worker ' .. f[2] .. ' stopped renewing it during attempt '
       .. f[3]
-    if settle_cancelled(key, now) then
+    if settle_cancelled(key, now, R) then
       out[#out + 1] = id
       out[#out + 1] = 'cancelled'
     elseif tonumber(f[3]) > tonumber(f[4]) then
-      redis.call('HSET', key, 'status', 'failed', 'error', err, 'failed_at', iso(now))
-      redis.call('LPUSH', KEYS[3], id)
+      bury(key, id, KEYS[3], err, now, R)
       out[#out + 1] = id
       out[#out + 1] = 'dead'
     else

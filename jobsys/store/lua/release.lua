@@ -3,14 +3,15 @@
 -- still holds its lease. The attempt is not counted: attempts goes back down by one
 -- and the job returns to `ready` at its original rank, ahead of later jobs.
 -- KEYS[1] job HASH   KEYS[2] leases ZSET   KEYS[3] ready ZSET   KEYS[4] wakeup ZSET
--- ARGV[1] id   ARGV[2] worker id   ARGV[3] attempt
+-- ARGV[1] id   ARGV[2] worker id   ARGV[3] attempt; then the four retention
+-- arguments (see _lib.lua)
 -- A job whose cancellation was requested ends `cancelled` instead.
 -- Returns: 1 when handed back (or cancelled), 0 when the lease was already lost
 -- (nothing written).
 if not holds_lease(KEYS[1], ARGV[2], ARGV[3]) then
   return 0
 end
-if settle_cancelled(KEYS[1], now_ms()) then
+if settle_cancelled(KEYS[1], now_ms(), retention()) then
   redis.call('ZREM', KEYS[2], ARGV[1])
   return 1
 end
