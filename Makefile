@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: dev test lint pytest clean
+.PHONY: dev test lint pytest faults clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,11 @@ pytest: $(BIN)/.installed
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test: lint pytest
+
+# The full fault suite (tests/faults): real processes, signals, network namespaces
+# (needs root); writes its tables to docs/reliability.md. CI runs its fast subset.
+faults: $(BIN)/.installed
+	$(BIN)/python tests/faults/run.py $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .jobsys-data .pytest_cache .mypy_cache .ruff_cache

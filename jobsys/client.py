@@ -115,7 +115,11 @@ class Client:
         return job_id
 
     def submit_many(
-        self, jobs: Iterable[tuple[str, Any] | str], *, idempotency_key: str | None = None
+        self,
+        jobs: Iterable[tuple[str, Any] | str],
+        *,
+        queue: str | None = None,
+        idempotency_key: str | None = None,
     ) -> list[str]:
         """Submit many jobs in one request, atomically (all or none); return their ids in order.
 

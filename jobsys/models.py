@@ -133,10 +133,10 @@ class Job:
     cancelled_at: str | None = None
 
     @classmethod
-    def from_hash(cls, fields: dict[str, str]) -> Job:
-        """Build a Job from the decoded fields of its Redis hash."""
+    def from_hash(cls, job_id: str, fields: dict[str, str]) -> Job:
+        """Build a Job from the decoded fields of its Redis hash ``job:<job_id>``."""
         return cls(
-            id=fields["id"],
+            id=job_id,
             status=JobStatus(fields["status"]),
             task=fields["task"],
             queue=fields.get("queue", "default"),

@@ -11,12 +11,13 @@ tick. Times are UTC.
 from __future__ import annotations
 
 import json
+import re
 import threading
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 
 from jobsys.models import check_queue_name
 
@@ -24,13 +25,33 @@ _code: dict[str, Schedule] = {}
 _lock = threading.Lock()
 
 
+def _field(number: str) -> str:
+    element = rf"(?:\*|(?:{number})(?:-(?:{number}))?)(?:/[1-9][0-9]{{0,2}})?"
+    return rf"{element}(?:,{element})*"
+
+
+_SIXTY = r"[1-5]?[0-9]"
+#: The cron expressions jobsys takes, exactly: five numeric fields (minute 0-59,
+#: hour 0-23, day 1-31, month 1-12, weekday 0-7 with 0 and 7 Sunday), each a list
+#: of `*`, numbers or ranges, each with an optional /step; then optionally a sixth
+#: field, seconds 0-59. Fields are separated by one space.
+CRON_PATTERN = (
+    "^"
+    + " ".join(
+        _field(n)
+        for n in (_SIXTY, r"1?[0-9]|2[0-3]", r"[1-9]|[12][0-9]|3[01]", r"[1-9]|1[0-2]", "[0-7]")
+    )
+    + f"(?: {_field(_SIXTY)})?$"
+)
+_CRON = re.compile(CRON_PATTERN)
+
+
 def check_cron(expr: str) -> str:
-    """`expr` if it is a valid cron expression, else ValueError: five fields
-    (minute hour day month weekday), or six with seconds last."""
-    if len(expr.split()) not in (5, 6) or not croniter.is_valid(expr):
+    """`expr` if it matches `CRON_PATTERN`, else ValueError naming the rule."""
+    if not _CRON.fullmatch(expr) or not croniter.is_valid(expr):
         raise ValueError(
-            "must be a cron expression of five fields (minute hour day month weekday), "
-            "or six with seconds last, e.g. */5 * * * *"
+            "must be a cron expression of five numeric fields (minute hour day month "
+            "weekday) separated by single spaces, or six with seconds last, e.g. */5 * * * *"
         )
     return expr
 
@@ -52,15 +73,22 @@ class Schedule:
         check_queue_name(self.name)
         check_queue_name(self.queue)
 
-    def latest_tick(self, now: datetime) -> datetime:
-        """The latest tick at or before `now` (aware, UTC)."""
-        # get_prev is strictly before its start: nudge it so `now` itself counts.
-        prev: datetime = croniter(self.cron, now + timedelta(microseconds=1)).get_prev(datetime)
+    def latest_tick(self, now: datetime) -> datetime | None:
+        """The latest tick at or before `now` (aware, UTC); None when there is none
+        (an expression such as ``0 0 31 2 *`` matches no date)."""
+        try:
+            # get_prev is strictly before its start: nudge it so `now` itself counts.
+            prev: datetime = croniter(self.cron, now + timedelta(microseconds=1)).get_prev(datetime)
+        except CroniterBadDateError:
+            return None
         return prev
 
-    def next_tick(self, now: datetime) -> datetime:
-        """The first tick after `now`."""
-        nxt: datetime = croniter(self.cron, now).get_next(datetime)
+    def next_tick(self, now: datetime) -> datetime | None:
+        """The first tick after `now`; None when the expression matches no date."""
+        try:
+            nxt: datetime = croniter(self.cron, now).get_next(datetime)
+        except CroniterBadDateError:
+            return None
         return nxt
 
     def to_json(self) -> str:
@@ -75,7 +103,8 @@ class Schedule:
     def to_api(self, now: datetime | None = None) -> dict[str, Any]:
         """The JSON form of `GET /schedules`."""
         out: dict[str, Any] = asdict(self)
-        out["next_run_at"] = self.next_tick(now or datetime.now(UTC)).isoformat()
+        nxt = self.next_tick(now or datetime.now(UTC))
+        out["next_run_at"] = nxt.isoformat() if nxt is not None else None
         return out
 
 

@@ -482,7 +482,8 @@ def document() -> dict[str, Any]:
     schedule = ScheduleRequest.model_json_schema(ref_template=_REF)
     schedule["properties"]["task"]["pattern"] = printable_pattern()
     batch = BatchRequest.model_json_schema(ref_template=_REF)
-    batch.pop("$defs", None)  # its SubmitRequest is the one below
+    batch_job = batch.pop("$defs")["BatchJob"]
+    batch_job["properties"]["task"]["pattern"] = printable_pattern()
     return {
         "openapi": "3.1.0",
         "info": {
@@ -498,6 +499,7 @@ def document() -> dict[str, Any]:
             "schemas": {
                 "SubmitRequest": submit,
                 "BatchRequest": batch,
+                "BatchJob": batch_job,
                 "ScheduleRequest": schedule,
                 **_SCHEMAS,
             },

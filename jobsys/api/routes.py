@@ -7,6 +7,7 @@ from typing import Any, cast
 
 from flask import Blueprint, current_app, request, url_for
 from flask.typing import ResponseReturnValue
+from pydantic import BaseModel
 
 from jobsys.api import openapi, validation
 from jobsys.errors import ScheduleNotFound, StoreUnavailable
@@ -43,7 +44,7 @@ def submit() -> ResponseReturnValue:
     req = validation.submit_request(request)
     key = validation.idempotency_key(request)
     sub = req.submission()
-    ids, replayed = _submit([sub], req.queue, key, req.model_dump(exclude_unset=True))
+    ids, replayed = _submit([sub], req.queue, key, req)
     status = "scheduled" if sub.delay_s > 0 or sub.run_at is not None else "queued"
     body: dict[str, Any] = {"status": status, "task": req.task, "id": ids[0]}
     headers = {"Location": url_for(".get_job", job_id=ids[0])}
@@ -58,7 +59,7 @@ def submit_batch() -> ResponseReturnValue:
     req = validation.batch_request(request)
     key = validation.idempotency_key(request)
     subs = [j.submission() for j in req.jobs]
-    ids, replayed = _submit(subs, req.jobs[0].queue, key, req.model_dump(exclude_unset=True))
+    ids, replayed = _submit(subs, req.queue, key, req)
     body = {"status": "queued", "count": len(ids), "ids": ids}
     if replayed:
         return body | {"replayed": True}, 200, {"Idempotent-Replayed": "true"}
@@ -66,13 +67,16 @@ def submit_batch() -> ResponseReturnValue:
 
 
 def _submit(
-    subs: list[Submission], queue: str, key: str | None, request_body: dict[str, Any]
+    subs: list[Submission], queue: str, key: str | None, body: BaseModel
 ) -> tuple[list[str], bool]:
-    """Queue `subs`; with an Idempotency-Key, only once per key: (ids, replayed)."""
+    """Queue `subs`; with an Idempotency-Key, only once per key: (ids, replayed).
+
+    "The same request" is the same path and the same validated body, whatever the
+    order of its fields."""
     store = state().store
     if key is None:
         return store.submit_many(subs, queue=queue), False
-    fingerprint = {"path": request.path, "body": request_body}
+    fingerprint = {"path": request.path, "body": body.model_dump(mode="json", exclude_unset=True)}
     return store.submit_idempotent(subs, queue=queue, key=key, request=fingerprint)
 
 

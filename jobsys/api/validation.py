@@ -12,14 +12,15 @@ import math
 import re
 import sys
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Annotated, Any, TypeVar
 
 from flask import Request
 from pydantic import (
     AfterValidator,
+    AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -30,7 +31,7 @@ from werkzeug.exceptions import RequestEntityTooLarge, UnsupportedMediaType
 
 from jobsys.errors import InvalidJob, JobNotFound
 from jobsys.models import MAX_PRIORITY, MIN_PRIORITY, QUEUE_NAME_PATTERN
-from jobsys.schedules import Schedule, check_cron
+from jobsys.schedules import CRON_PATTERN, Schedule, check_cron
 from jobsys.store import Submission
 from jobsys.store.store import DEFAULT_QUEUE
 
@@ -40,7 +41,7 @@ MAX_BODY_BYTES = 1024 * 1024
 MAX_BATCH_BODY_BYTES = 16 * 1024 * 1024
 #: Most jobs one ``POST /submit/batch`` may carry.
 MAX_BATCH_JOBS = 10_000
-#: Longest delay (and farthest run_at) of a job: one year.
+#: Longest delay_seconds of a job: one year.
 MAX_DELAY_S = 366 * 24 * 3600
 #: Longest timeout_seconds of a job: one day.
 MAX_TIMEOUT_S = 86400
@@ -66,6 +67,13 @@ _MAX_ECHO_CHARS = 100
 def _drop_default(schema: dict[str, Any]) -> None:
     # Leaving `payload` out is not the same as sending null: show no default.
     schema.pop("default", None)
+
+
+def _text_only(value: Any) -> Any:
+    # A date-time arrives as RFC 3339 text; lax parsing would also take a number.
+    if not isinstance(value, str):
+        raise ValueError("must be an RFC 3339 date-time, e.g. 2026-12-01T08:00:00Z")
+    return value
 
 
 def _printable(task: str) -> str:
@@ -108,14 +116,14 @@ QueueName = Annotated[
 ]
 
 
-class SubmitRequest(BaseModel):
-    """The JSON body of POST /submit."""
+class BatchJob(BaseModel):
+    """One job of POST /submit/batch: the fields of POST /submit but `queue`, which
+    the batch gives once."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, title="SubmitRequest")
+    model_config = ConfigDict(extra="forbid", strict=True, title="BatchJob")
 
     task: TaskName
     payload: Payload = None
-    queue: QueueName = DEFAULT_QUEUE
     priority: int = Field(
         default=0,
         ge=MIN_PRIORITY,
@@ -133,11 +141,13 @@ class SubmitRequest(BaseModel):
         description="Run no earlier than this many seconds from now (at most one year).",
         json_schema_extra=_drop_default,
     )
-    run_at: str | None = Field(
+    run_at: Annotated[AwareDatetime, BeforeValidator(_text_only)] | None = Field(
         default=None,
+        strict=False,  # parse the RFC 3339 text of JSON into a datetime
         description=(
-            "Run no earlier than this time: ISO-8601 with a UTC offset or Z, e.g. "
-            "2026-12-01T08:00:00Z, at most one year ahead. Not together with delay_seconds."
+            "Run no earlier than this time: an RFC 3339 date-time with a UTC offset or Z, "
+            "e.g. 2026-12-01T08:00:00Z. A time in the past runs at once. With "
+            "delay_seconds too, the later of the two counts."
         ),
         json_schema_extra=_drop_default,
     )
@@ -160,12 +170,13 @@ class SubmitRequest(BaseModel):
         json_schema_extra=_drop_default,
     )
 
-    @field_validator("run_at")
+    @field_validator("priority", "max_retries", mode="before")
     @classmethod
-    def _timestamp(cls, run_at: str | None) -> str | None:
-        if run_at is not None:
-            parse_run_at(run_at)
-        return run_at
+    def _whole_number(cls, value: Any) -> Any:
+        # JSON Schema's "integer" takes 52.0 too: accept a float with no fraction.
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        return value
 
     def submission(self) -> Submission:
         """What the store needs to queue this job."""
@@ -176,7 +187,7 @@ class SubmitRequest(BaseModel):
             max_retries=self.max_retries,
             priority=self.priority,
             delay_s=self.delay_seconds or 0.0,
-            run_at=parse_run_at(self.run_at) if self.run_at is not None else None,
+            run_at=self.run_at,
             timeout_s=self.timeout_seconds,
         )
 
@@ -186,17 +197,30 @@ class SubmitRequest(BaseModel):
         return "payload" in self.model_fields_set
 
 
+class SubmitRequest(BatchJob):
+    """The JSON body of POST /submit."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, title="SubmitRequest")
+
+    queue: QueueName = DEFAULT_QUEUE
+
+
 class BatchRequest(BaseModel):
     """The JSON body of POST /submit/batch."""
 
     model_config = ConfigDict(extra="forbid", strict=True, title="BatchRequest")
 
-    jobs: list[SubmitRequest] = Field(
+    queue: QueueName = Field(
+        default=DEFAULT_QUEUE,
+        description="The queue every job of the batch goes to (one queue per batch, so "
+        "that the atomic step touches one queue's keys).",
+    )
+    jobs: list[BatchJob] = Field(
         min_length=1,
         max_length=MAX_BATCH_JOBS,
         description=(
-            f"1 to {MAX_BATCH_JOBS} jobs, each as in POST /submit. All are queued in one "
-            "atomic step, or none is."
+            f"1 to {MAX_BATCH_JOBS} jobs, each as in POST /submit but without `queue`. All "
+            "are queued in one atomic step, or none is."
         ),
     )
 
@@ -213,24 +237,6 @@ def idempotency_key(request: Request) -> str | None:
     return key
 
 
-def _check_due_time(job: SubmitRequest, prefix: str) -> None:
-    if job.run_at is not None and job.delay_seconds is not None:
-        raise InvalidJob(f"{prefix}run_at", "cannot be given together with delay_seconds")
-
-
-def parse_run_at(text: str) -> datetime:
-    """An aware datetime from ISO-8601 `text`; ValueError naming the rule otherwise."""
-    try:
-        when = datetime.fromisoformat(text)
-    except ValueError:
-        raise ValueError("must be an ISO-8601 date and time, e.g. 2026-12-01T08:00:00Z") from None
-    if when.tzinfo is None:
-        raise ValueError("must carry a UTC offset or Z (e.g. 2026-12-01T08:00:00Z)")
-    if when - datetime.now(UTC) > timedelta(seconds=MAX_DELAY_S):
-        raise ValueError("must be at most one year ahead")
-    return when
-
-
 class ScheduleRequest(BaseModel):
     """The JSON body of POST /schedules."""
 
@@ -242,8 +248,12 @@ class ScheduleRequest(BaseModel):
         "Posting an existing name replaces that schedule.",
     )
     cron: str = Field(
-        max_length=200,
-        description="Five-field cron expression (minute hour day month weekday), in UTC.",
+        pattern=CRON_PATTERN,
+        description=(
+            "Cron expression, in UTC: five numeric fields (minute 0-59, hour 0-23, day "
+            "1-31, month 1-12, weekday 0-7), each a list of *, numbers or ranges with an "
+            "optional /step, separated by single spaces; a sixth field, seconds, may follow."
+        ),
     )
     task: TaskName
     payload: Payload = None
@@ -268,24 +278,14 @@ def schedule_request(request: Request) -> ScheduleRequest:
 def submit_request(request: Request) -> SubmitRequest:
     """Validate the request of ``POST /submit`` (media type, size, JSON, rules)."""
     check_media_type(request.mimetype, request.mimetype_params.get("charset"))
-    job = parse_submit(parse_json(read_body(request)))
-    _check_due_time(job, "")
-    return job
+    return parse_submit(parse_json(read_body(request)))
 
 
 def batch_request(request: Request) -> BatchRequest:
     """Validate the request of ``POST /submit/batch`` (media type, size, JSON, rules)."""
     request.max_content_length = MAX_BATCH_BODY_BYTES
     check_media_type(request.mimetype, request.mimetype_params.get("charset"))
-    batch = _validate(BatchRequest, parse_json(read_body(request)))
-    queue = batch.jobs[0].queue
-    for i, job in enumerate(batch.jobs):
-        _check_due_time(job, f"jobs.{i}.")
-        if job.queue != queue:
-            # One queue per batch: the atomic step then touches one queue's keys
-            # (one Redis Cluster slot).
-            raise InvalidJob(f"jobs.{i}.queue", f"must be the same in every job ({queue!r})")
-    return batch
+    return _validate(BatchRequest, parse_json(read_body(request)))
 
 
 def read_body(request: Request) -> bytes:
@@ -432,6 +432,10 @@ _RULES = {
     "too_long": f"must hold at most {MAX_BATCH_JOBS} jobs",
     "string_pattern_mismatch": "must be 1 to 64 characters of A-Z a-z 0-9 _ . : -",
     "finite_number": "must be a finite number",
+    "timezone_aware": "must carry a UTC offset or Z (e.g. 2026-12-01T08:00:00Z)",
+    "datetime_parsing": "must be an RFC 3339 date-time, e.g. 2026-12-01T08:00:00Z",
+    "datetime_from_date_parsing": "must be an RFC 3339 date-time, e.g. 2026-12-01T08:00:00Z",
+    "datetime_type": "must be an RFC 3339 date-time, e.g. 2026-12-01T08:00:00Z",
 }
 
 
@@ -439,8 +443,8 @@ def _rule(error: ErrorDetails, model: type[BaseModel]) -> str:
     kind = error["type"]
     ctx = error.get("ctx", {})
     got = _json_type(error.get("input"))
-    # A job inside a batch is a SubmitRequest: its field list is the one that applies.
-    owner = SubmitRequest if len(error["loc"]) > 1 else model
+    # A job inside a batch is a BatchJob: its field list is the one that applies.
+    owner = BatchJob if len(error["loc"]) > 1 else model
     described: dict[str, Callable[[], str]] = {
         "extra_forbidden": lambda: (
             f"is not a known field (allowed: {', '.join(owner.model_fields)})"

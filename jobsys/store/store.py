@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from typing import Any, cast
 
 import redis
@@ -138,7 +138,7 @@ class Store:
             fields = cast(dict[str, str], self.redis.hgetall(keys.job(job_id)))
         if not fields:
             raise JobNotFound(job_id)
-        return Job.from_hash(fields)
+        return Job.from_hash(job_id, fields)
 
     def queue_stats(self) -> list[QueueStats]:
         """Every queue ever submitted to, by name, with its counts (one round trip each)."""
@@ -312,10 +312,23 @@ def _new_job(sub: Submission, default_max_retries: int) -> NewJob:
         payload_json=json.dumps(sub.payload, separators=(",", ":")) if has_payload else None,
         max_retries=default_max_retries if sub.max_retries is None else sub.max_retries,
         priority=sub.priority,
-        run_at_ms=round(sub.run_at.timestamp() * 1000) if sub.run_at is not None else 0,
+        run_at_ms=_epoch_ms(sub.run_at) if sub.run_at is not None else 0,
         delay_ms=_ms(sub.delay_s),
         timeout_s=sub.timeout_s,
     )
+
+
+_EPOCH_DAY = date(1970, 1, 1).toordinal()
+
+
+def _epoch_ms(when: datetime) -> int:
+    """Milliseconds since the epoch of an aware datetime, any year (no overflow at
+    the ends of the calendar, where converting to UTC would leave it). At least 1,
+    so that a time before 1970 still counts as "given" and runs at once."""
+    offset = when.utcoffset() or timedelta(0)
+    days = when.toordinal() - _EPOCH_DAY
+    seconds = days * 86400 + when.hour * 3600 + when.minute * 60 + when.second
+    return max(1, round((seconds - offset.total_seconds()) * 1000 + when.microsecond / 1000))
 
 
 def _ms(seconds: float) -> int:

@@ -32,7 +32,7 @@ class Scheduler:
         handled = []
         for schedule in self.schedules.all():
             tick = schedule.latest_tick(now)
-            if self._handled.get(schedule.name) == tick:
+            if tick is None or self._handled.get(schedule.name) == tick:
                 continue
             verdict = self.schedules.tick(schedule, tick)
             self._handled[schedule.name] = tick

@@ -66,7 +66,7 @@ def test_an_explicit_null_payload_is_kept(client: FlaskClient, store: Store) -> 
         ({"jobs": [{"task": "ok"}, "x"]}, "jobs.1", "must be a JSON object"),
         ({"jobs": [{"task": "ok", "delay": 1}]}, "jobs.0.delay", "allowed: task, payload"),
         ({"jobs": [{"task": "a\x00b"}]}, "jobs.0.task", "printable"),
-        ({"jobs": [{"task": "a"}], "job": []}, "job", "allowed: jobs"),
+        ({"jobs": [{"task": "a"}], "job": []}, "job", "allowed: queue, jobs"),
         ({}, "jobs", "is required"),
         ([{"task": "a"}], "body", "must be a JSON object"),
     ],
@@ -116,3 +116,15 @@ def test_the_openapi_document_describes_the_batch_endpoint(client: FlaskClient) 
     assert doc["components"]["schemas"]["BatchRequest"]["properties"]["jobs"]["maxItems"] == (
         MAX_BATCH_JOBS
     )
+
+
+def test_a_batch_goes_to_the_queue_it_names(
+    client: FlaskClient, store: Store, redis_client: redis.Redis
+) -> None:
+    r = post(client, {"queue": "bulk", "jobs": [{"task": "a"}, {"task": "b", "priority": 3.0}]})
+    assert r.status_code == 202
+    assert [store.get(i).queue for i in r.json["ids"]] == ["bulk", "bulk"]
+    assert redis_client.zcard(keys.ready("bulk")) == 2
+    r = post(client, {"jobs": [{"task": "a", "queue": "other"}]})
+    assert r.status_code == 400
+    assert r.json["field"] == "jobs.0.queue"

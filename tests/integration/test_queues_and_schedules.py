@@ -90,3 +90,12 @@ def test_queue_stats_count_each_queue(settings: Settings, store: Store) -> None:
     stats = {q.name: q.to_api() for q in store.queue_stats()}
     assert stats["a"] == {"name": "a", "depth": 2, "in_flight": 1, "scheduled": 0}
     assert stats["b"] == {"name": "b", "depth": 0, "in_flight": 0, "scheduled": 1}
+
+
+def test_with_both_run_at_and_a_delay_the_later_counts(store: Store) -> None:
+    soon = datetime.now(UTC) + timedelta(seconds=5)
+    a = store.get(store.submit("echo", run_at=soon, delay_s=60)).to_api()
+    b = store.get(store.submit("echo", run_at=soon + timedelta(hours=1), delay_s=60)).to_api()
+    assert datetime.fromisoformat(a["run_at"]) > soon + timedelta(seconds=50)
+    gap = datetime.fromisoformat(b["run_at"]) - (soon + timedelta(hours=1))
+    assert abs(gap) < timedelta(milliseconds=2)  # run_at is kept to the millisecond

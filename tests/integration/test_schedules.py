@@ -87,12 +87,21 @@ def test_the_scheduler_registers_declared_schedules_and_queues_due_ticks(
     assert all(s.name != "every-minute-test" for s in declared())
 
 
-def test_bad_cron_expressions_are_refused() -> None:
-    with pytest.raises(ValueError, match="five fields"):
-        Schedule("x", "every minute", "t")
-    with pytest.raises(ValueError, match="five fields"):
-        Schedule("x", "* * * * * * *", "t")
+@pytest.mark.parametrize(
+    "cron", ["every minute", "* * * * * * *", "*/0 * * * *", "60 * * * *", "0 0 0 * *",
+             "* *  * * *", "@hourly", "0 0 * * MON", ""],
+)  # fmt: skip
+def test_bad_cron_expressions_are_refused(cron: str) -> None:
+    with pytest.raises(ValueError, match="five numeric fields"):
+        Schedule("x", cron, "t")
+
+
+def test_cron_expressions_that_match_no_date_never_tick(store: Store) -> None:
     assert Schedule("x", "* * * * * */10", "t").cron  # six fields: seconds last
+    never = Schedule("feb-31", "0 0 31 2 *", "t")
+    assert never.next_tick(T0) is None
+    assert never.latest_tick(T0) is None
+    assert never.to_api(T0)["next_run_at"] is None
 
 
 def test_schedules_over_the_api(settings: Settings, redis_client: redis.Redis) -> None:

@@ -85,17 +85,19 @@ end
 -- Returns true when the job is ready now.
 local function put_job(ready_key, scheduled_key, job_key, j, now)
   local rank = string.format('%.0f', -j.priority * 1099511627776 + j.seq)
-  redis.call('HSET', job_key, 'id', j.id, 'task', j.task, 'queue', j.queue,
-    'created_at', j.created, 'attempts', 0, 'max_retries', j.max_retries, 'rank', rank)
-  if j.payload ~= '' then redis.call('HSET', job_key, 'payload', j.payload) end
-  if j.priority ~= 0 then redis.call('HSET', job_key, 'priority', j.priority) end
-  if j.timeout ~= '' then redis.call('HSET', job_key, 'timeout_seconds', j.timeout) end
-  if j.due > now then
-    redis.call('HSET', job_key, 'status', 'scheduled', 'run_at', iso(j.due))
+  local due = j.due > now
+  local f = {'task', j.task, 'queue', j.queue, 'created_at', j.created, 'attempts', 0,
+    'max_retries', j.max_retries, 'rank', rank,
+    'status', due and 'scheduled' or 'queued'}
+  if j.payload ~= '' then f[#f + 1] = 'payload'; f[#f + 1] = j.payload end
+  if j.priority ~= 0 then f[#f + 1] = 'priority'; f[#f + 1] = j.priority end
+  if j.timeout ~= '' then f[#f + 1] = 'timeout_seconds'; f[#f + 1] = j.timeout end
+  if due then f[#f + 1] = 'run_at'; f[#f + 1] = iso(j.due) end
+  redis.call('HSET', job_key, unpack(f))
+  if due then
     redis.call('ZADD', scheduled_key, j.due, j.id)
     return false
   end
-  redis.call('HSET', job_key, 'status', 'queued')
   redis.call('ZADD', ready_key, rank, j.id)
   return true
 end

@@ -21,7 +21,7 @@ for i = 1, #KEYS - 1 do
       out[i] = 'cancelled'
     else
       redis.call('HSET', key, 'status', 'completed', 'completed_at', finished)
-      redis.call('HDEL', key, 'error', 'next_attempt_at')
+      redis.call('HDEL', key, 'error', 'next_attempt_at', 'rank')
       expire_ended(key, R.completed)
       out[i] = 'completed'
     end

@@ -14,7 +14,8 @@
 -- ARGV[3] request fingerprint   ARGV[4] idempotency TTL in seconds
 -- ARGV[5+8(i-1)..] per job: id, task, payload JSON ('' = none), max_retries,
 --   priority (-100..100), run_at_ms (due time, ms since the epoch; 0 = none),
---   delay_ms (0 = none; counted from the Redis clock), timeout in seconds ('' = none)
+--   delay_ms (0 = none; counted from the Redis clock; with run_at, the later counts),
+--   timeout in seconds ('' = none)
 -- Returns: {"new"}, or {"replay", id, ...} for a repeated request; the error
 -- "IDEMPOTENCY_CONFLICT" for a reused key, or "EXISTS <id>" when a job hash
 -- already exists (nothing written in either case).
@@ -48,7 +49,7 @@ for i = 1, n do
   ids[i] = ARGV[a]
   local due = tonumber(ARGV[a + 5])
   local delay = tonumber(ARGV[a + 6])
-  if delay > 0 then due = now + delay end
+  if delay > 0 then due = math.max(due, now + delay) end
   local job = {
     id = ARGV[a], task = ARGV[a + 1], queue = queue, payload = ARGV[a + 2],
     max_retries = ARGV[a + 3], priority = tonumber(ARGV[a + 4]), seq = last - n + i,

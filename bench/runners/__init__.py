@@ -1,0 +1,1 @@
+"""Each system's producer and tasks; they run in that system's own venv."""

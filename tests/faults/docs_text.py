@@ -1,0 +1,98 @@
+# ruff: noqa: E501  (Markdown table rows cannot be wrapped)
+"""The fixed prose of docs/reliability.md; `report.render` fills in the measured parts."""
+
+HEADER = """# jobsys reliability: what the fault suite proves
+
+This file is written by `python tests/faults/run.py` (or `make faults`); do not
+edit it by hand. The suite runs the real system (the `jobsys api` gunicorn server,
+`jobsys worker` processes and `redis-server`) as separate processes, injects
+faults with real signals and a real network, and then checks every job against
+Redis and against side effects recorded outside Redis.
+
+## The guarantee
+
+**Every job that `POST /submit` (or `/submit/batch`) answered with 202 ends
+`completed`, or `failed` with its id in `dead_letter`, exactly once in Redis,
+as long as Redis keeps its writes.** Its handler runs **at least once**. It runs
+more than once only when a lease was lost: the worker died, froze or was cut off
+from Redis for longer than `JOB_LEASE_SECONDS` while it ran the job. Then the job
+is taken over under a new attempt number, and fencing refuses the old worker's
+late result, so the job's recorded outcome always comes from its last attempt.
+Make handlers idempotent by job id if a repeated side effect matters.
+
+**What "as long as Redis keeps its writes" means** (the AOF window). Redis appends
+every write to its append-only file and passes it to the kernel (`write(2)`)
+*before* it sends the reply, then fsyncs by `appendfsync`:
+
+| what happens to Redis | `appendfsync always` | `appendfsync everysec` (Compose, `jobsys dev`) |
+|---|---|---|
+| stopped (SIGTERM), restarted | nothing lost | nothing lost (fsync at shutdown) |
+| process killed (SIGKILL, OOM killer, crash) | nothing lost | nothing acknowledged is lost, **except** while a slow fsync holds Redis's write back (it may do so for up to 2 s on a slow disk): jobs accepted in that window can vanish |
+| machine lost (kernel panic, power cut) | nothing lost | up to ~1 s (at worst 2 s) of acknowledged writes: jobs accepted in that window can vanish, and jobs completed in it can run again |
+
+The suite measures the first two rows (table "Redis restarts" below). It cannot
+crash the kernel of the machine it runs on, so the last row is Redis's documented
+bound, not a measurement.
+
+**Outside the guarantee:** a 503, or a connection that broke after the request
+was sent, leaves the submit ambiguous: the job may or may not exist (never half),
+so retry only with care (the suite counts these as "ambiguous: created/total"). A
+request refused before it was sent, and every 4xx and 507, created nothing.
+
+Environment of the last run: {machine}; Redis {redis_version}; kernel {kernel};
+`tc netem`: {netem}.
+"""
+
+SCENARIOS = """
+## The scenarios
+
+Each scenario runs a steady load of `fault.work` jobs submitted over HTTP
+(`tests/faults/fault_tasks.py`: short sleeps; 5 % fail their first attempt and
+succeed on the retry; 1 % always fail and end in `dead_letter`), with 2 s leases,
+and injects its faults while the load runs. Every execution is recorded outside
+Redis (one line per run, per worker process, appended with O_APPEND), so
+executions survive the faults that Redis suffers.
+
+| # | scenario | how |
+|---|---|---|
+| 1 | workers SIGKILLed again and again | a random worker is SIGKILLed every 0.5-1.5 s and a new one started |
+| 2 | a worker frozen past its lease | SIGSTOP for longer than the lease; another worker takes the job over; SIGCONT: the stale worker's late result must be refused. Also a storm of freezes under load |
+| 3 | Redis restarted | SIGTERM and SIGKILL, with `appendfsync everysec` and `always`, 1 s down each time, under load |
+| 4 | network cut between workers and Redis, and between the API and Redis | Redis in a network namespace of its own, reached over one veth pair per path; a cut drops every packet of a path both ways (nftables), loss drops a random share (nftables `numgen`), delay uses `tc netem` where the kernel has it. Created and removed by each test |
+| 5 | Redis at `maxmemory` | Redis filled with ballast to just under 24 MiB (`noeviction`), then submits until it is full; ballast freed; more submits |
+| 6 | API restarted under load | SIGTERM (graceful), and SIGKILL of gunicorn's whole process group, 8 clients submitting |
+| — | bad input | schemathesis against `/openapi.json` (stateless and stateful phases, every check); hostile bodies (deep nesting, huge numbers, invalid UTF-8, NUL bytes, long task names, wrong content types, oversized and chunked bodies, batches) while another client is timed; slow-loris clients |
+
+### The invariants checked after each scenario (`tests/faults/invariants.py`)
+
+1. every accepted job is `completed`, or `failed` and in `dead_letter`; none is
+   left `queued`/`processing` after the drain (**stuck**);
+2. every accepted job's hash exists (**vanished** counts the ones that do not);
+3. every id is in at most one of ready / scheduled / leases / `dead_letter`, the one
+   its status calls for; no lease on a job that is not `processing` (orphaned lease);
+   every job hash is whole (**structure errors**);
+4. no job and no execution exists for a submit that was refused (4xx, 507) or never
+   sent, and every job in Redis belongs to a submit the suite made (**refused but created**);
+5. a job that ran successfully more than once is a duplicate: **dup (lease lost)**
+   when its runs had distinct attempt numbers (each a takeover after a lost lease,
+   which at-least-once allows), **dup (unexplained)** otherwise (only Redis losing
+   writes can cause that);
+6. a completed job's stored result names its last attempt (**stale results kept**:
+   fencing failed).
+"""
+
+FOOTER = """
+## Running it
+
+```
+make faults                          # the full suite; rewrites this file
+python tests/faults/run.py -k redis  # a part of it (pytest -k), still writes this file
+.venv/bin/python -m pytest tests/faults   # the fast subset (part of `make test` and CI)
+```
+
+The fast subset runs every scenario with smaller loads (a few hundred jobs) and
+skips the ones marked `faults_full`. Network scenarios need root and network
+namespaces; where they cannot be made the tests skip and say why.
+
+Full run: pytest exited with {exit_code} in {duration_min} min.
+"""

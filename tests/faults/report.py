@@ -1,0 +1,199 @@
+"""Collects the fault suite's results: a table in the terminal, docs/reliability.md.
+
+Tests record rows (`invariants.Row`) and figures (named dicts of measurements). When
+``JOBSYS_FAULTS_RESULTS`` names a file, each record is also appended there as one
+JSON line, which `run.py` turns into docs/reliability.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+from invariants import Row, table
+
+_lock = threading.Lock()
+ROWS: list[dict[str, Any]] = []
+FIGURES: list[dict[str, Any]] = []
+
+
+def _append(record: dict[str, Any]) -> None:
+    path = os.environ.get("JOBSYS_FAULTS_RESULTS")
+    if path:
+        with Path(path).open("a") as f:
+            f.write(json.dumps(record) + "\n")
+
+
+def record_row(row: Row) -> None:
+    d = row.to_dict()
+    with _lock:
+        ROWS.append(d)
+        _append({"kind": "row", **d})
+    print(f"\n{table([d])}")
+    for p in row.problems:
+        print(f"  problem: {p}")
+
+
+def record_figure(name: str, **values: Any) -> None:
+    with _lock:
+        FIGURES.append({"name": name, **values})
+        _append({"kind": "figure", "name": name, **values})
+    print(f"\nfigure {name}: {json.dumps(values)}")
+
+
+def load(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    rows, figures = [], []
+    if path.exists():
+        for line in path.read_text().splitlines():
+            rec = json.loads(line)
+            (rows if rec.pop("kind") == "row" else figures).append(rec)
+    return rows, figures
+
+
+# -- docs/reliability.md ---------------------------------------------------------
+
+
+def _fig(figures: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
+    return [f for f in figures if f.get("name") == name]
+
+
+def _md_table(head: list[str], rows: list[list[Any]]) -> str:
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def render(rows: list[dict[str, Any]], figures: list[dict[str, Any]], meta: dict[str, Any]) -> str:
+    """docs/reliability.md: the guarantee, the scenarios, the measured tables."""
+    from docs_text import FOOTER, HEADER, SCENARIOS  # noqa: PLC0415
+
+    rows = sorted(rows, key=lambda r: str(r["scenario"]))
+    jobs = sum(int(r["accepted"]) for r in rows)
+    lost = sum(int(r["vanished"]) for r in rows)
+    dup = sum(int(r["dup_lease_lost"]) for r in rows)
+    unexplained = sum(int(r["dup_unexplained"]) for r in rows)
+    failed = [r["scenario"] for r in rows if not r["ok"]]
+    parts = [HEADER.format(**meta)]
+    parts.append("## Results of the last full run\n")
+    parts.append(
+        f"Run {meta['date']} on {meta['machine']}: **{jobs} jobs** accepted across "
+        f"{len(rows)} scenario runs; **{lost} lost**, **{dup} run twice after a lost lease** "
+        f"(allowed by at-least-once, counted), **{unexplained} duplicated without a lost "
+        f"lease**; scenarios failing an invariant: "
+        f"{', '.join(failed) if failed else '**none**'}.\n"
+    )
+    parts.append(table(rows) + "\n")
+    parts.append(
+        "`recovery (s)` is per scenario: for killed or frozen workers, the longest time "
+        "one of their jobs stayed in their hands; for Redis restarts, the longest time "
+        "until submits were accepted and jobs completed again; for partitions, heal → "
+        "the first job completed; for the API, the longest downtime per restart; for "
+        "maxmemory, memory freed → the first 202.\n"
+    )
+    aof = _fig(figures, "aof")
+    if aof:
+        parts.append("### Redis restarts: what each fsync mode lost\n")
+        parts.append(
+            _md_table(
+                [
+                    "appendfsync",
+                    "signal",
+                    "restarts",
+                    "jobs accepted",
+                    "accepted jobs lost",
+                    "completions rolled back (ran again)",
+                    "API back after (s)",
+                    "workers back after (s)",
+                ],
+                [
+                    [
+                        f["fsync"],
+                        f["signal"],
+                        f["restarts"],
+                        f["accepted"],
+                        f["lost"],
+                        f["rolled_back_runs"],
+                        f"{f['api_back_s']:.2f}",
+                        f"{f['workers_back_s']:.2f}",
+                    ]
+                    for f in aof
+                ],
+            )
+            + "\n"
+        )
+    api = _fig(figures, "api_partition")
+    mm = _fig(figures, "maxmemory")
+    st = _fig(figures, "schemathesis")
+    hostile = _fig(figures, "hostile")
+    sweep = _fig(figures, "slow_loris_sweep")
+    loris = _fig(figures, "slow_loris_48")
+    few = _fig(figures, "slow_clients_6")
+    lines = []
+    for f in api:
+        lines.append(
+            f"- **API cut off from Redis** (5 s): {f['submits_during_cut']} submits during the "
+            f"cut got {f['statuses_during_cut']}; the slowest answer took "
+            f"{f['slowest_submit_s']} s, `/health` answered 503 in at most "
+            f"{f['slowest_health_s']} s; submits were accepted again {f['api_back_s']} s after "
+            "the cut healed."
+        )
+    for f in mm:
+        lines.append(
+            f"- **Redis at maxmemory**: {f['refused_507']} submits refused with a JSON 507 "
+            f"while {f['accepted_while_filling']} accepted jobs kept running and settled "
+            f"(settled while full: {f['settled_while_full']}); after memory was freed the next "
+            f"submit was accepted within {f['freed_to_202_s']} s."
+        )
+    for f in st:
+        verdict = (
+            "no 5xx, no response off the spec"
+            if f["exit_code"] == 0
+            else f"**findings: {'; '.join(f.get('findings', [])) or 'see the pytest log'}** "
+            f"(e.g. `{(f.get('reproduce') or ['-'])[0]}`)"
+        )
+        lines.append(
+            f"- **schemathesis** (stateless + stateful, every check): {f['requests']} "
+            f"requests, answers {f['statuses']}; {verdict}; Redis held "
+            f"{f['jobs_in_redis']} jobs, the ids 202 answers gave: {f['jobs_accepted']}."
+        )
+    for f in hostile:
+        lines.append(
+            f"- **Hostile payloads**: {f['cases']} cases, each a JSON 4xx (or, for the valid "
+            f"ones, stored and read back exactly); another client's slowest answer meanwhile: "
+            f"{f['slowest_other_client_s']} s."
+        )
+    for f in few:
+        lines.append(
+            f"- **6 slow clients** (bodies or headers a byte a second): another client's "
+            f"slowest answer {f['slowest_s']} s over {f['probes']} requests."
+        )
+    for f in loris:
+        lines.append(
+            f"- **48 slow-loris clients**: {f['slower_than_1s']} of {f['probes']} requests of "
+            f"another client took over 1 s (slowest {f['slowest_s']} s, the probe's timeout). "
+            "Known defect, see below."
+        )
+    if lines:
+        parts.append("### Other measured figures\n")
+        parts.append("\n".join(lines) + "\n")
+    if sweep:
+        parts.append("### Slow clients against `jobsys api` (2 processes x 8 threads)\n")
+        parts.append(
+            _md_table(
+                ["slow clients", "requests of another client", "slower than 1 s", "slowest (s)"],
+                [[f["clients"], f["probes"], f["slower_than_1s"], f["slowest_s"]] for f in sweep],
+            )
+            + "\n"
+        )
+    if meta.get("xfails"):
+        parts.append("### Known defects (tests marked xfail, strict)\n")
+        parts.append("\n".join(f"- `{x}`" for x in meta["xfails"]) + "\n")
+    if meta.get("skips"):
+        parts.append("### Skipped here\n")
+        parts.append("\n".join(f"- {x}" for x in meta["skips"]) + "\n")
+    parts.append(SCENARIOS)
+    parts.append(FOOTER.format(**meta))
+    return "\n".join(parts)
