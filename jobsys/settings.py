@@ -71,7 +71,10 @@ class Settings:
     idempotency_ttl_s: int = 86400
     #: API_WORKERS: gunicorn worker processes for `jobsys api`.
     api_workers: int = 2
-    #: API_THREADS: threads per gunicorn worker.
+    #: API_WORKER_CLASS: gunicorn's worker class for `jobsys api`: ``gevent`` (a
+    #: greenlet per connection: slow clients cost nothing) or ``gthread``.
+    api_worker_class: str = "gevent"
+    #: API_THREADS: threads per gunicorn worker (gthread only).
     api_threads: int = 8
     #: REDIS_SOCKET_TIMEOUT_SECONDS: longest any Redis call may take before it
     #: counts as Redis being unreachable.
@@ -113,6 +116,7 @@ class Settings:
             idempotency_ttl_s=reader.get("IDEMPOTENCY_TTL_SECONDS", _positive_int, 86400),
             api_workers=reader.get("API_WORKERS", _positive_int, 2),
             api_threads=reader.get("API_THREADS", _positive_int, 8),
+            api_worker_class=reader.get("API_WORKER_CLASS", _worker_class, "gevent"),
             redis_socket_timeout_s=reader.get("REDIS_SOCKET_TIMEOUT_SECONDS", _positive_float, 5.0),
             log_level=reader.get("LOG_LEVEL", _log_level, "INFO"),
             log_format=reader.get("LOG_FORMAT", _log_format, "text"),
@@ -233,6 +237,12 @@ def http_url(raw: str) -> str:
     if not raw.startswith(("http://", "https://")) or not raw.partition("://")[2]:
         raise ValueError("must be an http:// or https:// URL")
     return raw.rstrip("/")
+
+
+def _worker_class(raw: str) -> str:
+    if raw not in {"gevent", "gthread"}:
+        raise ValueError("must be gevent or gthread")
+    return raw
 
 
 def _log_format(raw: str) -> str:

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import re
 import uuid
 
 from flask import Flask, Response, g, request
 from flask.json.provider import DefaultJSONProvider
 
 from jobsys.api import errors, routes
-from jobsys.api.validation import MAX_BODY_BYTES
+from jobsys.api.fastpath import FastSubmit
+from jobsys.api.validation import MAX_BODY_BYTES, REQUEST_ID
 from jobsys.settings import Settings
 from jobsys.store import Store
 from jobsys.store.connection import connect
@@ -19,9 +19,6 @@ from jobsys.store.connection import connect
 STORE_TIMEOUT_S = 2.0
 #: Socket timeout of the /health client (health answers within one second).
 HEALTH_TIMEOUT_S = 0.5
-
-#: An incoming X-Request-ID is echoed only when it looks like this.
-_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
 class _JSONProvider(DefaultJSONProvider):
@@ -52,6 +49,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     app.register_blueprint(routes.bp)
     errors.register(app)
     app.after_request(_add_request_id)
+    app.wsgi_app = FastSubmit(app.wsgi_app, store)  # type: ignore[method-assign]
     return app
 
 
@@ -59,7 +57,7 @@ def request_id() -> str:
     """The id of the current request (see `_add_request_id`)."""
     if "request_id" not in g:
         incoming = request.headers.get("X-Request-ID", "")
-        g.request_id = incoming if _REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
+        g.request_id = incoming if REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
     return str(g.request_id)
 
 

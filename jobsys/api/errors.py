@@ -49,7 +49,6 @@ def register(app: Flask) -> None:
     app.register_error_handler(JobNotFound, _job_not_found)
     app.register_error_handler(JobAlreadyFinished, _job_finished)
     app.register_error_handler(IdempotencyConflict, _idempotency_conflict)
-    app.register_error_handler(StoreFull, _store_full)
     app.register_error_handler(StoreUnavailable, _store_unavailable)
     app.register_error_handler(JobsysError, _jobsys_error)
     app.register_error_handler(InternalServerError, _internal_error)
@@ -73,14 +72,19 @@ def _idempotency_conflict(e: IdempotencyConflict) -> Response:
     return error_response(409, "conflict", str(e), field="Idempotency-Key")
 
 
-def _store_full(e: StoreFull) -> Response:
-    logger.error("store full on %s %s: %s", request.method, request.path, e)
-    return error_response(507, "store full", str(e))
+def store_error(e: StoreUnavailable, method: str, path: str) -> tuple[int, dict[str, str]]:
+    """Log a store failure; the status and JSON body that answer it (507 when Redis
+    is full, else 503). Shared by the Flask handlers and the submit fast path."""
+    if isinstance(e, StoreFull):
+        logger.error("store full on %s %s: %s", method, path, e)
+        return 507, {"error": "store full", "detail": str(e)}
+    logger.warning("store unavailable on %s %s: %s", method, path, e)
+    return 503, {"error": "store unavailable", "detail": str(e)}
 
 
 def _store_unavailable(e: StoreUnavailable) -> Response:
-    logger.warning("store unavailable on %s %s: %s", request.method, request.path, e)
-    return error_response(503, "store unavailable", str(e))
+    status, body = store_error(e, request.method, request.path)
+    return error_response(status, body["error"], body["detail"])
 
 
 def _jobsys_error(e: JobsysError) -> Response:

@@ -1,4 +1,4 @@
-"""Serve the API under gunicorn (gthread workers), started from Python.
+"""Serve the API under gunicorn (gevent workers by default), started from Python.
 
 Each worker process builds its own app, and with it its own Redis connections,
 after the fork: no connection is ever shared between processes.
@@ -18,7 +18,7 @@ from jobsys.settings import Settings
 
 #: How long a stopping worker lets in-flight requests finish (requests take
 #: milliseconds, so SIGTERM stops the server promptly).
-GRACEFUL_TIMEOUT_S = 5
+GRACEFUL_TIMEOUT_S = 3
 #: Access log line: the usual fields plus the duration and the request id.
 ACCESS_LOG_FORMAT = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms rid=%({x-request-id}o)s "%(a)s"'
 
@@ -53,9 +53,13 @@ def options(
     bind_host = f"[{host}]" if ":" in host and not host.startswith("[") else host
     return {
         "bind": [f"{bind_host}:{port}"],
-        "worker_class": "gthread",
+        "worker_class": settings.api_worker_class,
         "workers": workers if workers is not None else settings.api_workers,
         "threads": threads if threads is not None else settings.api_threads,
+        # gevent: at most this many connections per worker process at once.
+        "worker_connections": 1000,
+        # A connection that sends nothing for this long is closed (gevent).
+        "keepalive": 2,
         "graceful_timeout": GRACEFUL_TIMEOUT_S,
         "accesslog": "-",
         "access_log_format": ACCESS_LOG_FORMAT,

@@ -56,6 +56,9 @@ MAX_JSON_DEPTH = 128
 
 M = TypeVar("M", bound=BaseModel)
 
+#: An incoming X-Request-ID is echoed only when it looks like this.
+REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
 #: The header that makes a submit idempotent.
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 _IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")

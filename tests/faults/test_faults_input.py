@@ -394,15 +394,10 @@ def test_a_few_slow_clients_do_not_hold_up_others(api: Api) -> None:
     assert time.monotonic() - t < 1.0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "defect: gunicorn gthread gives each connection a thread for as long as its "
-        "headers and body take to arrive, with no read deadline; 2 x 8 threads are "
-        "tied up by 16+ slow-loris clients and other clients wait (or time out)"
-    ),
-)
 def test_slow_loris_does_not_hold_up_other_clients(api: Api) -> None:
+    """Once a defect: gthread workers gave each connection a thread while its
+    headers and body trickled in, so 16 slow clients held up everyone. The API
+    now runs gevent workers, where a slow connection costs a greenlet."""
     slowest, probes, slow = probe_during_slow_clients(api, 48)
     report.record_figure(
         "slow_loris_48", slowest_s=round(slowest, 2), probes=probes, slower_than_1s=slow

@@ -1,0 +1,126 @@
+"""The fast path of the API's hottest request: a plain ``POST /submit``.
+
+Most submits are ``{"task": ..., "payload": ...}`` and nothing else. For those,
+this WSGI middleware validates the body with the same functions as the Flask
+route (`parse_json`, the task rules) and queues the job without building a
+Flask request, response and context, which is most of a submit's CPU time.
+Anything it does not handle itself (another path or method, any other field,
+an Idempotency-Key, a missing or large Content-Length, a body that breaks a
+rule) goes to the Flask app, which answers exactly as it would have; the body it
+has read is handed on unchanged. A store error is answered here, with the
+app's status and JSON body (Redis is never asked twice for one submit).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import uuid
+from collections.abc import Callable, Iterable
+from http import HTTPStatus
+from typing import Any
+
+from jobsys.api import validation
+from jobsys.api.errors import store_error
+from jobsys.errors import InvalidJob, StoreUnavailable
+from jobsys.store import Store, Submission
+
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+#: Bodies larger than this take the ordinary path (it streams and limits them).
+MAX_FAST_BODY_BYTES = 64 * 1024
+_FIELDS = frozenset({"task", "payload"})
+
+
+class FastSubmit:
+    """Wraps the Flask app's WSGI callable; see the module docstring."""
+
+    def __init__(self, app: WSGIApp, store: Store) -> None:
+        self.app = app
+        self.store = store
+
+    def __call__(
+        self, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> Iterable[bytes]:
+        body = self._body(environ)
+        if body is None:
+            return self.app(environ, start_response)
+        job = self._job(body)
+        if job is None:
+            environ["wsgi.input"] = io.BytesIO(body)  # the app reads it again
+            return self.app(environ, start_response)
+        try:
+            job_id = self.store.submit_many([job])[0]
+        except StoreUnavailable as e:
+            # Answered here, as the app's handler would: never by asking Redis again.
+            status, error = store_error(e, "POST", "/submit")
+            return _answer(start_response, status, error, environ)
+        queued = {"status": "queued", "task": job.task, "id": job_id}
+        return _answer(start_response, 202, queued, environ, ("Location", f"/jobs/{job_id}"))
+
+    @staticmethod
+    def _body(environ: dict[str, Any]) -> bytes | None:
+        """The body of a request this path may take, or None."""
+        if (
+            environ.get("REQUEST_METHOD") != "POST"
+            or environ.get("PATH_INFO") != "/submit"
+            or environ.get("CONTENT_TYPE") != "application/json"
+            or "HTTP_IDEMPOTENCY_KEY" in environ
+            or "HTTP_TRANSFER_ENCODING" in environ
+        ):
+            return None
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or "")
+        except ValueError:
+            return None
+        if not 0 < length <= MAX_FAST_BODY_BYTES:
+            return None
+        body: bytes = environ["wsgi.input"].read(length)
+        if len(body) != length:  # the client hung up: let the app deal with it
+            environ["wsgi.input"] = io.BytesIO(body)
+            environ["CONTENT_LENGTH"] = str(len(body))
+            return None
+        return body
+
+    @staticmethod
+    def _job(body: bytes) -> Submission | None:
+        """The job of a body that passes every rule, or None."""
+        try:
+            data = validation.parse_json(body)
+        except InvalidJob:
+            return None
+        if type(data) is not dict or not data.keys() <= _FIELDS:
+            return None
+        task = data.get("task")
+        if (
+            type(task) is not str
+            or not 0 < len(task) <= validation.MAX_TASK_CHARS
+            or not task.isprintable()
+        ):
+            return None
+        return Submission(task, data.get("payload"), "payload" in data)
+
+
+def _answer(
+    start_response: Callable[..., Any],
+    status: int,
+    body: dict[str, str],
+    environ: dict[str, Any],
+    *headers: tuple[str, str],
+) -> list[bytes]:
+    data = json.dumps(body).encode()
+    start_response(
+        f"{status} {HTTPStatus(status).phrase.upper()}",
+        [
+            ("Content-Type", "application/json"),
+            ("Content-Length", str(len(data))),
+            *headers,
+            ("X-Request-ID", _request_id(environ)),
+        ],
+    )
+    return [data]
+
+
+def _request_id(environ: dict[str, Any]) -> str:
+    incoming = environ.get("HTTP_X_REQUEST_ID", "")
+    return incoming if validation.REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
