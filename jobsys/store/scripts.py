@@ -127,11 +127,7 @@ class Scripts:
         `idempotency` names a repeat of it. Raises `IdempotencyConflict`.
         """
         ks = [
-            keys.ready(queue),
-            keys.scheduled(queue),
-            keys.wakeup(queue),
-            keys.sequence(queue),
-            keys.queues(),
+            *_queue_keys(queue),
             keys.idempotency(queue, idempotency.key_digest) if idempotency else keys.queues(),
         ]
         args: list[Any] = [
@@ -273,6 +269,18 @@ class Scripts:
         """Cancel a job of `queue` (see cancel.lua for the answers)."""
         ks = [keys.job(job_id), keys.ready(queue), keys.scheduled(queue)]
         return _text(self._run_ending("cancel", ks, [job_id]))
+
+
+@cache
+def _queue_keys(queue: str) -> tuple[str, str, str, str, str]:
+    """The keys enqueue.lua touches for every job of `queue` (cached: submits are hot)."""
+    return (
+        keys.ready(queue),
+        keys.scheduled(queue),
+        keys.wakeup(queue),
+        keys.sequence(queue),
+        keys.queues(),
+    )
 
 
 def _claim_call(

@@ -16,9 +16,9 @@
 --   priority (-100..100), run_at_ms (due time, ms since the epoch; 0 = none),
 --   delay_ms (0 = none; counted from the Redis clock; with run_at, the later counts),
 --   timeout in seconds ('' = none)
+-- Job ids are UUID4s made by the caller, so no job hash exists yet (not checked).
 -- Returns: {"new"}, or {"replay", id, ...} for a repeated request; the error
--- "IDEMPOTENCY_CONFLICT" for a reused key, or "EXISTS <id>" when a job hash
--- already exists (nothing written in either case).
+-- "IDEMPOTENCY_CONFLICT" for a reused key (nothing written).
 local queue = ARGV[1]
 local idem = ARGV[2] == '1'
 local n = #KEYS - 6
@@ -32,11 +32,6 @@ if idem then
     local out = {'replay'}
     for id in string.gmatch(seen[2], '[^,]+') do out[#out + 1] = id end
     return out
-  end
-end
-for i = 1, n do
-  if redis.call('EXISTS', KEYS[6 + i]) == 1 then
-    return redis.error_reply('EXISTS ' .. ARGV[A + W * (i - 1)])
   end
 end
 local now = now_ms()
@@ -60,7 +55,9 @@ for i = 1, n do
   end
 end
 if ready > 0 then redis.call('ZADD', KEYS[3], 0, 'w') end
-redis.call('SADD', KEYS[5], queue)
+if last == n then
+  redis.call('SADD', KEYS[5], queue)  -- the queue's first jobs: register it
+end
 if idem then
   redis.call('HSET', KEYS[6], 'fingerprint', ARGV[3], 'ids', table.concat(ids, ','))
   redis.call('EXPIRE', KEYS[6], tonumber(ARGV[4]))

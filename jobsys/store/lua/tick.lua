@@ -27,5 +27,7 @@ local job = {
 put_job(KEYS[2], KEYS[3], KEYS[7], job, now)
 redis.call('HSET', KEYS[7], 'schedule', ARGV[7], 'tick', iso(tick))
 redis.call('ZADD', KEYS[4], 0, 'w')
-redis.call('SADD', KEYS[6], ARGV[2])
+if job.seq == 1 then
+  redis.call('SADD', KEYS[6], ARGV[2])  -- the queue's first job: register it
+end
 return 'enqueued'
