@@ -159,16 +159,6 @@ class Store:
 
     # -- workers -------------------------------------------------------------
 
-    def wait_for_work(self, queues: Sequence[str], timeout_s: float) -> bool:
-        """Block until a queue may have ready jobs or `timeout_s` passes.
-
-        Pops the queue's wakeup marker (BZPOPMIN), so one submit wakes one worker.
-        `timeout_s` must stay below the client's socket timeout.
-        """
-        with translate_errors():
-            got = self.redis.bzpopmin([keys.wakeup(q) for q in queues], timeout=timeout_s)
-        return got is not None
-
     def wait_then_claim(
         self,
         wake_queues: Sequence[str],

@@ -214,15 +214,10 @@ def test_a_handed_back_job_keeps_its_place_and_its_attempt_count(
     assert store.get(second).status == "queued"
 
 
-def test_idle_workers_are_woken_by_a_submit(settings: Settings, store: Store) -> None:
-    assert store.wait_for_work(["default"], 0.05) is False
-    woke: list[bool] = []
-    waiter = threading.Thread(target=lambda: woke.append(store.wait_for_work(["default"], 2.0)))
-    waiter.start()
-    time.sleep(0.1)
-    store.submit("echo")
-    waiter.join()
-    assert woke == [True]
+def test_an_idle_wait_times_out_empty_handed(store: Store) -> None:
+    t0 = time.monotonic()
+    assert store.wait_then_claim(["default"], 0.2, "default", "w", 30, 1) == []
+    assert time.monotonic() - t0 >= 0.15
 
 
 @pytest.mark.parametrize("workers", [3])
