@@ -68,7 +68,7 @@ def _md_table(head: list[str], rows: list[list[Any]]) -> str:
 
 def render(rows: list[dict[str, Any]], figures: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     """docs/reliability.md: the guarantee, the scenarios, the measured tables."""
-    from docs_text import FOOTER, HEADER, SCENARIOS  # noqa: PLC0415
+    from docs_text import FIXED, FOOTER, HEADER, SCENARIOS  # noqa: PLC0415
 
     rows = sorted(rows, key=lambda r: str(r["scenario"]))
     jobs = sum(int(r["accepted"]) for r in rows)
@@ -180,7 +180,7 @@ def render(rows: list[dict[str, Any]], figures: list[dict[str, Any]], meta: dict
         parts.append("### Other measured figures\n")
         parts.append("\n".join(lines) + "\n")
     if sweep:
-        parts.append("### Slow clients against `jobsys api` (2 processes x 8 threads)\n")
+        parts.append("### Slow clients against `jobsys api` (2 gevent worker processes)\n")
         parts.append(
             _md_table(
                 ["slow clients", "requests of another client", "slower than 1 s", "slowest (s)"],
@@ -188,6 +188,7 @@ def render(rows: list[dict[str, Any]], figures: list[dict[str, Any]], meta: dict
             )
             + "\n"
         )
+    parts.append(FIXED)
     if meta.get("xfails"):
         parts.append("### Known defects (tests marked xfail, strict)\n")
         parts.append("\n".join(f"- `{x}`" for x in meta["xfails"]) + "\n")
