@@ -108,7 +108,7 @@ def _answer(
     environ: dict[str, Any],
     *headers: tuple[str, str],
 ) -> list[bytes]:
-    data = json.dumps(body).encode()
+    data = json.dumps(body, separators=(",", ":")).encode()
     start_response(
         f"{status} {HTTPStatus(status).phrase.upper()}",
         [
