@@ -518,3 +518,19 @@ def test_the_documented_task_pattern_is_exactly_isprintable(client: FlaskClient)
         assert bool(pattern.fullmatch(char)) == char.isprintable(), hex(code)
     assert pattern.fullmatch("resize-image 🎉 ]-[^&~|\\")
     assert not pattern.fullmatch("a\nb")
+
+
+def test_a_plain_submit_answers_like_the_full_route(client: FlaskClient, redis_client: redis.Redis):
+    """A plain submit takes the fast path (api/fastpath.py); one with another field the
+    Flask route. Both answer alike."""
+    plain = client.post(
+        "/submit", json={"task": "t", "payload": [1]}, headers={"X-Request-ID": "r-1"}
+    )
+    full = client.post("/submit", json={"task": "t", "payload": [1], "priority": 0})
+    for r in (plain, full):
+        assert r.status_code == 202
+        assert r.headers["Content-Type"] == "application/json"
+        assert r.headers["Location"] == f"/jobs/{r.get_json()['id']}"
+        assert set(r.get_json()) == {"status", "task", "id"}
+    assert plain.headers["X-Request-ID"] == "r-1"
+    assert redis_client.zcard(keys.ready("default")) == 2
