@@ -173,8 +173,8 @@ def render(rows: list[dict[str, Any]], figures: list[dict[str, Any]], meta: dict
     for f in loris:
         lines.append(
             f"- **48 slow-loris clients**: {f['slower_than_1s']} of {f['probes']} requests of "
-            f"another client took over 1 s (slowest {f['slowest_s']} s, the probe's timeout). "
-            "Known defect, see below."
+            f"another client took over 1 s (slowest {f['slowest_s']} s; the probe gives up "
+            "at 3 s)."
         )
     if lines:
         parts.append("### Other measured figures\n")
