@@ -28,10 +28,6 @@ class JobStatus(StrEnum):
     CANCELLED = "cancelled"
 
 
-#: Hash fields that hold JSON text rather than plain strings.
-JSON_FIELDS = frozenset({"payload", "result"})
-#: Hash fields that hold whole numbers.
-INT_FIELDS = frozenset({"attempts", "max_retries", "priority"})
 #: Lowest and highest job priority; higher runs first, 0 is the default.
 MIN_PRIORITY, MAX_PRIORITY = -100, 100
 #: A queue name: 1 to 64 of these characters (no braces: the name sits inside a

@@ -127,9 +127,4 @@ def declared() -> list[Schedule]:
         return sorted(_code.values(), key=lambda s: s.name)
 
 
-def ms(when: datetime) -> int:
-    """Milliseconds since the epoch."""
-    return round(when.timestamp() * 1000)
-
-
-__all__ = ["Schedule", "check_cron", "declared", "ms", "periodic"]
+__all__ = ["Schedule", "check_cron", "declared", "periodic"]

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import uuid
 from datetime import UTC, datetime
 from typing import cast
 
-from jobsys.schedules import Schedule, ms
+from jobsys.schedules import Schedule
 from jobsys.store import keys
-from jobsys.store.scripts import NewJob
-from jobsys.store.store import Store, translate_errors
+from jobsys.store.store import Store, Submission, _epoch_ms, _new_job, translate_errors
 
 
 class ScheduleStore:
@@ -21,8 +18,7 @@ class ScheduleStore:
 
     def put(self, schedule: Schedule) -> None:
         """Create or replace `schedule` (by name)."""
-        with translate_errors():
-            self.store.redis.hset(keys.schedules(), schedule.name, schedule.to_json())
+        self.put_all([schedule])
 
     def put_all(self, schedules: list[Schedule]) -> None:
         """Create or replace several schedules in one step."""
@@ -59,15 +55,6 @@ class ScheduleStore:
 
     def tick(self, schedule: Schedule, tick: datetime) -> str:
         """Enqueue the job of `tick` unless it was already: "enqueued", "seen" or "first"."""
-        job = NewJob(
-            id=str(uuid.uuid4()),
-            task=schedule.task,
-            payload_json=_json(schedule.payload),
-            max_retries=self.store.settings.max_retries,
-        )
+        job = _new_job(Submission(schedule.task, schedule.payload), self.store.settings.max_retries)
         with translate_errors():
-            return self.store.scripts.tick(schedule.queue, schedule.name, ms(tick), job)
-
-
-def _json(payload: object) -> str | None:
-    return None if payload is None else json.dumps(payload, separators=(",", ":"))
+            return self.store.scripts.tick(schedule.queue, schedule.name, _epoch_ms(tick), job)
