@@ -93,3 +93,12 @@ class ApiUnreachable(ClientError):
 
     def __str__(self) -> str:
         return f"cannot reach the jobsys API at {self.url}: {self.detail}"
+
+
+class Unauthorized(JobsysError):
+    """A request to the API carried no valid bearer token (HTTP 401); the message
+    says what was wrong, never the token itself."""
+
+
+class Forbidden(JobsysError):
+    """A valid token whose role may not call this endpoint (HTTP 403)."""

@@ -8,8 +8,10 @@ argument. A bad value raises `ConfigError` naming the variable and the value.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -24,6 +26,12 @@ DEFAULT_REDIS_HOST = "localhost"
 DEFAULT_REDIS_PORT = 6379
 #: Where the CLI finds the API when JOBSYS_URL is not set.
 DEFAULT_API_URL = "http://localhost:5001"
+#: Fewest characters of an API token (`openssl rand -hex 32` gives 64).
+MIN_TOKEN_CHARS = 16
+#: Most characters of an API token.
+MAX_TOKEN_CHARS = 4096
+#: RFC 6750's b64token: what may follow "Bearer " in an Authorization header.
+TOKEN_PATTERN = re.compile(r"[A-Za-z0-9._~+/-]+=*")
 
 
 @dataclass(frozen=True)
@@ -85,6 +93,14 @@ class Settings:
     log_format: str = "text"
     #: JOBSYS_URL: the API that `jobsys submit` / `jobsys status` talk to.
     api_url: str = DEFAULT_API_URL
+    #: JOBSYS_PRODUCER_TOKENS (comma-separated) or JOBSYS_PRODUCER_TOKENS_FILE: bearer
+    #: tokens that may submit jobs and read everything. Never shown by repr.
+    producer_tokens: tuple[str, ...] = field(default=(), repr=False)
+    #: JOBSYS_ADMIN_TOKENS or JOBSYS_ADMIN_TOKENS_FILE: bearer tokens that may do anything.
+    #: No token of either kind: the API is open to anyone who can reach it.
+    admin_tokens: tuple[str, ...] = field(default=(), repr=False)
+    #: JOBSYS_TOKEN: the bearer token `jobsys submit` / `status` / `cancel` send.
+    api_token: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -121,7 +137,16 @@ class Settings:
             log_level=reader.get("LOG_LEVEL", _log_level, "INFO"),
             log_format=reader.get("LOG_FORMAT", _log_format, "text"),
             api_url=reader.get("JOBSYS_URL", http_url, DEFAULT_API_URL),
+            producer_tokens=_tokens(env, "JOBSYS_PRODUCER_TOKENS"),
+            admin_tokens=_tokens(env, "JOBSYS_ADMIN_TOKENS"),
+            api_token=_client_token(env),
         )
+        both = set(settings.producer_tokens) & set(settings.admin_tokens)
+        if both:
+            raise ConfigError(
+                f"{len(both)} token(s) are both in JOBSYS_PRODUCER_TOKENS and in "
+                "JOBSYS_ADMIN_TOKENS: give each token one role"
+            )
         if settings.job_lease_s < 2 * settings.worker_poll_s:
             raise ConfigError(
                 f"JOB_LEASE_SECONDS={settings.job_lease_s} must be at least twice "
@@ -149,6 +174,11 @@ class Settings:
         return self.max_retries + 1
 
     @property
+    def auth_enabled(self) -> bool:
+        """True when any API token is configured: the API then wants a bearer token."""
+        return bool(self.producer_tokens or self.admin_tokens)
+
+    @property
     def redacted_redis_url(self) -> str:
         """The Redis URL with any password replaced, safe to log."""
         scheme, sep, rest = self.redis_url.partition("://")
@@ -171,6 +201,53 @@ class _Reader:
             return parse(raw.strip())
         except ValueError as e:
             raise ConfigError(f"{name}={raw!r} is invalid: {e}") from None
+
+
+def _tokens(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """The tokens of variable `name` (comma-separated) or of the file `name`_FILE
+    (separated by commas, spaces or newlines: a Docker secret). Error messages
+    never quote a token, only its position."""
+    file_name = f"{name}_FILE"
+    inline = env.get(name, "").strip()
+    path = env.get(file_name, "").strip()
+    if inline and path:
+        raise ConfigError(f"set {name} or {file_name}, not both")
+    if path:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{file_name}={path!r} cannot be read: {e}") from None
+        return _check_tokens(file_name, text.replace(",", " ").split())
+    if not inline:
+        return ()
+    return _check_tokens(name, [t.strip() for t in inline.split(",")])
+
+
+def _check_tokens(name: str, tokens: list[str]) -> tuple[str, ...]:
+    for n, token in enumerate(tokens, 1):
+        if not token:
+            raise ConfigError(f"{name}: token {n} is empty (two commas in a row or a stray comma)")
+        if not MIN_TOKEN_CHARS <= len(token) <= MAX_TOKEN_CHARS:
+            raise ConfigError(
+                f"{name}: token {n} has {len(token)} characters; a token must have "
+                f"{MIN_TOKEN_CHARS} to {MAX_TOKEN_CHARS} (try `openssl rand -hex 32`)"
+            )
+        if not TOKEN_PATTERN.fullmatch(token):
+            raise ConfigError(
+                f"{name}: token {n} has a character a bearer token may not have; use only "
+                "A-Z a-z 0-9 - . _ ~ + / (and = at the end)"
+            )
+    return tuple(dict.fromkeys(tokens))  # without repeats, in order
+
+
+def _client_token(env: Mapping[str, str]) -> str | None:
+    token = env.get("JOBSYS_TOKEN", "").strip()
+    if token and not TOKEN_PATTERN.fullmatch(token):
+        raise ConfigError(
+            "JOBSYS_TOKEN has a character a bearer token may not have; use only "
+            "A-Z a-z 0-9 - . _ ~ + / (and = at the end)"
+        )
+    return token or None
 
 
 def _redis_url(reader: _Reader) -> tuple[str, bool]:

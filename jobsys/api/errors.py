@@ -16,8 +16,10 @@ from werkzeug.exceptions import (
     RequestEntityTooLarge,
 )
 
+from jobsys.api.auth import CHALLENGE
 from jobsys.api.validation import MAX_BODY_BYTES
 from jobsys.errors import (
+    Forbidden,
     IdempotencyConflict,
     InvalidJob,
     JobAlreadyFinished,
@@ -25,6 +27,7 @@ from jobsys.errors import (
     JobsysError,
     StoreFull,
     StoreUnavailable,
+    Unauthorized,
 )
 
 logger = logging.getLogger(__name__)
@@ -50,6 +53,8 @@ def register(app: Flask) -> None:
     app.register_error_handler(JobAlreadyFinished, _job_finished)
     app.register_error_handler(IdempotencyConflict, _idempotency_conflict)
     app.register_error_handler(StoreUnavailable, _store_unavailable)
+    app.register_error_handler(Unauthorized, _unauthorized)
+    app.register_error_handler(Forbidden, _forbidden)
     app.register_error_handler(JobsysError, _jobsys_error)
     app.register_error_handler(InternalServerError, _internal_error)
     app.register_error_handler(RequestEntityTooLarge, _too_large)
@@ -70,6 +75,16 @@ def _job_finished(e: JobAlreadyFinished) -> Response:
 
 def _idempotency_conflict(e: IdempotencyConflict) -> Response:
     return error_response(409, "conflict", str(e), field="Idempotency-Key")
+
+
+def _unauthorized(e: Unauthorized) -> Response:
+    response = error_response(401, "unauthorized", str(e), field="Authorization")
+    response.headers["WWW-Authenticate"] = CHALLENGE
+    return response
+
+
+def _forbidden(e: Forbidden) -> Response:
+    return error_response(403, "forbidden", str(e), field="Authorization")
 
 
 def store_error(e: StoreUnavailable, method: str, path: str) -> tuple[int, dict[str, str]]:

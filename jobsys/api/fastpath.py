@@ -4,6 +4,9 @@ Most submits are ``{"task": ..., "payload": ...}`` and nothing else. For those,
 this WSGI middleware validates the body with the same functions as the Flask
 route (`parse_json`, the task rules) and queues the job without building a
 Flask request, response and context, which is most of a submit's CPU time.
+It takes only requests that `Authenticator.authorize` lets through (the same
+check as the app's before_request hook, see api/auth.py); a refused one goes to
+the Flask app, which answers its 401 or 403.
 Anything it does not handle itself (another path or method, any other field,
 an Idempotency-Key, a missing or large Content-Length, a body that breaks a
 rule) goes to the Flask app, which answers exactly as it would have; the body it
@@ -21,6 +24,7 @@ from http import HTTPStatus
 from typing import Any
 
 from jobsys.api import validation
+from jobsys.api.auth import Authenticator
 from jobsys.api.errors import store_error
 from jobsys.errors import InvalidJob, StoreUnavailable
 from jobsys.store import Store, Submission
@@ -35,9 +39,10 @@ _FIELDS = frozenset({"task", "payload"})
 class FastSubmit:
     """Wraps the Flask app's WSGI callable; see the module docstring."""
 
-    def __init__(self, app: WSGIApp, store: Store) -> None:
+    def __init__(self, app: WSGIApp, store: Store, auth: Authenticator) -> None:
         self.app = app
         self.store = store
+        self.auth = auth
 
     def __call__(
         self, environ: dict[str, Any], start_response: Callable[..., Any]
@@ -58,8 +63,7 @@ class FastSubmit:
         queued = {"status": "queued", "task": job.task, "id": job_id}
         return _answer(start_response, 202, queued, environ, ("Location", f"/jobs/{job_id}"))
 
-    @staticmethod
-    def _body(environ: dict[str, Any]) -> bytes | None:
+    def _body(self, environ: dict[str, Any]) -> bytes | None:
         """The body of a request this path may take, or None."""
         if (
             environ.get("REQUEST_METHOD") != "POST"
@@ -67,6 +71,10 @@ class FastSubmit:
             or environ.get("CONTENT_TYPE") != "application/json"
             or "HTTP_IDEMPOTENCY_KEY" in environ
             or "HTTP_TRANSFER_ENCODING" in environ
+        ):
+            return None
+        if self.auth.enabled and not self.auth.allows(
+            "POST", "/submit", environ.get("HTTP_AUTHORIZATION")
         ):
             return None
         try:

@@ -7,10 +7,12 @@ answers with, since the API is fuzzed against this document.
 
 from __future__ import annotations
 
+import re
 from functools import cache
 from typing import Any
 
 import jobsys
+from jobsys.api.auth import CHALLENGE, Access, access_for
 from jobsys.api.validation import (
     MAX_BATCH_BODY_BYTES,
     MAX_BODY_BYTES,
@@ -210,6 +212,12 @@ _SCHEMAS: dict[str, Any] = {
             "detail": {"type": "string"},
         },
     },
+    "WhoAmI": {
+        "type": "object",
+        "required": ["role"],
+        "additionalProperties": False,
+        "properties": {"role": {"type": "string", "enum": ["admin", "producer", "open"]}},
+    },
     "Error": {
         "type": "object",
         "required": ["error", "detail"],
@@ -256,6 +264,12 @@ _RESPONSES: dict[str, Any] = {
     ),
     "StoreFull": _error("Redis is out of memory and refused the write. Nothing was queued."),
     "InternalError": _error("An unexpected error; it was logged."),
+    "Unauthorized": _error(
+        "Tokens are configured and the request has no `Authorization: Bearer <token>` "
+        "header, a malformed one, or an unknown token. `detail` says which.",
+        {"WWW-Authenticate": {"schema": {"type": "string", "const": CHALLENGE}}},
+    ),
+    "Forbidden": _error("A producer token on an endpoint that needs an admin token."),
 }
 
 _COMMON = {
@@ -457,6 +471,16 @@ def _paths() -> dict[str, Any]:
                 },
             }
         },
+        "/auth/whoami": {
+            "get": {
+                "operationId": "whoami",
+                "summary": "The role of the request's token",
+                "responses": {
+                    "200": _ok("`open` when the API has no tokens configured.", "WhoAmI"),
+                    **_COMMON,
+                },
+            }
+        },
         "/openapi.json": {
             "get": {
                 "operationId": "openapi",
@@ -474,9 +498,46 @@ def _paths() -> dict[str, Any]:
     }
 
 
+_SECURITY_SCHEME = {
+    "type": "http",
+    "scheme": "bearer",
+    "description": (
+        "A producer token (JOBSYS_PRODUCER_TOKENS) may submit and make every GET; an "
+        "admin token (JOBSYS_ADMIN_TOKENS) may do anything. With no token configured the "
+        "API is open and the header is ignored."
+    ),
+}
+
+
+def _secure(paths: dict[str, Any], auth_enabled: bool) -> dict[str, Any]:
+    """Give each operation its security requirement and its 401/403 answers, from the
+    access table of api/auth.py (the one the API enforces)."""
+    # Open mode: the token is optional (the empty requirement), which is what the API does.
+    required: list[dict[str, list[str]]] = [{"bearerAuth": []}]
+    if not auth_enabled:
+        required.append({})
+    for path, ops in paths.items():
+        rule = re.sub(r"\{(\w+)\}", r"<\1>", path)
+        for method, op in ops.items():
+            access = access_for(method.upper(), rule)
+            if access is Access.PUBLIC:
+                op["security"] = []
+                continue
+            op["security"] = required
+            op["responses"]["401"] = _ref("responses", "Unauthorized")
+            if access is Access.ADMIN:
+                op["responses"]["403"] = _ref("responses", "Forbidden")
+    return paths
+
+
 @cache
-def document() -> dict[str, Any]:
-    """The whole OpenAPI document (built once; treat it as read-only)."""
+def document(auth_enabled: bool = False) -> dict[str, Any]:
+    """The whole OpenAPI document (built once per mode; treat it as read-only).
+
+    Args:
+        auth_enabled: whether the API has tokens configured (a bearer token is then
+            required rather than optional).
+    """
     submit = SubmitRequest.model_json_schema(ref_template=_REF)
     submit["properties"]["task"]["pattern"] = printable_pattern()
     schedule = ScheduleRequest.model_json_schema(ref_template=_REF)
@@ -494,7 +555,7 @@ def document() -> dict[str, Any]:
                 '`{"error": ..., "detail": ...}`; every response carries X-Request-ID.'
             ),
         },
-        "paths": _paths(),
+        "paths": _secure(_paths(), auth_enabled),
         "components": {
             "schemas": {
                 "SubmitRequest": submit,
@@ -504,6 +565,7 @@ def document() -> dict[str, Any]:
                 **_SCHEMAS,
             },
             "responses": _RESPONSES,
+            "securitySchemes": {"bearerAuth": _SECURITY_SCHEME},
             "headers": {
                 "X-Request-ID": {
                     "description": (

@@ -140,4 +140,4 @@ def health() -> ResponseReturnValue:
 @bp.get("/openapi.json")
 def openapi_document() -> ResponseReturnValue:
     """The OpenAPI 3.1 description of this API."""
-    return openapi.document()
+    return openapi.document(state().settings.auth_enabled)

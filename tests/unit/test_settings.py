@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import fields
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,6 +31,9 @@ def test_blank_values_mean_unset() -> None:
         Settings()
     )
 
+
+TOKEN_A = "producer-token-0123456789"
+TOKEN_B = "second.token_ABCDEFGHIJ+/=="
 
 #: (variable, raw value, Settings field, parsed value)
 VALID = [
@@ -59,6 +63,9 @@ VALID = [
     ("LOG_FORMAT", "JSON", "log_format", "json"),
     ("LOG_FORMAT", "text", "log_format", "text"),
     ("JOBSYS_URL", "https://jobs.example.com/", "api_url", "https://jobs.example.com"),
+    ("JOBSYS_PRODUCER_TOKENS", f" {TOKEN_A} , {TOKEN_B}", "producer_tokens", (TOKEN_A, TOKEN_B)),
+    ("JOBSYS_ADMIN_TOKENS", TOKEN_A, "admin_tokens", (TOKEN_A,)),
+    ("JOBSYS_TOKEN", TOKEN_B, "api_token", TOKEN_B),
 ]
 
 
@@ -186,3 +193,65 @@ def test_with_overrides_replaces_fields_and_rejects_unknown_ones() -> None:
 def test_reads_os_environ_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MAX_RETRIES", "9")
     assert Settings.from_env().max_retries == 9
+
+
+# -- API tokens ------------------------------------------------------------------
+
+
+def test_no_token_means_open_mode() -> None:
+    assert not Settings.from_env({}).auth_enabled
+    assert not Settings.from_env({"JOBSYS_ADMIN_TOKENS": " ", "JOBSYS_TOKEN": ""}).auth_enabled
+    assert Settings.from_env({"JOBSYS_ADMIN_TOKENS": TOKEN_A}).auth_enabled
+    assert Settings.from_env({"JOBSYS_PRODUCER_TOKENS": TOKEN_A}).auth_enabled
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (f"{TOKEN_A},,{TOKEN_B}", "token 2 is empty"),
+        (f"{TOKEN_A},", "token 2 is empty"),
+        ("short-token", "token 1 has 11 characters; a token must have 16"),
+        (f"{TOKEN_A},with space in it 0123", "token 2 has a character"),
+        ("x" * 5000, "token 1 has 5000 characters"),
+    ],
+)
+def test_a_bad_token_is_refused_without_quoting_it(raw: str, message: str) -> None:
+    for var in ("JOBSYS_PRODUCER_TOKENS", "JOBSYS_ADMIN_TOKENS"):
+        with pytest.raises(ConfigError) as e:
+            Settings.from_env({var: raw})
+        assert str(e.value).startswith(f"{var}: {message}")
+        for token in raw.split(","):
+            if token:
+                assert token not in str(e.value)
+
+
+def test_tokens_come_from_a_file_for_docker_secrets(tmp_path: Path) -> None:
+    secret = tmp_path / "admin_tokens"
+    secret.write_text(f"{TOKEN_A}\n{TOKEN_B},\n\n")
+    settings = Settings.from_env({"JOBSYS_ADMIN_TOKENS_FILE": str(secret)})
+    assert settings.admin_tokens == (TOKEN_A, TOKEN_B)
+    with pytest.raises(ConfigError, match="JOBSYS_ADMIN_TOKENS or JOBSYS_ADMIN_TOKENS_FILE"):
+        Settings.from_env({"JOBSYS_ADMIN_TOKENS_FILE": str(secret), "JOBSYS_ADMIN_TOKENS": TOKEN_A})
+    missing = tmp_path / "nope"
+    with pytest.raises(ConfigError, match=r"JOBSYS_PRODUCER_TOKENS_FILE=.*nope.* cannot be read"):
+        Settings.from_env({"JOBSYS_PRODUCER_TOKENS_FILE": str(missing)})
+    secret.write_text("tooshort\n")
+    with pytest.raises(ConfigError, match="JOBSYS_ADMIN_TOKENS_FILE: token 1 has 8 characters"):
+        Settings.from_env({"JOBSYS_ADMIN_TOKENS_FILE": str(secret)})
+
+
+def test_a_token_has_one_role() -> None:
+    with pytest.raises(ConfigError, match="both in JOBSYS_PRODUCER_TOKENS and in") as e:
+        Settings.from_env({"JOBSYS_PRODUCER_TOKENS": TOKEN_A, "JOBSYS_ADMIN_TOKENS": TOKEN_A})
+    assert TOKEN_A not in str(e.value)
+
+
+def test_tokens_never_show_in_the_settings_repr() -> None:
+    settings = Settings.from_env(
+        {"JOBSYS_PRODUCER_TOKENS": TOKEN_A, "JOBSYS_ADMIN_TOKENS": TOKEN_B, "JOBSYS_TOKEN": TOKEN_B}
+    )
+    assert TOKEN_A not in repr(settings)
+    assert TOKEN_B not in repr(settings)
+    with pytest.raises(ConfigError, match="JOBSYS_TOKEN has a character") as e:
+        Settings.from_env({"JOBSYS_TOKEN": "bad token"})
+    assert "bad token" not in str(e.value)
