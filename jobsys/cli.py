@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import click
 from rich.console import Console
@@ -32,6 +32,7 @@ EXIT_TIMEOUT = 3
 EXIT_INTERRUPTED = 130
 
 PORT = click.IntRange(1, 65535)
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -186,18 +187,26 @@ def _check_url(ctx: click.Context, param: click.Parameter, value: str | None) ->
         raise click.BadParameter(f"{value!r} {e}") from None
 
 
-url_option = click.option(
-    "--url",
-    metavar="URL",
-    callback=_check_url,
-    help="Base URL of the API [JOBSYS_URL, else http://localhost:5001].",
-)
+def _url_and_token(func: F) -> F:
+    """The --url and --token options of the commands that talk to the API."""
+    func = click.option(
+        "--token",
+        metavar="TOKEN",
+        help="Bearer token for an API with tokens configured [JOBSYS_TOKEN, which "
+        "is safer: a command line is visible to other users in `ps`].",
+    )(func)
+    return click.option(
+        "--url",
+        metavar="URL",
+        callback=_check_url,
+        help="Base URL of the API [JOBSYS_URL, else http://localhost:5001].",
+    )(func)
 
 
 @contextmanager
-def _client(url: str | None, settings: Settings) -> Iterator[Client]:
+def _client(url: str | None, token: str | None, settings: Settings) -> Iterator[Client]:
     """A Client; HTTP errors and an unreachable API end the command with exit 2."""
-    with Client(url or settings.api_url) as client:
+    with Client(url or settings.api_url, token=token or settings.api_token) as client:
         try:
             yield client
         except ClientError as e:
@@ -229,7 +238,7 @@ def _client(url: str | None, settings: Settings) -> Iterator[Client]:
     metavar="S",
     help="Stop an attempt that runs longer than S seconds.",
 )
-@url_option
+@_url_and_token
 def submit(
     task: str,
     payload: Any,
@@ -242,6 +251,7 @@ def submit(
     max_retries: int | None,
     job_timeout_s: float | None,
     url: str | None,
+    token: str | None,
 ) -> None:
     """Submit a job running TASK and print its id.
 
@@ -249,7 +259,7 @@ def submit(
     on stdout; exit 0 when it completed, 1 when it failed.
     """
     settings = _settings()
-    with _client(url, settings) as client:
+    with _client(url, token, settings) as client:
         job_id = client.submit(
             task,
             payload,
@@ -329,11 +339,11 @@ def describe(job: dict[str, Any]) -> str:
 
 @main.command()
 @click.argument("job_id", metavar="ID")
-@url_option
-def status(job_id: str, url: str | None) -> None:
+@_url_and_token
+def status(job_id: str, url: str | None, token: str | None) -> None:
     """Print job ID as JSON (exit 1 if there is no such job)."""
     settings = _settings()
-    with _client(url, settings) as client:
+    with _client(url, token, settings) as client:
         try:
             job = client.get(job_id)
         except ClientError as e:
@@ -345,11 +355,11 @@ def status(job_id: str, url: str | None) -> None:
 
 @main.command()
 @click.argument("job_id", metavar="ID")
-@url_option
-def cancel(job_id: str, url: str | None) -> None:
+@_url_and_token
+def cancel(job_id: str, url: str | None, token: str | None) -> None:
     """Cancel job ID and print it as JSON (exit 1 if unknown or already ended)."""
     settings = _settings()
-    with _client(url, settings) as client:
+    with _client(url, token, settings) as client:
         try:
             job = client.cancel(job_id)
         except ClientError as e:

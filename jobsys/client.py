@@ -4,10 +4,14 @@
 
     from jobsys import Client
 
-    with Client("http://localhost:5001") as client:
+    with Client("http://localhost:5001", token=os.environ.get("JOBSYS_TOKEN")) as client:
         job_id = client.submit("resize-image", {"url": "https://example.com/a.png"})
         job = client.wait(job_id, timeout_s=60)
         print(job["status"], job.get("result"))
+
+`token` is sent as ``Authorization: Bearer <token>`` on every request (an API
+with tokens configured answers 401 without one, 403 when a producer token
+calls an admin-only endpoint).
 
 Errors: an HTTP error answer raises `ClientError` with the status and the
 ``error`` / ``detail`` of the API's JSON body; an API that cannot be reached at
@@ -47,11 +51,15 @@ OMITTED = _Omitted.OMITTED
 class Client:
     """Submit jobs to the jobsys API and follow them. Not thread-safe (one `requests.Session`)."""
 
-    def __init__(self, base_url: str = DEFAULT_API_URL, timeout_s: float = 10.0) -> None:
+    def __init__(
+        self, base_url: str = DEFAULT_API_URL, timeout_s: float = 10.0, token: str | None = None
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         #: Timeout of each HTTP request (connect and read), not of `wait`.
         self.timeout_s = timeout_s
         self._session = requests.Session()
+        if token:
+            self._session.headers["Authorization"] = f"Bearer {token}"
 
     def __enter__(self) -> Client:
         return self
@@ -207,6 +215,10 @@ class Client:
                     raise TimeoutError(f"job {job_id} still {job.get('status')} after {timeout_s}s")
                 pause = min(pause, remaining)
             time.sleep(pause)
+
+    def whoami(self) -> str:
+        """The role the API gives this client's token: ``admin``, ``producer`` or ``open``."""
+        return str(self._object("GET", "/auth/whoami")["role"])
 
     def health(self) -> dict[str, Any]:
         """The API's `GET /health` answer; `ClientError` (e.g. 503) when unhealthy."""

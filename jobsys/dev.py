@@ -105,6 +105,8 @@ class _Dev:
 
     def _run(self) -> int:
         self._check_api_port()
+        if not self.settings.auth_enabled:
+            click.echo(click.style(self._open_warning(), fg="red", bold=True), err=True)
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         if self.settings.redis_configured:
             redis_shown = f"{self.settings.redacted_redis_url} (configured)"
@@ -257,19 +259,38 @@ class _Dev:
         self.children.clear()
         return not killed and all(p.returncode == 0 for p in running.values())
 
+    def _open_warning(self) -> str:
+        local = self.options.host in {"127.0.0.1", "localhost", "::1"}
+        reach = "any local user and program" if local else "anyone who can reach it"
+        return (
+            f"WARNING: auth is OFF: no JOBSYS_PRODUCER_TOKENS or JOBSYS_ADMIN_TOKENS is set, so "
+            f"{reach} may submit, read and cancel jobs on {self.api_url}"
+        )
+
     def _print_banner(self, redis_shown: str) -> None:
         url = self.api_url
+        settings = self.settings
+        if settings.auth_enabled:
+            auth = (
+                f"on ({len(settings.producer_tokens)} producer, {len(settings.admin_tokens)} "
+                "admin tokens): send Authorization: Bearer <token>; the CLI reads JOBSYS_TOKEN"
+            )
+            curl_auth = ' -H "Authorization: Bearer $JOBSYS_TOKEN"'
+        else:
+            auth = "OFF (open to all): set JOBSYS_PRODUCER_TOKENS / JOBSYS_ADMIN_TOKENS"
+            curl_auth = ""
         lines = [
             "",
             "jobsys dev is running",
             f"  API:       {url}",
             f"  Redis:     {redis_shown}",
+            f"  Auth:      {auth}",
         ]
         if not self.settings.redis_configured:
             lines.append(f"  Data dir:  {self.options.data_dir.resolve()}")
         lines += [
             "  Try:",
-            f"    curl -s -X POST {url}/submit -H 'Content-Type: application/json' \\",
+            f"    curl -s -X POST {url}/submit -H 'Content-Type: application/json'{curl_auth} \\",
             """      -d '{"task": "hello", "payload": {"name": "world"}}'""",
             f'    {_jobsys_command()} submit hello --payload \'{{"name": "world"}}\' '
             f"--wait --url {url}",

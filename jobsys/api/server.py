@@ -16,6 +16,8 @@ from gunicorn.app.base import BaseApplication
 from jobsys.api.app import create_app
 from jobsys.settings import Settings
 
+logger = logging.getLogger(__name__)
+
 #: How long a stopping worker lets in-flight requests finish (requests take
 #: milliseconds, so SIGTERM stops the server promptly).
 GRACEFUL_TIMEOUT_S = 3
@@ -87,6 +89,11 @@ def serve(
     logging.getLogger("jobsys").setLevel(settings.log_level)
     if not logging.getLogger().handlers:
         logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not settings.auth_enabled:
+        logger.warning(
+            "auth is OFF: no JOBSYS_PRODUCER_TOKENS or JOBSYS_ADMIN_TOKENS is set, so anyone "
+            "who can reach the API may submit, read and cancel jobs"
+        )
     master = os.getpid()
     try:
         ApiServer(settings, options(settings, host, port, workers, threads)).run()

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from jobsys import Client
+from jobsys.errors import ClientError
 from jobsys.redis_server import RedisServer, free_port
 
 from processes import process_env, wait_for, wait_for_http
@@ -166,6 +167,9 @@ def test_dev_runs_jobs_on_its_own_redis_and_stops_cleanly_on_sigint(
     assert f"API:       {dev.url}" in banner
     assert "(private)" in banner
     assert str(data_dir) in banner
+    # No token set: dev runs open, and says so before anything else.
+    assert banner.lstrip().startswith("WARNING: auth is OFF: no JOBSYS_PRODUCER_TOKENS or ")
+    assert "Auth:      OFF (open to all)" in banner
 
     with Client(dev.url) as client:
         job = client.wait(client.submit("hello", {"n": 1}), timeout_s=10)
@@ -252,12 +256,20 @@ def test_dev_uses_the_configured_redis_and_starts_none(
     start_dev: type[Dev], tmp_path: Path, redis_server: RedisServer
 ) -> None:
     data_dir = tmp_path / "data"
-    env = {**DEV_ENV, "REDIS_URL": redis_server.url}
+    # ...and takes API tokens from the environment.
+    token = "dev-admin-token-0123456789"
+    env = {**DEV_ENV, "REDIS_URL": redis_server.url, "JOBSYS_ADMIN_TOKENS": token}
     dev = start_dev(tmp_path, env, "--data-dir", str(data_dir))
     dev.wait_ready()
     assert set(roles(children_of(dev))) == {"api", "worker"}
     assert f"{redis_server.url} (configured)" in dev.output()
-    with Client(dev.url) as client:
+    assert "Auth:      on (0 producer, 1 admin tokens)" in dev.output()
+    assert "auth is OFF" not in dev.output()
+    assert token not in dev.output()
+    with Client(dev.url) as client, pytest.raises(ClientError) as e:
+        client.submit("hello")
+    assert e.value.status == 401
+    with Client(dev.url, token=token) as client:
         assert client.wait(client.submit("hello"), timeout_s=10)["status"] == "completed"
     dev.popen.send_signal(signal.SIGTERM)
     assert dev.wait() == 0
