@@ -209,6 +209,7 @@ def test_openapi_is_served(api: ApiProcess, http: requests.Session):
         "/schedules",
         "/schedules/{name}",
         "/health",
+        "/auth/whoami",
         "/openapi.json",
     }
 
