@@ -168,3 +168,16 @@ def test_no_token_ever_reaches_the_api_log(api: Api, tmp_path: Path) -> None:
     assert "auth is OFF" not in log
     for token in TOKENS:
         assert token not in log
+
+
+def test_an_open_api_says_so_in_its_log(redis_server: RedisServer, tmp_path: Path) -> None:
+    port = free_port()
+    env = {"REDIS_URL": redis_server.url, "API_WORKERS": "1"}
+    proc = Proc(["api", "--host", "127.0.0.1", "--port", str(port)], env, tmp_path / "api.log")
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/health")
+        r = requests.get(f"http://127.0.0.1:{port}/auth/whoami", timeout=5)
+        assert r.json() == {"role": "open"}
+        assert "WARNING jobsys.api.server auth is OFF: no JOBSYS_PRODUCER_TOKENS" in proc.output()
+    finally:
+        proc.stop()
