@@ -7,7 +7,7 @@ import uuid
 from flask import Flask, Response, g, request
 from flask.json.provider import DefaultJSONProvider
 
-from jobsys.api import errors, routes
+from jobsys.api import dashboard, errors, routes
 from jobsys.api.fastpath import FastSubmit
 from jobsys.api.validation import MAX_BODY_BYTES, REQUEST_ID
 from jobsys.settings import Settings
@@ -47,6 +47,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.extensions[routes.STATE_KEY] = routes.ApiState(settings, store, health)
     app.register_blueprint(routes.bp)
+    app.register_blueprint(dashboard.bp)
     errors.register(app)
     app.after_request(_add_request_id)
     app.wsgi_app = FastSubmit(app.wsgi_app, store)  # type: ignore[method-assign]
