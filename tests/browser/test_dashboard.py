@@ -53,6 +53,7 @@ if not CHROMIUM.exists():
     )
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (dev extras) missing")
 expect = sync_api.expect
+expect.set_options(timeout=EXPECT_MS)
 
 
 # ---- the system under test ------------------------------------------------------------
@@ -433,7 +434,9 @@ def test_the_token_prompt_when_auth_is_on(browser: Any, system: System, tmp_path
         page.get_by_role("button", name="Sign in").click()
         expect(dialog).to_be_hidden()
         expect(page.get_by_test_id("role-notice")).to_contain_text("producer")
-        expect(page.get_by_test_id("queues-table").or_(page.locator(".empty"))).to_be_visible()
+        expect(
+            page.get_by_test_id("queues-table").or_(page.locator(".empty")).first
+        ).to_be_visible()
         assert page.evaluate("sessionStorage.getItem('jobsys.token')") == producer
         page.get_by_role("button", name="Sign out").click()
         expect(dialog).to_be_visible()

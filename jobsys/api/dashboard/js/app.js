@@ -151,8 +151,9 @@ function drawSession() {
   }
 }
 
-setUnauthorizedHandler(() => {
-  if (!signingIn) {
+setUnauthorizedHandler((err) => {
+  // whoami handles its own 401 (it is how sign-in starts).
+  if (!signingIn && err.path !== "/auth/whoami") {
     const had = Boolean(getToken());
     setToken("");
     showTokenDialog(had ? "The API refused the token (401). Sign in again." : "");
