@@ -27,8 +27,8 @@ function hhmm(iso) {
  * Returns an <svg> that scales to its container's width.
  */
 export function throughputChart(series) {
-  const W = 720;
-  const H = 220;
+  const W = 1200;
+  const H = 240;
   const pad = { l: 44, r: 12, t: 12, b: 28 };
   const iw = W - pad.l - pad.r;
   const ih = H - pad.t - pad.b;
@@ -48,7 +48,7 @@ export function throughputChart(series) {
   }
   const n = Math.max(series.length, 1);
   const slot = iw / n;
-  const bw = Math.max(2, Math.min(36, slot * 0.68));
+  const bw = Math.max(2, Math.min(48, slot * 0.62));
   series.forEach((p, i) => {
     const x = pad.l + i * slot + (slot - bw) / 2;
     const c = p.completed || 0;

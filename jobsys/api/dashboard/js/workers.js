@@ -32,7 +32,7 @@ export async function mount(root, _params, ctx) {
       h("tbody", {}, workers.map((w) => {
         const current = w.current_jobs || [];
         return h("tr", { "data-worker": w.id },
-          h("td.mono", { title: w.id }, shortId(w.id)),
+          h("td.mono", {}, w.id),
           h("td", {}, w.host || "—"),
           h("td.num", {}, w.pid ?? "—"),
           h("td", {}, (w.queues || []).map((q) => h("span.chip", {}, q))),
