@@ -323,6 +323,38 @@ def test_an_api_error_shows_a_banner(page: Any, system: System) -> None:
     expect(page.locator(".banner-error")).to_have_count(0)
 
 
+def test_redis_down_shows_a_503_banner(page: Any, system: System, tmp_path: Path) -> None:
+    """An API whose Redis does not answer: every panel says so, the page still works."""
+    dead_redis = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    port = free_port()
+    api = Proc(
+        ["api", "--host", "127.0.0.1", "--port", str(port)],
+        {"REDIS_URL": dead_redis},
+        tmp_path / "api.log",
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: _answers(f"{base}/health"), 20, what="the API")
+        page.console.allowed_statuses.add(503)
+        page.goto(f"{base}/dashboard/")
+        banner = page.locator(".banner-error")
+        expect(banner).to_contain_text("Redis is unavailable (503)")
+        page.get_by_role("link", name="Jobs", exact=True).click()
+        page.get_by_label("Job id").fill(str(uuid.uuid4()))
+        page.get_by_role("button", name="Open").click()
+        expect(page.locator(".banner-error")).to_contain_text("503")
+    finally:
+        api.stop()
+
+
+def _answers(url: str) -> bool:
+    try:
+        requests.get(url, timeout=2)
+    except requests.RequestException:
+        return False
+    return True
+
+
 # ---- what needs the endpoints of the other parts of issue 6 -----------------------------
 
 
@@ -352,8 +384,7 @@ def test_jobs_filters_and_load_more(page: Any, system: System) -> None:
 def test_the_dead_letter_lists_and_retries_a_failed_job(page: Any, system: System) -> None:
     needs(system, "/dead-letter")
     needs(system, "/dead-letter/retry")
-    task = unique("doomed")  # no handler named so: it would succeed, so use "fail"
-    job_id = system.submit({"task": "fail", "queue": "served", "max_retries": 0, "payload": task})
+    job_id = system.submit({"task": "fail", "queue": "served", "max_retries": 0})
     wait_for(lambda: system.job(job_id)["status"] == "failed", 10, what="dead")
     page.goto(f"{system.dashboard}#/dead-letter?queue=served")
     row = page.locator(f"tr[data-job='{job_id}']")
@@ -366,11 +397,10 @@ def test_the_dead_letter_lists_and_retries_a_failed_job(page: Any, system: Syste
 def test_the_dead_letter_purge_asks_first(page: Any, system: System) -> None:
     needs(system, "/dead-letter")
     needs(system, "/dead-letter/purge")
-    task = unique("doomed")
     ids = [system.submit({"task": "fail", "queue": "served", "max_retries": 0}) for _ in range(3)]
     other = system.submit({"task": "fail", "queue": "default", "max_retries": 0})
     for job_id in [*ids, other]:
-        wait_for(lambda j=job_id: system.job(j)["status"] == "failed", 10, what=task)
+        wait_for(lambda j=job_id: system.job(j)["status"] == "failed", 10, what="dead jobs")
     page.goto(f"{system.dashboard}#/dead-letter?queue=served")
     expect(page.locator(f"tr[data-job='{ids[0]}']")).to_be_visible()
     page.get_by_test_id("purge").click()
