@@ -28,8 +28,9 @@ export async function mount(root, _params, ctx) {
   const chart = h("div.card-body");
   const table = h("div");
   const updated = h("span.muted.small", { "data-testid": "updated" }, "");
+  const dot = h("span.dot");
   root.append(
-    h("div.page-head", {}, h("h1", {}, "Overview"), h("div.live", {}, h("span.dot"), "live · every 2 s ", updated)),
+    h("div.page-head", {}, h("h1", {}, "Overview"), h("div.live", {}, dot, "live · every 2 s ", updated)),
     banner,
     cards,
     h("section.card", {}, h("div.card-head", {}, h("h2", {}, "Throughput"), h("span.muted.small", {}, "jobs finished per minute, last 15 minutes, all queues"),
@@ -41,6 +42,7 @@ export async function mount(root, _params, ctx) {
     const [q, w] = await Promise.allSettled([api("/queues"), api("/workers")]);
     if (!ctx.alive()) return;
     banner.replaceChildren();
+    dot.classList.toggle("stale", q.status === "rejected");
     if (q.status === "rejected") {
       banner.append(errorBanner(q.reason, "Queues"));
       return; // keep the last good numbers on screen
