@@ -7,7 +7,7 @@ import uuid
 from flask import Flask, Response, g, request
 from flask.json.provider import DefaultJSONProvider
 
-from jobsys.api import auth, errors, routes
+from jobsys.api import auth, dashboard, errors, routes
 from jobsys.api.fastpath import FastSubmit
 from jobsys.api.validation import MAX_BODY_BYTES, REQUEST_ID
 from jobsys.settings import Settings
@@ -48,6 +48,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     app.extensions[routes.STATE_KEY] = routes.ApiState(settings, store, health)
     app.register_blueprint(routes.bp)
     app.register_blueprint(auth.bp)
+    app.register_blueprint(dashboard.bp)
     errors.register(app)
     authenticator = auth.Authenticator.from_settings(settings)
     auth.install(app, authenticator)

@@ -1,0 +1,42 @@
+"""The web dashboard: static HTML, CSS and JavaScript served at ``/dashboard/``.
+
+Everything it shows comes from the public HTTP API, which the browser calls
+itself (with the operator's Bearer token when auth is on). This blueprint only
+serves files: it never reads Redis, so it needs no token of its own and the
+page can load, and then ask for a token, whatever the API's auth settings.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flask import Blueprint, Response, send_from_directory
+
+#: The dashboard's files (index.html, style.css, js/*.js), shipped as package data.
+STATIC_DIR = Path(__file__).parent / "dashboard"
+
+bp = Blueprint(
+    "dashboard",
+    __name__,
+    url_prefix="/dashboard",
+    static_folder=STATIC_DIR,
+    static_url_path="/static",
+)
+
+
+@bp.get("/")
+def index() -> Response:
+    """The single page; its hash (``#/jobs``, ``#/job/<id>`` ...) picks the view."""
+    response = send_from_directory(STATIC_DIR, "index.html")
+    # The page is tiny, and a stale shell after an upgrade would load stale scripts.
+    response.cache_control.no_cache = True
+    return response
+
+
+@bp.after_request
+def _revalidate(response: Response) -> Response:
+    # Static files are revalidated on every load (ETag/Last-Modified make that a 304),
+    # so an upgraded API never runs with the scripts of an older one.
+    response.cache_control.no_cache = True
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    return response

@@ -1,0 +1,107 @@
+// Overview: live counts per queue, workers alive and the throughput chart (every 2 s).
+
+import { api } from "./api.js";
+import { mergeThroughput, throughputChart } from "./chart.js";
+import { duration, empty, errorBanner, fmtInt, h, notAvailable } from "./ui.js";
+
+export const TITLE = "Overview";
+const REFRESH_MS = 2000;
+
+function sum(queues, field) {
+  if (!queues.length || !queues.some((q) => field in q)) return null;
+  return queues.reduce((a, q) => a + (q[field] || 0), 0);
+}
+
+function card(label, value, { hint = "", testid = "", tone = "" } = {}) {
+  return h(
+    `div.card.stat${tone ? `.tone-${tone}` : ""}`,
+    { "data-testid": testid || null },
+    h("div.stat-label", {}, label),
+    h("div.stat-value", {}, value),
+    hint ? h("div.stat-hint", {}, hint) : null,
+  );
+}
+
+export async function mount(root, _params, ctx) {
+  const banner = h("div");
+  const cards = h("div.cards");
+  const chart = h("div.card-body");
+  const table = h("div");
+  const updated = h("span.muted.small", { "data-testid": "updated" }, "");
+  const dot = h("span.dot");
+  root.append(
+    h("div.page-head", {}, h("h1", {}, "Overview"), h("div.live", {}, dot, "live · every 2 s ", updated)),
+    banner,
+    cards,
+    h("section.card", {}, h("div.card-head", {}, h("h2", {}, "Throughput"), h("span.muted.small", {}, "jobs finished per minute, last 15 minutes, all queues"),
+      h("span.legend", {}, h("i.sw.completed"), "completed", h("i.sw.failed"), "failed")), chart),
+    h("section.card", {}, h("div.card-head", {}, h("h2", {}, "Queues")), table),
+  );
+
+  ctx.every(REFRESH_MS, async () => {
+    const [q, w] = await Promise.allSettled([api("/queues"), api("/workers")]);
+    if (!ctx.alive()) return;
+    banner.replaceChildren();
+    dot.classList.toggle("stale", q.status === "rejected");
+    if (q.status === "rejected") {
+      banner.append(errorBanner(q.reason, "Queues"));
+      return; // keep the last good numbers on screen
+    }
+    const queues = q.value.queues || [];
+    let workersValue = "n/a";
+    let workersHint = "GET /workers not available";
+    if (w.status === "fulfilled") {
+      const live = w.value.workers || [];
+      workersValue = fmtInt(live.length);
+      workersHint = `${fmtInt(live.reduce((a, x) => a + (x.concurrency || 0), 0))} slots`;
+    } else if (!w.reason.missingEndpoint) {
+      workersHint = `error: ${w.reason.message}`;
+    }
+    const dead = sum(queues, "dead");
+    const ages = queues.map((x) => x.oldest_age_seconds).filter((x) => typeof x === "number");
+    const hasAges = queues.some((x) => "oldest_age_seconds" in x);
+    cards.replaceChildren(
+      card("Ready", fmtInt(sum(queues, "depth") ?? 0), { testid: "stat-ready", hint: `${queues.length} queue${queues.length === 1 ? "" : "s"}` }),
+      card("In flight", fmtInt(sum(queues, "in_flight") ?? 0), { testid: "stat-in-flight", tone: "blue" }),
+      card("Scheduled", fmtInt(sum(queues, "scheduled") ?? 0), { testid: "stat-scheduled" }),
+      card("Dead", dead === null ? "n/a" : fmtInt(dead), { testid: "stat-dead", tone: dead ? "red" : "", hint: dead === null ? "not reported by this API" : "" }),
+      card("Oldest waiting", hasAges ? (ages.length ? duration(Math.max(...ages)) : "—") : "n/a", { testid: "stat-oldest", hint: hasAges ? "" : "not reported by this API" }),
+      card("Workers alive", workersValue, { testid: "stat-workers", hint: workersHint, tone: workersValue === "0" ? "red" : "" }),
+    );
+    const series = mergeThroughput(queues);
+    if (!queues.some((x) => "throughput" in x)) {
+      chart.replaceChildren(notAvailable("Throughput", "per-minute throughput", "GET /queues has no throughput field"));
+    } else if (!series.length) {
+      chart.replaceChildren(empty("No jobs finished in the last 15 minutes"));
+    } else {
+      chart.replaceChildren(throughputChart(series));
+    }
+    table.replaceChildren(queueTable(queues));
+    updated.textContent = `· updated ${new Date().toLocaleTimeString("en-GB")}`;
+  });
+}
+
+function queueTable(queues) {
+  if (!queues.length) return empty("No queues yet", "A queue appears when its first job is submitted.");
+  const max = Math.max(1, ...queues.map((q) => q.depth || 0));
+  const rows = [...queues]
+    .sort((a, b) => a.name.localeCompare(b.name))
+    .map((q) =>
+      h(
+        "tr",
+        { "data-queue": q.name },
+        h("td", {}, h("a", { href: `#/jobs?queue=${encodeURIComponent(q.name)}` }, q.name)),
+        h("td.num", { "data-col": "depth" }, h("div.depth", {}, h("span.bar", { style: `width:${Math.round(((q.depth || 0) / max) * 100)}%` }), h("span", {}, fmtInt(q.depth)))),
+        h("td.num", { "data-col": "in_flight" }, fmtInt(q.in_flight)),
+        h("td.num", { "data-col": "scheduled" }, fmtInt(q.scheduled)),
+        h("td.num", { "data-col": "dead" }, "dead" in q ? (q.dead ? h("a.dead-link", { href: `#/dead-letter?queue=${encodeURIComponent(q.name)}` }, fmtInt(q.dead)) : "0") : h("span.muted", {}, "n/a")),
+        h("td.num", { "data-col": "oldest" }, "oldest_age_seconds" in q ? duration(q.oldest_age_seconds) : h("span.muted", {}, "n/a")),
+      ),
+    );
+  return h(
+    "table.grid-table",
+    { "data-testid": "queues-table" },
+    h("thead", {}, h("tr", {}, h("th", {}, "Queue"), h("th.num", {}, "Ready"), h("th.num", {}, "In flight"), h("th.num", {}, "Scheduled"), h("th.num", {}, "Dead"), h("th.num", {}, "Oldest waiting"))),
+    h("tbody", {}, rows),
+  );
+}
