@@ -203,6 +203,7 @@ def test_openapi_is_served(api: ApiProcess, http: requests.Session):
     assert set(doc["paths"]) == {
         "/submit",
         "/submit/batch",
+        "/jobs",
         "/jobs/{job_id}",
         "/jobs/{job_id}/cancel",
         "/queues",
@@ -210,6 +211,9 @@ def test_openapi_is_served(api: ApiProcess, http: requests.Session):
         "/schedules/{name}",
         "/health",
         "/openapi.json",
+        "/dead-letter",
+        "/dead-letter/retry",
+        "/dead-letter/purge",
     }
 
 
