@@ -367,3 +367,7 @@ def cancel(job_id: str, url: str | None, token: str | None) -> None:
                 _fail(e.detail or str(e), EXIT_FAILED)
             raise
     click.echo(json.dumps(job, indent=2))
+
+
+# `jobsys jobs` and `jobsys dlq` live in their own module; importing it registers them.
+from jobsys import cli_data  # noqa: E402, F401

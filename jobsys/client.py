@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from types import TracebackType
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import requests
 
@@ -179,6 +179,56 @@ class Client:
         """Remove a periodic schedule; `ClientError` 404 when there is none."""
         self._request("DELETE", f"/schedules/{quote(name, safe='')}")
 
+    def list_jobs(
+        self,
+        *,
+        status: str | None = None,
+        task: str | None = None,
+        queue: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> dict[str, Any]:
+        """A page of jobs, newest first (`GET /jobs`): ``{"jobs", "next_cursor"}``."""
+        query = {"status": status, "task": task, "queue": queue, "limit": limit, "cursor": cursor}
+        return self._object("GET", "/jobs" + _query(query))
+
+    def dead_letter(
+        self,
+        *,
+        task: str | None = None,
+        queue: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> dict[str, Any]:
+        """A page of dead jobs (`GET /dead-letter`): ``{"jobs", "next_cursor", "total"}``."""
+        query = {"task": task, "queue": queue, "limit": limit, "cursor": cursor}
+        return self._object("GET", "/dead-letter" + _query(query))
+
+    def retry_dead(
+        self,
+        ids: Iterable[str] | None = None,
+        *,
+        task: str | None = None,
+        queue: str | None = None,
+        all: bool = False,
+    ) -> dict[str, Any]:
+        """Retry dead jobs: `ids`, or those of `task`/`queue`, or `all` of them:
+        ``{"retried", "ids", "skipped"}``."""
+        body = _selection(ids, task, queue, all)
+        return dict(self._request("POST", "/dead-letter/retry", body))
+
+    def purge_dead(
+        self,
+        ids: Iterable[str] | None = None,
+        *,
+        task: str | None = None,
+        queue: str | None = None,
+        all: bool = False,
+    ) -> dict[str, Any]:
+        """Delete dead jobs for good (same selection as `retry_dead`): ``{"purged", "skipped"}``."""
+        body = _selection(ids, task, queue, all)
+        return dict(self._request("POST", "/dead-letter/purge", body))
+
     def wait(
         self,
         job_id: str,
@@ -257,6 +307,21 @@ class Client:
             raise ClientError(
                 response.status_code, "bad_response", f"not JSON: {response.text[:200]!r}"
             ) from e
+
+
+def _query(params: dict[str, Any]) -> str:
+    given = {k: v for k, v in params.items() if v is not None}
+    return "?" + urlencode(given) if given else ""
+
+
+def _selection(
+    ids: Iterable[str] | None, task: str | None, queue: str | None, all_: bool
+) -> dict[str, Any]:
+    if ids is not None:
+        return {"ids": list(ids)}
+    if all_:
+        return {"all": True}
+    return {k: v for k, v in (("task", task), ("queue", queue)) if v is not None}
 
 
 def _idempotency(key: str | None) -> dict[str, str] | None:

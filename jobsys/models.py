@@ -93,6 +93,10 @@ API_FIELDS = (
     "failed_at",
     "cancel_requested",
     "cancelled_at",
+    "history",
+    "replayed",
+    "replayed_at",
+    "traceparent",
 )
 
 
@@ -127,6 +131,14 @@ class Job:
     #: True while a running job's cancellation is pending (None otherwise: not shown).
     cancel_requested: bool | None = None
     cancelled_at: str | None = None
+    #: The failed attempts, oldest first (at most the last 20): attempt, worker,
+    #: started_at, ended_at, error each.
+    history: list[dict[str, Any]] | None = None
+    #: Times the job was retried from the dead letter (None: never).
+    replayed: int | None = None
+    replayed_at: str | None = None
+    #: W3C trace context the job was submitted with, when any.
+    traceparent: str | None = None
 
     @classmethod
     def from_hash(cls, job_id: str, fields: dict[str, str]) -> Job:
@@ -160,6 +172,10 @@ class Job:
             failed_at=fields.get("failed_at"),
             cancel_requested=True if "cancel_requested" in fields else None,
             cancelled_at=fields.get("cancelled_at"),
+            history=json.loads(fields["history"]) if "history" in fields else None,
+            replayed=int(fields["replayed"]) if "replayed" in fields else None,
+            replayed_at=fields.get("replayed_at"),
+            traceparent=fields.get("traceparent"),
         )
 
     def to_api(self) -> dict[str, Any]:

@@ -95,3 +95,11 @@ def retry_later(payload: Any) -> Any:
 def pid(payload: Any) -> Any:
     """The process the handler runs in."""
     return os.getpid()
+
+
+@task("fail-until-fixed")
+def fail_until_fixed(payload: Any) -> Any:
+    """Fails until the Redis key ``test:fixed`` exists (a bug fixed, then the job replayed)."""
+    if not _redis().exists("test:fixed"):
+        raise RuntimeError("not fixed yet")
+    return "fixed"

@@ -13,16 +13,19 @@ from typing import Any
 
 import jobsys
 from jobsys.api.auth import CHALLENGE, Access, access_for
+from jobsys.api.query import JOB_ID_PATTERN, MAX_IDS
 from jobsys.api.validation import (
     MAX_BATCH_BODY_BYTES,
     MAX_BODY_BYTES,
     MAX_JSON_DEPTH,
+    MAX_TASK_CHARS,
     BatchRequest,
     ScheduleRequest,
     SubmitRequest,
     printable_pattern,
 )
-from jobsys.models import MAX_PRIORITY, MIN_PRIORITY, JobStatus
+from jobsys.models import MAX_PRIORITY, MIN_PRIORITY, QUEUE_NAME_PATTERN, JobStatus
+from jobsys.store.listing import CURSOR_PATTERN, DEFAULT_LIMIT, MAX_LIMIT
 
 _REF = "#/components/schemas/{model}"
 
@@ -94,7 +97,106 @@ _JOB_SCHEMA: dict[str, Any] = {
             "description": "Present (true) while a running job's cancellation is pending.",
         },
         "cancelled_at": _DATE_TIME,
+        "history": {
+            "type": "array",
+            "description": "The failed attempts, oldest first (at most the last 20).",
+            "items": {
+                "type": "object",
+                "required": ["attempt", "ended_at", "error"],
+                "properties": {
+                    "attempt": {"type": "integer", "minimum": 1},
+                    "worker": {"type": "string"},
+                    "started_at": _DATE_TIME,
+                    "ended_at": _DATE_TIME,
+                    "error": {"type": "string"},
+                },
+            },
+        },
+        "replayed": {
+            "type": "integer",
+            "minimum": 1,
+            "description": "Times the job was retried from the dead letter.",
+        },
+        "replayed_at": {**_DATE_TIME, "description": "When it was last retried from there."},
+        "traceparent": {"type": "string", "description": "W3C trace context, when given."},
     },
+}
+
+_CURSOR = {
+    "type": ["string", "null"],
+    "pattern": CURSOR_PATTERN,
+    "description": "Pass it as `cursor` for the next page; null on the last page.",
+}
+_TASK_FILTER = {"type": "string", "minLength": 1, "maxLength": MAX_TASK_CHARS}
+_QUEUE_FILTER = {"type": "string", "pattern": QUEUE_NAME_PATTERN}
+
+
+def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": description,
+        "schema": schema,
+    }
+
+
+_LIST_PARAMS = [
+    _query("task", _TASK_FILTER, "Only jobs of this task. Not indexed: see the description."),
+    _query("queue", _QUEUE_FILTER, "Only jobs of this queue (default: every queue)."),
+    _query(
+        "limit",
+        {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT},
+        f"Most jobs in the page (1 to {MAX_LIMIT}; default {DEFAULT_LIMIT}).",
+    ),
+    _query(
+        "cursor",
+        {"type": "string", "pattern": CURSOR_PATTERN},
+        "The `next_cursor` of the previous page (opaque).",
+    ),
+]
+_LISTING_DESCRIPTION = (
+    "Newest first: by the time each job entered its current status, ties by id. Paging "
+    "with `cursor` is stable while jobs move. The status and queue filters are exact; "
+    "the task filter examines at most 2000 entries per request, so a page may hold fewer "
+    "jobs than `limit` (even none) and still have a `next_cursor`: keep following it "
+    "until it is null."
+)
+_SELECTION = {
+    "description": (
+        "Which dead jobs: `ids` (unknown ones are skipped and counted), or every dead job "
+        "of a `task` and/or `queue`, or `all`."
+    ),
+    "oneOf": [
+        {
+            "type": "object",
+            "title": "ByIds",
+            "required": ["ids"],
+            "additionalProperties": False,
+            "properties": {
+                "ids": {
+                    "type": "array",
+                    "minItems": 1,
+                    "maxItems": MAX_IDS,
+                    "items": {"type": "string", "pattern": JOB_ID_PATTERN},
+                }
+            },
+        },
+        {
+            "type": "object",
+            "title": "All",
+            "required": ["all"],
+            "additionalProperties": False,
+            "properties": {"all": {"const": True}},
+        },
+        {
+            "type": "object",
+            "title": "ByFilter",
+            "minProperties": 1,
+            "additionalProperties": False,
+            "properties": {"task": _TASK_FILTER, "queue": _QUEUE_FILTER},
+        },
+    ],
 }
 
 _REPLAYED = {
@@ -177,7 +279,14 @@ _SCHEMAS: dict[str, Any] = {
                 "type": "array",
                 "items": {
                     "type": "object",
-                    "required": ["name", "depth", "in_flight", "scheduled"],
+                    "required": [
+                        "name",
+                        "depth",
+                        "in_flight",
+                        "scheduled",
+                        "dead",
+                        "oldest_age_seconds",
+                    ],
                     "additionalProperties": False,
                     "properties": {
                         "name": {"type": "string"},
@@ -197,9 +306,71 @@ _SCHEMAS: dict[str, Any] = {
                             "description": "Jobs waiting for a due time: delayed jobs and "
                             "retries in backoff.",
                         },
+                        "dead": {
+                            "type": "integer",
+                            "minimum": 0,
+                            "description": "Dead jobs (failed for good) of the queue.",
+                        },
+                        "oldest_age_seconds": {
+                            "type": ["number", "null"],
+                            "minimum": 0,
+                            "description": "Seconds since the oldest queued job (ready, or "
+                            "a retry waiting out its backoff) was queued; null when none is.",
+                        },
                     },
                 },
             }
+        },
+    },
+    "JobPage": {
+        "type": "object",
+        "required": ["jobs", "next_cursor"],
+        "additionalProperties": False,
+        "properties": {
+            "jobs": {"type": "array", "items": _ref("schemas", "Job")},
+            "next_cursor": _CURSOR,
+        },
+    },
+    "DeadLetterPage": {
+        "type": "object",
+        "required": ["jobs", "next_cursor", "total"],
+        "additionalProperties": False,
+        "properties": {
+            "jobs": {"type": "array", "items": _ref("schemas", "Job")},
+            "next_cursor": _CURSOR,
+            "total": {
+                "type": "integer",
+                "minimum": 0,
+                "description": "Dead jobs of the queue (or of every queue), whatever the task.",
+            },
+        },
+    },
+    "DeadLetterSelection": _SELECTION,
+    "Retried": {
+        "type": "object",
+        "required": ["retried", "ids", "skipped"],
+        "additionalProperties": False,
+        "properties": {
+            "retried": {"type": "integer", "minimum": 0},
+            "ids": {
+                "type": "array",
+                "description": "The first 1000 ids retried.",
+                "items": {"type": "string", "format": "uuid"},
+            },
+            "skipped": {
+                "type": "integer",
+                "minimum": 0,
+                "description": "Ids given that were not dead jobs.",
+            },
+        },
+    },
+    "Purged": {
+        "type": "object",
+        "required": ["purged", "skipped"],
+        "additionalProperties": False,
+        "properties": {
+            "purged": {"type": "integer", "minimum": 0},
+            "skipped": {"type": "integer", "minimum": 0},
         },
     },
     "Health": {
@@ -242,6 +413,10 @@ _RESPONSES: dict[str, Any] = {
         f"deeper than {MAX_JSON_DEPTH} levels, has an unknown field, or a field breaks its rule. "
         "`field` names the field. Nothing was written."
     ),
+    "BadQuery": _error(
+        "A query parameter breaks its rule (`field` names it), e.g. a cursor this API did "
+        "not give out."
+    ),
     "NotFound": _error(
         "No job has this id (ids are UUIDs), no schedule this name, or no such route."
     ),
@@ -276,6 +451,32 @@ _COMMON = {
     "405": _ref("responses", "MethodNotAllowed"),
     "500": _ref("responses", "InternalError"),
 }
+
+
+def _dead_letter_action(
+    operation: str, summary: str, description: str, ok: dict[str, Any]
+) -> dict[str, Any]:
+    return {
+        "post": {
+            "operationId": operation,
+            "summary": summary,
+            "description": description,
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {"schema": _ref("schemas", "DeadLetterSelection")},
+                },
+            },
+            "responses": {
+                "200": ok,
+                "400": _ref("responses", "BadRequest"),
+                "413": _ref("responses", "PayloadTooLarge"),
+                "415": _ref("responses", "UnsupportedMediaType"),
+                "503": _ref("responses", "StoreUnavailable"),
+                **_COMMON,
+            },
+        }
+    }
 
 
 def _paths() -> dict[str, Any]:
@@ -348,6 +549,57 @@ def _paths() -> dict[str, Any]:
                 },
             }
         },
+        "/jobs": {
+            "get": {
+                "operationId": "listJobs",
+                "summary": "List jobs, newest first, a page at a time",
+                "description": _LISTING_DESCRIPTION,
+                "parameters": [
+                    _query(
+                        "status",
+                        {"type": "string", "enum": [s.value for s in JobStatus]},
+                        "Only jobs in this status (default: every status).",
+                    ),
+                    *_LIST_PARAMS,
+                ],
+                "responses": {
+                    "200": _ok("A page of jobs.", "JobPage"),
+                    "400": _ref("responses", "BadQuery"),
+                    "503": _ref("responses", "StoreUnavailable"),
+                    **_COMMON,
+                },
+            }
+        },
+        "/dead-letter": {
+            "get": {
+                "operationId": "listDeadLetter",
+                "summary": "Dead jobs (failed for good), newest first, a page at a time",
+                "description": _LISTING_DESCRIPTION,
+                "parameters": _LIST_PARAMS,
+                "responses": {
+                    "200": _ok(
+                        "A page of dead jobs, with their error and history.", "DeadLetterPage"
+                    ),
+                    "400": _ref("responses", "BadQuery"),
+                    "503": _ref("responses", "StoreUnavailable"),
+                    **_COMMON,
+                },
+            }
+        },
+        "/dead-letter/retry": _dead_letter_action(
+            "retryDeadLetter",
+            "Retry dead jobs",
+            "Each is queued again behind the jobs already waiting, with attempts back at 0, "
+            "no expiry, and `replayed`/`replayed_at` recording it. Done in chunks of 500, each "
+            "atomic; jobs that fail while a filtered retry runs are not part of it.",
+            _ok("What was retried.", "Retried"),
+        ),
+        "/dead-letter/purge": _dead_letter_action(
+            "purgeDeadLetter",
+            "Delete dead jobs for good",
+            "Deletes the jobs and their ids from the dead letter. Done in chunks of 500.",
+            _ok("What was deleted.", "Purged"),
+        ),
         "/jobs/{job_id}": {
             "get": {
                 "operationId": "getJob",

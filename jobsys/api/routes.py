@@ -9,7 +9,7 @@ from flask import Blueprint, current_app, request, url_for
 from flask.typing import ResponseReturnValue
 from pydantic import BaseModel
 
-from jobsys.api import openapi, validation
+from jobsys.api import openapi, query, validation
 from jobsys.errors import ScheduleNotFound, StoreUnavailable
 from jobsys.settings import Settings
 from jobsys.store import Store, Submission
@@ -141,3 +141,40 @@ def health() -> ResponseReturnValue:
 def openapi_document() -> ResponseReturnValue:
     """The OpenAPI 3.1 description of this API."""
     return openapi.document(state().settings.auth_enabled)
+
+
+@bp.get("/jobs")
+def list_jobs() -> ResponseReturnValue:
+    """A page of jobs, newest status change first, with the cursor of the next page."""
+    q = query.list_query(request, with_status=True)
+    page = state().store.list_jobs(
+        status=q.status, task=q.task, queue=q.queue, limit=q.limit, cursor=q.cursor
+    )
+    return {"jobs": [j.to_api() for j in page.jobs], "next_cursor": page.next_cursor}
+
+
+@bp.get("/dead-letter")
+def dead_letter() -> ResponseReturnValue:
+    """A page of dead jobs (newest first), and how many the queue(s) hold."""
+    q = query.list_query(request, with_status=False)
+    page, total = state().store.dead_letter(
+        task=q.task, queue=q.queue, limit=q.limit, cursor=q.cursor
+    )
+    jobs = [j.to_api() for j in page.jobs]
+    return {"jobs": jobs, "next_cursor": page.next_cursor, "total": total}
+
+
+@bp.post("/dead-letter/retry")
+def retry_dead() -> ResponseReturnValue:
+    """Replay dead jobs (by id, or by filter, or all) in chunks: 200 with the count."""
+    sel = query.selection(request)
+    out = state().store.retry_dead(sel.ids, task=sel.task, queue=sel.queue)
+    return {"retried": out.count, "ids": out.ids, "skipped": out.skipped}
+
+
+@bp.post("/dead-letter/purge")
+def purge_dead() -> ResponseReturnValue:
+    """Delete dead jobs (by id, or by filter, or all) for good: 200 with the count."""
+    sel = query.selection(request)
+    out = state().store.purge_dead(sel.ids, task=sel.task, queue=sel.queue)
+    return {"purged": out.count, "skipped": out.skipped}

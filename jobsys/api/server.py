@@ -62,6 +62,10 @@ def options(
         "worker_connections": 1000,
         # A connection that sends nothing for this long is closed (gevent).
         "keepalive": 2,
+        # The longest request line gunicorn accepts (its maximum, 4094 by default), so
+        # that long query strings (GET /jobs?task=...) reach the app, which answers a
+        # rule-breaking one with a JSON 400 rather than gunicorn's bare 414.
+        "limit_request_line": 8190,
         "graceful_timeout": GRACEFUL_TIMEOUT_S,
         "accesslog": "-",
         "access_log_format": ACCESS_LOG_FORMAT,

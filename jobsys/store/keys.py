@@ -82,3 +82,17 @@ def last_tick(queue: str, schedule: str) -> str:
     epoch) of a schedule that put a job in queue q. TTL: none (deleted with the
     schedule)."""
     return f"jobsys:queue:{{{queue}}}:tick:{schedule}"
+
+
+#: The statuses that have an index, in the order the scripts take their keys
+#: (see ``_lib.lua``'s ``indexes()``).
+INDEXED_STATUSES = ("queued", "scheduled", "processing", "completed", "failed", "cancelled")
+
+
+def index(queue: str, status: str) -> str:
+    """ZSET ``jobsys:queue:{q}:idx:<status>``: the ids of queue q's jobs in `status`;
+    score = when the job entered that status, ms since the epoch (Redis clock).
+    Every script that changes a status moves the id between these in the same
+    step. TTL: none; the terminal ones (completed, failed, cancelled) are pruned by
+    score (now - retention) by the scripts that end jobs, as their hashes expire."""
+    return f"jobsys:queue:{{{queue}}}:idx:{status}"

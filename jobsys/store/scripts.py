@@ -32,6 +32,9 @@ _NAMES = (
     "cancel",
     "progress",
     "tick",
+    "page",
+    "replay",
+    "purge",
 )
 
 
@@ -129,6 +132,7 @@ class Scripts:
         ks = [
             *_queue_keys(queue),
             keys.idempotency(queue, idempotency.key_digest) if idempotency else keys.queues(),
+            *_index_keys(queue),
         ]
         args: list[Any] = [
             queue,
@@ -192,7 +196,7 @@ class Scripts:
     def complete(self, queue: str, worker: str, jobs: Sequence[tuple[str, int, str]]) -> list[str]:
         """Record results [(id, attempt, result JSON)]: "completed", "cancelled" or
         "stale" each (see complete.lua)."""
-        ks = [keys.leases(queue)]
+        ks = [keys.leases(queue), *_index_keys(queue)]
         args: list[Any] = [worker]
         for job_id, attempt, result_json in jobs:
             ks.append(keys.job(job_id))
@@ -208,6 +212,7 @@ class Scripts:
             keys.dead_letter(),
             keys.ready(queue),
             keys.wakeup(queue),
+            *_index_keys(queue),
         ]
         args: list[Any] = [worker]
         for job_id, attempt, error, backoff_ms in jobs:
@@ -218,11 +223,13 @@ class Scripts:
     def release(self, queue: str, job_id: str, worker: str, attempt: int) -> bool:
         """Hand an unfinished job back without counting the attempt (see release.lua)."""
         ks = [keys.job(job_id), keys.leases(queue), keys.ready(queue), keys.wakeup(queue)]
+        ks += _index_keys(queue)
         return bool(self._run_ending("release", ks, [job_id, worker, attempt]))
 
     def recover(self, queue: str, max_jobs: int = 100) -> list[tuple[str, str]]:
         """Take back jobs whose lease ran out: [(id, "retry" | "dead")] (see recover.lua)."""
         ks = [keys.leases(queue), keys.ready(queue), keys.dead_letter(), keys.wakeup(queue)]
+        ks += _index_keys(queue)
         flat = self._run_ending("recover", ks, [keys.JOB_PREFIX, max_jobs])
         return [(_text(flat[i]), _text(flat[i + 1])) for i in range(0, len(flat), 2)]
 
@@ -261,14 +268,52 @@ class Scripts:
             keys.sequence(queue),
             keys.queues(),
             keys.job(job.id),
+            *_index_keys(queue),
         ]
         args = [tick_ms, queue, job.id, job.task, job.payload_json or "", job.max_retries, schedule]
         return _text(self._run("tick", ks, args))
 
     def cancel(self, queue: str, job_id: str) -> str:
         """Cancel a job of `queue` (see cancel.lua for the answers)."""
-        ks = [keys.job(job_id), keys.ready(queue), keys.scheduled(queue)]
+        ks = [keys.job(job_id), keys.ready(queue), keys.scheduled(queue), *_index_keys(queue)]
         return _text(self._run_ending("cancel", ks, [job_id]))
+
+    def page(
+        self,
+        index_keys: Sequence[str],
+        limit: int,
+        after: tuple[int, str] | None,
+        task: str | None,
+        budget: int,
+        with_fields: bool,
+    ) -> tuple[tuple[int, str] | None, list[tuple[str, int, dict[str, str]]]]:
+        """Read the indexes `index_keys` merged, newest first, after position `after`
+        (see page.lua): (the position to continue from or None, [(id, score, fields)])."""
+        args: list[Any] = [
+            keys.JOB_PREFIX, limit, after[0] if after else "", after[1] if after else "",
+            task or "", budget, "1" if with_fields else "0",
+        ]  # fmt: skip
+        score, member, flat = self._run("page", list(index_keys), args)
+        nxt = (int(score), _text(member)) if _text(score) != "" else None
+        out = []
+        for i in range(0, len(flat), 3):
+            fields = flat[i + 2]
+            pairs = {_text(fields[j]): _text(fields[j + 1]) for j in range(0, len(fields), 2)}
+            out.append((_text(flat[i]), int(flat[i + 1]), pairs))
+        return nxt, out
+
+    def replay(self, queue: str, ids: Sequence[str]) -> list[str]:
+        """Put the `failed` jobs among `ids` (all of `queue`) back to work; the ids
+        replayed (see replay.lua)."""
+        ks = [keys.dead_letter(), keys.ready(queue), keys.wakeup(queue), keys.sequence(queue)]
+        ks += [*_index_keys(queue), *(keys.job(i) for i in ids)]
+        return [_text(x) for x in self._run("replay", ks, [queue, *ids])]
+
+    def purge(self, queue: str, ids: Sequence[str]) -> list[str]:
+        """Delete the `failed` jobs among `ids` (all of `queue`); the ids deleted
+        (see purge.lua)."""
+        ks = [keys.dead_letter(), keys.index(queue, "failed"), *(keys.job(i) for i in ids)]
+        return [_text(x) for x in self._run("purge", ks, [queue, *ids])]
 
 
 @cache
@@ -283,10 +328,17 @@ def _queue_keys(queue: str) -> tuple[str, str, str, str, str]:
     )
 
 
+@cache
+def _index_keys(queue: str) -> tuple[str, ...]:
+    """The status indexes of `queue`, in the order the scripts take them."""
+    return tuple(keys.index(queue, s) for s in keys.INDEXED_STATUSES)
+
+
 def _claim_call(
     queue: str, worker: str, lease_ms: int, max_jobs: int, promote: int
 ) -> tuple[list[str], list[Any]]:
     ks = [keys.ready(queue), keys.scheduled(queue), keys.leases(queue), keys.wakeup(queue)]
+    ks += _index_keys(queue)
     return ks, [keys.JOB_PREFIX, worker, lease_ms, max_jobs, promote]
 
 

@@ -23,6 +23,8 @@ from jobsys.models import Job
 from jobsys.settings import Settings
 from jobsys.store import keys
 from jobsys.store.connection import connect
+from jobsys.store.deadletter import DeadLetter, Outcome
+from jobsys.store.listing import DEFAULT_LIMIT, Listing, Page
 from jobsys.store.scripts import Claimed, Idempotency, NewJob, Retention, Scripts
 
 DEFAULT_QUEUE = "default"
@@ -62,6 +64,8 @@ class Store:
                 settings.dead_letter_max_length,
             ),
         )
+        self._listing = Listing(self.redis, self.scripts)
+        self._dead = DeadLetter(self.redis, self.scripts, self._listing)
 
     def close(self) -> None:
         """Close the pooled connections."""
@@ -141,16 +145,73 @@ class Store:
         return Job.from_hash(job_id, fields)
 
     def queue_stats(self) -> list[QueueStats]:
-        """Every queue ever submitted to, by name, with its counts (one round trip each)."""
+        """Every queue ever submitted to, by name, with its counts (two round trips)."""
         with translate_errors():
             names = sorted(cast(set[str], self.redis.smembers(keys.queues())))
             pipe = self.redis.pipeline(transaction=False)
+            pipe.time()
             for q in names:
                 pipe.zcard(keys.ready(q))
                 pipe.zcard(keys.leases(q))
                 pipe.zcard(keys.scheduled(q))
-            counts = pipe.execute()
-        return [QueueStats(q, *counts[3 * i : 3 * i + 3]) for i, q in enumerate(names)]
+                pipe.zcard(keys.index(q, "failed"))
+                pipe.zrange(keys.index(q, "queued"), 0, 0, withscores=True)
+            now, *counts = pipe.execute()
+        now_ms = now[0] * 1000 + now[1] // 1000
+        stats = []
+        for i, q in enumerate(names):
+            depth, in_flight, scheduled, dead, oldest = counts[5 * i : 5 * i + 5]
+            age = round(max(0.0, (now_ms - oldest[0][1]) / 1000), 3) if oldest else None
+            stats.append(QueueStats(q, depth, in_flight, scheduled, dead, age))
+        return stats
+
+    def list_jobs(
+        self,
+        *,
+        status: str | None = None,
+        task: str | None = None,
+        queue: str | None = None,
+        limit: int = DEFAULT_LIMIT,
+        cursor: str | None = None,
+    ) -> Page:
+        """A page of jobs, newest status change first (see `jobsys.store.listing`).
+        Raises `InvalidJob` (field ``cursor``) for a cursor this API did not give out."""
+        statuses = [status] if status is not None else list(keys.INDEXED_STATUSES)
+        with translate_errors():
+            return self._listing.page(
+                statuses=statuses, queue=queue, task=task, limit=limit, cursor=cursor
+            )
+
+    def dead_letter(
+        self,
+        *,
+        task: str | None = None,
+        queue: str | None = None,
+        limit: int = DEFAULT_LIMIT,
+        cursor: str | None = None,
+    ) -> tuple[Page, int]:
+        """A page of dead (`failed`) jobs, newest first, and how many dead jobs the
+        queue (or every queue) holds, whatever the task."""
+        with translate_errors():
+            page = self._listing.page(
+                statuses=["failed"], queue=queue, task=task, limit=limit, cursor=cursor
+            )
+            return page, self._listing.count(self._listing.queues(queue), "failed")
+
+    def retry_dead(
+        self, ids: Sequence[str] | None = None, *, task: str | None = None, queue: str | None = None
+    ) -> Outcome:
+        """Replay dead jobs: `ids`, or every one matching `task`/`queue` (None: any),
+        in chunks of one script each: attempts 0, a fresh place in its queue."""
+        with translate_errors():
+            return self._dead.retry(ids, task=task, queue=queue)
+
+    def purge_dead(
+        self, ids: Sequence[str] | None = None, *, task: str | None = None, queue: str | None = None
+    ) -> Outcome:
+        """Delete dead jobs for good: `ids`, or every one matching `task`/`queue`."""
+        with translate_errors():
+            return self._dead.purge(ids, task=task, queue=queue)
 
     def ping(self) -> None:
         """Raise `StoreUnavailable` unless Redis answers PING."""
@@ -264,6 +325,10 @@ class QueueStats:
     in_flight: int
     #: Jobs waiting for a due time (delayed jobs and retries in backoff).
     scheduled: int
+    #: Dead jobs (`failed`, in the dead letter).
+    dead: int = 0
+    #: Seconds since the oldest `queued` job became queued (None: none is).
+    oldest_age_seconds: float | None = None
 
     def to_api(self) -> dict[str, Any]:
         """The JSON form used by `GET /queues`."""
@@ -272,6 +337,8 @@ class QueueStats:
             "depth": self.depth,
             "in_flight": self.in_flight,
             "scheduled": self.scheduled,
+            "dead": self.dead,
+            "oldest_age_seconds": self.oldest_age_seconds,
         }
 
 

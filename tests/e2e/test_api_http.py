@@ -203,6 +203,7 @@ def test_openapi_is_served(api: ApiProcess, http: requests.Session):
     assert set(doc["paths"]) == {
         "/submit",
         "/submit/batch",
+        "/jobs",
         "/jobs/{job_id}",
         "/jobs/{job_id}/cancel",
         "/queues",
@@ -211,6 +212,9 @@ def test_openapi_is_served(api: ApiProcess, http: requests.Session):
         "/health",
         "/auth/whoami",
         "/openapi.json",
+        "/dead-letter",
+        "/dead-letter/retry",
+        "/dead-letter/purge",
     }
 
 

@@ -10,7 +10,8 @@ outside Redis, and returns one `Row` of the results table:
    the AOF window, may break this; the row says how many).
 3. **Structures match states**: an id is in at most one of ready / scheduled /
    leases / dead_letter, and in the one its status calls for; a lease on a job
-   that is not ``processing`` is an orphan; every job hash has all its fields.
+   that is not ``processing`` is an orphan; every job hash has all its fields; every
+   job is in exactly one status index (``keys.index``), that of its queue and status.
 4. **Nothing from refused requests**: no job hash and no execution exists for a
    submit that got a 4xx/507; every job hash in Redis belongs to an accepted or an
    ambiguous submit.
@@ -173,6 +174,23 @@ def check(
             row.structure_errors += 1
             row.problem(f"job {job_id} is {status} but in none of {list(expected_in)}")
 
+    # 3b. Every job is in exactly one status index, the one of its status (and of its
+    # queue); no index holds an id whose job is gone, beyond what pruning allows.
+    indexed: dict[str, list[str]] = defaultdict(list)
+    for q in queue_names(client):
+        for status in keys.INDEXED_STATUSES:
+            for job_id in client.zrange(keys.index(q, status), 0, -1):
+                indexed[job_id].append(f"{q}:{status}")
+    for job_id, h in hashes.items():
+        want = f"{h.get('queue', DEFAULT_QUEUE)}:{h.get('status')}"
+        if indexed.get(job_id, []) != [want]:
+            row.structure_errors += 1
+            row.problem(f"job {job_id}: in indexes {indexed.get(job_id, [])}, expected [{want}]")
+    for job_id, names in indexed.items():
+        if job_id not in hashes and any(not n.endswith(TERMINAL_INDEXES) for n in names):
+            row.structure_errors += 1
+            row.problem(f"job {job_id}: no hash, but in the live index {names}")
+
     # 4. Nothing from refused submits; every hash belongs to a submit we made.
     known = set(accepted) | ambiguous
     for tag, job_id in by_tag.items():
@@ -244,6 +262,10 @@ def check(
                 row.dup_unexplained += 1
                 row.problem(f"job {job_id} ({tag}) ran {attempts} with the job at attempt {last}")
     return row
+
+
+#: Indexes that may keep an id briefly after its job expired (pruned by score).
+TERMINAL_INDEXES = (":completed", ":failed", ":cancelled")
 
 
 def queue_names(client: redis.Redis) -> set[str]:

@@ -299,7 +299,7 @@ def test_job_ids_are_case_insensitive(client: FlaskClient):
 # -- routes and methods -------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", ["/", "/nope", "/submit/", "/jobs", "/jobs/", "/jobs/a/b"])
+@pytest.mark.parametrize("path", ["/", "/nope", "/submit/", "/jobs/", "/jobs/a/b"])
 def test_unknown_routes_are_404_json(client: FlaskClient, path: str):
     assert_error(client.get(path), 404, "not found")
 

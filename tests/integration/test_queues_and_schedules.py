@@ -88,8 +88,17 @@ def test_queue_stats_count_each_queue(settings: Settings, store: Store) -> None:
     store.submit("echo", 1, queue="b", delay_s=60)
     store.claim("a", "w", 30, 1)
     stats = {q.name: q.to_api() for q in store.queue_stats()}
-    assert stats["a"] == {"name": "a", "depth": 2, "in_flight": 1, "scheduled": 0}
-    assert stats["b"] == {"name": "b", "depth": 0, "in_flight": 0, "scheduled": 1}
+    age = stats["a"].pop("oldest_age_seconds")
+    assert 0 <= age < 5
+    assert stats["a"] == {"name": "a", "depth": 2, "in_flight": 1, "scheduled": 0, "dead": 0}
+    assert stats["b"] == {
+        "name": "b",
+        "depth": 0,
+        "in_flight": 0,
+        "scheduled": 1,
+        "dead": 0,
+        "oldest_age_seconds": None,
+    }
 
 
 def test_with_both_run_at_and_a_delay_the_later_counts(store: Store) -> None:

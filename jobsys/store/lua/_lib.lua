@@ -54,7 +54,8 @@ end
 
 -- Ends a job `failed` for good: `failed_at`, its id at the head of `dead_letter`,
 -- and its TTL. Keeps `dead_letter` bounded: at most R.dead_max ids, and ids whose
--- job has expired are dropped from its tail (a few per call).
+-- job has expired are dropped from its tail (a few per call). The caller moves
+-- the id to the `failed` index.
 local function bury(job_key, id, dead_key, err, now, R)
   redis.call('HSET', job_key, 'status', 'failed', 'error', err, 'failed_at', iso(now))
   redis.call('LPUSH', dead_key, id)
@@ -68,7 +69,8 @@ local function bury(job_key, id, dead_key, err, now, R)
 end
 
 -- A running job whose cancellation was requested ends `cancelled`, whatever its
--- attempt produced. Returns true when it did.
+-- attempt produced. Returns true when it did (the caller moves the id to the
+-- `cancelled` index).
 local function settle_cancelled(job_key, now, R)
   if redis.call('HEXISTS', job_key, 'cancel_requested') == 0 then
     return false
@@ -80,7 +82,8 @@ local function settle_cancelled(job_key, now, R)
 end
 
 -- Writes a new job's hash and puts it in `ready` at its rank, or in `scheduled`
--- when its due time lies ahead. `j` holds: id, task, queue, payload ('' = none),
+-- when its due time lies ahead (the caller adds it to the `queued` or `scheduled`
+-- index). `j` holds: id, task, queue, payload ('' = none),
 -- max_retries, priority, seq, due (ms; 0 = none), timeout ('' = none), created (iso).
 -- Returns true when the job is ready now.
 local function put_job(ready_key, scheduled_key, job_key, j, now)
@@ -100,4 +103,66 @@ local function put_job(ready_key, scheduled_key, job_key, j, now)
   end
   redis.call('ZADD', ready_key, rank, j.id)
   return true
+end
+
+-- The status indexes of one queue (ZSETs, score = ms when the job entered the
+-- status), passed as six consecutive KEYS from KEYS[first] in this order.
+local STATUSES = {'queued', 'scheduled', 'processing', 'completed', 'failed', 'cancelled'}
+local function indexes(first)
+  local idx = {}
+  for i, s in ipairs(STATUSES) do idx[s] = KEYS[first + i - 1] end
+  return idx
+end
+
+-- ZADD every id of `ids` to `key` at `score`, or ZREM them: in slices, since
+-- unpack() is limited to a few thousand values.
+local function zadd_all(key, score, ids)
+  for i = 1, #ids, 1000 do
+    local args = {}
+    for j = i, math.min(i + 999, #ids) do
+      args[#args + 1] = score
+      args[#args + 1] = ids[j]
+    end
+    redis.call('ZADD', key, unpack(args))
+  end
+end
+
+local function zrem_all(key, ids)
+  for i = 1, #ids, 1000 do
+    redis.call('ZREM', key, unpack(ids, i, math.min(i + 999, #ids)))
+  end
+end
+
+-- Moves one id between status indexes (`from` may be nil: a new job).
+local function reindex(idx, id, from, to, now)
+  if from then redis.call('ZREM', idx[from], id) end
+  redis.call('ZADD', idx[to], now, id)
+end
+
+-- Drops from the terminal indexes the ids whose job hash has expired: a job's TTL
+-- is set when it enters the index, so score < now - retention means it is gone.
+local function prune(idx, now, R)
+  if R.completed > 0 then
+    local cut = '(' .. string.format('%.0f', now - R.completed * 1000)
+    redis.call('ZREMRANGEBYSCORE', idx.completed, '-inf', cut)
+    redis.call('ZREMRANGEBYSCORE', idx.cancelled, '-inf', cut)
+  end
+  if R.failed > 0 then
+    local cut = '(' .. string.format('%.0f', now - R.failed * 1000)
+    redis.call('ZREMRANGEBYSCORE', idx.failed, '-inf', cut)
+  end
+end
+
+-- Appends a failed attempt to the job's `history` (a JSON array, oldest first,
+-- at most HISTORY_MAX entries; each error at most 2000 characters).
+local HISTORY_MAX = 20
+local function record_failure(job_key, attempt, worker, started, now, err)
+  local h = redis.call('HGET', job_key, 'history')
+  local list = h and cjson.decode(h) or {}
+  list[#list + 1] = {
+    attempt = tonumber(attempt), worker = worker or nil, started_at = started or nil,
+    ended_at = iso(now), error = string.sub(err, 1, 2000),
+  }
+  while #list > HISTORY_MAX do table.remove(list, 1) end
+  redis.call('HSET', job_key, 'history', cjson.encode(list))
 end

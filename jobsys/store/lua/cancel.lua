@@ -5,6 +5,8 @@
 -- can check), stops it where it can, and settles it as `cancelled` (see
 -- complete.lua, fail.lua, recover.lua).
 -- KEYS[1] job HASH   KEYS[2] ready ZSET   KEYS[3] scheduled ZSET of the job's queue
+-- KEYS[4..9] the queue's status indexes (queued, scheduled, processing, completed,
+-- failed, cancelled)
 -- ARGV[1] id; then the four retention arguments (see _lib.lua)
 -- Returns: "now" (cancelled now), "requested", "missing", or the status of a job
 -- that has already ended ("completed", "failed", "cancelled"): nothing is written then.
@@ -15,9 +17,14 @@ end
 if status == 'queued' or status == 'scheduled' then
   redis.call('ZREM', KEYS[2], ARGV[1])
   redis.call('ZREM', KEYS[3], ARGV[1])
-  redis.call('HSET', KEYS[1], 'status', 'cancelled', 'cancelled_at', iso(now_ms()))
+  local now = now_ms()
+  redis.call('HSET', KEYS[1], 'status', 'cancelled', 'cancelled_at', iso(now))
   redis.call('HDEL', KEYS[1], 'next_attempt_at')
-  expire_ended(KEYS[1], retention().completed)
+  local R = retention()
+  expire_ended(KEYS[1], R.completed)
+  local idx = indexes(4)
+  reindex(idx, ARGV[1], status, 'cancelled', now)
+  prune(idx, now, R)
   return 'now'
 end
 if status == 'processing' then

@@ -7,6 +7,9 @@
 -- most ARGV[4] jobs and at most half of those waiting (rounded up), so that one
 -- worker's batch never starves the other idle workers of a short queue.
 -- KEYS[1] ready ZSET   KEYS[2] scheduled ZSET   KEYS[3] leases ZSET   KEYS[4] wakeup ZSET
+-- KEYS[5..10] the queue's status indexes (queued, scheduled, processing, completed,
+-- failed, cancelled): a promoted `scheduled` job moves to `queued`, a claimed one
+-- to `processing`
 -- ARGV[1] job key prefix ("job:"; job hashes are ARGV[1] .. id, known only while running)
 -- ARGV[2] worker id   ARGV[3] lease_ms   ARGV[4] max jobs   ARGV[5] max retries to promote
 -- Returns: a flat array, 6 entries per job: id, attempt, task, payload JSON or false,
@@ -14,19 +17,24 @@
 -- idle worker wakes up too.
 local prefix, worker = ARGV[1], ARGV[2]
 local now = now_ms()
+local idx = indexes(5)
 local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, tonumber(ARGV[5]))
 for _, id in ipairs(due) do
   redis.call('ZREM', KEYS[2], id)
   local f = redis.call('HMGET', prefix .. id, 'rank', 'status')
   if f[1] then
     redis.call('ZADD', KEYS[1], f[1], id)
-    if f[2] == 'scheduled' then redis.call('HSET', prefix .. id, 'status', 'queued') end
+    if f[2] == 'scheduled' then
+      redis.call('HSET', prefix .. id, 'status', 'queued')
+      reindex(idx, id, 'scheduled', 'queued', now)
+    end
   end
 end
 local out = {}
 local waiting = redis.call('ZCARD', KEYS[1])
 local count = math.min(tonumber(ARGV[4]), math.ceil(waiting / 2))
 local popped = {}
+local claimed = {}
 if count > 0 then
   popped = redis.call('ZPOPMIN', KEYS[1], count)
 end
@@ -43,6 +51,7 @@ for i = 1, #popped, 2 do
     redis.call('HSET', key, 'status', 'processing', 'started_at', started, 'worker', worker)
     redis.call('HDEL', key, 'next_attempt_at')
     redis.call('ZADD', KEYS[3], deadline, id)
+    claimed[#claimed + 1] = id
     out[#out + 1] = id
     out[#out + 1] = attempt
     out[#out + 1] = f[2]
@@ -51,6 +60,8 @@ for i = 1, #popped, 2 do
     out[#out + 1] = f[5]
   end
 end
+zrem_all(idx.queued, claimed)
+zadd_all(idx.processing, now, claimed)
 if waiting > count then
   redis.call('ZADD', KEYS[4], 0, 'w')
 end

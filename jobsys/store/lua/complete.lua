@@ -1,7 +1,8 @@
 #!lua flags=allow-oom
 -- complete.lua: record the results of one or more jobs, each only if the caller
 -- still holds its lease (fencing).
--- KEYS[1] leases ZSET   KEYS[1+i] job HASH of the i-th job
+-- KEYS[1] leases ZSET   KEYS[2..7] the queue's status indexes (queued, scheduled,
+-- processing, completed, failed, cancelled)   KEYS[7+i] job HASH of the i-th job
 -- ARGV[1] worker id   ARGV[2+3(i-1)..] per job: id, attempt, result JSON; then the
 -- four retention arguments (see _lib.lua)
 -- A job whose cancellation was requested ends `cancelled` (its result is kept).
@@ -11,9 +12,12 @@ local worker = ARGV[1]
 local R = retention()
 local now = now_ms()
 local finished = iso(now)
+local idx = indexes(2)
+local done = {completed = {}, cancelled = {}}
+local settled = {}
 local out = {}
-for i = 1, #KEYS - 1 do
-  local key = KEYS[1 + i]
+for i = 1, #KEYS - 7 do
+  local key = KEYS[7 + i]
   local a = 2 + 3 * (i - 1)
   local id = ARGV[a]
   if holds_lease(key, worker, ARGV[a + 1]) then
@@ -27,8 +31,15 @@ for i = 1, #KEYS - 1 do
     end
     redis.call('HSET', key, 'result', ARGV[a + 2])
     redis.call('ZREM', KEYS[1], id)
+    settled[#settled + 1] = id
+    local ended = done[out[i]]
+    ended[#ended + 1] = id
   else
     out[i] = 'stale'
   end
 end
+zrem_all(idx.processing, settled)
+zadd_all(idx.completed, now, done.completed)
+zadd_all(idx.cancelled, now, done.cancelled)
+prune(idx, now, R)
 return out

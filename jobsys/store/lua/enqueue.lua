@@ -9,7 +9,8 @@
 -- key with another fingerprint is refused.
 -- KEYS[1] ready ZSET   KEYS[2] scheduled ZSET   KEYS[3] wakeup ZSET   KEYS[4] seq STRING
 -- KEYS[5] queues SET   KEYS[6] idempotency HASH (fingerprint, ids) or, without a
--- key, any other key (unused)   KEYS[6+i] job HASH of the i-th job
+-- key, any other key (unused)   KEYS[7..12] the queue's status indexes ZSETs (queued,
+-- scheduled, processing, completed, failed, cancelled)   KEYS[12+i] job HASH of the i-th job
 -- ARGV[1] queue name   ARGV[2] "1" when KEYS[6] is an idempotency key, else "0"
 -- ARGV[3] request fingerprint   ARGV[4] idempotency TTL in seconds
 -- ARGV[5+8(i-1)..] per job: id, task, payload JSON ('' = none), max_retries,
@@ -21,7 +22,8 @@
 -- "IDEMPOTENCY_CONFLICT" for a reused key (nothing written).
 local queue = ARGV[1]
 local idem = ARGV[2] == '1'
-local n = #KEYS - 6
+local n = #KEYS - 12
+local idx = indexes(7)
 local W, A = 8, 5
 if idem then
   local seen = redis.call('HMGET', KEYS[6], 'fingerprint', 'ids')
@@ -39,6 +41,7 @@ local created = iso(now)
 local last = redis.call('INCRBY', KEYS[4], n)
 local ready = 0
 local ids = {}
+local waiting, delayed = {}, {}
 for i = 1, n do
   local a = A + W * (i - 1)
   ids[i] = ARGV[a]
@@ -50,10 +53,15 @@ for i = 1, n do
     max_retries = ARGV[a + 3], priority = tonumber(ARGV[a + 4]), seq = last - n + i,
     due = due, timeout = ARGV[a + 7], created = created,
   }
-  if put_job(KEYS[1], KEYS[2], KEYS[6 + i], job, now) then
+  if put_job(KEYS[1], KEYS[2], KEYS[12 + i], job, now) then
     ready = ready + 1
+    waiting[#waiting + 1] = job.id
+  else
+    delayed[#delayed + 1] = job.id
   end
 end
+zadd_all(idx.queued, now, waiting)
+zadd_all(idx.scheduled, now, delayed)
 if ready > 0 then redis.call('ZADD', KEYS[3], 0, 'w') end
 if last == n then
   redis.call('SADD', KEYS[5], queue)  -- the queue's first jobs: register it

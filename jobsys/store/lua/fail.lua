@@ -3,9 +3,12 @@
 -- still holds its lease (fencing). With retries left a job goes back to `queued`:
 -- into `scheduled` until now + backoff (with next_attempt_at), or straight into
 -- `ready` at its original rank when the backoff is 0. With none left it becomes
--- `failed` and its id goes to `dead_letter`.
+-- `failed` and its id goes to `dead_letter`. Each failed attempt is appended to
+-- the job's `history` (attempt, worker, started_at, ended_at, error).
 -- KEYS[1] leases ZSET   KEYS[2] scheduled ZSET   KEYS[3] dead_letter LIST
--- KEYS[4] ready ZSET   KEYS[5] wakeup ZSET   KEYS[5+i] job HASH of the i-th job
+-- KEYS[4] ready ZSET   KEYS[5] wakeup ZSET   KEYS[6..11] the queue's status indexes
+-- (queued, scheduled, processing, completed, failed, cancelled)
+-- KEYS[11+i] job HASH of the i-th job
 -- ARGV[1] worker id   ARGV[2+4(i-1)..] per job: id, attempt, error text, backoff_ms;
 -- then the four retention arguments (see _lib.lua)
 -- A job whose cancellation was requested ends `cancelled` instead (no retry).
@@ -14,33 +17,40 @@
 local worker = ARGV[1]
 local now = now_ms()
 local R = retention()
+local idx = indexes(6)
+local to = {retry = 'queued', dead = 'failed', cancelled = 'cancelled'}
 local out = {}
-for i = 1, #KEYS - 5 do
-  local key = KEYS[5 + i]
+for i = 1, #KEYS - 11 do
+  local key = KEYS[11 + i]
   local a = 2 + 4 * (i - 1)
   local id, attempt, err, backoff = ARGV[a], ARGV[a + 1], ARGV[a + 2], tonumber(ARGV[a + 3])
   if not holds_lease(key, worker, attempt) then
     out[i] = 'stale'
   else
     redis.call('ZREM', KEYS[1], id)
-    local f = redis.call('HMGET', key, 'max_retries', 'rank')
+    local f = redis.call('HMGET', key, 'max_retries', 'rank', 'started_at')
     if settle_cancelled(key, now, R) then
       redis.call('HSET', key, 'error', err)
       out[i] = 'cancelled'
-    elseif tonumber(attempt) > tonumber(f[1]) then
-      bury(key, id, KEYS[3], err, now, R)
-      out[i] = 'dead'
     else
-      redis.call('HSET', key, 'status', 'queued', 'error', err)
-      if backoff > 0 then
-        redis.call('HSET', key, 'next_attempt_at', iso(now + backoff))
-        redis.call('ZADD', KEYS[2], now + backoff, id)
+      record_failure(key, attempt, worker, f[3], now, err)
+      if tonumber(attempt) > tonumber(f[1]) then
+        bury(key, id, KEYS[3], err, now, R)
+        out[i] = 'dead'
       else
-        redis.call('ZADD', KEYS[4], f[2], id)
-        redis.call('ZADD', KEYS[5], 0, 'w')
+        redis.call('HSET', key, 'status', 'queued', 'error', err)
+        if backoff > 0 then
+          redis.call('HSET', key, 'next_attempt_at', iso(now + backoff))
+          redis.call('ZADD', KEYS[2], now + backoff, id)
+        else
+          redis.call('ZADD', KEYS[4], f[2], id)
+          redis.call('ZADD', KEYS[5], 0, 'w')
+        end
+        out[i] = 'retry'
       end
-      out[i] = 'retry'
     end
+    reindex(idx, id, 'processing', to[out[i]], now)
   end
 end
+prune(idx, now, R)
 return out

@@ -5,6 +5,9 @@
 -- `dead_letter`. The old worker can no longer settle it (fencing: it is no longer
 -- `processing` under that worker and attempt).
 -- KEYS[1] leases ZSET   KEYS[2] ready ZSET   KEYS[3] dead_letter LIST   KEYS[4] wakeup ZSET
+-- KEYS[5..10] the queue's status indexes (queued, scheduled, processing, completed,
+-- failed, cancelled)
+-- The lost attempt is appended to the job's `history`.
 -- ARGV[1] job key prefix ("job:"; job hashes are ARGV[1] .. id)   ARGV[2] max jobs;
 -- then the four retention arguments (see _lib.lua)
 -- A job whose cancellation was requested ends `cancelled` instead.
@@ -12,29 +15,38 @@
 local prefix = ARGV[1]
 local now = now_ms()
 local R = retention()
+local idx = indexes(5)
 local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
 local out = {}
 for _, id in ipairs(expired) do
   redis.call('ZREM', KEYS[1], id)
   local key = prefix .. id
-  local f = redis.call('HMGET', key, 'status', 'worker', 'attempts', 'max_retries', 'rank')
+  local f = redis.call('HMGET', key, 'status', 'worker', 'attempts', 'max_retries', 'rank',
+    'started_at')
   if f[1] == 'processing' then
     local err = 'lease expired: worker ' .. f[2] .. ' stopped renewing it during attempt '
       .. f[3]
     if settle_cancelled(key, now, R) then
       out[#out + 1] = id
       out[#out + 1] = 'cancelled'
-    elseif tonumber(f[3]) > tonumber(f[4]) then
-      bury(key, id, KEYS[3], err, now, R)
-      out[#out + 1] = id
-      out[#out + 1] = 'dead'
+      reindex(idx, id, 'processing', 'cancelled', now)
     else
-      redis.call('HSET', key, 'status', 'queued', 'error', err)
-      redis.call('ZADD', KEYS[2], f[5], id)
-      redis.call('ZADD', KEYS[4], 0, 'w')
-      out[#out + 1] = id
-      out[#out + 1] = 'retry'
+      record_failure(key, f[3], f[2], f[6], now, err)
+      if tonumber(f[3]) > tonumber(f[4]) then
+        bury(key, id, KEYS[3], err, now, R)
+        out[#out + 1] = id
+        out[#out + 1] = 'dead'
+        reindex(idx, id, 'processing', 'failed', now)
+      else
+        redis.call('HSET', key, 'status', 'queued', 'error', err)
+        redis.call('ZADD', KEYS[2], f[5], id)
+        redis.call('ZADD', KEYS[4], 0, 'w')
+        out[#out + 1] = id
+        out[#out + 1] = 'retry'
+        reindex(idx, id, 'processing', 'queued', now)
+      end
     end
   end
 end
+if #out > 0 then prune(idx, now, R) end
 return out

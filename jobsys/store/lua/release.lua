@@ -3,6 +3,8 @@
 -- still holds its lease. The attempt is not counted: attempts goes back down by one
 -- and the job returns to `ready` at its original rank, ahead of later jobs.
 -- KEYS[1] job HASH   KEYS[2] leases ZSET   KEYS[3] ready ZSET   KEYS[4] wakeup ZSET
+-- KEYS[5..10] the queue's status indexes (queued, scheduled, processing, completed,
+-- failed, cancelled)
 -- ARGV[1] id   ARGV[2] worker id   ARGV[3] attempt; then the four retention
 -- arguments (see _lib.lua)
 -- A job whose cancellation was requested ends `cancelled` instead.
@@ -11,8 +13,11 @@
 if not holds_lease(KEYS[1], ARGV[2], ARGV[3]) then
   return 0
 end
-if settle_cancelled(KEYS[1], now_ms(), retention()) then
+local now = now_ms()
+local idx = indexes(5)
+if settle_cancelled(KEYS[1], now, retention()) then
   redis.call('ZREM', KEYS[2], ARGV[1])
+  reindex(idx, ARGV[1], 'processing', 'cancelled', now)
   return 1
 end
 redis.call('HINCRBY', KEYS[1], 'attempts', -1)
@@ -21,4 +26,5 @@ redis.call('HDEL', KEYS[1], 'started_at', 'worker')
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZADD', KEYS[3], redis.call('HGET', KEYS[1], 'rank'), ARGV[1])
 redis.call('ZADD', KEYS[4], 0, 'w')
+reindex(idx, ARGV[1], 'processing', 'queued', now)
 return 1

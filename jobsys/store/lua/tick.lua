@@ -5,6 +5,8 @@
 -- first time only records the tick: its first job comes at its next tick.
 -- KEYS[1] last tick STRING   KEYS[2] ready ZSET   KEYS[3] scheduled ZSET
 -- KEYS[4] wakeup ZSET   KEYS[5] seq STRING   KEYS[6] queues SET   KEYS[7] new job HASH
+-- KEYS[8..13] the queue's status indexes (queued, scheduled, processing, completed,
+-- failed, cancelled)
 -- ARGV[1] tick (ms since the epoch)   ARGV[2] queue   ARGV[3] job id   ARGV[4] task
 -- ARGV[5] payload JSON ('' = none)   ARGV[6] max_retries   ARGV[7] schedule name
 -- The job's hash also gets `schedule` (the name) and `tick` (the tick's time).
@@ -25,6 +27,7 @@ local job = {
   timeout = '', created = iso(now),
 }
 put_job(KEYS[2], KEYS[3], KEYS[7], job, now)
+reindex(indexes(8), ARGV[3], nil, 'queued', now)
 redis.call('HSET', KEYS[7], 'schedule', ARGV[7], 'tick', iso(tick))
 redis.call('ZADD', KEYS[4], 0, 'w')
 if job.seq == 1 then
