@@ -1,10 +1,12 @@
 """Listing jobs through the status indexes, newest first, with opaque cursors.
 
-Every queue keeps one ZSET per status (`keys.index`), score = the ms at which
-the job entered that status. A listing merges the indexes it needs (one status
-or all six, of one queue or of every queue in `keys.queues()`) in one read-only
-script (page.lua), newest first; ties of score are ordered by id, so a cursor
-(score, id) is an exact position that stays valid while jobs move.
+Every queue keeps one index per status (`keys.index`): a ZSET, score = the ms at
+which the job entered that status, except `completed`, a LIST of "<ms>:<id>"
+newest first (compact: completed jobs are most of the jobs kept). A listing
+merges the indexes it needs (one status or all six, of one queue or of every
+queue in `keys.queues()`) in one read-only script (page.lua), newest first; ties
+of ms are ordered by id (descending, bytewise) in both kinds of index, so a
+cursor (ms, id) is an exact position that stays valid while jobs move.
 
 The status and queue filters are exact. The task filter is not indexed: page.lua
 walks the merged indexes newest first and examines at most `TASK_SCAN_BUDGET`
@@ -90,10 +92,10 @@ class Listing:
         """One page of the jobs in `statuses` (of `queue`, else of every queue),
         newest first, starting after `cursor`."""
         after = decode_cursor(cursor) if cursor is not None else None
-        index_keys = [keys.index(q, s) for q in self.queues(queue) for s in statuses]
-        if not index_keys:
+        indexes = [(q, s) for q in self.queues(queue) for s in statuses]
+        if not indexes:
             return Page([], None)
-        nxt, rows = self._scripts.page(index_keys, limit, after, task, TASK_SCAN_BUDGET, True)
+        nxt, rows = self._scripts.page(indexes, limit, after, task, TASK_SCAN_BUDGET, True)
         jobs = [Job.from_hash(job_id, fields) for job_id, _, fields in rows]
         return Page(jobs, encode_cursor(*nxt) if nxt else None)
 
@@ -103,14 +105,16 @@ class Listing:
         """Up to `limit` ids of `queue`'s `status` index (newest first, after `after`,
         of `task` if given), and the position to continue from (None: the end)."""
         budget = max(limit, TASK_SCAN_BUDGET)
-        nxt, rows = self._scripts.page(
-            [keys.index(queue, status)], limit, after, task, budget, False
-        )
+        nxt, rows = self._scripts.page([(queue, status)], limit, after, task, budget, False)
         return [job_id for job_id, _, _ in rows], nxt
 
     def count(self, queues: Sequence[str], status: str) -> int:
-        """How many jobs of `queues` are in `status` (ZCARD of the indexes)."""
+        """How many jobs of `queues` are in `status` (ZCARD, or LLEN for the
+        completed LIST, of the indexes: counts entries of expired jobs not yet pruned)."""
         pipe = self._redis.pipeline(transaction=False)
         for q in queues:
-            pipe.zcard(keys.index(q, status))
+            if status == keys.LIST_INDEXED_STATUS:
+                pipe.llen(keys.index(q, status))
+            else:
+                pipe.zcard(keys.index(q, status))
         return sum(int(n) for n in pipe.execute())

@@ -280,20 +280,23 @@ class Scripts:
 
     def page(
         self,
-        index_keys: Sequence[str],
+        indexes: Sequence[tuple[str, str]],
         limit: int,
         after: tuple[int, str] | None,
         task: str | None,
         budget: int,
         with_fields: bool,
     ) -> tuple[tuple[int, str] | None, list[tuple[str, int, dict[str, str]]]]:
-        """Read the indexes `index_keys` merged, newest first, after position `after`
-        (see page.lua): (the position to continue from or None, [(id, score, fields)])."""
+        """Read the indexes [(queue, status)] merged, newest first, after position
+        `after` (see page.lua): (the position to continue from or None,
+        [(id, score, fields)])."""
+        kinds = "".join("l" if s == keys.LIST_INDEXED_STATUS else "z" for _, s in indexes)
         args: list[Any] = [
             keys.JOB_PREFIX, limit, after[0] if after else "", after[1] if after else "",
-            task or "", budget, "1" if with_fields else "0",
+            task or "", budget, "1" if with_fields else "0", kinds,
         ]  # fmt: skip
-        score, member, flat = self._run("page", list(index_keys), args)
+        index_keys = [keys.index(q, s) for q, s in indexes]
+        score, member, flat = self._run("page", index_keys, args)
         nxt = (int(score), _text(member)) if _text(score) != "" else None
         out = []
         for i in range(0, len(flat), 3):

@@ -11,7 +11,8 @@ outside Redis, and returns one `Row` of the results table:
 3. **Structures match states**: an id is in at most one of ready / scheduled /
    leases / dead_letter, and in the one its status calls for; a lease on a job
    that is not ``processing`` is an orphan; every job hash has all its fields; every
-   job is in exactly one status index (``keys.index``), that of its queue and status.
+   job is in exactly one status index (``keys.index``: a ZSET, or the completed
+   LIST), once, that of its queue and status.
 4. **Nothing from refused requests**: no job hash and no execution exists for a
    submit that got a 4xx/507; every job hash in Redis belongs to an accepted or an
    ambiguous submit.
@@ -179,7 +180,7 @@ def check(
     indexed: dict[str, list[str]] = defaultdict(list)
     for q in queue_names(client):
         for status in keys.INDEXED_STATUSES:
-            for job_id in client.zrange(keys.index(q, status), 0, -1):
+            for job_id in index_members(client, q, status):
                 indexed[job_id].append(f"{q}:{status}")
     for job_id, h in hashes.items():
         want = f"{h.get('queue', DEFAULT_QUEUE)}:{h.get('status')}"
@@ -266,6 +267,15 @@ def check(
 
 #: Indexes that may keep an id briefly after its job expired (pruned by score).
 TERMINAL_INDEXES = (":completed", ":failed", ":cancelled")
+
+
+def index_members(client: redis.Redis, queue: str, status: str) -> list[str]:
+    """Every id in one status index, once per entry: a ZSET, or the completed LIST
+    of "<ms>:<id>" (read whole: this is a test)."""
+    key = keys.index(queue, status)
+    if status == keys.LIST_INDEXED_STATUS:
+        return [keys.completed_entry(e)[1] for e in client.lrange(key, 0, -1)]
+    return list(client.zrange(key, 0, -1))
 
 
 def queue_names(client: redis.Redis) -> set[str]:

@@ -105,8 +105,9 @@ local function put_job(ready_key, scheduled_key, job_key, j, now)
   return true
 end
 
--- The status indexes of one queue (ZSETs, score = ms when the job entered the
--- status), passed as six consecutive KEYS from KEYS[first] in this order.
+-- The status indexes of one queue, passed as six consecutive KEYS from
+-- KEYS[first] in this order. ZSETs (score = ms when the job entered the status),
+-- except `completed`: a LIST of "<ms>:<id>", newest first (see push_completed).
 local STATUSES = {'queued', 'scheduled', 'processing', 'completed', 'failed', 'cancelled'}
 local function indexes(first)
   local idx = {}
@@ -139,17 +140,58 @@ local function reindex(idx, id, from, to, now)
   redis.call('ZADD', idx[to], now, id)
 end
 
--- Drops from the terminal indexes the ids whose job hash has expired: a job's TTL
--- is set when it enters the index, so score < now - retention means it is gone.
+-- Drops from the cancelled and failed indexes the ids whose job hash has expired:
+-- a job's TTL is set when it enters the index, so score < now - retention means
+-- it is gone. (The completed LIST is pruned by complete.lua: prune_completed.)
 local function prune(idx, now, R)
   if R.completed > 0 then
     local cut = '(' .. string.format('%.0f', now - R.completed * 1000)
-    redis.call('ZREMRANGEBYSCORE', idx.completed, '-inf', cut)
     redis.call('ZREMRANGEBYSCORE', idx.cancelled, '-inf', cut)
   end
   if R.failed > 0 then
     local cut = '(' .. string.format('%.0f', now - R.failed * 1000)
     redis.call('ZREMRANGEBYSCORE', idx.failed, '-inf', cut)
+  end
+end
+
+-- The ms of an element "<ms>:<id>" of the completed LIST.
+local function entry_ms(e)
+  return tonumber(string.sub(e, 1, string.find(e, ':', 1, true) - 1))
+end
+
+-- LPUSHes "<ms>:<id>" for every id of `ids` to the completed LIST `key`, where
+-- ms = max(now, the head's ms): the list's ms never decrease from tail to head,
+-- even if the Redis clock steps back, which page.lua's search relies on.
+local function push_completed(key, ids, now)
+  if #ids == 0 then return end
+  local head = redis.call('LINDEX', key, 0)
+  local stamp = string.format('%.0f', head and math.max(now, entry_ms(head)) or now) .. ':'
+  for i = 1, #ids, 1000 do
+    local args = {}
+    for j = i, math.min(i + 999, #ids) do args[#args + 1] = stamp .. ids[j] end
+    redis.call('LPUSH', key, unpack(args))
+  end
+end
+
+-- Pops from the tail of the completed LIST the elements whose ms < now - retention
+-- (their hashes have expired: the TTL was set when they were pushed), at most
+-- `most` of them, so one call stays short and a steady flow still keeps up.
+local function prune_completed(key, now, R, most)
+  if R.completed <= 0 or most <= 0 then return end
+  local cut = now - R.completed * 1000
+  local oldest = redis.call('LINDEX', key, -1)
+  if not oldest or entry_ms(oldest) >= cut then return end  -- the usual case
+  while most > 0 do
+    local tail = redis.call('LRANGE', key, -math.min(most, 32), -1)
+    local n = 0
+    for i = #tail, 1, -1 do
+      if entry_ms(tail[i]) >= cut then break end
+      n = n + 1
+    end
+    if n == 0 then return end
+    redis.call('RPOP', key, n)
+    if n < #tail then return end
+    most = most - n
   end
 end
 

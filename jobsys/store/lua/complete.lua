@@ -2,10 +2,13 @@
 -- complete.lua: record the results of one or more jobs, each only if the caller
 -- still holds its lease (fencing).
 -- KEYS[1] leases ZSET   KEYS[2..7] the queue's status indexes (queued, scheduled,
--- processing, completed, failed, cancelled)   KEYS[7+i] job HASH of the i-th job
+-- processing, completed, failed, cancelled; completed is a LIST of "<ms>:<id>",
+-- newest first, the others ZSETs)   KEYS[7+i] job HASH of the i-th job
 -- ARGV[1] worker id   ARGV[2+3(i-1)..] per job: id, attempt, result JSON; then the
 -- four retention arguments (see _lib.lua)
 -- A job whose cancellation was requested ends `cancelled` (its result is kept).
+-- Completed jobs are LPUSHed to the completed index, whose tail loses the entries
+-- of expired jobs: at most 2 per job completed here + 8 per call, so it keeps up.
 -- Returns: one entry per job: "completed", "cancelled", or "stale" when its lease
 -- was lost (nothing written for that job).
 local worker = ARGV[1]
@@ -39,7 +42,8 @@ for i = 1, #KEYS - 7 do
   end
 end
 zrem_all(idx.processing, settled)
-zadd_all(idx.completed, now, done.completed)
+push_completed(idx.completed, done.completed, now)
 zadd_all(idx.cancelled, now, done.cancelled)
 prune(idx, now, R)
+prune_completed(idx.completed, now, R, 2 * #done.completed + 8)
 return out
