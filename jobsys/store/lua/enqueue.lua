@@ -9,7 +9,7 @@
 -- key with another fingerprint is refused.
 -- KEYS[1] ready ZSET   KEYS[2] scheduled ZSET   KEYS[3] wakeup ZSET   KEYS[4] seq STRING
 -- KEYS[5] queues SET   KEYS[6] idempotency HASH (fingerprint, ids) or, without a
--- key, any other key (unused)   KEYS[7..12] the queue's status indexes ZSETs (queued,
+-- key, any other key (unused)   KEYS[7..12] the queue's status indexes (queued,
 -- scheduled, processing, completed, failed, cancelled)   KEYS[12+i] job HASH of the i-th job
 -- ARGV[1] queue name   ARGV[2] "1" when KEYS[6] is an idempotency key, else "0"
 -- ARGV[3] request fingerprint   ARGV[4] idempotency TTL in seconds
