@@ -122,6 +122,7 @@ def test_the_tail_is_pruned_as_jobs_expire_a_bounded_number_per_call(
         run_all(store)  # pops at most 2 x 1 + 8 old entries from the tail
         left = [i for _, i in entries(redis_client)]
         assert left == [fresh, *old[::-1][:20]]
+        time.sleep(0.002)  # the batch completes in a later ms than `fresh`
         batch = store.submit_many([("t", i) for i in range(10)])
         run_all(store)  # up to 2 x 10 + 8: the 20 old ones go; the live ones stay
         assert {i for _, i in entries(redis_client)} == {fresh, *batch}
