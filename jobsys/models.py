@@ -93,6 +93,7 @@ API_FIELDS = (
     "failed_at",
     "cancel_requested",
     "cancelled_at",
+    "traceparent",
 )
 
 
@@ -127,6 +128,8 @@ class Job:
     #: True while a running job's cancellation is pending (None otherwise: not shown).
     cancel_requested: bool | None = None
     cancelled_at: str | None = None
+    #: W3C trace context of the submit.
+    traceparent: str | None = None
 
     @classmethod
     def from_hash(cls, job_id: str, fields: dict[str, str]) -> Job:
@@ -160,6 +163,7 @@ class Job:
             failed_at=fields.get("failed_at"),
             cancel_requested=True if "cancel_requested" in fields else None,
             cancelled_at=fields.get("cancelled_at"),
+            traceparent=fields.get("traceparent"),
         )
 
     def to_api(self) -> dict[str, Any]:

@@ -8,7 +8,7 @@
 -- ARGV[1] job key prefix ("job:"; job hashes are ARGV[1] .. id)   ARGV[2] max jobs;
 -- then the four retention arguments (see _lib.lua)
 -- A job whose cancellation was requested ends `cancelled` instead.
--- Returns: a flat array, 2 entries per job: id, "retry", "dead" or "cancelled".
+-- Returns: a flat array, 3 entries per job: id, "retry", "dead" or "cancelled", task.
 local prefix = ARGV[1]
 local now = now_ms()
 local R = retention()
@@ -17,23 +17,27 @@ local out = {}
 for _, id in ipairs(expired) do
   redis.call('ZREM', KEYS[1], id)
   local key = prefix .. id
-  local f = redis.call('HMGET', key, 'status', 'worker', 'attempts', 'max_retries', 'rank')
+  local f = redis.call('HMGET', key, 'status', 'worker', 'attempts', 'max_retries', 'rank',
+    'task')
   if f[1] == 'processing' then
     local err = 'lease expired: worker ' .. f[2] .. ' stopped renewing it during attempt '
       .. f[3]
     if settle_cancelled(key, now, R) then
       out[#out + 1] = id
       out[#out + 1] = 'cancelled'
+      out[#out + 1] = f[6]
     elseif tonumber(f[3]) > tonumber(f[4]) then
       bury(key, id, KEYS[3], err, now, R)
       out[#out + 1] = id
       out[#out + 1] = 'dead'
+      out[#out + 1] = f[6]
     else
       redis.call('HSET', key, 'status', 'queued', 'error', err)
       redis.call('ZADD', KEYS[2], f[5], id)
       redis.call('ZADD', KEYS[4], 0, 'w')
       out[#out + 1] = id
       out[#out + 1] = 'retry'
+      out[#out + 1] = f[6]
     end
   end
 end
