@@ -204,7 +204,9 @@ async def main(argv: list[str] | None = None) -> None:
         async def handle(
             r: asyncio.StreamReader, w: asyncio.StreamWriter, link: LinkState = link
         ) -> None:
-            await _serve(link, args.upstream, r, w)
+            # Cancelled at shutdown: end quietly (asyncio would log the cancelled task).
+            with contextlib.suppress(asyncio.CancelledError):
+                await _serve(link, args.upstream, r, w)
 
         servers.append(await asyncio.start_server(handle, host, port, reuse_address=True))
     with contextlib.suppress(FileNotFoundError):
