@@ -11,9 +11,9 @@ Families (labels in brackets):
   ``_retried_`` / ``_dead_lettered_`` / ``_cancelled_total`` {queue, task}
 - ``jobsys_job_wait_seconds`` {queue, task}: submit (or due time) to the first
   start; ``jobsys_job_run_seconds`` {queue, task}: the handler's run time.
-- ``jobsys_queue_depth`` / ``_in_flight`` / ``_scheduled`` {queue}, and
-  ``jobsys_queue_oldest_ready_age_seconds`` {queue} (the job at the head of the
-  ready set: seconds since it was submitted or became due).
+- ``jobsys_queue_depth`` / ``_in_flight`` / ``_scheduled`` / ``_dead`` {queue},
+  and ``jobsys_queue_oldest_age_seconds`` {queue} (seconds since the queue's
+  oldest `queued` job was queued), as GET /queues shows them.
 - ``jobsys_dead_letter_jobs`` (the length of ``dead_letter``),
   ``jobsys_workers_alive``.
 """
@@ -56,6 +56,7 @@ _GAUGES = {
     "depth": "Jobs ready to run now.",
     "in_flight": "Jobs leased to workers (running).",
     "scheduled": "Jobs waiting for a due time (delayed jobs, retries in backoff).",
+    "dead": "Dead jobs (failed for good) of the queue.",
 }
 
 
@@ -75,28 +76,28 @@ class RedisCollector(Collector):
             family = CounterMetricFamily(f"jobsys_jobs_{name}", doc, labels=labels)
             for q in queues:
                 for task, value in sorted(q.counters.get(name, {}).items()):
-                    family.add_metric([q.name, task], value)
+                    family.add_metric([q.stats.name, task], value)
             yield family
         for name, doc in _HISTOGRAMS.items():
             hist = HistogramMetricFamily(f"jobsys_job_{name}", doc, labels=labels)
             for q in queues:
                 for task, series in sorted(q.histograms.get(name, {}).items()):
-                    hist.add_metric([q.name, task], series.cumulative(), series.sum)
+                    hist.add_metric([q.stats.name, task], series.cumulative(), series.sum)
             yield hist
         for name, doc in _GAUGES.items():
             gauge = GaugeMetricFamily(f"jobsys_queue_{name}", doc, labels=["queue"])
             for q in queues:
-                gauge.add_metric([q.name], getattr(q, name))
+                gauge.add_metric([q.stats.name], getattr(q.stats, name))
             yield gauge
         age = GaugeMetricFamily(
-            "jobsys_queue_oldest_ready_age_seconds",
-            "Seconds since the next job to run was submitted (or became due); "
-            "absent when none is ready.",
+            "jobsys_queue_oldest_age_seconds",
+            "Seconds since the queue's oldest queued job was queued (a retry waiting "
+            "out its backoff included); absent when none is queued.",
             labels=["queue"],
         )
         for q in queues:
-            if q.oldest_ready_age_s is not None:
-                age.add_metric([q.name], q.oldest_ready_age_s)
+            if q.stats.oldest_age_seconds is not None:
+                age.add_metric([q.stats.name], q.stats.oldest_age_seconds)
         yield age
         yield GaugeMetricFamily(
             "jobsys_dead_letter_jobs", "Jobs in dead_letter (failed for good).", value=dead

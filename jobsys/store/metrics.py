@@ -28,7 +28,7 @@ from typing import Any, cast
 import redis
 
 from jobsys.store import keys
-from jobsys.store.store import Store, translate_errors
+from jobsys.store.store import QueueStats, Store, translate_errors
 
 #: Upper bounds of the histogram buckets, in seconds (wait and run time alike).
 BUCKETS_S = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
@@ -115,13 +115,8 @@ class Histogram:
 class QueueMetrics:
     """Everything `GET /metrics` shows about one queue."""
 
-    name: str
-    depth: int
-    in_flight: int
-    scheduled: int
-    #: Seconds since the job at the head of the ready set was submitted (or became
-    #: due); None when none waits.
-    oldest_ready_age_s: float | None
+    #: The queue's counts (depth, in flight, scheduled, dead, oldest queued age).
+    stats: QueueStats
     #: counter name -> task -> count.
     counters: dict[str, dict[str, int]]
     #: histogram name -> task -> series.
@@ -173,46 +168,17 @@ def redis_now_ms(store: Store) -> int:
 
 
 def snapshot(store: Store) -> tuple[list[QueueMetrics], int]:
-    """Every queue's metrics, and the length of ``dead_letter``: a few round trips."""
-    names = queue_names(store)
+    """Every queue's counts and metrics, and the length of ``dead_letter``: a few
+    round trips (the counts are `Store.queue_stats`, as GET /queues shows them)."""
+    stats = store.queue_stats()
     with translate_errors():
-        now_ms = redis_now_ms(store)
         pipe = store.redis.pipeline(transaction=False)
         pipe.llen(keys.dead_letter())
-        for q in names:
-            pipe.hgetall(keys.metrics(q))
-            pipe.zcard(keys.ready(q))
-            pipe.zcard(keys.leases(q))
-            pipe.zcard(keys.scheduled(q))
-            pipe.zrange(keys.ready(q), 0, 0)
-        answers = pipe.execute()
-        dead = int(answers[0])
-        per_queue = [answers[1 + 5 * i : 6 + 5 * i] for i in range(len(names))]
-        heads = [a[4][0] if a[4] else None for a in per_queue]
-        pipe = store.redis.pipeline(transaction=False)
-        for head in heads:
-            if head is not None:
-                pipe.hmget(keys.job(head), "created_at", "run_at")
-        times = iter(pipe.execute())
-    out: list[QueueMetrics] = []
-    for q, (fields, depth, in_flight, scheduled, _), head in zip(
-        names, per_queue, heads, strict=True
-    ):
-        age = _age_s(next(times), now_ms) if head is not None else None
-        counters, histograms = parse(fields)
-        out.append(QueueMetrics(q, depth, in_flight, scheduled, age, counters, histograms))
-    return out, dead
-
-
-def _age_s(times: list[str | None], now_ms: int) -> float | None:
-    stamps = [_iso_ms(t) for t in times if t]
-    if not stamps:
-        return None
-    return max(0.0, (now_ms - max(stamps)) / 1000)
-
-
-def _iso_ms(text: str) -> int:
-    return round(datetime.fromisoformat(text).timestamp() * 1000)
+        for q in stats:
+            pipe.hgetall(keys.metrics(q.name))
+        dead, *fields = pipe.execute()
+    out = [QueueMetrics(q, *parse(f)) for q, f in zip(stats, fields, strict=True)]
+    return out, int(dead)
 
 
 def throughput(

@@ -89,6 +89,11 @@ def test_metrics_count_every_event_by_queue_and_task(
     assert value(text, "jobsys_jobs_completed_total", queue="other", task="echo") == 0
     assert value(text, "jobsys_queue_depth", queue="other") == 1
     assert value(text, "jobsys_dead_letter_jobs") == 1
+    assert value(text, "jobsys_queue_dead", queue="default") == 1
+    assert value(text, "jobsys_queue_dead", queue="other") == 0
+    # The queues' counts are GET /queues' counts: "other" still holds its job.
+    assert 0 <= value(text, "jobsys_queue_oldest_age_seconds", queue="other") < 10
+    assert 'jobsys_queue_oldest_age_seconds{queue="default"}' not in text
     # Wait is observed once per job (first attempts), run time once per attempt.
     assert value(text, "jobsys_job_wait_seconds_count", **b) == 1
     assert value(text, "jobsys_job_run_seconds_count", **b) == 2
