@@ -1,4 +1,5 @@
-"""The `jobsys` command: ``api``, ``worker``, ``dev``, ``submit`` and ``status``.
+"""The `jobsys` command: ``api``, ``worker``, ``dev``, ``submit``, ``status``, ``cancel``,
+``workers`` and ``stats``.
 
 Every command reads the environment once (`Settings.from_env`); a bad variable
 prints ``error: <message>`` and exits 2. Exit codes of ``submit --wait``: 0 the
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,9 +19,11 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 from rich.console import Console
+from rich.live import Live
 from rich.text import Text
 
 from jobsys import __version__
+from jobsys.cli_tables import stats_view, workers_table
 from jobsys.client import OMITTED, Client
 from jobsys.errors import ClientError, ConfigError, JobsysError, TaskNotFound
 from jobsys.logs import configure_logging
@@ -367,6 +371,45 @@ def cancel(job_id: str, url: str | None, token: str | None) -> None:
                 _fail(e.detail or str(e), EXIT_FAILED)
             raise
     click.echo(json.dumps(job, indent=2))
+
+
+@main.command()
+@_url_and_token
+def workers(url: str | None, token: str | None) -> None:
+    """List the live workers: where they run, what they serve and run now."""
+    settings = _settings()
+    with _client(url, token, settings) as client:
+        live = client.workers()
+    Console(highlight=False).print(workers_table(live))
+
+
+@main.command()
+@click.option("--watch", is_flag=True, help="Redraw every --interval seconds until Ctrl-C.")
+@click.option(
+    "--interval",
+    "interval_s",
+    type=click.FloatRange(min=0.2),
+    default=2.0,
+    show_default=True,
+    metavar="S",
+    help="With --watch: seconds between redraws.",
+)
+@_url_and_token
+def stats(watch: bool, interval_s: float, url: str | None, token: str | None) -> None:
+    """Per-queue depth, in flight, scheduled, dead and throughput, and the workers."""
+    settings = _settings()
+    console = Console(highlight=False)
+    with _client(url, token, settings) as client:
+        if not watch:
+            console.print(stats_view(client.queues(), client.workers()))
+            return
+        try:
+            with Live(console=console, auto_refresh=False) as live:
+                while True:
+                    live.update(stats_view(client.queues(), client.workers()), refresh=True)
+                    time.sleep(interval_s)
+        except KeyboardInterrupt:
+            pass
 
 
 # `jobsys jobs` and `jobsys dlq` live in their own module; importing it registers them.

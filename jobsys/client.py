@@ -270,6 +270,25 @@ class Client:
         """The role the API gives this client's token: ``admin``, ``producer`` or ``open``."""
         return str(self._object("GET", "/auth/whoami")["role"])
 
+    def queues(self) -> list[dict[str, Any]]:
+        """Every queue with its counts and throughput (`GET /queues`)."""
+        return list(self._object("GET", "/queues")["queues"])
+
+    def workers(self) -> list[dict[str, Any]]:
+        """Every live worker (`GET /workers`)."""
+        return list(self._object("GET", "/workers")["workers"])
+
+    def metrics(self) -> str:
+        """The Prometheus text of `GET /metrics`."""
+        url = self.base_url + "/metrics"
+        try:
+            response = self._session.get(url, timeout=self.timeout_s, allow_redirects=False)
+        except (requests.ConnectionError, requests.Timeout) as e:
+            raise ApiUnreachable(self.base_url, _reason(e)) from e
+        if response.status_code >= 400:
+            raise _error_from(response)
+        return response.text
+
     def health(self) -> dict[str, Any]:
         """The API's `GET /health` answer; `ClientError` (e.g. 503) when unhealthy."""
         return self._object("GET", "/health")

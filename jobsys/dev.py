@@ -283,6 +283,8 @@ class _Dev:
             "",
             "jobsys dev is running",
             f"  API:       {url}",
+            f"  Dashboard: {url}/dashboard/",
+            f"  Metrics:   {url}/metrics",
             f"  Redis:     {redis_shown}",
             f"  Auth:      {auth}",
         ]

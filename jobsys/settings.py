@@ -67,6 +67,9 @@ class Settings:
     #: WORKER_POLL_SECONDS: longest an idle worker blocks before it looks for
     #: due retries and expired leases again.
     worker_poll_s: float = 1.0
+    #: WORKER_LIVENESS_SECONDS: a worker whose last heartbeat (about one a second)
+    #: is older than this is left out of GET /workers and the metrics.
+    worker_liveness_s: float = 3.0
     #: COMPLETED_RETENTION_SECONDS: how long a completed (or cancelled) job is kept
     #: (0 = forever).
     completed_retention_s: int = 7 * 86400
@@ -122,6 +125,7 @@ class Settings:
             worker_queues=reader.get("WORKER_QUEUES", parse_queue_spec, (("default", 0),)),
             worker_prefetch=reader.get("WORKER_PREFETCH", _positive_int, 100),
             worker_poll_s=reader.get("WORKER_POLL_SECONDS", _positive_float, 1.0),
+            worker_liveness_s=reader.get("WORKER_LIVENESS_SECONDS", _positive_float, 3.0),
             completed_retention_s=reader.get(
                 "COMPLETED_RETENTION_SECONDS", _non_negative_int, 7 * 86400
             ),

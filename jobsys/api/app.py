@@ -8,6 +8,7 @@ from flask import Flask, Response, g, request
 from flask.json.provider import DefaultJSONProvider
 
 from jobsys.api import auth, dashboard, errors, routes
+from jobsys.api import metrics as api_metrics
 from jobsys.api.fastpath import FastSubmit
 from jobsys.api.validation import MAX_BODY_BYTES, REQUEST_ID
 from jobsys.settings import Settings
@@ -45,7 +46,9 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     app = Flask(__name__)
     app.json = _JSONProvider(app)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
-    app.extensions[routes.STATE_KEY] = routes.ApiState(settings, store, health)
+    app.extensions[routes.STATE_KEY] = routes.ApiState(
+        settings, store, health, api_metrics.make_registry(store, settings)
+    )
     app.register_blueprint(routes.bp)
     app.register_blueprint(auth.bp)
     app.register_blueprint(dashboard.bp)

@@ -50,7 +50,7 @@ class FastSubmit:
         body = self._body(environ)
         if body is None:
             return self.app(environ, start_response)
-        job = self._job(body)
+        job = self._job(body, environ.get("HTTP_TRACEPARENT"))
         if job is None:
             environ["wsgi.input"] = io.BytesIO(body)  # the app reads it again
             return self.app(environ, start_response)
@@ -91,7 +91,7 @@ class FastSubmit:
         return body
 
     @staticmethod
-    def _job(body: bytes) -> Submission | None:
+    def _job(body: bytes, traceparent: str | None) -> Submission | None:
         """The job of a body that passes every rule, or None."""
         try:
             data = validation.parse_json(body)
@@ -106,7 +106,8 @@ class FastSubmit:
             or not task.isprintable()
         ):
             return None
-        return Submission(task, data.get("payload"), "payload" in data)
+        trace = validation.traceparent(traceparent)
+        return Submission(task, data.get("payload"), "payload" in data, traceparent=trace)
 
 
 def _answer(

@@ -26,6 +26,7 @@ from jobsys.api.validation import (
 )
 from jobsys.models import MAX_PRIORITY, MIN_PRIORITY, QUEUE_NAME_PATTERN, JobStatus
 from jobsys.store.listing import CURSOR_PATTERN, DEFAULT_LIMIT, MAX_LIMIT
+from jobsys.store.workers import WorkerInfo
 
 _REF = "#/components/schemas/{model}"
 
@@ -55,6 +56,19 @@ def _ok(description: str, schema_name: str, **headers: Any) -> dict[str, Any]:
 
 
 _DATE_TIME = {"type": "string", "format": "date-time"}
+_TRACEPARENT_PATTERN = "^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$"
+_TRACEPARENT_PARAM = {
+    "name": "traceparent",
+    "in": "header",
+    "required": False,
+    "description": (
+        "W3C trace context the jobs belong to; stored with each job, shown by GET "
+        "/jobs/{job_id} and in the worker's log lines of the job. A header that is not a "
+        "valid traceparent is ignored; without a valid one the API starts a new trace."
+    ),
+    "schema": {"type": "string"},
+}
+_COUNT = {"type": "integer", "minimum": 0}
 
 _JOB_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -118,7 +132,12 @@ _JOB_SCHEMA: dict[str, Any] = {
             "description": "Times the job was retried from the dead letter.",
         },
         "replayed_at": {**_DATE_TIME, "description": "When it was last retried from there."},
-        "traceparent": {"type": "string", "description": "W3C trace context, when given."},
+        "traceparent": {
+            "type": "string",
+            "pattern": _TRACEPARENT_PATTERN,
+            "description": "The W3C trace context of the submit (its valid `traceparent` "
+            "header, else a new trace the API started).",
+        },
     },
 }
 
@@ -286,6 +305,7 @@ _SCHEMAS: dict[str, Any] = {
                         "scheduled",
                         "dead",
                         "oldest_age_seconds",
+                        "throughput",
                     ],
                     "additionalProperties": False,
                     "properties": {
@@ -317,6 +337,58 @@ _SCHEMAS: dict[str, Any] = {
                             "description": "Seconds since the oldest queued job (ready, or "
                             "a retry waiting out its backoff) was queued; null when none is.",
                         },
+                        "throughput": {
+                            "type": "array",
+                            "description": "The last 15 minutes (this one included), oldest "
+                            "first: jobs completed and attempts failed (retried or "
+                            "dead-lettered) in each minute (Redis clock).",
+                            "items": {
+                                "type": "object",
+                                "required": ["minute", "completed", "failed"],
+                                "additionalProperties": False,
+                                "properties": {
+                                    "minute": _DATE_TIME,
+                                    "completed": _COUNT,
+                                    "failed": _COUNT,
+                                },
+                            },
+                        },
+                    },
+                },
+            }
+        },
+    },
+    "Workers": {
+        "type": "object",
+        "required": ["workers"],
+        "additionalProperties": False,
+        "properties": {
+            "workers": {
+                "type": "array",
+                "description": "Live workers (last heartbeat within WORKER_LIVENESS_SECONDS), "
+                "by id.",
+                "items": {
+                    "type": "object",
+                    "required": list(WorkerInfo.__dataclass_fields__),
+                    "additionalProperties": False,
+                    "properties": {
+                        "id": {"type": "string", "description": "host:pid:random."},
+                        "host": {"type": "string"},
+                        "pid": {"type": "integer"},
+                        "queues": {"type": "array", "items": {"type": "string"}},
+                        "concurrency": {"type": "integer", "minimum": 1},
+                        "current_jobs": {
+                            "type": "array",
+                            "description": "Ids of the jobs it holds leases on now.",
+                            "items": {"type": "string", "format": "uuid"},
+                        },
+                        "started_at": _DATE_TIME,
+                        "last_heartbeat": _DATE_TIME,
+                        "processed": {
+                            **_COUNT,
+                            "description": "Attempts it finished (completed or failed).",
+                        },
+                        "failed": {**_COUNT, "description": "Attempts of it that failed."},
                     },
                 },
             }
@@ -485,7 +557,7 @@ def _paths() -> dict[str, Any]:
             "post": {
                 "operationId": "submitJob",
                 "summary": "Queue a job",
-                "parameters": [_IDEMPOTENCY_PARAM],
+                "parameters": [_IDEMPOTENCY_PARAM, _TRACEPARENT_PARAM],
                 "requestBody": {
                     "required": True,
                     "content": {
@@ -525,7 +597,7 @@ def _paths() -> dict[str, Any]:
             "post": {
                 "operationId": "submitBatch",
                 "summary": "Queue many jobs at once, all or none",
-                "parameters": [_IDEMPOTENCY_PARAM],
+                "parameters": [_IDEMPOTENCY_PARAM, _TRACEPARENT_PARAM],
                 "requestBody": {
                     "required": True,
                     "content": {
@@ -653,6 +725,36 @@ def _paths() -> dict[str, Any]:
                 "summary": "Every queue with its counts",
                 "responses": {
                     "200": _ok("The queues, by name.", "Queues"),
+                    "503": _ref("responses", "StoreUnavailable"),
+                    **_COMMON,
+                },
+            }
+        },
+        "/workers": {
+            "get": {
+                "operationId": "listWorkers",
+                "summary": "Every live worker",
+                "responses": {
+                    "200": _ok("The live workers.", "Workers"),
+                    "503": _ref("responses", "StoreUnavailable"),
+                    **_COMMON,
+                },
+            }
+        },
+        "/metrics": {
+            "get": {
+                "operationId": "metrics",
+                "summary": "Prometheus metrics",
+                "description": (
+                    "The Prometheus text exposition format (version 0.0.4), read from Redis "
+                    "at each scrape: every API process answers alike."
+                ),
+                "responses": {
+                    "200": {
+                        "description": "The metrics.",
+                        "headers": {"X-Request-ID": _ref("headers", "X-Request-ID")},
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    },
                     "503": _ref("responses", "StoreUnavailable"),
                     **_COMMON,
                 },

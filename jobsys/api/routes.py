@@ -7,12 +7,15 @@ from typing import Any, cast
 
 from flask import Blueprint, current_app, request, url_for
 from flask.typing import ResponseReturnValue
+from prometheus_client import CollectorRegistry
 from pydantic import BaseModel
 
+from jobsys.api import metrics as api_metrics
 from jobsys.api import openapi, query, validation
 from jobsys.errors import ScheduleNotFound, StoreUnavailable
 from jobsys.settings import Settings
-from jobsys.store import Store, Submission
+from jobsys.store import Store, Submission, metrics
+from jobsys.store import workers as worker_registry
 from jobsys.store.schedules import ScheduleStore
 
 bp = Blueprint("jobsys", __name__)
@@ -31,6 +34,8 @@ class ApiState:
     #: Only PINGs for /health, on its own connections with an even shorter timeout,
     #: so a slow Redis cannot keep a health check waiting behind job traffic.
     health: Store
+    #: What GET /metrics renders (reads Redis at each scrape).
+    metrics: CollectorRegistry
 
 
 def state() -> ApiState:
@@ -43,7 +48,7 @@ def submit() -> ResponseReturnValue:
     """Queue one job: 202 with its id."""
     req = validation.submit_request(request)
     key = validation.idempotency_key(request)
-    sub = req.submission()
+    sub = req.submission(_traceparent())
     ids, replayed = _submit([sub], req.queue, key, req)
     status = "scheduled" if sub.delay_s > 0 or sub.run_at is not None else "queued"
     body: dict[str, Any] = {"status": status, "task": req.task, "id": ids[0]}
@@ -58,12 +63,18 @@ def submit_batch() -> ResponseReturnValue:
     """Queue many jobs in one atomic step: 202 with their ids, in order."""
     req = validation.batch_request(request)
     key = validation.idempotency_key(request)
-    subs = [j.submission() for j in req.jobs]
+    trace = _traceparent()
+    subs = [j.submission(trace) for j in req.jobs]
     ids, replayed = _submit(subs, req.queue, key, req)
     body = {"status": "queued", "count": len(ids), "ids": ids}
     if replayed:
         return body | {"replayed": True}, 200, {"Idempotent-Replayed": "true"}
     return body, 202
+
+
+def _traceparent() -> str:
+    """The trace of this submit: the valid `traceparent` header, else a new one."""
+    return validation.traceparent(request.headers.get(validation.TRACEPARENT_HEADER))
 
 
 def _submit(
@@ -95,8 +106,26 @@ def cancel_job(job_id: str) -> ResponseReturnValue:
 
 @bp.get("/queues")
 def queues() -> ResponseReturnValue:
-    """Every queue with its depth (ready jobs), in-flight and scheduled counts."""
-    return {"queues": [q.to_api() for q in state().store.queue_stats()]}
+    """Every queue with its depth (ready jobs), in-flight and scheduled counts, and its
+    throughput of the last 15 minutes."""
+    stats = state().store.queue_stats()
+    throughput = metrics.throughput(state().store, [q.name for q in stats])
+    return {"queues": [q.to_api() | {"throughput": throughput[q.name]} for q in stats]}
+
+
+@bp.get("/workers")
+def workers() -> ResponseReturnValue:
+    """Every live worker: where it runs, what it serves and runs now, its counts."""
+    st = state()
+    live = worker_registry.live(st.store, st.settings.worker_liveness_s)
+    return {"workers": [w.to_api() for w in live]}
+
+
+@bp.get("/metrics")
+def metrics_text() -> ResponseReturnValue:
+    """Prometheus metrics, from the counters in Redis (the same from every process)."""
+    body = api_metrics.render(state().metrics)
+    return body, 200, {"Content-Type": api_metrics.CONTENT_TYPE}
 
 
 @bp.get("/schedules")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import secrets
 import sys
 from collections.abc import Callable
 from functools import cache
@@ -58,6 +59,10 @@ M = TypeVar("M", bound=BaseModel)
 
 #: An incoming X-Request-ID is echoed only when it looks like this.
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+#: W3C trace context: version-traceid-parentid-flags, lower-case hex.
+TRACEPARENT_HEADER = "traceparent"
+_TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?")
 
 #: The header that makes a submit idempotent.
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -181,8 +186,8 @@ class BatchJob(BaseModel):
             return int(value)
         return value
 
-    def submission(self) -> Submission:
-        """What the store needs to queue this job."""
+    def submission(self, traceparent: str | None = None) -> Submission:
+        """What the store needs to queue this job (in trace `traceparent`)."""
         return Submission(
             self.task,
             self.payload,
@@ -192,6 +197,7 @@ class BatchJob(BaseModel):
             delay_s=self.delay_seconds or 0.0,
             run_at=self.run_at,
             timeout_s=self.timeout_seconds,
+            traceparent=traceparent,
         )
 
     @property
@@ -226,6 +232,29 @@ class BatchRequest(BaseModel):
             "are queued in one atomic step, or none is."
         ),
     )
+
+
+def traceparent(header: str | None) -> str:
+    """The W3C trace context a submit's jobs belong to: the request's ``traceparent``
+    header when it is valid, else a new trace (a bad header is ignored, as W3C Trace
+    Context asks: the trace restarts). Only the four fields of version 00 are kept."""
+    if header is not None:
+        found = _TRACEPARENT.fullmatch(header.strip())
+        if found is not None:
+            version, trace, parent, flags, rest = found.groups()
+            if (
+                version != "ff"
+                and not (version == "00" and rest)
+                and trace != "0" * 32
+                and parent != "0" * 16
+            ):
+                return f"{version}-{trace}-{parent}-{flags}"
+    return new_traceparent()
+
+
+def new_traceparent() -> str:
+    """A new trace: random trace id and parent id, sampled."""
+    return f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
 
 
 def idempotency_key(request: Request) -> str | None:

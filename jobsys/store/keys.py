@@ -116,3 +116,32 @@ def completed_entry(element: str) -> tuple[int, str]:
     """(ms, id) of an element ``"<ms>:<id>"`` of a `completed` index."""
     ms, _, job_id = element.partition(":")
     return int(ms), job_id
+
+
+def workers() -> str:
+    """ZSET ``jobsys:workers``: ids of registered workers; score = their last
+    heartbeat, ms since the epoch (Redis server clock). Readers drop members older
+    than WORKER_LIVENESS_SECONDS. TTL: none."""
+    return "jobsys:workers"
+
+
+def worker(worker_id: str) -> str:
+    """HASH ``jobsys:worker:<id>``: one worker's registration (host, pid, queues,
+    concurrency, started_at, current_jobs, processed, failed). TTL: a few liveness
+    windows, renewed by every heartbeat; deleted at a graceful stop."""
+    return f"jobsys:worker:{worker_id}"
+
+
+def metrics(queue: str) -> str:
+    """HASH ``jobsys:queue:{q}:metrics``: the queue's counters for GET /metrics;
+    field ``<name>|<task>`` (e.g. ``submitted|resize``) -> count, and for the
+    histograms ``<name>_bucket|<i>|<task>``, ``<name>_sum|<task>``,
+    ``<name>_count|<task>`` (see jobsys/store/metrics.py). TTL: none."""
+    return f"jobsys:queue:{{{queue}}}:metrics"
+
+
+def throughput(queue: str, minute: int) -> str:
+    """HASH ``jobsys:queue:{q}:throughput:<minute>``: jobs ``completed`` and attempts
+    ``failed`` in one minute (minutes since the epoch, Redis server clock). TTL:
+    THROUGHPUT_RETENTION_S (one hour)."""
+    return f"jobsys:queue:{{{queue}}}:throughput:{minute}"

@@ -35,6 +35,8 @@ _NAMES = (
     "page",
     "replay",
     "purge",
+    "worker_beat",
+    "workers_live",
 )
 
 
@@ -69,6 +71,8 @@ class NewJob:
     delay_ms: int = 0
     #: Longest an attempt may run, in seconds (None: no limit).
     timeout_s: float | None = None
+    #: W3C trace context of the submit (None: none).
+    traceparent: str | None = None
 
 
 @dataclass(frozen=True)
@@ -102,6 +106,14 @@ class Claimed:
     max_retries: int
     #: Longest the attempt may run, in seconds (None: no limit).
     timeout_s: float | None = None
+    #: When the job was submitted (ISO-8601, Redis clock).
+    created_at: str = ""
+    #: When a delayed job became due (ISO-8601), else None.
+    run_at: str | None = None
+    #: W3C trace context given at submit, else None.
+    traceparent: str | None = None
+    #: When it was claimed: ms since the epoch, Redis clock.
+    claimed_ms: int = 0
 
 
 class Scripts:
@@ -145,7 +157,9 @@ class Scripts:
             args += [
                 j.id, j.task, j.payload_json or "", j.max_retries, j.priority, j.run_at_ms,
                 j.delay_ms, "" if j.timeout_s is None else repr(float(j.timeout_s)),
+                j.traceparent or "",
             ]  # fmt: skip
+        ks.append(keys.metrics(queue))
         try:
             answer = self._run("enqueue", ks, args)
         except ResponseError as e:
@@ -226,12 +240,15 @@ class Scripts:
         ks += _index_keys(queue)
         return bool(self._run_ending("release", ks, [job_id, worker, attempt]))
 
-    def recover(self, queue: str, max_jobs: int = 100) -> list[tuple[str, str]]:
-        """Take back jobs whose lease ran out: [(id, "retry" | "dead")] (see recover.lua)."""
+    def recover(self, queue: str, max_jobs: int = 100) -> list[tuple[str, str, str]]:
+        """Take back jobs whose lease ran out: [(id, "retry" | "dead" | "cancelled", task)]
+        (see recover.lua)."""
         ks = [keys.leases(queue), keys.ready(queue), keys.dead_letter(), keys.wakeup(queue)]
         ks += _index_keys(queue)
         flat = self._run_ending("recover", ks, [keys.JOB_PREFIX, max_jobs])
-        return [(_text(flat[i]), _text(flat[i + 1])) for i in range(0, len(flat), 2)]
+        return [
+            (_text(flat[i]), _text(flat[i + 1]), _text(flat[i + 2])) for i in range(0, len(flat), 3)
+        ]
 
     def heartbeat(
         self, queue: str, worker: str, lease_ms: int, held: list[tuple[str, int]]
@@ -269,9 +286,25 @@ class Scripts:
             keys.queues(),
             keys.job(job.id),
             *_index_keys(queue),
+            keys.metrics(queue),
         ]
         args = [tick_ms, queue, job.id, job.task, job.payload_json or "", job.max_retries, schedule]
         return _text(self._run("tick", ks, args))
+
+    def worker_beat(
+        self, pipe: redis.client.Pipeline, worker: str, ttl_ms: int, fields: dict[str, Any]
+    ) -> None:
+        """Queue a registration renewal of `worker` on `pipe` (see worker_beat.lua);
+        its answer there is the Redis clock in ms."""
+        args: list[Any] = [worker, ttl_ms]
+        for name, value in fields.items():
+            args += [name, value]
+        self._s["worker_beat"](keys=[keys.workers(), keys.worker(worker)], args=args, client=pipe)
+
+    def workers_live(self, window_ms: int) -> list[str]:
+        """The ids of workers whose last heartbeat is at most `window_ms` old; forgets
+        the others (see workers_live.lua)."""
+        return [_text(x) for x in self._run("workers_live", [keys.workers()], [window_ms])]
 
     def cancel(self, queue: str, job_id: str) -> str:
         """Cancel a job of `queue` (see cancel.lua for the answers)."""
@@ -346,6 +379,7 @@ def _claim_call(
 
 
 def _claimed(flat: list[Any]) -> list[Claimed]:
+    claimed_ms = int(flat[-1])
     return [
         Claimed(
             id=_text(flat[i]),
@@ -354,8 +388,12 @@ def _claimed(flat: list[Any]) -> list[Claimed]:
             payload_json=_text(flat[i + 3]) if flat[i + 3] is not None else None,
             max_retries=int(flat[i + 4]),
             timeout_s=float(flat[i + 5]) if flat[i + 5] is not None else None,
+            created_at=_text(flat[i + 6]) if flat[i + 6] is not None else "",
+            run_at=_text(flat[i + 7]) if flat[i + 7] is not None else None,
+            traceparent=_text(flat[i + 8]) if flat[i + 8] is not None else None,
+            claimed_ms=claimed_ms,
         )
-        for i in range(0, len(flat), 6)
+        for i in range(0, len(flat) - 1, 9)
     ]
 
 

@@ -274,8 +274,8 @@ class Store:
         with translate_errors():
             return self.scripts.release(queue, job_id, worker, attempt)
 
-    def recover(self, queue: str) -> list[tuple[str, str]]:
-        """Take back the jobs of `queue` whose lease ran out."""
+    def recover(self, queue: str) -> list[tuple[str, str, str]]:
+        """Take back the jobs of `queue` whose lease ran out: [(id, verdict, task)]."""
         with translate_errors():
             return self.scripts.recover(queue)
 
@@ -359,6 +359,8 @@ class Submission:
     #: Longest one attempt may run; the handler then runs in a child process
     #: that is stopped when it overruns (None: no limit, runs in a thread).
     timeout_s: float | None = None
+    #: W3C trace context (``traceparent`` header) the job belongs to, if any.
+    traceparent: str | None = None
 
 
 def _new_job(sub: Submission, default_max_retries: int) -> NewJob:
@@ -372,6 +374,7 @@ def _new_job(sub: Submission, default_max_retries: int) -> NewJob:
         run_at_ms=_epoch_ms(sub.run_at) if sub.run_at is not None else 0,
         delay_ms=_ms(sub.delay_s),
         timeout_s=sub.timeout_s,
+        traceparent=sub.traceparent,
     )
 
 

@@ -13,7 +13,9 @@ from jobsys.errors import StoreUnavailable
 from jobsys.settings import Settings
 from jobsys.store import Claimed, Store
 from jobsys.worker.backoff import retry_delay_s
+from jobsys.worker.events import job_event
 from jobsys.worker.execute import Outcome
+from jobsys.worker.telemetry import Telemetry
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +37,12 @@ class Settler:
     """Settles finished attempts for one worker (complete.lua / fail.lua)."""
 
     def __init__(
-        self, store: Store, worker_id: str, settings: Settings, holds: Callable[[str], bool]
+        self,
+        store: Store,
+        worker_id: str,
+        settings: Settings,
+        holds: Callable[[str], bool],
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.store = store
         self.worker_id = worker_id
@@ -43,6 +50,7 @@ class Settler:
         #: Whether the worker still holds a job; after a hard stop it holds none,
         #: and settling gives up (the lease brings the job back).
         self.holds = holds
+        self.telemetry = telemetry if telemetry is not None else Telemetry()
 
     def settle(self, queue: str, finished: Sequence[Finished]) -> tuple[int, int]:
         """Record every outcome in `finished`; return (completed, failed) counts.
@@ -59,7 +67,14 @@ class Settler:
                 ok, lambda: self.store.complete_many(queue, self.worker_id, items)
             )
             for f, verdict in zip(ok, recorded or [], strict=False):
-                completed += self._log_success(f, verdict)
+                completed += self._log_success(queue, f, verdict)
+            self.telemetry.settled(
+                queue,
+                (
+                    (f.job.task, v, f.outcome.duration_s)
+                    for f, v in zip(ok, recorded or [], strict=False)
+                ),
+            )
         if bad:
             delays = [
                 f.outcome.retry_after_s
@@ -75,7 +90,14 @@ class Settler:
                 bad, lambda: self.store.fail_many(queue, self.worker_id, fails)
             )
             for f, verdict, delay in zip(bad, verdicts or [], delays, strict=False):
-                failed += self._log_failure(f, verdict, delay)
+                failed += self._log_failure(queue, f, verdict, delay)
+            self.telemetry.settled(
+                queue,
+                (
+                    (f.job.task, v, f.outcome.duration_s)
+                    for f, v in zip(bad, verdicts or [], strict=False)
+                ),
+            )
         return completed, failed
 
     def _delay(self, attempt: int) -> float:
@@ -97,49 +119,33 @@ class Settler:
                 time.sleep(delay)
                 delay = min(delay * 2, MAX_RECONNECT_DELAY_S)
 
-    def _log_success(self, f: Finished, verdict: str) -> int:
-        ms = round(f.outcome.duration_s * 1000)
+    def _log_success(self, queue: str, f: Finished, verdict: str) -> int:
+        job, run_s = f.job, f.outcome.duration_s
         if verdict == "cancelled":
-            logger.info(
-                "job %s cancelled (it finished after all) task=%s attempt=%d worker=%s",
-                f.job.id, f.job.task, f.job.attempt, self.worker_id,
-            )  # fmt: skip
+            job_event("cancelled", job, queue, self.worker_id, duration_s=run_s,
+                      message="(it finished after all)")  # fmt: skip
             return 0
         if verdict == "stale":
-            logger.warning(
-                "job %s result discarded: lease lost (attempt=%d worker=%s duration_ms=%d)",
-                f.job.id, f.job.attempt, self.worker_id, ms,
-            )  # fmt: skip
+            job_event("lease_lost", job, queue, self.worker_id, duration_s=run_s,
+                      level=logging.WARNING, message="result discarded: lease lost")  # fmt: skip
             return 0
-        logger.info(
-            "job %s completed task=%s attempt=%d worker=%s duration_ms=%d",
-            f.job.id, f.job.task, f.job.attempt, self.worker_id, ms,
-        )  # fmt: skip
+        job_event("completed", job, queue, self.worker_id, duration_s=run_s)
         return 1
 
-    def _log_failure(self, f: Finished, verdict: str, delay_s: float) -> int:
-        job, ms, error = f.job, round(f.outcome.duration_s * 1000), f.outcome.error
+    def _log_failure(self, queue: str, f: Finished, verdict: str, delay_s: float) -> int:
+        job, run_s, error = f.job, f.outcome.duration_s, f.outcome.error
         if verdict == "stale":
-            logger.warning(
-                "job %s failure discarded: lease lost (attempt=%d worker=%s)",
-                job.id, job.attempt, self.worker_id,
-            )  # fmt: skip
+            job_event("lease_lost", job, queue, self.worker_id, duration_s=run_s,
+                      level=logging.WARNING, message="failure discarded: lease lost")  # fmt: skip
             return 0
         if verdict == "cancelled":
-            logger.info(
-                "job %s cancelled task=%s attempt=%d worker=%s", job.id, job.task, job.attempt,
-                self.worker_id,
-            )  # fmt: skip
+            job_event("cancelled", job, queue, self.worker_id, duration_s=run_s)
             return 0
         if verdict == "dead":
-            logger.error(
-                "job %s dead-lettered task=%s attempt=%d worker=%s duration_ms=%d error=%s",
-                job.id, job.task, job.attempt, self.worker_id, ms, error,
-            )  # fmt: skip
+            job_event("dead_lettered", job, queue, self.worker_id, duration_s=run_s,
+                      level=logging.ERROR, message=f"error={error}", error=error)  # fmt: skip
         else:
-            logger.warning(
-                "job %s failed, retry in %.2fs task=%s attempt=%d worker=%s duration_ms=%d "
-                "error=%s",
-                job.id, delay_s, job.task, job.attempt, self.worker_id, ms, error,
-            )  # fmt: skip
+            job_event("retried", job, queue, self.worker_id, duration_s=run_s,
+                      level=logging.WARNING, message=f"in {delay_s:.2f}s error={error}",
+                      error=error, retry_in_s=round(delay_s, 3))  # fmt: skip
         return 1

@@ -31,12 +31,15 @@ from types import FrameType
 from jobsys.errors import StoreUnavailable
 from jobsys.settings import Settings
 from jobsys.store import Claimed, Store
+from jobsys.store import workers as registry
 from jobsys.worker.child import execute_in_child
 from jobsys.worker.context import JobContext
+from jobsys.worker.events import job_event
 from jobsys.worker.execute import Outcome, execute
 from jobsys.worker.queues import QueueOrder
 from jobsys.worker.scheduler import Scheduler
 from jobsys.worker.settle import MAX_RECONNECT_DELAY_S, Finished, Settler
+from jobsys.worker.telemetry import Telemetry
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +64,7 @@ class Held:
     attempt: int
     task: str
     context: JobContext
+    job: Claimed
 
 
 class Worker:
@@ -88,7 +92,9 @@ class Worker:
         # its queue within JOB_LEASE_SECONDS of the worker's last heartbeat.
         self.recover_interval_s = min(settings.worker_poll_s, settings.job_lease_s / 10)
         self.lease_grant_s = settings.job_lease_s - self.recover_interval_s
-        self.settler = Settler(self.store, self.id, settings, self.holds)
+        self.telemetry = Telemetry()
+        self.started_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        self.settler = Settler(self.store, self.id, settings, self.holds, self.telemetry)
         self.scheduler = Scheduler(self.store)
         # Moving average of how long a job takes; None until one has run, so the
         # first claim takes one job.
@@ -149,10 +155,8 @@ class Worker:
             for job in claimed:
                 if self.stopping.is_set():
                     break
-                logger.debug(
-                    "job %s started task=%s queue=%s attempt=%d worker=%s",
-                    job.id, job.task, queue, job.attempt, self.id,
-                )  # fmt: skip
+                job_event("started", job, queue, self.id)
+                self.telemetry.started(queue, job)
                 held = self.held().get(job.id)
                 context = held.context if held else JobContext(job.id, job.task, queue, job.attempt)
                 outcome = self._execute(job, context)
@@ -209,7 +213,7 @@ class Worker:
     def _hold(self, queue: str, job: Claimed) -> None:
         with self._held_lock:
             context = JobContext(job.id, job.task, queue, job.attempt)
-            self._held[job.id] = Held(queue, job.attempt, job.task, context)
+            self._held[job.id] = Held(queue, job.attempt, job.task, context, job)
 
     def _unhold(self, job_id: str) -> None:
         with self._held_lock:
@@ -247,14 +251,38 @@ class Worker:
         """Take back jobs whose lease ran out, in every queue this worker serves."""
         recovered: list[tuple[str, str]] = []
         for queue in self.queues:
-            for job_id, verdict in self.store.recover(queue):
+            taken = self.store.recover(queue)
+            for job_id, verdict, task in taken:
                 logger.warning(
                     "job %s recovered from an expired lease: %s",
                     job_id,
-                    "dead-lettered" if verdict == "dead" else "requeued",
-                )
+                    "dead-lettered" if verdict == "dead" else verdict,
+                    extra={"event": "recovered", "job_id": job_id, "task": task,
+                           "queue": queue, "verdict": verdict, "worker": self.id},
+                )  # fmt: skip
                 recovered.append((job_id, verdict))
+            if taken:
+                self.telemetry.recovered(queue, [(t, v) for _, v, t in taken])
         return recovered
+
+    def registration(self) -> dict[str, object]:
+        """What this worker tells GET /workers (renewed with every heartbeat)."""
+        return registry.registration(
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            queues=list(self.queues),
+            concurrency=self.settings.worker_concurrency,
+            started_at=self.started_at,
+            current_jobs=sorted(self.held()),
+            processed=self.completed + self.failed,
+            failed=self.failed,
+        )
+
+    def flush_telemetry(self) -> None:
+        """Renew the registration and write the counts of the last second. Raises
+        `StoreUnavailable` (the counts are kept for the next call)."""
+        ttl_s = max(10.0, 3 * self.settings.worker_liveness_s)
+        self.telemetry.flush(self.store, self.id, self.registration(), ttl_s)
 
     def _heartbeat_loop(self) -> None:
         # At least every second, so that handlers hear of cancellations promptly.
@@ -264,8 +292,9 @@ class Worker:
             now = time.monotonic()
             try:
                 if now >= next_beat:
-                    self.heartbeat_once()
                     next_beat = now + interval
+                    self.heartbeat_once()
+                    self.flush_telemetry()
                 if now >= next_recover and not self.stopping.is_set():
                     self.recover_once()
                     next_recover = now + self.recover_interval_s
@@ -345,11 +374,19 @@ class Worker:
         self.release_held()
         self._heartbeat_stop.set()
         heartbeat.join(2.0)
+        self._deregister()
         self.store.close()
         logger.info(
             "worker %s stopped (completed=%d failed=%d)", self.id, self.completed, self.failed
         )
         return 0
+
+    def _deregister(self) -> None:
+        try:
+            self.telemetry.flush(self.store, self.id, self.registration(), 10.0)
+            registry.deregister(self.store, self.id)
+        except StoreUnavailable as e:
+            logger.warning("worker %s: cannot deregister (%s); it drops out by itself", self.id, e)
 
     def release_held(self) -> None:
         """Hand back every job still held (their attempt is not counted)."""
@@ -369,7 +406,10 @@ class Worker:
                 continue
             try:
                 if self.store.release(queue, job_id, self.id, held.attempt):
-                    logger.warning("job %s handed back unfinished (task=%s)", job_id, held.task)
+                    job_event(
+                        "released", held.job, queue, self.id, level=logging.WARNING,
+                        message="(handed back unfinished)",
+                    )  # fmt: skip
             except StoreUnavailable as e:
                 logger.warning("job %s: cannot hand back (%s); its lease will expire", job_id, e)
             self._unhold(job_id)

@@ -207,6 +207,8 @@ def test_openapi_is_served(api: ApiProcess, http: requests.Session):
         "/jobs/{job_id}",
         "/jobs/{job_id}/cancel",
         "/queues",
+        "/workers",
+        "/metrics",
         "/schedules",
         "/schedules/{name}",
         "/health",

@@ -165,6 +165,7 @@ def test_dev_runs_jobs_on_its_own_redis_and_stops_cleanly_on_sigint(
     assert set(roles(procs)) == {"redis", "api", "worker"}, procs
     banner = dev.output()
     assert f"API:       {dev.url}" in banner
+    assert f"Dashboard: {dev.url}/dashboard/" in banner
     assert "(private)" in banner
     assert str(data_dir) in banner
     # No token set: dev runs open, and says so before anything else.

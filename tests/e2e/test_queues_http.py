@@ -86,7 +86,9 @@ def test_queues_priorities_and_the_queue_listing_over_http(
             "in_flight": 0,
             "scheduled": 1,
             "dead": 0,
+            "throughput": by_name["mail"]["throughput"],
         }
+        assert len(by_name["mail"]["throughput"]) == 15
         assert by_name["reports"]["depth"] == 1
         # A worker serving only "mail" (through the CLI flag) runs by priority.
         worker = Proc(

@@ -236,12 +236,13 @@ class Submit:
     """What one POST /submit got."""
 
     tag: str
-    started: float
+    started: float  # time.monotonic()
     latency_s: float
     status: int | None  # None: no HTTP answer (connection refused/reset, timeout)
     job_id: str | None = None
     error: str = ""
     body: Any = None
+    sent_at: float = 0.0  # time.time() when the request was sent
 
 
 def work_payload(tag: str, rng: random.Random) -> dict[str, Any]:
@@ -313,7 +314,7 @@ class Load:
             self.results.append(s)
 
     def submit(self, session: requests.Session, tag: str, payload: Any) -> Submit:
-        start = time.monotonic()
+        sent_at, start = time.time(), time.monotonic()
         try:
             r = session.post(
                 f"{self.url()}/submit",
@@ -323,14 +324,14 @@ class Load:
         except requests.RequestException as e:
             session.close()  # a fresh connection next time
             error = "unsent" if never_sent(e) else type(e).__name__
-            return Submit(tag, start, time.monotonic() - start, None, error=error)
+            return Submit(tag, start, time.monotonic() - start, None, error=error, sent_at=sent_at)
         latency = time.monotonic() - start
         try:
             body = r.json()
         except ValueError:
             body = None
         job_id = body.get("id") if r.status_code == 202 and isinstance(body, dict) else None
-        return Submit(tag, start, latency, r.status_code, job_id=job_id, body=body)
+        return Submit(tag, start, latency, r.status_code, job_id=job_id, body=body, sent_at=sent_at)
 
     def done(self) -> bool:
         return all(not t.is_alive() for t in self._threads)
@@ -403,6 +404,7 @@ class Execution:
     attempt: int
     ok: bool
     at: float  # unix time
+    started: float = 0.0  # unix time the handler started
 
 
 def read_executions(exec_dir: Path) -> list[Execution]:
@@ -410,9 +412,11 @@ def read_executions(exec_dir: Path) -> list[Execution]:
     for path in sorted(exec_dir.glob("exec-*.log")):
         for line in path.read_text().splitlines():
             parts = line.split()
-            if len(parts) == 5:
-                tag, pid, attempt, kind, at = parts
-                out.append(Execution(tag, int(pid), int(attempt), kind == "ok", float(at)))
+            if len(parts) == 6:
+                tag, pid, attempt, kind, at, started = parts
+                out.append(
+                    Execution(tag, int(pid), int(attempt), kind == "ok", float(at), float(started))
+                )
     return out
 
 

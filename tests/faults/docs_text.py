@@ -41,6 +41,20 @@ request refused before it was sent, and every 4xx and 507, created nothing.
 
 Environment of the last run: {machine}; Redis {redis_version}; kernel {kernel};
 `tc netem`: {netem}.
+
+**How delay is injected.** Not by `tc netem` (the kernel the suite was built on has
+no `sch_netem`, and nftables cannot delay): a userspace TCP relay (`tests/faults/delay_relay.py`, asyncio)
+runs *inside* Redis's network namespace and listens on the workers' and the API's
+veth links; in the delay scenarios they connect to Redis through it, over the
+real veth, and it forwards every chunk it reads, in each direction, after the
+path's one-way delay ± jitter, never before the chunk read before it (byte order
+per connection is kept; jitter never reorders). What differs from netem: the TCP
+handshake is answered by the kernel at once (only data and FIN are delayed); the
+delay applies per chunk that the relay reads, not per packet, so there is no
+packet-level reordering, loss or retransmission; a delay change applies to
+chunks read from then on (the ones waiting keep theirs, like packets in flight);
+and the relay, a Python process on the same machine, adds its own small latency
+(included in the *before* figures, which go through it with no delay).
 """
 
 SCENARIOS = """
@@ -58,7 +72,7 @@ executions survive the faults that Redis suffers.
 | 1 | workers SIGKILLed again and again | a random worker is SIGKILLed every 0.5-1.5 s and a new one started |
 | 2 | a worker frozen past its lease | SIGSTOP for longer than the lease; another worker takes the job over; SIGCONT: the stale worker's late result must be refused. Also a storm of freezes under load |
 | 3 | Redis restarted | SIGTERM and SIGKILL, with `appendfsync everysec` and `always`, 1 s down each time, under load |
-| 4 | network cut between workers and Redis, and between the API and Redis | Redis in a network namespace of its own, reached over one veth pair per path; a cut drops every packet of a path both ways (nftables), loss drops a random share (nftables `numgen`), delay uses `tc netem` where the kernel has it. Created and removed by each test |
+| 4 | network cut between workers and Redis, and between the API and Redis | Redis in a network namespace of its own, reached over one veth pair per path; a cut drops every packet of a path both ways (nftables), loss drops a random share (nftables `numgen`); delay comes from a userspace TCP relay inside the namespace (see "How delay is injected"): 50 ms and 200 ms (jobs keep flowing), 1.5 s (a round trip outlasts every Redis socket timeout: the API answers 503, workers retry) and 2.5 s (longer than the lease), each under load, then removed. Created and removed by each test |
 | 5 | Redis at `maxmemory` | Redis filled with ballast to just under 24 MiB (`noeviction`), then submits until it is full; ballast freed; more submits |
 | 6 | API restarted under load | SIGTERM (graceful), and SIGKILL of gunicorn's whole process group, 8 clients submitting |
 | — | bad input | schemathesis against `/openapi.json` (stateless and stateful phases, every check); hostile bodies (deep nesting, huge numbers, invalid UTF-8, NUL bytes, long task names, wrong content types, oversized and chunked bodies, batches) while another client is timed; slow-loris clients |

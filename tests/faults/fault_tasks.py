@@ -2,7 +2,8 @@
 
 `fault.work` records every execution as a side effect *outside* the Redis under
 test (which the suite restarts, partitions and fills): one line
-``"<tag> <pid> <attempt> <ok|err> <unix time>\\n"`` appended to a file of its own
+``"<tag> <pid> <attempt> <ok|err> <unix time> <unix time the handler started>\\n"``
+appended to a file of its own
 per worker process in ``$FAULTS_EXEC_DIR``, with O_APPEND and one ``os.write``
 per line, so lines from a process killed at any instant are whole or absent.
 
@@ -54,8 +55,9 @@ def current_attempt() -> int:
     return 0
 
 
-def record(tag: str, attempt: int, ok: bool) -> None:
-    line = f"{tag} {os.getpid()} {attempt} {'ok' if ok else 'err'} {time.time():.3f}\n"
+def record(tag: str, attempt: int, ok: bool, started: float) -> None:
+    kind = "ok" if ok else "err"
+    line = f"{tag} {os.getpid()} {attempt} {kind} {time.time():.3f} {started:.3f}\n"
     os.write(_log_fd(), line.encode())
 
 
@@ -65,12 +67,13 @@ class PlannedFailure(Exception):
 
 @task("fault.work")
 def work(payload: Any) -> Any:
+    started = time.time()
     tag = str(payload["tag"])
     attempt = current_attempt()
     if payload.get("sleep"):
         time.sleep(float(payload["sleep"]))
     if payload.get("always_fail") or (payload.get("fail_first") and attempt == 1):
-        record(tag, attempt, ok=False)
+        record(tag, attempt, ok=False, started=started)
         raise PlannedFailure(f"planned failure of {tag} on attempt {attempt}")
-    record(tag, attempt, ok=True)
+    record(tag, attempt, ok=True, started=started)
     return {"tag": tag, "pid": os.getpid(), "attempt": attempt}

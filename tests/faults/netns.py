@@ -16,19 +16,35 @@ suite's own checks still see Redis. Faults are applied inside the namespace:
 - a partition: nftables drops every packet of the link in both directions (a
   black hole: TCP sees silence and times out, as across a real cut);
 - loss: nftables drops a random share of the link's packets (``numgen random``);
-- delay: ``tc netem`` on the link, where the kernel has ``sch_netem``
-  (`netem_available`); otherwise delay is not offered.
+- delay: a userspace TCP relay (`delay_relay.py`, started by `start_relay`) that
+  runs inside the namespace and listens on the workers' and the API's links; the
+  clients of a delay scenario connect to it instead of to Redis, and it forwards
+  every chunk after the link's one-way delay (± jitter), keeping byte order. It
+  is not ``tc netem`` (kernels without the ``sch_netem`` module have none;
+  `netem_available` says whether this one has): the TCP handshake is not delayed,
+  and there is no packet-level reordering or loss, only per-chunk delay (see the
+  relay's docstring).
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import random
 import shutil
+import signal
+import socket
 import stat
 import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+from jobsys.procs import die_with_parent
+
+RELAY_SCRIPT = Path(__file__).with_name("delay_relay.py")
 
 #: The three paths to Redis, in the order of their /30 subnets.
 LINKS = ("w", "a", "c")
@@ -63,7 +79,9 @@ def unavailable_reason() -> str | None:
 def netem_available() -> bool:
     """True when the kernel offers ``tc qdisc ... netem`` (module sch_netem)."""
     name = f"jfq{os.getpid() % 100000}"
-    if _run("ip", "link", "add", name, "type", "dummy", check=False).returncode != 0:
+    # A veth pair (the dummy link type is a module too, and may be missing as well).
+    made = _run("ip", "link", "add", name, "type", "veth", "peer", "name", f"{name}p", check=False)
+    if made.returncode != 0:
         return False
     try:
         return (
@@ -95,7 +113,8 @@ class RedisNetns:
     links: dict[str, Link] = field(default_factory=dict)
     #: Per link: None (healthy), "cut", or a loss percentage.
     faults: dict[str, int | str | None] = field(default_factory=dict)
-    delays_ms: dict[str, int] = field(default_factory=dict)
+    delays_ms: dict[str, float] = field(default_factory=dict)
+    relay: DelayRelay | None = None
     created: bool = False
 
     def create(self) -> RedisNetns:
@@ -150,18 +169,26 @@ class RedisNetns:
         self.faults[key] = percent
         self._apply()
 
-    def delay(self, key: str, ms: int, jitter_ms: int = 0) -> None:
-        """Delay every packet leaving Redis on link `key` (needs sch_netem)."""
-        args = ["delay", f"{ms}ms"] + ([f"{jitter_ms}ms"] if jitter_ms else [])
-        self._ns("tc", "qdisc", "replace", "dev", self.links[key].ns_if, "root", "netem", *args)
+    def start_relay(self, upstream_port: int, directory: Path, port: int) -> DelayRelay:
+        """Start the delay relay in the namespace: it listens on `port` of the workers'
+        and the API's links and forwards to Redis (``upstream_port``, reached inside
+        the namespace). Clients that should see delay connect to `relay_url`."""
+        self.relay = DelayRelay.start(self, upstream_port, directory, port)
+        return self.relay
+
+    def delay(self, key: str, ms: float, jitter_ms: float = 0) -> None:
+        """Delay every chunk on link `key` by `ms` ± `jitter_ms`, each way (needs the relay)."""
+        if self.relay is None:
+            raise RuntimeError("delay needs the relay: call start_relay first")
+        self.relay.set_delay(key, ms, jitter_ms)
         self.delays_ms[key] = ms
 
     def heal(self, key: str | None = None) -> None:
         """Undo every fault on link `key` (all links when None)."""
         for k in [key] if key else list(self.links):
             self.faults[k] = None
-            if self.delays_ms.pop(k, None) is not None:
-                self._ns("tc", "qdisc", "del", "dev", self.links[k].ns_if, "root", check=False)
+            if self.delays_ms.pop(k, None) is not None and self.relay is not None:
+                self.relay.set_delay(k, 0)
         self._apply()
 
     def _apply(self) -> None:
@@ -181,6 +208,9 @@ class RedisNetns:
 
     def destroy(self) -> None:
         """Remove the namespace and its links (safe to call twice, or after a failed create)."""
+        if self.relay is not None:
+            self.relay.stop()
+            self.relay = None
         if not self.created:
             return
         for link in self.links.values():
@@ -199,6 +229,69 @@ class RedisNetns:
             if f"10.213.{n}." not in used:
                 return n
         raise RuntimeError("no free 10.213.N.0/24 subnet for the fault namespace")
+
+
+class DelayRelay:
+    """`delay_relay.py` running inside a `RedisNetns`, on the links "w" and "a"."""
+
+    #: The links the relay serves (the checker's link "c" always goes straight to Redis).
+    KEYS = ("w", "a")
+
+    def __init__(self, ns: RedisNetns, port: int, control: Path, popen: subprocess.Popen[str]):
+        self.ns, self.port, self.control, self.popen = ns, port, control, popen
+
+    @classmethod
+    def start(cls, ns: RedisNetns, upstream_port: int, directory: Path, port: int) -> DelayRelay:
+        directory.mkdir(parents=True, exist_ok=True)
+        control = directory / "relay.sock"
+        log = (directory / "relay.log").open("a")
+        listen = [f"--listen={k}={ns.ip(k)}:{port}" for k in cls.KEYS]
+        popen = subprocess.Popen(
+            ["ip", "netns", "exec", ns.name, sys.executable, "-u", str(RELAY_SCRIPT),
+             f"--upstream={ns.ip('c')}:{upstream_port}", *listen, f"--control={control}"],
+            stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, text=True,
+            process_group=0, preexec_fn=die_with_parent(),  # noqa: PLW1509
+        )  # fmt: skip
+        log.close()
+        assert popen.stdout is not None
+        line = popen.stdout.readline()  # {"ready": true} once it listens
+        if not line.startswith('{"ready"'):
+            popen.kill()
+            raise RuntimeError(f"the delay relay did not start: {line!r} (log in {directory})")
+        return cls(ns, port, control, popen)
+
+    def url(self, key: str, db: int = 0) -> str:
+        """The Redis URL of path `key` through the relay."""
+        return f"redis://{self.ns.ip(key)}:{self.port}/{db}"
+
+    def request(self, **req: Any) -> dict[str, Any]:
+        with socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(5)
+            s.connect(str(self.control))
+            s.sendall(json.dumps(req).encode() + b"\n")
+            reply: dict[str, Any] = json.loads(s.makefile().readline())
+        if not reply.get("ok"):
+            raise RuntimeError(f"delay relay: {reply}")
+        return reply
+
+    def set_delay(self, key: str, ms: float, jitter_ms: float = 0) -> None:
+        self.request(op="delay", key=key, ms=ms, jitter_ms=jitter_ms)
+
+    def stats(self) -> dict[str, dict[str, Any]]:
+        links: dict[str, dict[str, Any]] = self.request(op="stats")["links"]
+        return links
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(5)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.popen.pid, signal.SIGKILL)
+                self.popen.wait(5)
+        if self.popen.stdout is not None:
+            self.popen.stdout.close()
 
 
 def _valkey_binary() -> str:

@@ -66,6 +66,56 @@ def _md_table(head: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(out)
 
 
+def _s(x: Any) -> str:
+    return "—" if x is None else f"{x:.2f}"
+
+
+def _delay_table(delays: list[dict[str, Any]]) -> str:
+    head = [
+        "scenario",
+        "one-way delay",
+        "submits during: answers",
+        "slowest submit during (s)",
+        "/health during",
+        "enqueue → start p50 / p99 (s): before · during · after",
+        "completed/s: before · during · after",
+        "first job after removal (s)",
+        "backlog cleared (s)",
+        "latency normal (s)",
+        "dup (lease lost)",
+        "ambiguous: created/total",
+    ]
+    rows = []
+    for f in delays:
+        ph = f["phases"]
+        starts = " · ".join(
+            f"{_s(ph[k]['start_p50_s'])} / {_s(ph[k]['start_p99_s'])}"
+            for k in ("before", "during", "after")
+        )
+        rate = " · ".join(
+            "—" if ph[k]["completed_per_s"] is None else f"{ph[k]['completed_per_s']:g}"
+            for k in ("before", "during", "after")
+        )
+        health = ", ".join(f"{n} x {code}" for code, n in sorted(f["health_codes"].items()))
+        rows.append(
+            [
+                f["scenario"],
+                f"{f['ms']:g} ± {f['jitter_ms']:g} ms for {f['hold_s']:g} s",
+                ", ".join(f"{n} x {code}" for code, n in sorted(ph["during"]["statuses"].items())),
+                _s(ph["during"]["submit_max_s"]),
+                f"{health} (slowest {_s(f['health_slowest_s'])} s)",
+                starts,
+                rate,
+                _s(f["first_job_after_heal_s"]),
+                _s(f["backlog_s"]),
+                _s(f["latency_back_s"]),
+                f["dup_lease_lost"],
+                f["ambiguous_created"],
+            ]
+        )
+    return _md_table(head, rows)
+
+
 def render(rows: list[dict[str, Any]], figures: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     """docs/reliability.md: the guarantee, the scenarios, the measured tables."""
     from docs_text import FIXED, FOOTER, HEADER, SCENARIOS  # noqa: PLC0415
@@ -90,7 +140,8 @@ def render(rows: list[dict[str, Any]], figures: list[dict[str, Any]], meta: dict
         "`recovery (s)` is per scenario: for killed or frozen workers, the longest time "
         "one of their jobs stayed in their hands; for Redis restarts, the longest time "
         "until submits were accepted and jobs completed again; for partitions, heal → "
-        "the first job completed; for the API, the longest downtime per restart; for "
+        "the first job completed; for delays, delay removed → every job accepted before "
+        "then ended; for the API, the longest downtime per restart; for "
         "maxmemory, memory freed → the first 202.\n"
     )
     aof = _fig(figures, "aof")
@@ -123,6 +174,21 @@ def render(rows: list[dict[str, Any]], figures: list[dict[str, Any]], meta: dict
                 ],
             )
             + "\n"
+        )
+    delays = sorted(_fig(figures, "delay"), key=lambda f: (str(f["scenario"]), f["ms"]))
+    if delays:
+        parts.append("### Delay on the path to Redis (userspace relay, not netem)\n")
+        parts.append(_delay_table(delays) + "\n")
+        parts.append(
+            "Delay is one-way, on the workers' and the API's paths at once (a round trip "
+            "takes twice as long), under a steady load of `fault.work` jobs. Phases are "
+            "by when a submit was sent: before the delay, during it, and after it was "
+            "removed until the load ended (the load's threads catch up on the submits "
+            "the delay held back, so *after* starts with a burst). *enqueue → start*: "
+            "from sending the submit to the handler's start (first attempt). "
+            "*backlog cleared*: delay removed → every job accepted before then ended; "
+            "*latency normal*: delay removed → the first submit from which on every job "
+            "started within max(0.5 s, 2 x the p99 before).\n"
         )
     api = _fig(figures, "api_partition")
     mm = _fig(figures, "maxmemory")

@@ -69,8 +69,8 @@ def main() -> int:
         f"{platform.python_version()}",
         "kernel": platform.release(),
         "redis_version": redis_version(),
-        "netem": "available" if netem_available() else "not in this kernel (no sch_netem): "
-        "loss and partitions use nftables, the delay scenario is skipped",
+        "netem": "available (unused)" if netem_available() else "not in this kernel (no "
+        "sch_netem): loss and partitions use nftables, delay a userspace TCP relay",
         "exit_code": code,
         "duration_min": f"{(time.monotonic() - start) / 60:.1f}",
         "xfails": [ln.removeprefix("XFAIL ").strip() for ln in text.splitlines()

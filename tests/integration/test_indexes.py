@@ -60,7 +60,7 @@ def test_every_transition_moves_the_job_to_the_index_of_its_status(
     assert_indexed(c, store, job, "queued")
     store.claim("default", "w", 0.01, 1)
     time.sleep(0.02)
-    assert store.recover("default") == [(job, "retry")]
+    assert store.recover("default") == [(job, "retry", "t")]
     assert_indexed(c, store, job, "queued")
     [claimed] = store.claim("default", "w", 30, 1)
     assert store.complete("default", job, "w", claimed.attempt, "1")
@@ -99,7 +99,7 @@ def test_delayed_cancelled_and_dead_jobs_are_indexed(
     assert_indexed(c, store, dead, "queued")
     [claimed] = store.claim("default", "w", 0.01, 1)
     time.sleep(0.02)
-    assert store.recover("default") == [(dead, "dead")]  # a lost last attempt
+    assert store.recover("default") == [(dead, "dead", "t")]  # a lost last attempt
     assert_indexed(c, store, dead, "failed")
     assert store.purge_dead([dead]).count == 1
     assert indexed_in(c, dead) == []

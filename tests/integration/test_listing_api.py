@@ -93,9 +93,11 @@ def test_a_cursor_stays_valid_when_its_job_moves_on(client: FlaskClient, store: 
 
 
 def test_filters_by_status_queue_and_task(client: FlaskClient, store: Store) -> None:
+    # Apart by more than a millisecond each: equal scores would be ordered by id.
     a = store.submit("alpha", queue="q1")
+    time.sleep(0.002)
     b = store.submit("beta", queue="q2")
-    time.sleep(0.002)  # c is newer than b (in one ms they would be ordered by id)
+    time.sleep(0.002)
     c = store.submit("alpha", queue="q2", delay_s=60)
     time.sleep(0.002)
     [running] = store.claim("q1", "w", 30, 1)

@@ -84,7 +84,8 @@ end
 -- Writes a new job's hash and puts it in `ready` at its rank, or in `scheduled`
 -- when its due time lies ahead (the caller adds it to the `queued` or `scheduled`
 -- index). `j` holds: id, task, queue, payload ('' = none),
--- max_retries, priority, seq, due (ms; 0 = none), timeout ('' = none), created (iso).
+-- max_retries, priority, seq, due (ms; 0 = none), timeout ('' = none), created (iso),
+-- and optionally traceparent (W3C trace context; nil or '' = none).
 -- Returns true when the job is ready now.
 local function put_job(ready_key, scheduled_key, job_key, j, now)
   local rank = string.format('%.0f', -j.priority * 1099511627776 + j.seq)
@@ -96,6 +97,9 @@ local function put_job(ready_key, scheduled_key, job_key, j, now)
   if j.priority ~= 0 then f[#f + 1] = 'priority'; f[#f + 1] = j.priority end
   if j.timeout ~= '' then f[#f + 1] = 'timeout_seconds'; f[#f + 1] = j.timeout end
   if due then f[#f + 1] = 'run_at'; f[#f + 1] = iso(j.due) end
+  if j.traceparent and j.traceparent ~= '' then
+    f[#f + 1] = 'traceparent'; f[#f + 1] = j.traceparent
+  end
   redis.call('HSET', job_key, unpack(f))
   if due then
     redis.call('ZADD', scheduled_key, j.due, j.id)

@@ -12,9 +12,11 @@
 -- to `processing`
 -- ARGV[1] job key prefix ("job:"; job hashes are ARGV[1] .. id, known only while running)
 -- ARGV[2] worker id   ARGV[3] lease_ms   ARGV[4] max jobs   ARGV[5] max retries to promote
--- Returns: a flat array, 6 entries per job: id, attempt, task, payload JSON or false,
--- max_retries, timeout in seconds or false. Re-adds the wakeup marker when ready jobs remain, so that the next
--- idle worker wakes up too.
+-- Returns: a flat array, 9 entries per job: id, attempt, task, payload JSON or false,
+-- max_retries, timeout in seconds or false, created_at, run_at or false, traceparent
+-- or false; then one last entry, the claim time (ms, Redis clock; the wait metric is
+-- measured up to it). Re-adds the wakeup marker when ready jobs remain, so that the
+-- next idle worker wakes up too.
 local prefix, worker = ARGV[1], ARGV[2]
 local now = now_ms()
 local idx = indexes(5)
@@ -44,7 +46,7 @@ for i = 1, #popped, 2 do
   local id = popped[i]
   local key = prefix .. id
   local f = redis.call('HMGET', key, 'status', 'task', 'payload', 'max_retries',
-    'timeout_seconds')
+    'timeout_seconds', 'created_at', 'run_at', 'traceparent')
   -- A job whose hash is gone (deleted by an operator) or no longer queued is dropped.
   if f[1] == 'queued' then
     local attempt = redis.call('HINCRBY', key, 'attempts', 1)
@@ -58,10 +60,14 @@ for i = 1, #popped, 2 do
     out[#out + 1] = f[3]
     out[#out + 1] = tonumber(f[4])
     out[#out + 1] = f[5]
+    out[#out + 1] = f[6]
+    out[#out + 1] = f[7]
+    out[#out + 1] = f[8]
   end
 end
 zrem_all(idx.queued, claimed)
 zadd_all(idx.processing, now, claimed)
+out[#out + 1] = now
 if waiting > count then
   redis.call('ZADD', KEYS[4], 0, 'w')
 end

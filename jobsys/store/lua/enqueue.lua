@@ -11,20 +11,21 @@
 -- KEYS[5] queues SET   KEYS[6] idempotency HASH (fingerprint, ids) or, without a
 -- key, any other key (unused)   KEYS[7..12] the queue's status indexes (queued,
 -- scheduled, processing, completed, failed, cancelled)   KEYS[12+i] job HASH of the i-th job
+-- KEYS[#KEYS] metrics HASH of the queue ("submitted|<task>" += 1 per job)
 -- ARGV[1] queue name   ARGV[2] "1" when KEYS[6] is an idempotency key, else "0"
 -- ARGV[3] request fingerprint   ARGV[4] idempotency TTL in seconds
--- ARGV[5+8(i-1)..] per job: id, task, payload JSON ('' = none), max_retries,
+-- ARGV[5+9(i-1)..] per job: id, task, payload JSON ('' = none), max_retries,
 --   priority (-100..100), run_at_ms (due time, ms since the epoch; 0 = none),
 --   delay_ms (0 = none; counted from the Redis clock; with run_at, the later counts),
---   timeout in seconds ('' = none)
+--   timeout in seconds ('' = none), traceparent ('' = none)
 -- Job ids are UUID4s made by the caller, so no job hash exists yet (not checked).
 -- Returns: {"new"}, or {"replay", id, ...} for a repeated request; the error
 -- "IDEMPOTENCY_CONFLICT" for a reused key (nothing written).
 local queue = ARGV[1]
 local idem = ARGV[2] == '1'
-local n = #KEYS - 12
+local n = #KEYS - 13
 local idx = indexes(7)
-local W, A = 8, 5
+local W, A = 9, 5
 if idem then
   local seen = redis.call('HMGET', KEYS[6], 'fingerprint', 'ids')
   if seen[1] then
@@ -42,6 +43,7 @@ local last = redis.call('INCRBY', KEYS[4], n)
 local ready = 0
 local ids = {}
 local waiting, delayed = {}, {}
+local submitted = {}
 for i = 1, n do
   local a = A + W * (i - 1)
   ids[i] = ARGV[a]
@@ -51,8 +53,9 @@ for i = 1, n do
   local job = {
     id = ARGV[a], task = ARGV[a + 1], queue = queue, payload = ARGV[a + 2],
     max_retries = ARGV[a + 3], priority = tonumber(ARGV[a + 4]), seq = last - n + i,
-    due = due, timeout = ARGV[a + 7], created = created,
+    due = due, timeout = ARGV[a + 7], created = created, traceparent = ARGV[a + 8],
   }
+  submitted[job.task] = (submitted[job.task] or 0) + 1
   if put_job(KEYS[1], KEYS[2], KEYS[12 + i], job, now) then
     ready = ready + 1
     waiting[#waiting + 1] = job.id
@@ -63,6 +66,9 @@ end
 zadd_all(idx.queued, now, waiting)
 zadd_all(idx.scheduled, now, delayed)
 if ready > 0 then redis.call('ZADD', KEYS[3], 0, 'w') end
+for task, count in pairs(submitted) do
+  redis.call('HINCRBY', KEYS[#KEYS], 'submitted|' .. task, count)
+end
 if last == n then
   redis.call('SADD', KEYS[5], queue)  -- the queue's first jobs: register it
 end

@@ -11,7 +11,7 @@
 -- ARGV[1] job key prefix ("job:"; job hashes are ARGV[1] .. id)   ARGV[2] max jobs;
 -- then the four retention arguments (see _lib.lua)
 -- A job whose cancellation was requested ends `cancelled` instead.
--- Returns: a flat array, 2 entries per job: id, "retry", "dead" or "cancelled".
+-- Returns: a flat array, 3 entries per job: id, "retry", "dead" or "cancelled", task.
 local prefix = ARGV[1]
 local now = now_ms()
 local R = retention()
@@ -22,13 +22,14 @@ for _, id in ipairs(expired) do
   redis.call('ZREM', KEYS[1], id)
   local key = prefix .. id
   local f = redis.call('HMGET', key, 'status', 'worker', 'attempts', 'max_retries', 'rank',
-    'started_at')
+    'started_at', 'task')
   if f[1] == 'processing' then
     local err = 'lease expired: worker ' .. f[2] .. ' stopped renewing it during attempt '
       .. f[3]
     if settle_cancelled(key, now, R) then
       out[#out + 1] = id
       out[#out + 1] = 'cancelled'
+      out[#out + 1] = f[7]
       reindex(idx, id, 'processing', 'cancelled', now)
     else
       record_failure(key, f[3], f[2], f[6], now, err)
@@ -36,6 +37,7 @@ for _, id in ipairs(expired) do
         bury(key, id, KEYS[3], err, now, R)
         out[#out + 1] = id
         out[#out + 1] = 'dead'
+        out[#out + 1] = f[7]
         reindex(idx, id, 'processing', 'failed', now)
       else
         redis.call('HSET', key, 'status', 'queued', 'error', err)
@@ -43,6 +45,7 @@ for _, id in ipairs(expired) do
         redis.call('ZADD', KEYS[4], 0, 'w')
         out[#out + 1] = id
         out[#out + 1] = 'retry'
+        out[#out + 1] = f[7]
         reindex(idx, id, 'processing', 'queued', now)
       end
     end

@@ -7,6 +7,7 @@
 -- KEYS[4] wakeup ZSET   KEYS[5] seq STRING   KEYS[6] queues SET   KEYS[7] new job HASH
 -- KEYS[8..13] the queue's status indexes (queued, scheduled, processing, completed,
 -- failed, cancelled)
+-- KEYS[14] metrics HASH of the queue ("submitted|<task>" += 1)
 -- ARGV[1] tick (ms since the epoch)   ARGV[2] queue   ARGV[3] job id   ARGV[4] task
 -- ARGV[5] payload JSON ('' = none)   ARGV[6] max_retries   ARGV[7] schedule name
 -- The job's hash also gets `schedule` (the name) and `tick` (the tick's time).
@@ -30,6 +31,7 @@ put_job(KEYS[2], KEYS[3], KEYS[7], job, now)
 reindex(indexes(8), ARGV[3], nil, 'queued', now)
 redis.call('HSET', KEYS[7], 'schedule', ARGV[7], 'tick', iso(tick))
 redis.call('ZADD', KEYS[4], 0, 'w')
+redis.call('HINCRBY', KEYS[14], 'submitted|' .. ARGV[4], 1)
 if job.seq == 1 then
   redis.call('SADD', KEYS[6], ARGV[2])  -- the queue's first job: register it
 end

@@ -1,0 +1,207 @@
+"""The counters behind ``GET /metrics`` and the throughput of ``GET /queues``, in Redis.
+
+They live in Redis, not in any process, so every API process (gunicorn runs
+several) and every worker, on any machine, adds to and reads the same numbers.
+
+- ``submitted`` is counted by enqueue.lua / tick.lua, atomically with the submit.
+- Everything the workers see (started, completed, retried, dead-lettered,
+  cancelled, and the wait and run time histograms) is added up in memory by each
+  worker and written here by its heartbeat thread once a second, in one
+  pipeline (`write`). A SIGKILLed worker loses at most its last second of counts.
+
+Each queue has one HASH (`keys.metrics`): counters are fields ``<name>|<task>``;
+a histogram ``h`` has fields ``h_bucket|<i>|<task>`` (observations in bucket
+``i`` of `BUCKETS_S`, not cumulative; ``i == len(BUCKETS_S)`` is +Inf),
+``h_sum|<task>`` and ``h_count|<task>``. The task comes last, so a task name
+may contain ``|``. Throughput is kept per queue and minute (`keys.throughput`)
+for `THROUGHPUT_RETENTION_S`.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import redis
+
+from jobsys.store import keys
+from jobsys.store.store import QueueStats, Store, translate_errors
+
+#: Upper bounds of the histogram buckets, in seconds (wait and run time alike).
+BUCKETS_S = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+             300.0, 900.0, 3600.0)  # fmt: skip
+#: Counters the workers write (besides ``submitted``, written by enqueue.lua).
+WORKER_COUNTERS = ("started", "completed", "retried", "dead_lettered", "cancelled")
+#: Histograms the workers write: time from submit (or due time) to the first start,
+#: and the handler's run time.
+HISTOGRAMS = ("wait_seconds", "run_seconds")
+#: How long a minute of throughput is kept.
+THROUGHPUT_RETENTION_S = 3600
+#: Minutes of throughput `GET /queues` shows.
+THROUGHPUT_MINUTES = 15
+
+
+@dataclass
+class Deltas:
+    """What one worker saw since its last flush; `write` adds it to Redis."""
+
+    #: (queue, hash field) -> count to add.
+    counts: dict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
+    #: (queue, hash field) -> seconds to add (histogram sums).
+    sums: dict[tuple[str, str], float] = field(default_factory=lambda: defaultdict(float))
+    #: (queue, minute since the epoch, "completed" | "failed") -> count to add.
+    throughput: dict[tuple[str, int, str], int] = field(default_factory=lambda: defaultdict(int))
+
+    def __bool__(self) -> bool:
+        return bool(self.counts or self.sums or self.throughput)
+
+    def merge(self, other: Deltas) -> None:
+        """Add `other` into this one (a flush that failed is kept for the next)."""
+        for k, n in other.counts.items():
+            self.counts[k] += n
+        for k, s in other.sums.items():
+            self.sums[k] += s
+        for t, n in other.throughput.items():
+            self.throughput[t] += n
+
+
+def counter_field(name: str, task: str) -> str:
+    """The hash field of counter `name` of `task`."""
+    return f"{name}|{task}"
+
+
+def bucket_field(name: str, index: int, task: str) -> str:
+    """The hash field of bucket `index` of histogram `name` of `task`."""
+    return f"{name}_bucket|{index}|{task}"
+
+
+def write(pipe: redis.client.Pipeline, deltas: Deltas) -> None:
+    """Queue the commands that add `deltas` to Redis on `pipe` (not executed here)."""
+    for (queue, name), n in deltas.counts.items():
+        pipe.hincrby(keys.metrics(queue), name, n)
+    for (queue, name), s in deltas.sums.items():
+        pipe.hincrbyfloat(keys.metrics(queue), name, s)
+    touched: set[str] = set()
+    for (queue, minute, what), n in deltas.throughput.items():
+        key = keys.throughput(queue, minute)
+        pipe.hincrby(key, what, n)
+        touched.add(key)
+    for key in touched:
+        pipe.expire(key, THROUGHPUT_RETENTION_S)
+
+
+@dataclass
+class Histogram:
+    """One histogram series: counts per bucket (not cumulative; last = +Inf), sum, count."""
+
+    buckets: list[int] = field(default_factory=lambda: [0] * (len(BUCKETS_S) + 1))
+    sum: float = 0.0
+    count: int = 0
+
+    def cumulative(self) -> list[tuple[str, int]]:
+        """[(le, cumulative count)] as Prometheus wants them, ending with +Inf."""
+        out: list[tuple[str, int]] = []
+        total = 0
+        for bound, n in zip([*map(str, BUCKETS_S), "+Inf"], self.buckets, strict=True):
+            total += n
+            out.append((bound, total))
+        return out
+
+
+@dataclass
+class QueueMetrics:
+    """Everything `GET /metrics` shows about one queue."""
+
+    #: The queue's counts (depth, in flight, scheduled, dead, oldest queued age).
+    stats: QueueStats
+    #: counter name -> task -> count.
+    counters: dict[str, dict[str, int]]
+    #: histogram name -> task -> series.
+    histograms: dict[str, dict[str, Histogram]]
+
+
+Counters = dict[str, dict[str, int]]
+Histograms = dict[str, dict[str, Histogram]]
+
+
+def parse(fields: Mapping[str, str]) -> tuple[Counters, Histograms]:
+    """Split a queue's metrics hash into counters and histograms."""
+    counters: dict[str, dict[str, int]] = defaultdict(dict)
+    histograms: dict[str, dict[str, Histogram]] = defaultdict(dict)
+    for name_, value in fields.items():
+        name, _, rest = name_.partition("|")
+        for h in HISTOGRAMS:
+            if name.startswith(h) and name != h:
+                suffix = name[len(h) :]
+                if suffix == "_bucket":
+                    index, _, task = rest.partition("|")
+                    series = histograms[h].setdefault(task, Histogram())
+                    i = int(index)
+                    if 0 <= i < len(series.buckets):
+                        series.buckets[i] += int(value)
+                else:
+                    series = histograms[h].setdefault(rest, Histogram())
+                    if suffix == "_sum":
+                        series.sum = float(value)
+                    elif suffix == "_count":
+                        series.count = int(value)
+                break
+        else:
+            counters[name][rest] = int(value)
+    return dict(counters), dict(histograms)
+
+
+def queue_names(store: Store) -> list[str]:
+    """Every queue ever submitted to, by name."""
+    with translate_errors():
+        return sorted(cast(set[str], store.redis.smembers(keys.queues())))
+
+
+def redis_now_ms(store: Store) -> int:
+    """The Redis server's clock, ms since the epoch (the clock of every stored time)."""
+    with translate_errors():
+        seconds, micros = store.redis.time()
+    return seconds * 1000 + micros // 1000
+
+
+def snapshot(store: Store) -> tuple[list[QueueMetrics], int]:
+    """Every queue's counts and metrics, and the length of ``dead_letter``: a few
+    round trips (the counts are `Store.queue_stats`, as GET /queues shows them)."""
+    stats = store.queue_stats()
+    with translate_errors():
+        pipe = store.redis.pipeline(transaction=False)
+        pipe.llen(keys.dead_letter())
+        for q in stats:
+            pipe.hgetall(keys.metrics(q.name))
+        dead, *fields = pipe.execute()
+    out = [QueueMetrics(q, *parse(f)) for q, f in zip(stats, fields, strict=True)]
+    return out, int(dead)
+
+
+def throughput(
+    store: Store, names: list[str], minutes: int = THROUGHPUT_MINUTES
+) -> dict[str, list[dict[str, Any]]]:
+    """The last `minutes` minutes (this one included) of each queue, oldest first:
+    [{"minute": "<ISO minute>", "completed": n, "failed": n}, ...]."""
+    now_minute = redis_now_ms(store) // 60000
+    span = range(now_minute - minutes + 1, now_minute + 1)
+    with translate_errors():
+        pipe = store.redis.pipeline(transaction=False)
+        for q in names:
+            for m in span:
+                pipe.hmget(keys.throughput(q, m), "completed", "failed")
+        answers = iter(pipe.execute())
+    out: dict[str, list[dict[str, Any]]] = {}
+    for q in names:
+        out[q] = [
+            {"minute": _iso_minute(m), "completed": int(c or 0), "failed": int(f or 0)}
+            for m, (c, f) in zip(span, (next(answers) for _ in span), strict=True)
+        ]
+    return out
+
+
+def _iso_minute(minute: int) -> str:
+    return datetime.fromtimestamp(minute * 60, tz=UTC).strftime("%Y-%m-%dT%H:%M:00Z")

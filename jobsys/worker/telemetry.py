@@ -1,0 +1,126 @@
+"""What a worker counts for the metrics, added up in memory and flushed once a second.
+
+Runner threads record each job's start and each settled batch here (a dict
+update under a lock: no Redis call per job). The heartbeat thread calls `flush`
+once a second: one pipeline that renews the worker's registration and adds the
+counts to Redis (see jobsys/store/metrics.py). A flush that cannot reach Redis
+keeps its counts for the next one; a SIGKILL loses at most the last second's.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from bisect import bisect_left
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from jobsys.errors import StoreUnavailable
+from jobsys.store import Claimed, Store
+from jobsys.store import metrics as m
+from jobsys.store.store import translate_errors
+
+#: Settle verdict -> (counter, throughput column or None).
+_OUTCOMES = {
+    "completed": ("completed", "completed"),
+    "retry": ("retried", "failed"),
+    "dead": ("dead_lettered", "failed"),
+    "cancelled": ("cancelled", None),
+}
+
+
+class Telemetry:
+    """One worker process's unflushed counts. Thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._deltas = m.Deltas()
+        #: Redis clock minus this machine's, ms (learnt at each flush), so that the
+        #: throughput minutes of every worker line up.
+        self._offset_ms = 0
+
+    def minute(self) -> int:
+        """The current minute since the epoch, by the Redis clock."""
+        return int((time.time() * 1000 + self._offset_ms) // 60000)
+
+    def started(self, queue: str, job: Claimed) -> None:
+        """Count a handler start; on a first attempt, observe its wait."""
+        wait_s = _wait_s(job) if job.attempt == 1 else None
+        with self._lock:
+            counts = self._deltas.counts
+            counts[(queue, m.counter_field("started", job.task))] += 1
+            if wait_s is not None:
+                self._observe(queue, "wait_seconds", job.task, wait_s)
+
+    def settled(self, queue: str, outcomes: Iterable[tuple[str, str, float]]) -> None:
+        """Count settled attempts: (task, verdict, run time in seconds) each."""
+        minute = self.minute()
+        with self._lock:
+            counts, tp = self._deltas.counts, self._deltas.throughput
+            for task, verdict, run_s in outcomes:
+                kind = _OUTCOMES.get(verdict)
+                if kind is None:  # "stale": another worker has the job now
+                    continue
+                counts[(queue, m.counter_field(kind[0], task))] += 1
+                if kind[1] is not None:
+                    tp[(queue, minute, kind[1])] += 1
+                self._observe(queue, "run_seconds", task, run_s)
+
+    def recovered(self, queue: str, verdicts: Iterable[tuple[str, str]]) -> None:
+        """Count jobs of dead workers taken back: (task, verdict) each."""
+        minute = self.minute()
+        with self._lock:
+            counts, tp = self._deltas.counts, self._deltas.throughput
+            for task, verdict in verdicts:
+                kind = _OUTCOMES.get(verdict)
+                if kind is not None:
+                    counts[(queue, m.counter_field(kind[0], task))] += 1
+                    if kind[1] is not None:
+                        tp[(queue, minute, kind[1])] += 1
+
+    def _observe(self, queue: str, name: str, task: str, seconds: float) -> None:
+        # Caller holds the lock.
+        index = bisect_left(m.BUCKETS_S, seconds)
+        self._deltas.counts[(queue, m.bucket_field(name, index, task))] += 1
+        self._deltas.counts[(queue, m.counter_field(f"{name}_count", task))] += 1
+        self._deltas.sums[(queue, m.counter_field(f"{name}_sum", task))] += seconds
+
+    def take(self) -> m.Deltas:
+        """The counts so far; starts afresh."""
+        with self._lock:
+            deltas, self._deltas = self._deltas, m.Deltas()
+        return deltas
+
+    def give_back(self, deltas: m.Deltas) -> None:
+        """Keep counts that could not be written, for the next flush."""
+        with self._lock:
+            self._deltas.merge(deltas)
+
+    def flush(
+        self, store: Store, worker_id: str, registration: dict[str, Any], ttl_s: float
+    ) -> None:
+        """Renew the registration and write the counts: one pipeline. Raises
+        `StoreUnavailable` (the counts are kept)."""
+        deltas = self.take()
+        pipe = store.redis.pipeline(transaction=False)
+        store.scripts.worker_beat(pipe, worker_id, round(ttl_s * 1000), registration)
+        m.write(pipe, deltas)
+        try:
+            with translate_errors():
+                answers = pipe.execute()
+        except StoreUnavailable:
+            # The next flush tries again. (Were the connection lost after Redis ran
+            # part of the pipeline, that part would be counted twice.)
+            self.give_back(deltas)
+            raise
+        self._offset_ms = int(answers[0]) - round(time.time() * 1000)
+
+
+def _wait_s(job: Claimed) -> float | None:
+    """Seconds from submit (or, for a delayed job, its due time) to the claim."""
+    stamps = [s for s in (job.created_at, job.run_at) if s]
+    if not stamps or not job.claimed_ms:
+        return None
+    since = max(datetime.fromisoformat(s).timestamp() for s in stamps)
+    return max(0.0, job.claimed_ms / 1000 - since)
