@@ -35,6 +35,15 @@ def redis_client(redis_server: RedisServer) -> Iterator[redis.Redis]:
 
 
 @pytest.fixture
+def raw_redis(redis_client: redis.Redis, redis_server: RedisServer) -> Iterator[redis.Redis]:
+    """A client on the same (flushed) server that returns bytes: for binary values,
+    such as the elements of the completed index (`keys.completed_entry`)."""
+    client = redis.Redis.from_url(redis_server.url)
+    yield client
+    client.close()
+
+
+@pytest.fixture
 def env(redis_server: RedisServer) -> dict[str, str]:
     """Environment variables that point jobsys at the private server, with fast timings."""
     return {

@@ -10,6 +10,8 @@ See docs/architecture.md for who writes each key and when.
 
 from __future__ import annotations
 
+import uuid
+
 #: Prefix of job hashes; Lua scripts that touch jobs whose ids they learn while
 #: running (claim, recover) derive ``job:<id>`` from this prefix.
 JOB_PREFIX = "job:"
@@ -99,11 +101,12 @@ def index(queue: str, status: str) -> str:
     that status, ms since the epoch (Redis clock). Every script that changes a
     status moves the id between these in the same step.
 
-    LIST for `completed` (`LIST_INDEXED_STATUS`): elements ``"<ms>:<id>"``, newest
-    first (LPUSH by complete.lua, the only way into `completed`; nothing leaves it
-    but by expiring). ms never decreases from tail to head: complete.lua stamps
-    max(now, the head's ms). About 52 bytes per job (a listpack entry) against
-    ~146 in a ZSET, and completed jobs are the bulk of a queue's jobs.
+    LIST for `completed` (`LIST_INDEXED_STATUS`): 22-byte binary elements (see
+    `completed_entry`), newest first (LPUSH by complete.lua, the only way into
+    `completed`; nothing leaves it but by expiring). ms never decreases from tail
+    to head: complete.lua stamps max(now, the head's ms). About 24 bytes per job
+    (a listpack entry) against ~146 in a ZSET and ~52 for the text ``"<ms>:<id>"``
+    it replaced, and completed jobs are the bulk of a queue's jobs.
 
     TTL: none; the terminal ones are pruned as their hashes expire: failed and
     cancelled by score (now - retention) by the scripts that end jobs, completed
@@ -112,10 +115,41 @@ def index(queue: str, status: str) -> str:
     return f"jobsys:queue:{{{queue}}}:idx:{status}"
 
 
-def completed_entry(element: str) -> tuple[int, str]:
-    """(ms, id) of an element ``"<ms>:<id>"`` of a `completed` index."""
-    ms, _, job_id = element.partition(":")
-    return int(ms), job_id
+#: Length of an element of a `completed` index: 6 bytes of ms + 16 of the UUID.
+COMPLETED_ENTRY_BYTES = 22
+
+
+def completed_element(ms: int, job_id: str) -> bytes:
+    """The element of a `completed` index for (ms, id): the ms as 6 bytes big-endian,
+    then the 16 bytes of the UUID `job_id` (as complete.lua's ``pack_completed``).
+
+    Elements sort bytewise in (ms, id) order, the listing's order (ids are
+    lower-case UUID text, whose order is that of their bytes).
+    """
+    return ms.to_bytes(6, "big") + uuid.UUID(job_id).bytes
+
+
+def completed_entry(element: bytes) -> tuple[int, str]:
+    """(ms, id) of an element of a `completed` index, read with a client that does not
+    decode replies (``decode_responses=False``): the elements are binary.
+
+    By hand, e.g. the newest element of queue default: with redis-cli, 12 hex digits
+    of ms then the 32 of the id::
+
+        redis-cli --raw LINDEX 'jobsys:queue:{default}:idx:completed' 0 | head -c 22 | xxd -p -c 22
+
+    or decoded, with this function::
+
+        python -c 'import redis; from jobsys.store import keys
+        key = keys.index("default", "completed")
+        print(keys.completed_entry(redis.Redis().lindex(key, 0)))'
+
+    Elements of the older text form ``"<ms>:<id>"`` (never 22 bytes long) are read too.
+    """
+    if len(element) != COMPLETED_ENTRY_BYTES:
+        ms, _, job_id = element.decode().partition(":")
+        return int(ms), job_id
+    return int.from_bytes(element[:6], "big"), str(uuid.UUID(bytes=element[6:]))
 
 
 def workers() -> str:

@@ -271,11 +271,20 @@ TERMINAL_INDEXES = (":completed", ":failed", ":cancelled")
 
 def index_members(client: redis.Redis, queue: str, status: str) -> list[str]:
     """Every id in one status index, once per entry: a ZSET, or the completed LIST
-    of "<ms>:<id>" (read whole: this is a test)."""
+    of binary (ms, id) elements (`keys.completed_entry`; read whole: this is a test)."""
     key = keys.index(queue, status)
     if status == keys.LIST_INDEXED_STATUS:
-        return [keys.completed_entry(e)[1] for e in client.lrange(key, 0, -1)]
+        with undecoded(client) as raw:
+            return [keys.completed_entry(e)[1] for e in raw.lrange(key, 0, -1)]
     return list(client.zrange(key, 0, -1))
+
+
+def undecoded(client: redis.Redis) -> redis.Redis:
+    """A client on the same server as `client` that returns bytes (for binary values;
+    close it after use, e.g. in a ``with``)."""
+    pool = client.connection_pool
+    kwargs = {**pool.connection_kwargs, "decode_responses": False}
+    return redis.Redis.from_pool(redis.ConnectionPool(pool.connection_class, **kwargs))
 
 
 def queue_names(client: redis.Redis) -> set[str]:

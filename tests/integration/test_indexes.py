@@ -17,11 +17,11 @@ QUEUES = ("default", "other")
 
 def index_ids(client: redis.Redis, queue: str, status: str) -> list[str]:
     """The ids in one status index: a ZSET (oldest first), or the completed LIST
-    (newest first)."""
+    (newest first), whose elements are binary: `client` returns bytes."""
     key = keys.index(queue, status)
     if status == keys.LIST_INDEXED_STATUS:
         return [keys.completed_entry(e)[1] for e in client.lrange(key, 0, -1)]
-    return list(client.zrange(key, 0, -1))
+    return [m.decode() for m in client.zrange(key, 0, -1)]
 
 
 def indexed_in(client: redis.Redis, job_id: str) -> list[str]:
@@ -41,9 +41,9 @@ def assert_indexed(client: redis.Redis, store: Store, job_id: str, status: str) 
 
 
 def test_every_transition_moves_the_job_to_the_index_of_its_status(
-    store: Store, redis_client: redis.Redis
+    store: Store, raw_redis: redis.Redis
 ) -> None:
-    c = redis_client
+    c = raw_redis
     job = store.submit("t", max_retries=5)
     assert_indexed(c, store, job, "queued")
     [claimed] = store.claim("default", "w", 30, 1)
@@ -67,10 +67,8 @@ def test_every_transition_moves_the_job_to_the_index_of_its_status(
     assert_indexed(c, store, job, "completed")
 
 
-def test_delayed_cancelled_and_dead_jobs_are_indexed(
-    store: Store, redis_client: redis.Redis
-) -> None:
-    c = redis_client
+def test_delayed_cancelled_and_dead_jobs_are_indexed(store: Store, raw_redis: redis.Redis) -> None:
+    c = raw_redis
     delayed = store.submit("t", delay_s=0.05, queue="other")
     assert indexed_in(c, delayed) == ["other:scheduled"]
     far = store.submit("t", delay_s=60, queue="other")
@@ -105,18 +103,20 @@ def test_delayed_cancelled_and_dead_jobs_are_indexed(
     assert indexed_in(c, dead) == []
 
 
-def test_a_periodic_tick_indexes_its_job(store: Store, redis_client: redis.Redis) -> None:
+def test_a_periodic_tick_indexes_its_job(
+    store: Store, redis_client: redis.Redis, raw_redis: redis.Redis
+) -> None:
     schedules = ScheduleStore(store)
     schedule = Schedule("every", "* * * * *", "t", None, "default")
     now = schedules.now()
     assert schedules.tick(schedule, now) == "first"
     assert schedules.tick(schedule, now.replace(year=now.year + 1)) == "enqueued"
     [job_id] = redis_client.zrange(keys.index("default", "queued"), 0, -1)
-    assert_indexed(redis_client, store, job_id, "queued")
+    assert_indexed(raw_redis, store, job_id, "queued")
 
 
 def test_terminal_indexes_are_pruned_as_their_jobs_expire(
-    settings: Settings, redis_client: redis.Redis
+    settings: Settings, redis_client: redis.Redis, raw_redis: redis.Redis
 ) -> None:
     store = Store(settings.with_overrides(completed_retention_s=1, failed_retention_s=1))
     try:
@@ -134,7 +134,7 @@ def test_terminal_indexes_are_pruned_as_their_jobs_expire(
         then = store.submit("t")
         [d] = store.claim("default", "w", 30, 1)
         store.complete("default", then, "w", d.attempt, "1")  # prunes completed
-        assert index_ids(redis_client, "default", "completed") == [then]
+        assert index_ids(raw_redis, "default", "completed") == [then]
         assert redis_client.zrange(keys.index("default", "failed"), 0, -1) == [later]
     finally:
         store.close()

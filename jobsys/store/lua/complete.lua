@@ -2,16 +2,24 @@
 -- complete.lua: record the results of one or more jobs, each only if the caller
 -- still holds its lease (fencing).
 -- KEYS[1] leases ZSET   KEYS[2..7] the queue's status indexes (queued, scheduled,
--- processing, completed, failed, cancelled; completed is a LIST of "<ms>:<id>",
--- newest first, the others ZSETs)   KEYS[7+i] job HASH of the i-th job
+-- processing, completed, failed, cancelled; completed is a LIST of 22-byte (ms, id)
+-- elements, newest first (see pack_completed in _lib.lua), the others ZSETs)   KEYS[7+i] job HASH of the i-th job
 -- ARGV[1] worker id   ARGV[2+3(i-1)..] per job: id, attempt, result JSON; then the
 -- four retention arguments (see _lib.lua)
 -- A job whose cancellation was requested ends `cancelled` (its result is kept).
 -- Completed jobs are LPUSHed to the completed index, whose tail loses the entries
 -- of expired jobs: at most 2 per job completed here + 8 per call, so it keeps up.
+-- Every id must be a canonical (lower-case) UUID, as the completed LIST packs its
+-- 16 bytes: an error, before anything is written, otherwise.
 -- Returns: one entry per job: "completed", "cancelled", or "stale" when its lease
 -- was lost (nothing written for that job).
 local worker = ARGV[1]
+for i = 1, #KEYS - 7 do
+  local id = ARGV[2 + 3 * (i - 1)]
+  if not is_uuid(id) then
+    return redis.error_reply('ERR complete.lua: job id is not a lower-case UUID: ' .. id)
+  end
+end
 local R = retention()
 local now = now_ms()
 local finished = iso(now)

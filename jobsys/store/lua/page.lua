@@ -3,7 +3,8 @@
 -- time. Order: score (ms the job entered its status) descending, then id
 -- descending (bytewise), so equal scores have a stable order. Read-only.
 -- KEYS[1..n] status indexes (any queues, any statuses): ZSETs, or completed LISTs
---   of "<ms>:<id>" newest first (ms never decrease from tail to head)
+--   of 22-byte (ms, id) elements newest first (ms never decrease from tail to
+--   head; see pack_completed in _lib.lua), decoded here: replies are all text
 -- ARGV[1] job key prefix ("job:")   ARGV[2] limit (jobs to return)
 -- ARGV[3] cursor score ('' = from the newest)   ARGV[4] cursor id: the page starts
 --   strictly after the entry (score, id), which need not exist any more
@@ -59,7 +60,7 @@ local function zset_fill(h)
   if #h.buf < 2 * chunk then h.done = true end
 end
 
--- LIST: the ms of an element "<ms>:<id>", and the index of the first element
+-- LIST: the ms of an element (entry_ms), and the index of the first element
 -- whose ms <= the cursor's (the run of the cursor's ms starts there): probe
 -- 0, 1, 3, 7, ... from the head, then a binary search in the last gap.
 local function at_or_below(key, i)
@@ -113,9 +114,7 @@ local function list_fill(h)
   h.pos = h.pos + n
   local entries = {}
   for i = 1, n do
-    local e = raw[i]
-    local colon = string.find(e, ':', 1, true)
-    local ms, id = tonumber(string.sub(e, 1, colon - 1)), string.sub(e, colon + 1)
+    local ms, id = unpack_completed(raw[i])
     if not cursor_ms or ms < cursor_ms or (ms == cursor_ms and less(id, cursor_id)) then
       entries[#entries + 1] = {id, ms}
     end
