@@ -3,8 +3,9 @@
 Every queue keeps one index per status (`keys.index`): a ZSET, score = the ms at
 which the job entered that status, except `completed`, a LIST of 22-byte binary
 (ms, id) elements newest first (compact: completed jobs are most of the jobs kept;
-page.lua decodes them, see `keys.completed_entry`). A listing merges the indexes it needs (one status or all six, of one queue or of every
-queue in `keys.queues()`) in one read-only script (page.lua), newest first; ties
+page.lua decodes them, see `keys.completed_entry`). A listing merges the indexes
+it needs (one status or all six, of one queue or of every queue in
+`keys.queues()`) in one read-only script (page.lua), newest first; ties
 of ms are ordered by id (descending, bytewise) in both kinds of index, so a
 cursor (ms, id) is an exact position that stays valid while jobs move.
 
