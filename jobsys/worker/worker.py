@@ -83,6 +83,9 @@ class Worker:
         self.id = worker_id or make_worker_id()
         self.stopping = threading.Event()
         self._held: dict[str, Held] = {}
+        # Held jobs whose settle (or release) call has been sent: Redis may already
+        # have ended their lease, so a heartbeat that finds them gone says nothing.
+        self._settling: set[str] = set()
         self._held_lock = threading.Lock()
         self._heartbeat_stop = threading.Event()
         self.completed = 0
@@ -202,6 +205,7 @@ class Worker:
     def _settle(self, queue: str, finished: list[Finished]) -> None:
         if not finished:
             return
+        self._mark_settling([f.job.id for f in finished])
         try:
             completed, failed = self.settler.settle(queue, finished)
             self.completed += completed
@@ -218,6 +222,20 @@ class Worker:
     def _unhold(self, job_id: str) -> None:
         with self._held_lock:
             self._held.pop(job_id, None)
+            self._settling.discard(job_id)
+
+    def _mark_settling(self, job_ids: list[str]) -> None:
+        with self._held_lock:
+            self._settling.update(i for i in job_ids if i in self._held)
+
+    def _taken_over(self, job_ids: list[str]) -> list[str]:
+        """Of the ids a heartbeat found no longer leased to this worker, those it
+        still holds and is not settling: only these were taken from it. The others
+        ended their lease themselves, by a settle that Redis ran before the
+        heartbeat (the heartbeat's list of held jobs is taken before its round
+        trip); a settle that comes too late reports its own lost lease ("stale")."""
+        with self._held_lock:
+            return [i for i in job_ids if i in self._held and i not in self._settling]
 
     def holds(self, job_id: str) -> bool:
         """True while this worker holds the lease of `job_id`."""
@@ -239,7 +257,7 @@ class Worker:
             by_queue.setdefault(held.queue, []).append((job_id, held.attempt))
         for queue, jobs in by_queue.items():
             lost, cancel = self.store.heartbeat(queue, self.id, self.lease_grant_s, jobs)
-            for job_id in lost:
+            for job_id in self._taken_over(lost):
                 logger.warning("job %s: lease lost (taken over by another worker)", job_id)
             for job_id in cancel:
                 context = holding[job_id].context
@@ -404,6 +422,7 @@ class Worker:
             held = self.held().get(job_id)
             if held is None:
                 continue
+            self._mark_settling([job_id])
             try:
                 if self.store.release(queue, job_id, self.id, held.attempt):
                     job_event(

@@ -340,3 +340,83 @@ def test_waiting_then_claiming_survives_a_flushed_script_cache(
     worker = make_worker(settings, store, worker_poll_s=0.1)
     assert worker.wait_then_run() == 1
     assert store.get(job_id).status == "completed"
+
+
+# -- heartbeats racing settles --------------------------------------------------------
+# A heartbeat lists the held jobs, then makes its round trip; a runner may settle one
+# of them in between. Redis then finds the job no longer leased to this worker, but
+# nothing was taken from it: no "lease lost" warning.
+
+
+def _lease_lost_logs(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if "lease lost" in r.getMessage()]
+
+
+def test_a_job_settled_during_a_heartbeats_round_trip_is_not_reported_lost(
+    settings: Settings,
+    store: Store,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    job_id = store.submit("record", {"tag": "a"})
+    worker = make_worker(settings, store)
+    claimed = store.claim("default", worker.id, 30, 1)
+    worker._hold("default", claimed[0])
+    real_heartbeat = store.heartbeat
+
+    def heartbeat_after_a_settle(*args: object, **kwargs: object) -> object:
+        # The heartbeat has taken its list; the runner settles before Redis sees it.
+        assert worker._run_batch("default", claimed) == 1
+        return real_heartbeat(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(store, "heartbeat", heartbeat_after_a_settle)
+    worker.heartbeat_once()
+    assert real_heartbeat("default", worker.id, 30, [(job_id, 1)])[0] == [job_id]  # gone
+    assert _lease_lost_logs(caplog) == []
+    assert store.get(job_id).status == "completed"
+    assert worker.held() == {}
+
+
+def test_a_job_whose_settle_is_in_flight_during_a_heartbeat_is_not_reported_lost(
+    settings: Settings,
+    store: Store,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Redis has run the settle, but its answer has not reached the runner: the job is
+    # still held when the heartbeat takes its list and when its answer comes back.
+    job_id = store.submit("record", {"tag": "a"})
+    worker = make_worker(settings, store)
+    claimed = store.claim("default", worker.id, 30, 1)
+    worker._hold("default", claimed[0])
+    real_settle = worker.settler.settle
+
+    def settle_then_heartbeat(*args: object, **kwargs: object) -> tuple[int, int]:
+        counts = real_settle(*args, **kwargs)  # type: ignore[arg-type]
+        assert worker.holds(job_id)
+        worker.heartbeat_once()
+        return counts
+
+    monkeypatch.setattr(worker.settler, "settle", settle_then_heartbeat)
+    assert worker._run_batch("default", claimed) == 1
+    assert _lease_lost_logs(caplog) == []
+    assert store.get(job_id).status == "completed"
+
+
+def test_a_lease_taken_over_by_another_worker_is_still_reported_lost(
+    settings: Settings, store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    job_id = store.submit("record", {"tag": "a"})
+    slow = make_worker(settings, store)
+    claimed = store.claim("default", slow.id, 0.05, 1)  # then it freezes past its lease
+    slow._hold("default", claimed[0])
+    time.sleep(0.1)
+    other = make_worker(settings, store)
+    assert other.recover_once() == [(job_id, "retry")]
+    assert [c.id for c in store.claim("default", other.id, 30, 1)] == [job_id]
+    slow.heartbeat_once()
+    assert _lease_lost_logs(caplog) == [f"job {job_id}: lease lost (taken over by another worker)"]
+    # Its late result is refused (fencing) and reported as a lost lease too.
+    assert slow._run_batch("default", claimed) == 1
+    assert len(_lease_lost_logs(caplog)) == 2
+    assert store.get(job_id).worker == other.id
