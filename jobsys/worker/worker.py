@@ -43,11 +43,18 @@ from jobsys.worker.telemetry import Telemetry
 
 logger = logging.getLogger(__name__)
 
-#: A claimed batch holds about this much work (by the recent average job duration).
+#: A claimed batch holds about this much work (by the recent average job duration) ...
 BATCH_BUDGET_S = 0.05
+#: ... or, when the round trip to Redis is longer, enough work to cover this many
+#: round trips, so that claiming and settling cost at most about half the time.
+BATCH_ROUND_TRIPS = 2
+#: Round trips longer than this count as this long (a settle that waited out an
+#: outage is no round-trip time; it must not make batches huge).
+MAX_ROUND_TRIP_S = 0.5
 #: How often the periodic schedules are looked at (a tick is queued within this).
 SCHEDULER_INTERVAL_S = 1.0
-#: Within a batch, finished jobs are settled at least this often.
+#: Within a batch, finished jobs are settled at least this often (or, when the round
+#: trip is longer, every `BATCH_ROUND_TRIPS` round trips).
 SETTLE_INTERVAL_S = 0.005
 
 
@@ -102,6 +109,9 @@ class Worker:
         # Moving average of how long a job takes; None until one has run, so the
         # first claim takes one job.
         self._avg_duration_s: float | None = None
+        # Moving average of how long a settle takes (about one round trip to Redis);
+        # None until one is timed.
+        self._round_trip_s: float | None = None
 
     # -- one step ------------------------------------------------------------
 
@@ -140,15 +150,25 @@ class Worker:
 
     def batch_size(self) -> int:
         """How many jobs to claim at once: about `BATCH_BUDGET_S` of work by the recent
-        average duration, at least 1 and at most WORKER_PREFETCH.
+        average duration, or `BATCH_ROUND_TRIPS` round trips' worth when Redis is far
+        away; at least 1 and at most WORKER_PREFETCH (claim.lua also takes at most
+        half of the waiting jobs).
 
         Slow jobs are claimed one at a time, so that other workers get their share;
-        fast ones in batches, so that one claim and one settle serve many jobs.
+        fast ones in batches, so that one claim and one settle serve many jobs. On a
+        slow link each claim and settle costs a round trip, so batches grow until
+        their work outweighs them.
         """
         if self._avg_duration_s is None:
             return 1
-        fits = int(BATCH_BUDGET_S / max(self._avg_duration_s, 1e-6))
+        fits = int(self._batch_work_s() / max(self._avg_duration_s, 1e-6))
         return max(1, min(self.settings.worker_prefetch, fits))
+
+    def _batch_work_s(self) -> float:
+        return max(BATCH_BUDGET_S, BATCH_ROUND_TRIPS * (self._round_trip_s or 0.0))
+
+    def _settle_interval_s(self) -> float:
+        return max(SETTLE_INTERVAL_S, BATCH_ROUND_TRIPS * (self._round_trip_s or 0.0))
 
     def _run_batch(self, queue: str, claimed: list[Claimed]) -> int:
         finished: list[Finished] = []
@@ -166,7 +186,7 @@ class Worker:
                 ran += 1
                 self._observe(outcome.duration_s)
                 finished.append(Finished(job, outcome))
-                if time.monotonic() - last_settle >= SETTLE_INTERVAL_S:
+                if time.monotonic() - last_settle >= self._settle_interval_s():
                     self._settle(queue, finished)
                     finished = []
                     last_settle = time.monotonic()
@@ -207,12 +227,18 @@ class Worker:
             return
         self._mark_settling([f.job.id for f in finished])
         try:
+            started = time.monotonic()
             completed, failed = self.settler.settle(queue, finished)
+            self._observe_round_trip(time.monotonic() - started)
             self.completed += completed
             self.failed += failed
         finally:
             for f in finished:
                 self._unhold(f.job.id)
+
+    def _observe_round_trip(self, took_s: float) -> None:
+        sample, avg = min(took_s, MAX_ROUND_TRIP_S), self._round_trip_s
+        self._round_trip_s = sample if avg is None else avg + 0.2 * (sample - avg)
 
     def _hold(self, queue: str, job: Claimed) -> None:
         with self._held_lock:

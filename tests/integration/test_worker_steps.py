@@ -266,6 +266,38 @@ def test_slow_jobs_are_claimed_one_at_a_time(settings: Settings, store: Store) -
     assert worker.run_once() == 1
 
 
+def test_a_slow_round_trip_to_redis_makes_batches_cover_it(
+    settings: Settings, store: Store, monkeypatch: pytest.MonkeyPatch, redis_client: redis.Redis
+) -> None:
+    # 60 ms jobs are claimed one at a time (more than BATCH_BUDGET_S each) ... until
+    # every settle takes 100 ms (a far-away Redis): then a claim takes enough jobs to
+    # cover two round trips, still at most half of those waiting, in FIFO order.
+    ids = [store.submit("record", {"tag": str(i), "sleep": 0.06}) for i in range(20)]
+    worker = make_worker(settings, store)
+    assert worker.run_once() == 1
+    assert worker.batch_size() == 1
+    real = store.complete_many
+
+    def far_away(*args: object, **kwargs: object) -> list[str]:
+        time.sleep(0.1)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(store, "complete_many", far_away)
+    for _ in range(8):  # the moving average of the round trip catches up
+        assert worker.run_once() >= 1
+        if worker.batch_size() > 1:
+            break
+    assert 2 <= worker.batch_size() <= 4  # up to ~2 x 100 ms of 60 ms jobs
+    left = 20 - len(redis_client.lrange("test:executions", 0, -1))
+    size = worker.batch_size()
+    assert worker.run_once() == min(size, (left + 1) // 2)
+    while worker.run_once():
+        pass
+    runs = [r.split(":")[0] for r in redis_client.lrange("test:executions", 0, -1)]
+    assert runs == [str(i) for i in range(20)]
+    assert all(store.get(i).status == "completed" for i in ids)
+
+
 def test_a_stopping_worker_hands_back_the_unstarted_rest_of_its_batch(
     settings: Settings, store: Store, redis_client: redis.Redis
 ) -> None:
