@@ -254,14 +254,22 @@ class Worker:
         with self._held_lock:
             self._settling.update(i for i in job_ids if i in self._held)
 
-    def _taken_over(self, job_ids: list[str]) -> list[str]:
-        """Of the ids a heartbeat found no longer leased to this worker, those it
-        still holds and is not settling: only these were taken from it. The others
-        ended their lease themselves, by a settle that Redis ran before the
-        heartbeat (the heartbeat's list of held jobs is taken before its round
-        trip); a settle that comes too late reports its own lost lease ("stale")."""
+    def _taken_over(self, job_ids: list[str], attempts: dict[str, int]) -> list[str]:
+        """Of the ids a heartbeat found no longer leased to this worker (for the
+        `attempts` it sent), those it still holds, in that attempt, and is not
+        settling: only these were taken from it. The others ended their lease
+        themselves, by a settle that Redis ran before the heartbeat (the heartbeat's
+        list of held jobs is taken before its round trip; a failed job may even be
+        claimed again meanwhile); a settle that comes too late reports its own lost
+        lease ("stale")."""
         with self._held_lock:
-            return [i for i in job_ids if i in self._held and i not in self._settling]
+            return [
+                i
+                for i in job_ids
+                if i in self._held
+                and self._held[i].attempt == attempts.get(i)
+                and i not in self._settling
+            ]
 
     def holds(self, job_id: str) -> bool:
         """True while this worker holds the lease of `job_id`."""
@@ -283,7 +291,7 @@ class Worker:
             by_queue.setdefault(held.queue, []).append((job_id, held.attempt))
         for queue, jobs in by_queue.items():
             lost, cancel = self.store.heartbeat(queue, self.id, self.lease_grant_s, jobs)
-            for job_id in self._taken_over(lost):
+            for job_id in self._taken_over(lost, dict(jobs)):
                 logger.warning("job %s: lease lost (taken over by another worker)", job_id)
             for job_id in cancel:
                 context = holding[job_id].context

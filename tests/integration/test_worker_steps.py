@@ -435,6 +435,35 @@ def test_a_job_whose_settle_is_in_flight_during_a_heartbeat_is_not_reported_lost
     assert store.get(job_id).status == "completed"
 
 
+def test_a_job_retried_and_claimed_again_during_a_heartbeat_is_not_reported_lost(
+    settings: Settings,
+    store: Store,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The heartbeat sent attempt 1; meanwhile attempt 1 failed, and this worker
+    # claimed the retry (attempt 2): Redis answers "lost" for attempt 1, but the
+    # lease the worker holds now is its own.
+    job_id = store.submit("boom", 1)
+    worker = make_worker(settings, store)
+    claimed = store.claim("default", worker.id, 30, 1)
+    worker._hold("default", claimed[0])
+    real_heartbeat = store.heartbeat
+
+    def heartbeat_after_a_retry(*args: object, **kwargs: object) -> object:
+        assert worker._run_batch("default", claimed) == 1  # fails: a retry, backoff 50 ms
+        time.sleep(0.3)
+        again = store.claim("default", worker.id, 30, 1)
+        assert [(c.id, c.attempt) for c in again] == [(job_id, 2)]
+        worker._hold("default", again[0])
+        return real_heartbeat(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(store, "heartbeat", heartbeat_after_a_retry)
+    worker.heartbeat_once()
+    assert _lease_lost_logs(caplog) == []
+    assert worker.held()[job_id].attempt == 2
+
+
 def test_a_lease_taken_over_by_another_worker_is_still_reported_lost(
     settings: Settings, store: Store, caplog: pytest.LogCaptureFixture
 ) -> None:
