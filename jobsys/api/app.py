@@ -14,12 +14,14 @@ from jobsys.api.validation import MAX_BODY_BYTES, REQUEST_ID
 from jobsys.settings import Settings
 from jobsys.store import Store
 from jobsys.store.connection import connect
+from jobsys.store.health import HealthProbe
 
 #: Longest socket timeout of the API's Store (REDIS_SOCKET_TIMEOUT_SECONDS may
 #: make it shorter): an outage makes a submit a 503 within about this long.
 STORE_TIMEOUT_S = 2.0
-#: Socket timeout of the /health client (health answers within one second).
-HEALTH_TIMEOUT_S = 0.5
+#: Total deadline of a /health check: connect (when it needs a new connection) and
+#: PING together; past it, /health answers 503.
+HEALTH_DEADLINE_S = 0.5
 
 
 class _JSONProvider(DefaultJSONProvider):
@@ -41,7 +43,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     if store is None:
         timeout_s = min(settings.redis_socket_timeout_s, STORE_TIMEOUT_S)
         store = Store(settings, client=connect(settings, socket_timeout_s=timeout_s))
-    health = Store(settings, client=connect(settings, socket_timeout_s=HEALTH_TIMEOUT_S))
+    health = HealthProbe(settings, HEALTH_DEADLINE_S)
 
     app = Flask(__name__)
     app.json = _JSONProvider(app)

@@ -16,6 +16,7 @@ from jobsys.errors import ScheduleNotFound, StoreUnavailable
 from jobsys.settings import Settings
 from jobsys.store import Store, Submission, metrics
 from jobsys.store import workers as worker_registry
+from jobsys.store.health import HealthProbe
 from jobsys.store.schedules import ScheduleStore
 
 bp = Blueprint("jobsys", __name__)
@@ -31,9 +32,9 @@ class ApiState:
     settings: Settings
     #: Submits and reads; short socket timeout so an outage is a prompt 503.
     store: Store
-    #: Only PINGs for /health, on its own connections with an even shorter timeout,
-    #: so a slow Redis cannot keep a health check waiting behind job traffic.
-    health: Store
+    #: PINGs for /health, on connections of its own within one total deadline, so a
+    #: slow Redis cannot keep a health check waiting behind job traffic or handshakes.
+    health: HealthProbe
     #: What GET /metrics renders (reads Redis at each scrape).
     metrics: CollectorRegistry
 
@@ -154,7 +155,7 @@ def delete_schedule(name: str) -> ResponseReturnValue:
 
 @bp.get("/health")
 def health() -> ResponseReturnValue:
-    """200 when Redis answers PING, else 503 (within about half a second)."""
+    """200 when Redis answers PING within `HEALTH_DEADLINE_S` (half a second), else 503."""
     try:
         state().health.ping()
     except StoreUnavailable as e:

@@ -43,11 +43,18 @@ from jobsys.worker.telemetry import Telemetry
 
 logger = logging.getLogger(__name__)
 
-#: A claimed batch holds about this much work (by the recent average job duration).
+#: A claimed batch holds about this much work (by the recent average job duration) ...
 BATCH_BUDGET_S = 0.05
+#: ... or, when the round trip to Redis is longer, enough work to cover this many
+#: round trips, so that claiming and settling cost at most about half the time.
+BATCH_ROUND_TRIPS = 2
+#: Round trips longer than this count as this long (a settle that waited out an
+#: outage is no round-trip time; it must not make batches huge).
+MAX_ROUND_TRIP_S = 0.5
 #: How often the periodic schedules are looked at (a tick is queued within this).
 SCHEDULER_INTERVAL_S = 1.0
-#: Within a batch, finished jobs are settled at least this often.
+#: Within a batch, finished jobs are settled at least this often (or, when the round
+#: trip is longer, every `BATCH_ROUND_TRIPS` round trips).
 SETTLE_INTERVAL_S = 0.005
 
 
@@ -83,6 +90,9 @@ class Worker:
         self.id = worker_id or make_worker_id()
         self.stopping = threading.Event()
         self._held: dict[str, Held] = {}
+        # Held jobs whose settle (or release) call has been sent: Redis may already
+        # have ended their lease, so a heartbeat that finds them gone says nothing.
+        self._settling: set[str] = set()
         self._held_lock = threading.Lock()
         self._heartbeat_stop = threading.Event()
         self.completed = 0
@@ -99,6 +109,9 @@ class Worker:
         # Moving average of how long a job takes; None until one has run, so the
         # first claim takes one job.
         self._avg_duration_s: float | None = None
+        # Moving average of how long a settle takes (about one round trip to Redis);
+        # None until one is timed.
+        self._round_trip_s: float | None = None
 
     # -- one step ------------------------------------------------------------
 
@@ -137,15 +150,25 @@ class Worker:
 
     def batch_size(self) -> int:
         """How many jobs to claim at once: about `BATCH_BUDGET_S` of work by the recent
-        average duration, at least 1 and at most WORKER_PREFETCH.
+        average duration, or `BATCH_ROUND_TRIPS` round trips' worth when Redis is far
+        away; at least 1 and at most WORKER_PREFETCH (claim.lua also takes at most
+        half of the waiting jobs).
 
         Slow jobs are claimed one at a time, so that other workers get their share;
-        fast ones in batches, so that one claim and one settle serve many jobs.
+        fast ones in batches, so that one claim and one settle serve many jobs. On a
+        slow link each claim and settle costs a round trip, so batches grow until
+        their work outweighs them.
         """
         if self._avg_duration_s is None:
             return 1
-        fits = int(BATCH_BUDGET_S / max(self._avg_duration_s, 1e-6))
+        fits = int(self._batch_work_s() / max(self._avg_duration_s, 1e-6))
         return max(1, min(self.settings.worker_prefetch, fits))
+
+    def _batch_work_s(self) -> float:
+        return max(BATCH_BUDGET_S, BATCH_ROUND_TRIPS * (self._round_trip_s or 0.0))
+
+    def _settle_interval_s(self) -> float:
+        return max(SETTLE_INTERVAL_S, BATCH_ROUND_TRIPS * (self._round_trip_s or 0.0))
 
     def _run_batch(self, queue: str, claimed: list[Claimed]) -> int:
         finished: list[Finished] = []
@@ -163,7 +186,7 @@ class Worker:
                 ran += 1
                 self._observe(outcome.duration_s)
                 finished.append(Finished(job, outcome))
-                if time.monotonic() - last_settle >= SETTLE_INTERVAL_S:
+                if time.monotonic() - last_settle >= self._settle_interval_s():
                     self._settle(queue, finished)
                     finished = []
                     last_settle = time.monotonic()
@@ -202,13 +225,20 @@ class Worker:
     def _settle(self, queue: str, finished: list[Finished]) -> None:
         if not finished:
             return
+        self._mark_settling([f.job.id for f in finished])
         try:
+            started = time.monotonic()
             completed, failed = self.settler.settle(queue, finished)
+            self._observe_round_trip(time.monotonic() - started)
             self.completed += completed
             self.failed += failed
         finally:
             for f in finished:
                 self._unhold(f.job.id)
+
+    def _observe_round_trip(self, took_s: float) -> None:
+        sample, avg = min(took_s, MAX_ROUND_TRIP_S), self._round_trip_s
+        self._round_trip_s = sample if avg is None else avg + 0.2 * (sample - avg)
 
     def _hold(self, queue: str, job: Claimed) -> None:
         with self._held_lock:
@@ -218,6 +248,28 @@ class Worker:
     def _unhold(self, job_id: str) -> None:
         with self._held_lock:
             self._held.pop(job_id, None)
+            self._settling.discard(job_id)
+
+    def _mark_settling(self, job_ids: list[str]) -> None:
+        with self._held_lock:
+            self._settling.update(i for i in job_ids if i in self._held)
+
+    def _taken_over(self, job_ids: list[str], attempts: dict[str, int]) -> list[str]:
+        """Of the ids a heartbeat found no longer leased to this worker (for the
+        `attempts` it sent), those it still holds, in that attempt, and is not
+        settling: only these were taken from it. The others ended their lease
+        themselves, by a settle that Redis ran before the heartbeat (the heartbeat's
+        list of held jobs is taken before its round trip; a failed job may even be
+        claimed again meanwhile); a settle that comes too late reports its own lost
+        lease ("stale")."""
+        with self._held_lock:
+            return [
+                i
+                for i in job_ids
+                if i in self._held
+                and self._held[i].attempt == attempts.get(i)
+                and i not in self._settling
+            ]
 
     def holds(self, job_id: str) -> bool:
         """True while this worker holds the lease of `job_id`."""
@@ -239,7 +291,7 @@ class Worker:
             by_queue.setdefault(held.queue, []).append((job_id, held.attempt))
         for queue, jobs in by_queue.items():
             lost, cancel = self.store.heartbeat(queue, self.id, self.lease_grant_s, jobs)
-            for job_id in lost:
+            for job_id in self._taken_over(lost, dict(jobs)):
                 logger.warning("job %s: lease lost (taken over by another worker)", job_id)
             for job_id in cancel:
                 context = holding[job_id].context
@@ -404,6 +456,7 @@ class Worker:
             held = self.held().get(job_id)
             if held is None:
                 continue
+            self._mark_settling([job_id])
             try:
                 if self.store.release(queue, job_id, self.id, held.attempt):
                     job_event(

@@ -125,4 +125,24 @@ FIXED = """### Defects the suite found, and what was fixed
   that the schema could not state. Fixed: `run_at` is `format: date-time` and any
   such time is taken; integral floats count as integers; cron expressions have an
   exact pattern; a batch names its queue once, at the top. The check is back on.
+- **`GET /health` was slow on a slow link.** Each socket operation had its own
+  0.5 s timeout, and a new redis-py connection makes several round trips (HELLO,
+  CLIENT SETNAME, two CLIENT SETINFO, a health-check PING) before the PING: with
+  200 ms one-way delay a health check took 2.84 s. Fixed: /health PINGs on
+  connections of its own that send no handshake, with one 0.5 s deadline for
+  connect and PING together (503 past it); the delay scenarios assert every
+  /health answer within 1.5 s (a 2-core machine's slack), and a fast test through
+  the relay checks the deadline. Other endpoints still bound each round trip, not
+  the request (see docs/architecture.md, "Redis slow").
+- **False "lease lost" warnings.** Under 50 ms delay the workers logged 35 "lease
+  lost (taken over by another worker)" with no duplicate run: a heartbeat lists
+  the held jobs, then makes its round trip, and a job settled meanwhile was no
+  longer leased when Redis looked. Fixed: jobs whose settle has been sent are
+  marked, and a heartbeat reports only jobs still held and not being settled
+  (the *leases_lost_logged* figure of the delay scenarios).
+- **Throughput collapsed on a slow link.** A claim took one ~76 ms job, and each
+  job paid a claim and a settle round trip: with 50 ms one-way delay, 19.7 of 40
+  jobs/s completed. Fixed: batches (and settles within a batch) cover two round
+  trips, measured from the settles. With 200 ms the rate during the delay stays
+  bounded by the submits the slowed API accepts, not by the workers.
 """

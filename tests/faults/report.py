@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import threading
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,11 @@ def _s(x: Any) -> str:
     return "—" if x is None else f"{x:.2f}"
 
 
+def natural_key(text: str) -> list[str | int]:
+    """Sorts numbers in `text` by value: "4e. 50 ms" before "4e. 200 ms"."""
+    return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", text)]
+
+
 def _delay_table(delays: list[dict[str, Any]]) -> str:
     head = [
         "scenario",
@@ -120,7 +126,7 @@ def render(rows: list[dict[str, Any]], figures: list[dict[str, Any]], meta: dict
     """docs/reliability.md: the guarantee, the scenarios, the measured tables."""
     from docs_text import FIXED, FOOTER, HEADER, SCENARIOS  # noqa: PLC0415
 
-    rows = sorted(rows, key=lambda r: str(r["scenario"]))
+    rows = sorted(rows, key=lambda r: natural_key(str(r["scenario"])))
     jobs = sum(int(r["accepted"]) for r in rows)
     lost = sum(int(r["vanished"]) for r in rows)
     dup = sum(int(r["dup_lease_lost"]) for r in rows)
@@ -175,7 +181,9 @@ def render(rows: list[dict[str, Any]], figures: list[dict[str, Any]], meta: dict
             )
             + "\n"
         )
-    delays = sorted(_fig(figures, "delay"), key=lambda f: (str(f["scenario"]), f["ms"]))
+    delays = sorted(
+        _fig(figures, "delay"), key=lambda f: (natural_key(str(f["scenario"])), f["ms"])
+    )
     if delays:
         parts.append("### Delay on the path to Redis (userspace relay, not netem)\n")
         parts.append(_delay_table(delays) + "\n")

@@ -436,6 +436,7 @@ def test_moderate_delay_jobs_keep_flowing(
     phases = run.figure["phases"]
     assert isinstance(phases, dict)
     assert phases["during"]["completed_per_s"] > 0, phases  # jobs kept flowing
+    assert_health_bounded(run)
     assert run.row.ok, run.row.problems
 
 
@@ -477,6 +478,13 @@ def test_delay_longer_than_the_lease(relayed_redis: NetRedis, make_cluster: Make
     assert run.row.ok, run.row.problems  # dup (unexplained) = 0: duplicates only after lost leases
 
 
+def assert_health_bounded(run: DelayRun) -> None:
+    """Every /health answered 200 or 503 within its half-second deadline (1.5 s with
+    slack for a loaded 2-core machine), however slow the round trip to Redis."""
+    assert run.health, "no /health probe during the delay"
+    assert all(code in (200, 503) and took < 1.5 for code, took in run.health), run.health
+
+
 def assert_prompt_503s(run: DelayRun) -> None:
     """While a round trip outlasts the API's socket timeout: every submit is answered,
     202 or a JSON 503, within about that timeout (no hang); /health says 503 within a
@@ -490,6 +498,7 @@ def assert_prompt_503s(run: DelayRun) -> None:
             assert isinstance(s.body, dict) and s.body["error"] == "store unavailable", s.body
     slowest = max(s.latency_s for s in during)
     assert slowest < 3.0, f"a submit took {slowest:.2f}s during the delay (README: ~2 s)"
-    assert all(code == 503 and took < 1.5 for code, took in run.health), run.health
+    assert all(code == 503 for code, _ in run.health), run.health
+    assert_health_bounded(run)
     assert run.cluster.grep_logs("Redis unreachable") > 0, "no worker saw a Redis timeout"
     assert run.figure["first_job_after_heal_s"] is not None, "no job ran after the delay"

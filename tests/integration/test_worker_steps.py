@@ -266,6 +266,38 @@ def test_slow_jobs_are_claimed_one_at_a_time(settings: Settings, store: Store) -
     assert worker.run_once() == 1
 
 
+def test_a_slow_round_trip_to_redis_makes_batches_cover_it(
+    settings: Settings, store: Store, monkeypatch: pytest.MonkeyPatch, redis_client: redis.Redis
+) -> None:
+    # 60 ms jobs are claimed one at a time (more than BATCH_BUDGET_S each) ... until
+    # every settle takes 100 ms (a far-away Redis): then a claim takes enough jobs to
+    # cover two round trips, still at most half of those waiting, in FIFO order.
+    ids = [store.submit("record", {"tag": str(i), "sleep": 0.06}) for i in range(20)]
+    worker = make_worker(settings, store)
+    assert worker.run_once() == 1
+    assert worker.batch_size() == 1
+    real = store.complete_many
+
+    def far_away(*args: object, **kwargs: object) -> list[str]:
+        time.sleep(0.1)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(store, "complete_many", far_away)
+    for _ in range(8):  # the moving average of the round trip catches up
+        assert worker.run_once() >= 1
+        if worker.batch_size() > 1:
+            break
+    assert 2 <= worker.batch_size() <= 4  # up to ~2 x 100 ms of 60 ms jobs
+    left = 20 - len(redis_client.lrange("test:executions", 0, -1))
+    size = worker.batch_size()
+    assert worker.run_once() == min(size, (left + 1) // 2)
+    while worker.run_once():
+        pass
+    runs = [r.split(":")[0] for r in redis_client.lrange("test:executions", 0, -1)]
+    assert runs == [str(i) for i in range(20)]
+    assert all(store.get(i).status == "completed" for i in ids)
+
+
 def test_a_stopping_worker_hands_back_the_unstarted_rest_of_its_batch(
     settings: Settings, store: Store, redis_client: redis.Redis
 ) -> None:
@@ -340,3 +372,112 @@ def test_waiting_then_claiming_survives_a_flushed_script_cache(
     worker = make_worker(settings, store, worker_poll_s=0.1)
     assert worker.wait_then_run() == 1
     assert store.get(job_id).status == "completed"
+
+
+# -- heartbeats racing settles --------------------------------------------------------
+# A heartbeat lists the held jobs, then makes its round trip; a runner may settle one
+# of them in between. Redis then finds the job no longer leased to this worker, but
+# nothing was taken from it: no "lease lost" warning.
+
+
+def _lease_lost_logs(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if "lease lost" in r.getMessage()]
+
+
+def test_a_job_settled_during_a_heartbeats_round_trip_is_not_reported_lost(
+    settings: Settings,
+    store: Store,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    job_id = store.submit("record", {"tag": "a"})
+    worker = make_worker(settings, store)
+    claimed = store.claim("default", worker.id, 30, 1)
+    worker._hold("default", claimed[0])
+    real_heartbeat = store.heartbeat
+
+    def heartbeat_after_a_settle(*args: object, **kwargs: object) -> object:
+        # The heartbeat has taken its list; the runner settles before Redis sees it.
+        assert worker._run_batch("default", claimed) == 1
+        return real_heartbeat(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(store, "heartbeat", heartbeat_after_a_settle)
+    worker.heartbeat_once()
+    assert real_heartbeat("default", worker.id, 30, [(job_id, 1)])[0] == [job_id]  # gone
+    assert _lease_lost_logs(caplog) == []
+    assert store.get(job_id).status == "completed"
+    assert worker.held() == {}
+
+
+def test_a_job_whose_settle_is_in_flight_during_a_heartbeat_is_not_reported_lost(
+    settings: Settings,
+    store: Store,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Redis has run the settle, but its answer has not reached the runner: the job is
+    # still held when the heartbeat takes its list and when its answer comes back.
+    job_id = store.submit("record", {"tag": "a"})
+    worker = make_worker(settings, store)
+    claimed = store.claim("default", worker.id, 30, 1)
+    worker._hold("default", claimed[0])
+    real_settle = worker.settler.settle
+
+    def settle_then_heartbeat(*args: object, **kwargs: object) -> tuple[int, int]:
+        counts = real_settle(*args, **kwargs)  # type: ignore[arg-type]
+        assert worker.holds(job_id)
+        worker.heartbeat_once()
+        return counts
+
+    monkeypatch.setattr(worker.settler, "settle", settle_then_heartbeat)
+    assert worker._run_batch("default", claimed) == 1
+    assert _lease_lost_logs(caplog) == []
+    assert store.get(job_id).status == "completed"
+
+
+def test_a_job_retried_and_claimed_again_during_a_heartbeat_is_not_reported_lost(
+    settings: Settings,
+    store: Store,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The heartbeat sent attempt 1; meanwhile attempt 1 failed, and this worker
+    # claimed the retry (attempt 2): Redis answers "lost" for attempt 1, but the
+    # lease the worker holds now is its own.
+    job_id = store.submit("boom", 1)
+    worker = make_worker(settings, store)
+    claimed = store.claim("default", worker.id, 30, 1)
+    worker._hold("default", claimed[0])
+    real_heartbeat = store.heartbeat
+
+    def heartbeat_after_a_retry(*args: object, **kwargs: object) -> object:
+        assert worker._run_batch("default", claimed) == 1  # fails: a retry, backoff 50 ms
+        time.sleep(0.3)
+        again = store.claim("default", worker.id, 30, 1)
+        assert [(c.id, c.attempt) for c in again] == [(job_id, 2)]
+        worker._hold("default", again[0])
+        return real_heartbeat(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(store, "heartbeat", heartbeat_after_a_retry)
+    worker.heartbeat_once()
+    assert _lease_lost_logs(caplog) == []
+    assert worker.held()[job_id].attempt == 2
+
+
+def test_a_lease_taken_over_by_another_worker_is_still_reported_lost(
+    settings: Settings, store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    job_id = store.submit("record", {"tag": "a"})
+    slow = make_worker(settings, store)
+    claimed = store.claim("default", slow.id, 0.05, 1)  # then it freezes past its lease
+    slow._hold("default", claimed[0])
+    time.sleep(0.1)
+    other = make_worker(settings, store)
+    assert other.recover_once() == [(job_id, "retry")]
+    assert [c.id for c in store.claim("default", other.id, 30, 1)] == [job_id]
+    slow.heartbeat_once()
+    assert _lease_lost_logs(caplog) == [f"job {job_id}: lease lost (taken over by another worker)"]
+    # Its late result is refused (fencing) and reported as a lost lease too.
+    assert slow._run_batch("default", claimed) == 1
+    assert len(_lease_lost_logs(caplog)) == 2
+    assert store.get(job_id).worker == other.id
