@@ -148,11 +148,10 @@ class Store:
     def _argv(self, jobs: Iterable[Submission | tuple[str, Any]]) -> tuple[list[str], list[Any]]:
         """New ids for `jobs`, and their ARGV for enqueue.lua."""
         default_max_retries = self.settings.max_retries
-        ids: list[str] = []
+        jobs = jobs if isinstance(jobs, list | tuple) else list(jobs)
+        ids = new_job_ids(len(jobs))
         argv: list[Any] = []
-        for j in jobs:
-            job_id = new_job_id()
-            ids.append(job_id)
+        for job_id, j in zip(ids, jobs, strict=True):
             if type(j) is tuple and len(j) == 2:  # the common (task, payload): no Submission
                 task, payload = j
                 payload_json = None if payload is None else _dumps(payload)
@@ -413,6 +412,17 @@ def new_job_id() -> str:
     ``str(uuid.uuid4())`` writes it, at a third of its cost."""
     h = os.urandom(16).hex()
     return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
+
+
+def new_job_ids(count: int) -> list[str]:
+    """`count` new job ids, as `new_job_id` makes them, from one read of the OS's
+    random source."""
+    h = os.urandom(16 * count).hex()
+    return [
+        f"{h[o : o + 8]}-{h[o + 8 : o + 12]}-4{h[o + 13 : o + 16]}-"
+        f"{_VARIANT[h[o + 16]]}{h[o + 17 : o + 20]}-{h[o + 20 : o + 32]}"
+        for o in range(0, 32 * count, 32)
+    ]
 
 
 def _new_job(sub: Submission, default_max_retries: int) -> NewJob:

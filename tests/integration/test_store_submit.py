@@ -10,11 +10,11 @@ import redis
 
 from jobsys.errors import StoreUnavailable
 from jobsys.store import Store, Submission, keys
-from jobsys.store.store import new_job_id
+from jobsys.store.store import new_job_id, new_job_ids
 
 
 def test_new_job_ids_are_canonical_uuid4_text() -> None:
-    ids = [new_job_id() for _ in range(5000)]
+    ids = [new_job_id() for _ in range(2000)] + new_job_ids(3000) + new_job_ids(1)
     assert len(set(ids)) == len(ids)
     for job_id in ids:
         parsed = uuid.UUID(job_id)
