@@ -19,7 +19,7 @@ from typing import Any, cast
 import hiredis
 import redis
 from redis.commands.core import Script
-from redis.exceptions import ConnectionError, DataError, NoScriptError, ResponseError, TimeoutError
+from redis.exceptions import DataError, NoScriptError, ResponseError
 
 from jobsys.errors import IdempotencyConflict
 from jobsys.store import keys
@@ -152,7 +152,7 @@ class Scripts:
         try:
             conn.send_packed_command([command])
             return conn.read_response()
-        except (ConnectionError, TimeoutError):
+        except (redis.ConnectionError, redis.TimeoutError):
             conn.disconnect()
             raise
         finally:
