@@ -315,9 +315,20 @@ def submit_request(request: Request) -> SubmitRequest:
 
 def batch_request(request: Request) -> BatchRequest:
     """Validate the request of ``POST /submit/batch`` (media type, size, JSON, rules)."""
+    return parse_batch(batch_body(request))
+
+
+def batch_body(request: Request) -> Any:
+    """The decoded body of ``POST /submit/batch`` (media type, size, JSON), whose
+    rules `parse_batch` then checks."""
     request.max_content_length = MAX_BATCH_BODY_BYTES
     check_media_type(request.mimetype, request.mimetype_params.get("charset"))
-    return _validate(BatchRequest, parse_json(read_body(request)))
+    return parse_json(read_body(request))
+
+
+def parse_batch(body: Any) -> BatchRequest:
+    """Apply the field rules of `BatchRequest` to a decoded body."""
+    return _validate(BatchRequest, body)
 
 
 def read_body(request: Request) -> bytes:

@@ -2,8 +2,10 @@
 
 Every state transition of a job is one script, so it is one atomic step in
 Redis. Each script file starts with an ``Input/Output`` header; ``_lib.lua`` is
-prepended to all of them. redis-py's `Script` runs them by SHA (EVALSHA) and
-loads them again by itself after a Redis restart (NOSCRIPT).
+prepended to all of them. A script runs by SHA (EVALSHA) written straight to a
+pooled connection, which costs a fraction of redis-py's `execute_command` (its
+per-command hooks and argument encoding are a good part of a submit's CPU time);
+after a Redis restart or SCRIPT FLUSH (NOSCRIPT) it is loaded again and re-run.
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ from functools import cache
 from importlib import resources
 from typing import Any, cast
 
+import hiredis
 import redis
 from redis.commands.core import Script
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import DataError, NoScriptError, ResponseError
 
 from jobsys.errors import IdempotencyConflict
 from jobsys.store import keys
@@ -124,8 +127,36 @@ class Scripts:
         self._retention = retention or Retention()
         self._s: dict[str, Script] = {n: client.register_script(source(n)) for n in _NAMES}
 
-    def _run(self, name: str, keys_: list[str], args: list[Any]) -> Any:
-        return self._s[name](keys=keys_, args=args)
+    def _run(self, name: str, keys_: Sequence[str], args: Sequence[Any]) -> Any:
+        """Run script `name` (EVALSHA); load it first when Redis does not have it."""
+        sha = self._s[name].sha
+        try:
+            command = hiredis.pack_command(("EVALSHA", sha, len(keys_), *keys_, *args))
+        except TypeError as e:
+            raise DataError(str(e)) from e  # as redis-py reports an argument it cannot send
+        try:
+            return self._send(command)
+        except NoScriptError:
+            # Nothing ran: Redis lost its script cache (a restart, SCRIPT FLUSH).
+            self._client.script_load(source(name))
+            return self._send(command)
+
+    def _send(self, command: bytes) -> Any:
+        """Send one packed command on a pooled connection and read its answer.
+
+        What redis-py's `execute_command` does with retries off, without its
+        hooks: a connection that failed is closed before it goes back to the pool,
+        and an error answer (a `ResponseError`) is raised."""
+        pool = self._client.connection_pool
+        conn: Any = pool.get_connection()  # redis-py's Connection is untyped
+        try:
+            conn.send_packed_command([command])
+            return conn.read_response()
+        except (redis.ConnectionError, redis.TimeoutError):
+            conn.disconnect()
+            raise
+        finally:
+            pool.release(conn)
 
     def _run_ending(self, name: str, keys_: list[str], args: list[Any]) -> Any:
         """Run a script that may end jobs: the retention arguments go last."""
@@ -134,31 +165,29 @@ class Scripts:
         return self._run(name, keys_, [*args, *tail])
 
     def enqueue(
-        self, queue: str, jobs: list[NewJob], idempotency: Idempotency | None = None
+        self,
+        queue: str,
+        ids: Sequence[str],
+        argv: Sequence[Any],
+        idempotency: Idempotency | None = None,
     ) -> list[str] | None:
-        """Add `jobs` to `queue` atomically (see enqueue.lua).
+        """Add jobs to `queue` atomically (see enqueue.lua): `ids` are their ids and
+        `argv` their ARGV, `JOB_ARGS` per job in the order of `ids` (see `job_argv`).
 
         Returns None when the jobs were added, or the ids of the first request when
         `idempotency` names a repeat of it. Raises `IdempotencyConflict`.
         """
-        ks = [
-            *_queue_keys(queue),
-            keys.idempotency(queue, idempotency.key_digest) if idempotency else keys.queues(),
-            *_index_keys(queue),
-        ]
-        args: list[Any] = [
-            queue,
-            "1" if idempotency else "0",
-            idempotency.fingerprint if idempotency else "",
-            idempotency.ttl_s if idempotency else 0,
-        ]
-        for j in jobs:
-            ks.append(keys.job(j.id))
-            args += [
-                j.id, j.task, j.payload_json or "", j.max_retries, j.priority, j.run_at_ms,
-                j.delay_ms, "" if j.timeout_s is None else repr(float(j.timeout_s)),
-                j.traceparent or "",
-            ]  # fmt: skip
+        if idempotency is None:
+            ks = [*_enqueue_keys(queue), *[keys.JOB_PREFIX + i for i in ids]]
+            args: list[Any] = [queue, *_NO_IDEMPOTENCY, *argv]
+        else:
+            ks = [
+                *_queue_keys(queue),
+                keys.idempotency(queue, idempotency.key_digest),
+                *_index_keys(queue),
+                *[keys.job(i) for i in ids],
+            ]
+            args = [queue, "1", idempotency.fingerprint, idempotency.ttl_s, *argv]
         ks.append(keys.metrics(queue))
         try:
             answer = self._run("enqueue", ks, args)
@@ -350,6 +379,36 @@ class Scripts:
         (see purge.lua)."""
         ks = [keys.dead_letter(), keys.index(queue, "failed"), *(keys.job(i) for i in ids)]
         return [_text(x) for x in self._run("purge", ks, [queue, *ids])]
+
+
+#: How many ARGV one job takes in enqueue.lua.
+JOB_ARGS = 9
+#: ARGV[2..4] of enqueue.lua without an Idempotency-Key.
+_NO_IDEMPOTENCY = ("0", "", 0)
+
+
+def job_argv(
+    job_id: str,
+    task: str,
+    payload_json: str | None,
+    max_retries: int,
+    priority: int = 0,
+    run_at_ms: int = 0,
+    delay_ms: int = 0,
+    timeout_s: float | None = None,
+    traceparent: str | None = None,
+) -> tuple[Any, ...]:
+    """The `JOB_ARGS` ARGV of one job in enqueue.lua (the fields of `NewJob`)."""
+    return (
+        job_id, task, payload_json or "", max_retries, priority, run_at_ms, delay_ms,
+        "" if timeout_s is None else repr(float(timeout_s)), traceparent or "",
+    )  # fmt: skip
+
+
+@cache
+def _enqueue_keys(queue: str) -> tuple[str, ...]:
+    """KEYS[1..12] of enqueue.lua without an Idempotency-Key (cached: submits are hot)."""
+    return (*_queue_keys(queue), keys.queues(), *_index_keys(queue))
 
 
 @cache

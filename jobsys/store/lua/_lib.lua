@@ -81,32 +81,35 @@ local function settle_cancelled(job_key, now, R)
   return true
 end
 
--- Writes a new job's hash and puts it in `ready` at its rank, or in `scheduled`
--- when its due time lies ahead (the caller adds it to the `queued` or `scheduled`
--- index). `j` holds: id, task, queue, payload ('' = none),
--- max_retries, priority, seq, due (ms; 0 = none), timeout ('' = none), created (iso),
--- and optionally traceparent (W3C trace context; nil or '' = none).
--- Returns true when the job is ready now.
-local function put_job(ready_key, scheduled_key, job_key, j, now)
-  local rank = string.format('%.0f', -j.priority * 1099511627776 + j.seq)
-  local due = j.due > now
-  local f = {'task', j.task, 'queue', j.queue, 'created_at', j.created, 'attempts', 0,
-    'max_retries', j.max_retries, 'rank', rank,
-    'status', due and 'scheduled' or 'queued'}
-  if j.payload ~= '' then f[#f + 1] = 'payload'; f[#f + 1] = j.payload end
-  if j.priority ~= 0 then f[#f + 1] = 'priority'; f[#f + 1] = j.priority end
-  if j.timeout ~= '' then f[#f + 1] = 'timeout_seconds'; f[#f + 1] = j.timeout end
-  if due then f[#f + 1] = 'run_at'; f[#f + 1] = iso(j.due) end
-  if j.traceparent and j.traceparent ~= '' then
-    f[#f + 1] = 'traceparent'; f[#f + 1] = j.traceparent
-  end
-  redis.call('HSET', job_key, unpack(f))
-  if due then
-    redis.call('ZADD', scheduled_key, j.due, j.id)
-    return false
-  end
-  redis.call('ZADD', ready_key, rank, j.id)
-  return true
+-- A scratch table for put_job: the fields every new job has, values filled in
+-- per job, so that a batch allocates one table, not one per job.
+local function job_fields()
+  return {'task', '', 'queue', '', 'created_at', '', 'attempts', 0, 'max_retries', '',
+    'rank', '', 'status', ''}
+end
+
+-- Writes a new job's hash: status `queued`, or `scheduled` when its due time lies
+-- ahead. The caller then puts the id in `ready` at the returned rank, or, when
+-- none is returned, in `scheduled` at `due`; and in the matching status index.
+-- `f` is a table from job_fields(). payload, timeout (seconds) and traceparent
+-- (W3C trace context): '' = none; due: ms since the epoch, 0 = none; created: iso.
+-- rank = -priority * 2^40 + seq (see enqueue.lua).
+-- Returns the job's rank (text) when it is ready now, else nil.
+local function put_job(job_key, f, task, queue, created, payload, max_retries, priority, seq,
+                       due, timeout, traceparent, now)
+  local rank = string.format('%.0f', -priority * 1099511627776 + seq)
+  local later = due > now
+  f[2] = task; f[4] = queue; f[6] = created; f[10] = max_retries; f[12] = rank
+  f[14] = later and 'scheduled' or 'queued'
+  local n = 14
+  if payload ~= '' then f[n + 1] = 'payload'; f[n + 2] = payload; n = n + 2 end
+  if priority ~= 0 then f[n + 1] = 'priority'; f[n + 2] = priority; n = n + 2 end
+  if timeout ~= '' then f[n + 1] = 'timeout_seconds'; f[n + 2] = timeout; n = n + 2 end
+  if later then f[n + 1] = 'run_at'; f[n + 2] = iso(due); n = n + 2 end
+  if traceparent ~= '' then f[n + 1] = 'traceparent'; f[n + 2] = traceparent; n = n + 2 end
+  redis.call('HSET', job_key, unpack(f, 1, n))
+  if later then return nil end
+  return rank
 end
 
 -- The status indexes of one queue, passed as six consecutive KEYS from
@@ -130,6 +133,13 @@ local function zadd_all(key, score, ids)
       args[#args + 1] = ids[j]
     end
     redis.call('ZADD', key, unpack(args))
+  end
+end
+
+-- ZADD the flat {score, member, score, member, ...} `pairs` to `key`, in slices.
+local function zadd_pairs(key, pairs)
+  for i = 1, #pairs, 2000 do
+    redis.call('ZADD', key, unpack(pairs, i, math.min(i + 1999, #pairs)))
   end
 end
 

@@ -40,32 +40,34 @@ end
 local now = now_ms()
 local created = iso(now)
 local last = redis.call('INCRBY', KEYS[4], n)
-local ready = 0
-local ids = {}
-local waiting, delayed = {}, {}
+local f = job_fields()
+local ids = idem and {} or nil
+local ranked, waiting = {}, {}  -- {rank, id, ...} for `ready`; ids for the index
+local dues, delayed = {}, {}  -- {due, id, ...} for `scheduled`; ids for the index
 local submitted = {}
 for i = 1, n do
   local a = A + W * (i - 1)
-  ids[i] = ARGV[a]
+  local id, task = ARGV[a], ARGV[a + 1]
   local due = tonumber(ARGV[a + 5])
   local delay = tonumber(ARGV[a + 6])
   if delay > 0 then due = math.max(due, now + delay) end
-  local job = {
-    id = ARGV[a], task = ARGV[a + 1], queue = queue, payload = ARGV[a + 2],
-    max_retries = ARGV[a + 3], priority = tonumber(ARGV[a + 4]), seq = last - n + i,
-    due = due, timeout = ARGV[a + 7], created = created, traceparent = ARGV[a + 8],
-  }
-  submitted[job.task] = (submitted[job.task] or 0) + 1
-  if put_job(KEYS[1], KEYS[2], KEYS[12 + i], job, now) then
-    ready = ready + 1
-    waiting[#waiting + 1] = job.id
+  local rank = put_job(KEYS[12 + i], f, task, queue, created, ARGV[a + 2], ARGV[a + 3],
+    tonumber(ARGV[a + 4]), last - n + i, due, ARGV[a + 7], ARGV[a + 8], now)
+  if rank then
+    ranked[#ranked + 1] = rank; ranked[#ranked + 1] = id
+    waiting[#waiting + 1] = id
   else
-    delayed[#delayed + 1] = job.id
+    dues[#dues + 1] = due; dues[#dues + 1] = id
+    delayed[#delayed + 1] = id
   end
+  submitted[task] = (submitted[task] or 0) + 1
+  if ids then ids[i] = id end
 end
+zadd_pairs(KEYS[1], ranked)
+zadd_pairs(KEYS[2], dues)
 zadd_all(idx.queued, now, waiting)
 zadd_all(idx.scheduled, now, delayed)
-if ready > 0 then redis.call('ZADD', KEYS[3], 0, 'w') end
+if #waiting > 0 then redis.call('ZADD', KEYS[3], 0, 'w') end
 for task, count in pairs(submitted) do
   redis.call('HINCRBY', KEYS[#KEYS], 'submitted|' .. task, count)
 end

@@ -22,17 +22,15 @@ if tick <= tonumber(last) then
   return 'seen'
 end
 local now = now_ms()
-local job = {
-  id = ARGV[3], task = ARGV[4], queue = ARGV[2], payload = ARGV[5],
-  max_retries = ARGV[6], priority = 0, seq = redis.call('INCR', KEYS[5]), due = 0,
-  timeout = '', created = iso(now),
-}
-put_job(KEYS[2], KEYS[3], KEYS[7], job, now)
+local seq = redis.call('INCR', KEYS[5])
+local rank = put_job(KEYS[7], job_fields(), ARGV[4], ARGV[2], iso(now), ARGV[5], ARGV[6], 0,
+  seq, 0, '', '', now)
+redis.call('ZADD', KEYS[2], rank, ARGV[3])
 reindex(indexes(8), ARGV[3], nil, 'queued', now)
 redis.call('HSET', KEYS[7], 'schedule', ARGV[7], 'tick', iso(tick))
 redis.call('ZADD', KEYS[4], 0, 'w')
 redis.call('HINCRBY', KEYS[14], 'submitted|' .. ARGV[4], 1)
-if job.seq == 1 then
+if seq == 1 then
   redis.call('SADD', KEYS[6], ARGV[2])  -- the queue's first job: register it
 end
 return 'enqueued'
