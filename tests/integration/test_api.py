@@ -15,34 +15,16 @@ from typing import Any
 
 import pytest
 import redis
+from apps import close_app
 from flask import Flask
 from flask.testing import FlaskClient
 
 from jobsys.api import create_app
-from jobsys.api.routes import STATE_KEY, ApiState
 from jobsys.api.validation import MAX_BODY_BYTES, MAX_JSON_DEPTH, printable_pattern
 from jobsys.models import API_FIELDS
 from jobsys.redis_server import RedisServer
 from jobsys.settings import Settings
 from jobsys.store import keys
-
-
-def close_app(app: Flask) -> None:
-    state: ApiState = app.extensions[STATE_KEY]
-    state.store.close()
-    state.health.close()
-
-
-@pytest.fixture
-def app(settings: Settings) -> Iterator[Flask]:
-    app = create_app(settings)
-    yield app
-    close_app(app)
-
-
-@pytest.fixture
-def client(app: Flask) -> FlaskClient:
-    return app.test_client()
 
 
 @pytest.fixture

@@ -2,34 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import redis
 from batch_bodies import BODIES
-from flask import Flask
 from flask.testing import FlaskClient
 
-from jobsys.api import create_app
-from jobsys.api.routes import STATE_KEY, ApiState
 from jobsys.api.validation import MAX_BATCH_JOBS
-from jobsys.settings import Settings
 from jobsys.store import Store, keys
-
-
-@pytest.fixture
-def app(settings: Settings) -> Iterator[Flask]:
-    app = create_app(settings)
-    yield app
-    state: ApiState = app.extensions[STATE_KEY]
-    state.store.close()
-    state.health.close()
-
-
-@pytest.fixture
-def client(app: Flask) -> FlaskClient:
-    return app.test_client()
 
 
 def post(client: FlaskClient, body: Any) -> Any:

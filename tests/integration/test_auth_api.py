@@ -14,9 +14,9 @@ from collections.abc import Iterator
 
 import pytest
 import redis
+from apps import close_app
 from flask import Flask
 from flask.testing import FlaskClient
-from test_api import close_app
 from werkzeug.routing import Rule
 
 from jobsys.api import create_app

@@ -3,31 +3,18 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import pytest
 import redis
-from flask import Flask
 from flask.testing import FlaskClient
 
-from jobsys.api import create_app
-from jobsys.api.routes import STATE_KEY, ApiState
 from jobsys.settings import Settings
 from jobsys.store import keys
 
 
 @pytest.fixture
-def app(settings: Settings) -> Iterator[Flask]:
-    app = create_app(settings.with_overrides(idempotency_ttl_s=1))
-    yield app
-    state: ApiState = app.extensions[STATE_KEY]
-    state.store.close()
-    state.health.close()
-
-
-@pytest.fixture
-def client(app: Flask) -> FlaskClient:
-    return app.test_client()
+def app_settings(settings: Settings) -> Settings:
+    return settings.with_overrides(idempotency_ttl_s=1)
 
 
 def jobs_in_redis(r: redis.Redis) -> int:

@@ -3,33 +3,14 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import redis
-from flask import Flask
 from flask.testing import FlaskClient
 
-from jobsys.api import create_app
-from jobsys.api.routes import STATE_KEY, ApiState
-from jobsys.settings import Settings
 from jobsys.store import Store, keys
 from jobsys.store.listing import TASK_SCAN_BUDGET, encode_cursor
-
-
-@pytest.fixture
-def app(settings: Settings) -> Iterator[Flask]:
-    app = create_app(settings)
-    yield app
-    state: ApiState = app.extensions[STATE_KEY]
-    state.store.close()
-    state.health.close()
-
-
-@pytest.fixture
-def client(app: Flask) -> FlaskClient:
-    return app.test_client()
 
 
 def all_pages(client: FlaskClient, path: str, limit: int) -> tuple[list[dict[str, Any]], int]:

@@ -6,16 +6,12 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator
 
 import pytest
 import redis
-from flask import Flask
 from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from jobsys.api import create_app
-from jobsys.api.routes import STATE_KEY, ApiState
 from jobsys.api.validation import new_traceparent, traceparent
 from jobsys.settings import Settings
 from jobsys.store import Store, keys
@@ -30,20 +26,6 @@ TRACE = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 @pytest.fixture(autouse=True)
 def _handlers_see_redis(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> None:
     monkeypatch.setenv("REDIS_URL", env["REDIS_URL"])
-
-
-@pytest.fixture
-def app(settings: Settings) -> Iterator[Flask]:
-    app = create_app(settings)
-    yield app
-    state: ApiState = app.extensions[STATE_KEY]
-    state.store.close()
-    state.health.close()
-
-
-@pytest.fixture
-def client(app: Flask) -> FlaskClient:
-    return app.test_client()
 
 
 def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:

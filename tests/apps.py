@@ -1,0 +1,14 @@
+"""The API as a Flask app in the test process, for tests that need no served one."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from jobsys.api.routes import STATE_KEY, ApiState
+
+
+def close_app(app: Flask) -> None:
+    """Close the Redis connections of an app made by `create_app`."""
+    state: ApiState = app.extensions[STATE_KEY]
+    state.store.close()
+    state.health.close()
