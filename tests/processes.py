@@ -12,6 +12,8 @@ from pathlib import Path
 
 import requests
 
+from jobsys.redis_server import free_port
+
 TESTS_DIR = Path(__file__).parent
 
 
@@ -88,3 +90,62 @@ def wait_for_http(url: str, timeout: float = 20.0) -> None:
             return False
 
     wait_for(up, timeout, 0.1, what=url)
+
+
+#: A worker's environment with fast timings, for end-to-end tests.
+FAST_WORKER_ENV = {
+    "SIMULATED_WORK_SECONDS": "0.1",
+    "RETRY_BACKOFF_SECONDS": "0.05",
+    "WORKER_POLL_SECONDS": "0.2",
+    "SHUTDOWN_GRACE_SECONDS": "5",
+}
+
+
+def run_jobsys(
+    *args: str, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m jobsys ARGS`` to completion (stdin empty), capturing its output."""
+    return subprocess.run(
+        [sys.executable, "-m", "jobsys", *args],
+        check=False,
+        env=process_env(env or {}),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def stop_gracefully(proc: Proc, timeout: float = 15.0) -> None:
+    """SIGTERM, wait for the exit, and make sure the process is gone."""
+    proc.signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    finally:
+        proc.stop()
+
+
+def start_api(redis_url: str, log: Path, env: Mapping[str, str] | None = None) -> tuple[Proc, str]:
+    """`jobsys api` on a free loopback port, answering /health: (its process, its base URL)."""
+    port = free_port()
+    proc = Proc(
+        ["api", "--host", "127.0.0.1", "--port", str(port)],
+        {"REDIS_URL": redis_url, "API_WORKERS": "1", "API_THREADS": "4", **(env or {})},
+        log,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_http(f"{url}/health", timeout=15)
+    except AssertionError:
+        proc.stop()
+        raise AssertionError(f"`jobsys api` did not come up:\n{proc.output()[-3000:]}") from None
+    return proc, url
+
+
+def start_worker(redis_url: str, log: Path) -> Proc:
+    """`jobsys worker` (concurrency 2, tasks of tests/sample_tasks.py) with fast timings."""
+    return Proc(
+        ["worker", "--concurrency", "2", "--tasks", "sample_tasks"],
+        {"REDIS_URL": redis_url, **FAST_WORKER_ENV},
+        log,
+    )

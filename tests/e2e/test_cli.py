@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
 import uuid
@@ -14,70 +13,32 @@ import pytest
 
 from jobsys.redis_server import RedisServer, free_port
 
-from processes import Proc, process_env, wait_for_http
+from processes import Proc, process_env, run_jobsys, start_api, start_worker, stop_gracefully
 
 #: The API of this module keeps jobs to 2 attempts, so a failing job fails fast.
-API_ENV = {"MAX_RETRIES": "1", "API_WORKERS": "1", "API_THREADS": "4"}
-WORKER_ENV = {
-    "SIMULATED_WORK_SECONDS": "0.1",
-    "RETRY_BACKOFF_SECONDS": "0.05",
-    "WORKER_POLL_SECONDS": "0.2",
-    "SHUTDOWN_GRACE_SECONDS": "5",
-}
+API_ENV = {"MAX_RETRIES": "1"}
 
 
 def jobsys(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """Run ``python -m jobsys ARGS`` to completion."""
-    return subprocess.run(
-        [sys.executable, "-m", "jobsys", *args],
-        check=False,
-        env=process_env(env or {}),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        stdin=subprocess.DEVNULL,
-    )
-
-
-def stop(proc: Proc) -> None:
-    proc.signal(signal.SIGTERM)
-    try:
-        proc.wait(15)
-    finally:
-        proc.stop()
+    return run_jobsys(*args, env=env)
 
 
 @pytest.fixture(scope="module")
 def api_url(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`jobsys api` on a free port, on the session's Redis; its base URL."""
-    port = free_port()
-    log = tmp_path_factory.mktemp("cli") / "api.log"
-    proc = Proc(
-        ["api", "--host", "127.0.0.1", "--port", str(port)],
-        {"REDIS_URL": redis_server.url, **API_ENV},
-        log,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_http(f"{url}/health", timeout=15)
-    except AssertionError:
-        proc.stop()
-        pytest.fail(f"`jobsys api` did not come up:\n{proc.output()[-3000:]}")
+    proc, url = start_api(redis_server.url, tmp_path_factory.mktemp("cli") / "api.log", API_ENV)
     yield url
-    stop(proc)
+    stop_gracefully(proc)
 
 
 @pytest.fixture
 def worker(redis_server: RedisServer, tmp_path: Path) -> Iterator[Proc]:
     """One `jobsys worker` with fast timings, on the session's Redis."""
-    proc = Proc(
-        ["worker", "--concurrency", "2", "--tasks", "sample_tasks"],
-        {"REDIS_URL": redis_server.url, **WORKER_ENV},
-        tmp_path / "worker.log",
-    )
+    proc = start_worker(redis_server.url, tmp_path / "worker.log")
     yield proc
     print(proc.output()[-3000:])
-    stop(proc)
+    stop_gracefully(proc)
 
 
 # -- without a server ----------------------------------------------------------

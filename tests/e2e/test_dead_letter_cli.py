@@ -4,9 +4,7 @@ real `jobsys api` and a real `jobsys worker`; a replayed job really runs again."
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,64 +12,28 @@ import pytest
 import redis
 import requests
 
-from jobsys.redis_server import RedisServer, free_port
+from jobsys.redis_server import RedisServer
 
-from processes import Proc, process_env, wait_for, wait_for_http
-
-WORKER_ENV = {
-    "SIMULATED_WORK_SECONDS": "0.1",
-    "RETRY_BACKOFF_SECONDS": "0.05",
-    "WORKER_POLL_SECONDS": "0.2",
-    "SHUTDOWN_GRACE_SECONDS": "5",
-}
+from processes import Proc, run_jobsys, start_api, start_worker, stop_gracefully, wait_for
 
 
 def jobsys(*args: str) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m jobsys ARGS`` to completion (stdin empty)."""
-    return subprocess.run(
-        [sys.executable, "-m", "jobsys", *args],
-        check=False,
-        env=process_env({}),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        stdin=subprocess.DEVNULL,
-    )
-
-
-def stop(proc: Proc) -> None:
-    proc.signal(signal.SIGTERM)
-    try:
-        proc.wait(15)
-    finally:
-        proc.stop()
+    return run_jobsys(*args)
 
 
 @pytest.fixture
 def api_url(redis_server: RedisServer, tmp_path: Path) -> Iterator[str]:
-    port = free_port()
-    env = {"REDIS_URL": redis_server.url, "API_WORKERS": "1", "API_THREADS": "4"}
-    proc = Proc(["api", "--host", "127.0.0.1", "--port", str(port)], env, tmp_path / "api.log")
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_http(f"{url}/health", timeout=15)
-    except AssertionError:
-        proc.stop()
-        pytest.fail(f"`jobsys api` did not come up:\n{proc.output()[-3000:]}")
+    proc, url = start_api(redis_server.url, tmp_path / "api.log")
     yield url
-    stop(proc)
+    stop_gracefully(proc)
 
 
 @pytest.fixture
 def worker(redis_server: RedisServer, tmp_path: Path) -> Iterator[Proc]:
-    proc = Proc(
-        ["worker", "--concurrency", "2", "--tasks", "sample_tasks"],
-        {"REDIS_URL": redis_server.url, **WORKER_ENV},
-        tmp_path / "worker.log",
-    )
+    proc = start_worker(redis_server.url, tmp_path / "worker.log")
     yield proc
     print(proc.output()[-3000:])
-    stop(proc)
+    stop_gracefully(proc)
 
 
 def job(url: str, job_id: str) -> dict[str, object]:
