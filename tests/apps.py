@@ -12,3 +12,22 @@ def close_app(app: Flask) -> None:
     state: ApiState = app.extensions[STATE_KEY]
     state.store.close()
     state.health.close()
+
+
+#: What a producer token may call, written here apart from the code's own table
+#: (jobsys.api.auth) so that the tests check that table; everything else is admin-only.
+PRODUCER_ALLOWED = frozenset(
+    {
+        ("POST", "/submit"),
+        ("POST", "/submit/batch"),
+        ("GET", "/jobs"),
+        ("GET", "/jobs/<job_id>"),
+        ("GET", "/queues"),
+        ("GET", "/schedules"),
+        ("GET", "/dead-letter"),
+        ("GET", "/workers"),
+        ("GET", "/metrics"),
+        ("GET", "/openapi.json"),
+        ("GET", "/auth/whoami"),
+    }
+)

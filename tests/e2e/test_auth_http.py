@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 import signal
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +20,7 @@ from jobsys.errors import ClientError
 from jobsys.redis_server import RedisServer, free_port
 from jobsys.settings import Settings
 
-from processes import Proc, process_env, wait_for_http
+from processes import Proc, run_jobsys, wait_for_http
 
 PRODUCER = "e2e-producer-token-AAAAAAAAAAAA"
 ADMIN = "e2e-admin-token-BBBBBBBBBBBBBBBB"
@@ -126,15 +125,7 @@ def test_client_roles(api: Api) -> None:
 
 
 def jobsys(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "jobsys", *args],
-        check=False,
-        env=process_env(env or {}),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        stdin=subprocess.DEVNULL,
-    )
+    return run_jobsys(*args, env=env)
 
 
 def test_cli_sends_the_token_from_jobsys_token_or_token(api: Api) -> None:

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 import redis
-from apps import close_app
+from apps import PRODUCER_ALLOWED, close_app
 from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.routing import Rule
@@ -25,21 +25,6 @@ from jobsys.settings import Settings
 PRODUCER = "producer-token-aaaaaaaaaaaaaaaa"
 ADMIN = "admin-token-bbbbbbbbbbbbbbbbbbbb"
 WRONG = "wrong-token-cccccccccccccccccccc"
-
-#: What a producer token may call; everything else is admin-only.
-PRODUCER_ALLOWED = {
-    ("POST", "/submit"),
-    ("POST", "/submit/batch"),
-    ("GET", "/jobs"),
-    ("GET", "/jobs/<job_id>"),
-    ("GET", "/queues"),
-    ("GET", "/schedules"),
-    ("GET", "/dead-letter"),
-    ("GET", "/workers"),
-    ("GET", "/metrics"),
-    ("GET", "/openapi.json"),
-    ("GET", "/auth/whoami"),
-}
 
 
 def exempt(method: str, rule: str) -> bool:

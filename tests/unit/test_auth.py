@@ -6,6 +6,7 @@ import hmac
 from typing import Any
 
 import pytest
+from apps import PRODUCER_ALLOWED
 
 from jobsys.api import auth
 from jobsys.api.auth import Access, Authenticator, Role, access_for
@@ -80,20 +81,7 @@ def test_a_producer_is_forbidden_on_admin_endpoints(checker: Authenticator) -> N
 
 
 def test_the_access_table() -> None:
-    producer_endpoints = {
-        ("POST", "/submit"),
-        ("POST", "/submit/batch"),
-        ("GET", "/jobs"),
-        ("GET", "/jobs/<job_id>"),
-        ("GET", "/queues"),
-        ("GET", "/schedules"),
-        ("GET", "/dead-letter"),
-        ("GET", "/workers"),
-        ("GET", "/metrics"),
-        ("GET", "/openapi.json"),
-        ("GET", "/auth/whoami"),
-    }
-    for method, rule in producer_endpoints:
+    for method, rule in PRODUCER_ALLOWED:
         assert access_for(method, rule) is Access.PRODUCER, (method, rule)
     assert access_for("HEAD", "/jobs/<job_id>") is Access.PRODUCER
     assert access_for("GET", "/health") is Access.PUBLIC
