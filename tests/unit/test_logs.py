@@ -71,3 +71,16 @@ def test_log_level_applies_to_jobsys_loggers_only(capsys: pytest.CaptureFixture[
     assert "ours" in out
     assert "theirs" not in out
     assert "their warning" in out
+
+
+def test_other_formatters_still_get_process_thread_and_caller() -> None:
+    # gunicorn's own log lines print %(process)d in the same process: configuring
+    # jobsys's logging must not switch those record fields off.
+    configure_logging(Settings())
+    record = logging.getLogger("gunicorn.error").makeRecord(
+        "gunicorn.error", logging.INFO, __file__, 1, "hello", None, None
+    )
+    assert isinstance(record.process, int) and isinstance(record.thread, int)
+    line = logging.Formatter("[%(process)d] %(threadName)s %(message)s").format(record)
+    assert line.endswith("hello") and "None" not in line
+    assert logging._srcfile is not None  # callers' file, line and function are found
