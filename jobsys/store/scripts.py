@@ -10,6 +10,7 @@ after a Redis restart or SCRIPT FLUSH (NOSCRIPT) it is loaded again and re-run.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -126,6 +127,8 @@ class Scripts:
         self._client = client
         self._retention = retention or Retention()
         self._s: dict[str, Script] = {n: client.register_script(source(n)) for n in _NAMES}
+        self._idle: list[Any] = []
+        self._pid = os.getpid()
 
     def _run(self, name: str, keys_: Sequence[str], args: Sequence[Any]) -> Any:
         """Run script `name` (EVALSHA); load it first when Redis does not have it."""
@@ -142,21 +145,56 @@ class Scripts:
             return self._send(command)
 
     def _send(self, command: bytes) -> Any:
-        """Send one packed command on a pooled connection and read its answer.
+        """Send one packed command and read its answer.
 
         What redis-py's `execute_command` does with retries off, without its
-        hooks: a connection that failed is closed before it goes back to the pool,
-        and an error answer (a `ResponseError`) is raised."""
-        pool = self._client.connection_pool
-        conn: Any = pool.get_connection()  # redis-py's Connection is untyped
+        hooks; and on a connection this object keeps (see `_take`), since the
+        pool's get/release with its lock, bookkeeping and events cost more than
+        a script's own round trip on a loaded machine. A connection whose state
+        is unknown after a failure (a timeout, a dropped socket, an interrupt) is
+        closed; it connects again on its next use. An error answer (a
+        `ResponseError`) is read whole, so its connection stays open."""
+        conn = self._take()
         try:
             conn.send_packed_command([command])
-            return conn.read_response()
-        except (redis.ConnectionError, redis.TimeoutError):
-            conn.disconnect()
+            answer = conn.read_response()
+        except redis.ResponseError:
+            self._idle.append(conn)
             raise
-        finally:
-            pool.release(conn)
+        except BaseException:
+            conn.disconnect()
+            self._idle.append(conn)
+            raise
+        self._idle.append(conn)
+        return answer
+
+    def _take(self) -> Any:
+        """A connection for one command: an idle one of this object's, checked as
+        the pool checks it (no unread bytes, not closed by the server), or a new
+        one from the pool, which this object then keeps until the client closes
+        them all (`redis.Redis.close` closes checked-out connections too).
+
+        A list's pop/append are atomic, so threads never share a connection; the
+        number kept is the most commands ever in flight at once. After a fork the
+        child starts with none: the parent's sockets are not its to use."""
+        if self._pid != os.getpid():
+            self._idle, self._pid = [], os.getpid()
+        try:
+            conn: Any = self._idle.pop()  # redis-py's Connection is untyped
+        except IndexError:
+            return self._client.connection_pool.get_connection()
+        try:
+            conn.connect()  # nothing to do when it is connected
+            try:
+                if conn.can_read(timeout=0):
+                    raise redis.ConnectionError("unread data on an idle connection")
+            except (redis.ConnectionError, redis.TimeoutError, OSError):
+                conn.disconnect()
+                conn.connect()
+        except BaseException:
+            self._idle.append(conn)
+            raise
+        return conn
 
     def _run_ending(self, name: str, keys_: list[str], args: list[Any]) -> Any:
         """Run a script that may end jobs: the retention arguments go last."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import time
@@ -9,11 +10,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
 from jobsys.errors import StoreUnavailable
 from jobsys.redis_server import RedisServer, find_binary, free_port, port_is_free
 from jobsys.settings import Settings
-from jobsys.store import Store
+from jobsys.store import Store, keys
 
 
 def roundtrip(url: str) -> None:
@@ -78,3 +80,54 @@ def tls_server(tmp_path: Path) -> Iterator[tuple[int, Path]]:
 def test_rediss_urls_connect_over_tls(tls_server: tuple[int, Path]) -> None:
     port, cert = tls_server
     roundtrip(f"rediss://:s3cret@localhost:{port}/0?ssl_ca_certs={cert}")
+
+
+# -- the connections Scripts keeps (Scripts._take) ----------------------------
+
+
+def test_a_kept_connection_the_server_closed_is_replaced(
+    store: Store, redis_client: redis.Redis
+) -> None:
+    """Redis dropping every client (a restart, a timeout, CLIENT KILL) between two
+    submits costs the next submit nothing: the idle connection is checked first."""
+    store.submit("a")
+    killed = redis_client.client_kill_filter(_type="normal", skipme=True)
+    assert killed >= 1
+    job_id = store.submit("b")
+    assert store.get(job_id).task == "b"
+
+
+def test_a_connection_left_with_unread_bytes_is_not_reused(
+    store: Store, redis_client: redis.Redis
+) -> None:
+    """A command whose answer was never read (here: an interrupt between send and
+    read) must not hand that answer to the next command on the connection."""
+    scripts = store.scripts
+    conn = scripts._take()
+    conn.send_packed_command([b"*2\r\n$4\r\nECHO\r\n$5\r\nstale\r\n"])
+    time.sleep(0.05)  # the answer is waiting in the socket
+    scripts._idle.append(conn)
+    job_id = store.submit("fresh")
+    claimed = store.claim("default", "w1", 30, 1)  # would read enqueue's answer
+    assert [c.id for c in claimed] == [job_id]
+
+
+def test_connections_are_not_shared_across_fork(store: Store, redis_client: redis.Redis) -> None:
+    """A child process never writes on its parent's sockets."""
+    store.submit("before")
+    parent_conns = list(store.scripts._idle)
+    assert parent_conns
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child
+        ok = 0
+        try:
+            store.submit("child")
+            ok = int(not any(c in store.scripts._idle for c in parent_conns))
+        finally:
+            os.write(write, bytes([ok]))
+            os._exit(0)
+    os.waitpid(pid, 0)
+    assert os.read(read, 1) == b"\x01"
+    store.submit("after")  # the parent's connection still works
+    assert redis_client.zcard(keys.ready("default")) == 3
