@@ -277,7 +277,7 @@ def markdown(meta: dict[str, Any], summary: dict[str, Any], goals: list[dict[str
         "queued, and after they have all finished and the workers have stopped. "
         "`keeps state` = about one key per job is left afterwards (the job's record, result "
         "or status stays readable). Commands = `INFO commandstats` deltas over N, which "
-        "count the commands run inside Lua scripts as well as the EVALSHA itself.",
+        "count the commands run inside Lua scripts as well as the EVALSHA or FCALL itself.",
         "",
         "| system | bytes / queued job | bytes / finished job | keeps state | "
         "commands / enqueue | commands / job run |",

@@ -16,9 +16,12 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
+import redis
+
 from jobsys.errors import StoreUnavailable
 from jobsys.store import Claimed, Store
 from jobsys.store import metrics as m
+from jobsys.store.scripts import library_missing
 from jobsys.store.store import translate_errors
 
 #: Settle verdict -> (counter, throughput column or None).
@@ -114,6 +117,13 @@ class Telemetry:
             # part of the pipeline, that part would be counted twice.)
             self.give_back(deltas)
             raise
+        except redis.ResponseError as e:
+            if not library_missing(e):
+                raise
+            # Redis lost the function library (a restart without persistence): the
+            # counts were written; the registration is renewed at the next flush.
+            store.scripts.load()
+            return
         self._offset_ms = int(answers[0]) - round(time.time() * 1000)
 
 

@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from jobsys.api.validation import new_traceparent, traceparent
 from jobsys.settings import Settings
-from jobsys.store import Store, keys
+from jobsys.store import Store, keys, workers
 from jobsys.store import metrics as m
 from jobsys.worker import Worker
 
@@ -219,3 +219,20 @@ def test_a_later_version_keeps_its_first_four_fields() -> None:
     tp = "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra"
     assert traceparent(tp) == tp.removesuffix("-extra")
     assert traceparent(new_traceparent()).startswith("00-")
+
+
+def test_counts_and_registration_survive_a_flushed_function_library(
+    settings: Settings, store: Store, redis_client: redis.Redis
+) -> None:
+    """Redis restarted without persistence (here: FUNCTION FLUSH) between two
+    telemetry flushes: the counts are written once, and the registration comes back."""
+    worker = Worker(settings, store)
+    store.submit("echo", 1)
+    worker.run_once()
+    redis_client.function_flush()
+    worker.flush_telemetry()  # the counts go; the registration call finds no function
+    queues, _ = m.snapshot(store)
+    assert queues[0].counters["completed"] == {"echo": 1}
+    assert worker.id not in workers.live_ids(store, 60)
+    worker.flush_telemetry()  # the library is back: registered again
+    assert worker.id in workers.live_ids(store, 60)

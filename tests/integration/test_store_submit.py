@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -10,6 +11,7 @@ import redis
 
 from jobsys.errors import StoreUnavailable
 from jobsys.store import Store, Submission, keys
+from jobsys.store.scripts import library
 from jobsys.store.store import new_job_id, new_job_ids
 
 
@@ -60,13 +62,16 @@ def test_one_job_and_a_batch_of_one_write_the_same_hash(
     assert store.get(sub).payload == {"a": 1}
 
 
-def test_submits_survive_a_flushed_script_cache(store: Store, redis_client: redis.Redis) -> None:
+def test_submits_survive_a_flushed_function_library(
+    store: Store, redis_client: redis.Redis
+) -> None:
     first = store.submit("echo", 1)
-    redis_client.script_flush()  # as after a Redis restart: NOSCRIPT, load, run once
+    # As after a Redis restart without persistence: "Function not found", load, run once.
+    redis_client.function_flush()
     second = store.submit("echo", 2)
-    redis_client.script_flush()
+    redis_client.function_flush()
     batch = store.submit_many([("echo", 3), ("echo", 4)])
-    redis_client.script_flush()
+    redis_client.function_flush()
     ids, replayed = store.submit_idempotent(
         [Submission("echo", 5)], queue="default", key="k", request={"n": 5}
     )
@@ -76,6 +81,25 @@ def test_submits_survive_a_flushed_script_cache(store: Store, redis_client: redi
     # Each job was enqueued exactly once, in order.
     assert redis_client.zrange(keys.ready("default"), 0, -1) == everything
     assert redis_client.hget(keys.metrics("default"), "submitted|echo") == "5"
+
+
+def test_two_versions_libraries_live_side_by_side(store: Store, redis_client: redis.Redis) -> None:
+    """A process of another jobsys version (a rolling upgrade) has a library of its
+    own; loading either leaves the other in place, and loading twice is harmless."""
+    redis_client.function_flush()
+    other = (
+        "#!lua name=jobsys_000000000000\n"
+        "redis.register_function('jobsys_000000000000_enqueue', function() return 1 end)"
+    )
+    redis_client.function_load(other)
+    store.submit("echo", 1)
+    store.scripts.load()  # already there: nothing to do
+    names = {
+        dict(zip(lib[::2], lib[1::2], strict=True))["library_name"]
+        for lib in redis_client.function_list()
+    }
+    assert names == {"jobsys_000000000000", library().name}
+    assert library().name.startswith("jobsys_") and len(library().name) == 19
 
 
 def test_a_connection_killed_under_the_store_is_replaced(
@@ -89,3 +113,22 @@ def test_a_connection_killed_under_the_store_is_replaced(
         store.submit("echo", 2)
     job_id = store.submit("echo", 3)
     assert store.get(job_id).payload == 3
+
+
+def test_created_at_is_the_redis_clock_across_second_boundaries(
+    store: Store, redis_client: redis.Redis
+) -> None:
+    """The library keeps the ISO text of the current second between calls (iso in
+    _lib.lua): every stamp must still be the Redis clock of its own call."""
+    seconds = set()
+    deadline = time.monotonic() + 1.3
+    while time.monotonic() < deadline:
+        before = redis_client.time()
+        job_id = store.submit("echo")
+        after = redis_client.time()
+        stamp = datetime.fromisoformat(store.get(job_id).created_at).timestamp()
+        low = before[0] + before[1] // 1000 / 1000
+        high = after[0] + after[1] // 1000 / 1000
+        assert low - 0.0005 <= stamp <= high + 0.0005, (before, stamp, after)
+        seconds.add(int(stamp))
+    assert len(seconds) >= 2

@@ -364,11 +364,11 @@ def test_an_idle_worker_is_woken_and_claims_in_one_step(settings: Settings, stor
     assert store.get(job_id).status == "completed"
 
 
-def test_waiting_then_claiming_survives_a_flushed_script_cache(
+def test_waiting_then_claiming_survives_a_flushed_function_library(
     settings: Settings, store: Store, redis_client: redis.Redis
 ) -> None:
     job_id = store.submit("echo", 1)
-    redis_client.script_flush()  # as after a Redis restart
+    redis_client.function_flush()  # as after a Redis restart without persistence
     worker = make_worker(settings, store, worker_poll_s=0.1)
     assert worker.wait_then_run() == 1
     assert store.get(job_id).status == "completed"

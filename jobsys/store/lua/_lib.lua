@@ -1,4 +1,7 @@
--- _lib.lua: helpers prepended to every script (not a script of its own).
+-- _lib.lua: the top of the function library (see scripts.py): the helpers every
+-- script may call, defined once when the library is loaded, not on every call.
+-- Code at this level runs at load time, where Redis offers no standard library
+-- (string, math, ...): only constants here; everything else inside functions.
 
 -- Milliseconds since the epoch by the Redis server's clock, so that lease
 -- deadlines and due times never depend on the clocks of workers or API hosts.
@@ -8,7 +11,7 @@ local function now_ms()
 end
 
 -- ISO-8601 UTC with milliseconds ("2026-11-27T21:45:03.123Z") of an epoch-ms value.
-local function iso(ms)
+local function iso_full(ms)
   local days = math.floor(ms / 86400000)
   local rem = ms - days * 86400000
   local z = days + 719468
@@ -28,6 +31,19 @@ local function iso(ms)
   return string.format('%04d-%02d-%02dT%02d:%02d:%02d.%03dZ', y, m, d, h, mi, s, rem % 1000)
 end
 
+-- iso(ms), with the text up to the second kept from the last call: jobs come in
+-- bursts, and the date arithmetic is most of the cost of a submit's Lua code.
+-- (A cache of a pure function: what a call returns never depends on it.)
+local iso_second, iso_head = -1, ''
+local function iso(ms)
+  local second = math.floor(ms / 1000)
+  if second ~= iso_second then
+    iso_head = string.sub(iso_full(second * 1000), 1, 20)
+    iso_second = second
+  end
+  return iso_head .. string.format('%03dZ', ms - second * 1000)
+end
+
 -- Fencing: true when `job_key` is still running attempt `attempt` on `worker`.
 -- A worker whose lease was taken over fails this check and may not settle the job.
 local function holds_lease(job_key, worker, attempt)
@@ -35,11 +51,11 @@ local function holds_lease(job_key, worker, attempt)
   return f[1] == 'processing' and f[2] == worker and f[3] == attempt
 end
 
--- Retention, passed as the LAST FOUR ARGV of every script that ends jobs:
+-- Retention, passed as the LAST FOUR of ARGV (the script's) of every script that ends jobs:
 -- completed_s (TTL of completed and cancelled jobs; 0 = keep), failed_s (TTL of
 -- failed jobs; 0 = keep), dead_max (most ids in dead_letter; 0 = no cap), and the
 -- job key prefix ("job:"; dead_letter holds ids, so its jobs' keys are derived).
-local function retention()
+local function retention(ARGV)
   local n = #ARGV
   return {
     completed = tonumber(ARGV[n - 3]), failed = tonumber(ARGV[n - 2]),
@@ -112,12 +128,12 @@ local function put_job(job_key, f, task, queue, created, payload, max_retries, p
   return rank
 end
 
--- The status indexes of one queue, passed as six consecutive KEYS from
--- KEYS[first] in this order. ZSETs (score = ms when the job entered the status),
+-- The status indexes of one queue, passed as six consecutive KEYS (the script's)
+-- from KEYS[first] in this order. ZSETs (score = ms when the job entered the status),
 -- except `completed`: a LIST of 22-byte (ms, id) elements, newest first (see
 -- pack_completed and push_completed).
 local STATUSES = {'queued', 'scheduled', 'processing', 'completed', 'failed', 'cancelled'}
-local function indexes(first)
+local function indexes(KEYS, first)
   local idx = {}
   for i, s in ipairs(STATUSES) do idx[s] = KEYS[first + i - 1] end
   return idx
@@ -176,9 +192,9 @@ end
 -- this format replaced; elements of that text form (never 22 bytes long: at least
 -- 38) are still read, so a list written before keeps working until pruned.
 local PACKED = 22
-local UUID_TEXT = '^' .. string.rep('[0-9a-f]', 8) .. '%-' .. string.rep('[0-9a-f]', 4)
-  .. '%-' .. string.rep('[0-9a-f]', 4) .. '%-' .. string.rep('[0-9a-f]', 4) .. '%-'
-  .. string.rep('[0-9a-f]', 12) .. '$'
+local UUID_TEXT = '^' .. ('[0-9a-f]'):rep(8) .. '%-' .. ('[0-9a-f]'):rep(4)
+  .. '%-' .. ('[0-9a-f]'):rep(4) .. '%-' .. ('[0-9a-f]'):rep(4) .. '%-'
+  .. ('[0-9a-f]'):rep(12) .. '$'
 
 -- True when `id` is a canonical (lower-case) UUID text: only those can be packed.
 local function is_uuid(id)

@@ -20,9 +20,9 @@ if status == 'queued' or status == 'scheduled' then
   local now = now_ms()
   redis.call('HSET', KEYS[1], 'status', 'cancelled', 'cancelled_at', iso(now))
   redis.call('HDEL', KEYS[1], 'next_attempt_at')
-  local R = retention()
+  local R = retention(ARGV)
   expire_ended(KEYS[1], R.completed)
-  local idx = indexes(4)
+  local idx = indexes(KEYS, 4)
   reindex(idx, ARGV[1], status, 'cancelled', now)
   prune(idx, now, R)
   return 'now'

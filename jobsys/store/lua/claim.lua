@@ -19,7 +19,7 @@
 -- next idle worker wakes up too.
 local prefix, worker = ARGV[1], ARGV[2]
 local now = now_ms()
-local idx = indexes(5)
+local idx = indexes(KEYS, 5)
 local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, tonumber(ARGV[5]))
 for _, id in ipairs(due) do
   redis.call('ZREM', KEYS[2], id)

@@ -20,10 +20,10 @@ for i = 1, #KEYS - 7 do
     return redis.error_reply('ERR complete.lua: job id is not a lower-case UUID: ' .. id)
   end
 end
-local R = retention()
+local R = retention(ARGV)
 local now = now_ms()
 local finished = iso(now)
-local idx = indexes(2)
+local idx = indexes(KEYS, 2)
 local done = {completed = {}, cancelled = {}}
 local settled = {}
 local out = {}

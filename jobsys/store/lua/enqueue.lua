@@ -24,7 +24,7 @@
 local queue = ARGV[1]
 local idem = ARGV[2] == '1'
 local n = #KEYS - 13
-local idx = indexes(7)
+local idx = indexes(KEYS, 7)
 local W, A = 9, 5
 if idem then
   local seen = redis.call('HMGET', KEYS[6], 'fingerprint', 'ids')

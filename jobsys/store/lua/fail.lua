@@ -16,8 +16,8 @@
 -- lease was lost (nothing written for that job).
 local worker = ARGV[1]
 local now = now_ms()
-local R = retention()
-local idx = indexes(6)
+local R = retention(ARGV)
+local idx = indexes(KEYS, 6)
 local to = {retry = 'queued', dead = 'failed', cancelled = 'cancelled'}
 local out = {}
 for i = 1, #KEYS - 11 do

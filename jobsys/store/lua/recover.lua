@@ -14,8 +14,8 @@
 -- Returns: a flat array, 3 entries per job: id, "retry", "dead" or "cancelled", task.
 local prefix = ARGV[1]
 local now = now_ms()
-local R = retention()
-local idx = indexes(5)
+local R = retention(ARGV)
+local idx = indexes(KEYS, 5)
 local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
 local out = {}
 for _, id in ipairs(expired) do

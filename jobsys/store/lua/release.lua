@@ -14,8 +14,8 @@ if not holds_lease(KEYS[1], ARGV[2], ARGV[3]) then
   return 0
 end
 local now = now_ms()
-local idx = indexes(5)
-if settle_cancelled(KEYS[1], now, retention()) then
+local idx = indexes(KEYS, 5)
+if settle_cancelled(KEYS[1], now, retention(ARGV)) then
   redis.call('ZREM', KEYS[2], ARGV[1])
   reindex(idx, ARGV[1], 'processing', 'cancelled', now)
   return 1

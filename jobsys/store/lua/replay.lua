@@ -12,7 +12,7 @@
 local queue = ARGV[1]
 local now = now_ms()
 local stamp = iso(now)
-local idx = indexes(5)
+local idx = indexes(KEYS, 5)
 local out = {}
 for i = 1, #KEYS - 10 do
   local key, id = KEYS[10 + i], ARGV[1 + i]

@@ -26,7 +26,7 @@ local seq = redis.call('INCR', KEYS[5])
 local rank = put_job(KEYS[7], job_fields(), ARGV[4], ARGV[2], iso(now), ARGV[5], ARGV[6], 0,
   seq, 0, '', '', now)
 redis.call('ZADD', KEYS[2], rank, ARGV[3])
-reindex(indexes(8), ARGV[3], nil, 'queued', now)
+reindex(indexes(KEYS, 8), ARGV[3], nil, 'queued', now)
 redis.call('HSET', KEYS[7], 'schedule', ARGV[7], 'tick', iso(tick))
 redis.call('ZADD', KEYS[4], 0, 'w')
 redis.call('HINCRBY', KEYS[14], 'submitted|' .. ARGV[4], 1)
