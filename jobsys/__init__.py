@@ -6,4 +6,4 @@ from jobsys.tasks import task
 from jobsys.worker.context import JobContext, current_job
 
 __all__ = ["Client", "JobContext", "Settings", "current_job", "task"]
-__version__ = "0.1.0"
+__version__ = "0.2.0"

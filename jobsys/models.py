@@ -6,7 +6,9 @@ import json
 import re
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
+
+from jobsys.stamps import stamp
 
 
 class JobStatus(StrEnum):
@@ -148,13 +150,13 @@ class Job:
             status=JobStatus(fields["status"]),
             task=fields["task"],
             queue=fields.get("queue", "default"),
-            created_at=fields["created_at"],
+            created_at=cast(str, stamp(fields["created_at"])),
             attempts=int(fields.get("attempts", "0")),
             max_retries=int(fields.get("max_retries", "0")),
             priority=int(fields.get("priority", "0")),
-            run_at=fields.get("run_at"),
+            run_at=stamp(fields.get("run_at")),
             schedule=fields.get("schedule"),
-            tick=fields.get("tick"),
+            tick=stamp(fields.get("tick")),
             timeout_seconds=float(fields["timeout_seconds"])
             if "timeout_seconds" in fields
             else None,
@@ -162,19 +164,19 @@ class Job:
             progress_message=fields.get("progress_message"),
             payload=json.loads(fields["payload"]) if "payload" in fields else None,
             has_payload="payload" in fields,
-            started_at=fields.get("started_at"),
+            started_at=stamp(fields.get("started_at")),
             worker=fields.get("worker"),
-            next_attempt_at=fields.get("next_attempt_at"),
+            next_attempt_at=stamp(fields.get("next_attempt_at")),
             result=json.loads(fields["result"]) if "result" in fields else None,
             has_result="result" in fields,
-            completed_at=fields.get("completed_at"),
+            completed_at=stamp(fields.get("completed_at")),
             error=fields.get("error"),
-            failed_at=fields.get("failed_at"),
+            failed_at=stamp(fields.get("failed_at")),
             cancel_requested=True if "cancel_requested" in fields else None,
-            cancelled_at=fields.get("cancelled_at"),
+            cancelled_at=stamp(fields.get("cancelled_at")),
             history=json.loads(fields["history"]) if "history" in fields else None,
             replayed=int(fields["replayed"]) if "replayed" in fields else None,
-            replayed_at=fields.get("replayed_at"),
+            replayed_at=stamp(fields.get("replayed_at")),
             traceparent=fields.get("traceparent"),
         )
 

@@ -19,7 +19,8 @@ JOB_PREFIX = "job:"
 
 def job(job_id: str) -> str:
     """HASH ``job:<id>``: one job's state (contract). TTL: none, or
-    COMPLETED_RETENTION_SECONDS once completed."""
+    COMPLETED_RETENTION_SECONDS once completed. Its timestamps are ms since the
+    epoch by the Redis clock (see jobsys.stamps)."""
     return f"{JOB_PREFIX}{job_id}"
 
 

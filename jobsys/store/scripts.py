@@ -32,6 +32,7 @@ import hiredis
 import redis
 from redis.exceptions import DataError, ResponseError
 
+from jobsys import stamps
 from jobsys.errors import IdempotencyConflict
 from jobsys.store import keys
 
@@ -152,10 +153,10 @@ class Claimed:
     max_retries: int
     #: Longest the attempt may run, in seconds (None: no limit).
     timeout_s: float | None = None
-    #: When the job was submitted (ISO-8601, Redis clock).
-    created_at: str = ""
-    #: When a delayed job became due (ISO-8601), else None.
-    run_at: str | None = None
+    #: When the job was submitted: ms since the epoch, Redis clock (0: unknown).
+    created_ms: int = 0
+    #: When a delayed job became due: ms since the epoch (0: not delayed).
+    run_at_ms: int = 0
     #: W3C trace context given at submit, else None.
     traceparent: str | None = None
     #: When it was claimed: ms since the epoch, Redis clock.
@@ -543,8 +544,8 @@ def _claimed(flat: list[Any]) -> list[Claimed]:
             payload_json=_text(flat[i + 3]) if flat[i + 3] is not None else None,
             max_retries=int(flat[i + 4]),
             timeout_s=float(flat[i + 5]) if flat[i + 5] is not None else None,
-            created_at=_text(flat[i + 6]) if flat[i + 6] is not None else "",
-            run_at=_text(flat[i + 7]) if flat[i + 7] is not None else None,
+            created_ms=stamps.ms(flat[i + 6]),
+            run_at_ms=stamps.ms(flat[i + 7]),
             traceparent=_text(flat[i + 8]) if flat[i + 8] is not None else None,
             claimed_ms=claimed_ms,
         )

@@ -13,7 +13,6 @@ import threading
 import time
 from bisect import bisect_left
 from collections.abc import Iterable
-from datetime import datetime
 from typing import Any
 
 import redis
@@ -129,8 +128,7 @@ class Telemetry:
 
 def _wait_s(job: Claimed) -> float | None:
     """Seconds from submit (or, for a delayed job, its due time) to the claim."""
-    stamps = [s for s in (job.created_at, job.run_at) if s]
-    if not stamps or not job.claimed_ms:
+    since = max(job.created_ms, job.run_at_ms)
+    if not since or not job.claimed_ms:
         return None
-    since = max(datetime.fromisoformat(s).timestamp() for s in stamps)
-    return max(0.0, job.claimed_ms / 1000 - since)
+    return max(0.0, (job.claimed_ms - since) / 1000)

@@ -73,7 +73,7 @@ end
 -- job has expired are dropped from its tail (a few per call). The caller moves
 -- the id to the `failed` index.
 local function bury(job_key, id, dead_key, err, now, R)
-  redis.call('HSET', job_key, 'status', 'failed', 'error', err, 'failed_at', iso(now))
+  redis.call('HSET', job_key, 'status', 'failed', 'error', err, 'failed_at', now)
   redis.call('LPUSH', dead_key, id)
   expire_ended(job_key, R.failed)
   if R.dead_max > 0 then redis.call('LTRIM', dead_key, 0, R.dead_max - 1) end
@@ -91,7 +91,7 @@ local function settle_cancelled(job_key, now, R)
   if redis.call('HEXISTS', job_key, 'cancel_requested') == 0 then
     return false
   end
-  redis.call('HSET', job_key, 'status', 'cancelled', 'cancelled_at', iso(now))
+  redis.call('HSET', job_key, 'status', 'cancelled', 'cancelled_at', now)
   redis.call('HDEL', job_key, 'cancel_requested', 'next_attempt_at')
   expire_ended(job_key, R.completed)
   return true
@@ -108,7 +108,7 @@ end
 -- ahead. The caller then puts the id in `ready` at the returned rank, or, when
 -- none is returned, in `scheduled` at `due`; and in the matching status index.
 -- `f` is a table from job_fields(). payload, timeout (seconds) and traceparent
--- (W3C trace context): '' = none; due: ms since the epoch, 0 = none; created: iso.
+-- (W3C trace context): '' = none; due and created: ms since the epoch (due 0 = none).
 -- rank = -priority * 2^40 + seq (see enqueue.lua).
 -- Returns the job's rank (text) when it is ready now, else nil.
 local function put_job(job_key, f, task, queue, created, payload, max_retries, priority, seq,
@@ -121,7 +121,7 @@ local function put_job(job_key, f, task, queue, created, payload, max_retries, p
   if payload ~= '' then f[n + 1] = 'payload'; f[n + 2] = payload; n = n + 2 end
   if priority ~= 0 then f[n + 1] = 'priority'; f[n + 2] = priority; n = n + 2 end
   if timeout ~= '' then f[n + 1] = 'timeout_seconds'; f[n + 2] = timeout; n = n + 2 end
-  if later then f[n + 1] = 'run_at'; f[n + 2] = iso(due); n = n + 2 end
+  if later then f[n + 1] = 'run_at'; f[n + 2] = due; n = n + 2 end
   if traceparent ~= '' then f[n + 1] = 'traceparent'; f[n + 2] = traceparent; n = n + 2 end
   redis.call('HSET', job_key, unpack(f, 1, n))
   if later then return nil end
@@ -271,13 +271,16 @@ local function prune_completed(key, now, R, most)
 end
 
 -- Appends a failed attempt to the job's `history` (a JSON array, oldest first,
--- at most HISTORY_MAX entries; each error at most 2000 characters).
+-- at most HISTORY_MAX entries; each error at most 2000 characters). Its times are
+-- ISO-8601 text, as the API shows them; `started` is the hash's started_at (ms,
+-- or the ISO text that jobs written by earlier versions hold).
 local HISTORY_MAX = 20
 local function record_failure(job_key, attempt, worker, started, now, err)
   local h = redis.call('HGET', job_key, 'history')
   local list = h and cjson.decode(h) or {}
   list[#list + 1] = {
-    attempt = tonumber(attempt), worker = worker or nil, started_at = started or nil,
+    attempt = tonumber(attempt), worker = worker or nil,
+    started_at = started and (tonumber(started) and iso(tonumber(started)) or started) or nil,
     ended_at = iso(now), error = string.sub(err, 1, 2000),
   }
   while #list > HISTORY_MAX do table.remove(list, 1) end

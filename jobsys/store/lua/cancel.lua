@@ -18,7 +18,7 @@ if status == 'queued' or status == 'scheduled' then
   redis.call('ZREM', KEYS[2], ARGV[1])
   redis.call('ZREM', KEYS[3], ARGV[1])
   local now = now_ms()
-  redis.call('HSET', KEYS[1], 'status', 'cancelled', 'cancelled_at', iso(now))
+  redis.call('HSET', KEYS[1], 'status', 'cancelled', 'cancelled_at', now)
   redis.call('HDEL', KEYS[1], 'next_attempt_at')
   local R = retention(ARGV)
   expire_ended(KEYS[1], R.completed)

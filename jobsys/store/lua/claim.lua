@@ -40,7 +40,7 @@ local claimed = {}
 if count > 0 then
   popped = redis.call('ZPOPMIN', KEYS[1], count)
 end
-local started = iso(now)
+local started = now
 local deadline = now + tonumber(ARGV[3])
 for i = 1, #popped, 2 do
   local id = popped[i]

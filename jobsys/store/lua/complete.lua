@@ -22,7 +22,7 @@ for i = 1, #KEYS - 7 do
 end
 local R = retention(ARGV)
 local now = now_ms()
-local finished = iso(now)
+local finished = now
 local idx = indexes(KEYS, 2)
 local done = {completed = {}, cancelled = {}}
 local settled = {}

@@ -38,7 +38,7 @@ if idem then
   end
 end
 local now = now_ms()
-local created = iso(now)
+local created = now  -- timestamps in a job hash: ms since the epoch (keys.stamp)
 local last = redis.call('INCRBY', KEYS[4], n)
 local f = job_fields()
 local ids = idem and {} or nil

@@ -40,7 +40,7 @@ for i = 1, #KEYS - 11 do
       else
         redis.call('HSET', key, 'status', 'queued', 'error', err)
         if backoff > 0 then
-          redis.call('HSET', key, 'next_attempt_at', iso(now + backoff))
+          redis.call('HSET', key, 'next_attempt_at', now + backoff)
           redis.call('ZADD', KEYS[2], now + backoff, id)
         else
           redis.call('ZADD', KEYS[4], f[2], id)

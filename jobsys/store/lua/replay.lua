@@ -11,7 +11,7 @@
 -- Returns: the ids replayed.
 local queue = ARGV[1]
 local now = now_ms()
-local stamp = iso(now)
+local stamp = now
 local idx = indexes(KEYS, 5)
 local out = {}
 for i = 1, #KEYS - 10 do

@@ -23,11 +23,11 @@ if tick <= tonumber(last) then
 end
 local now = now_ms()
 local seq = redis.call('INCR', KEYS[5])
-local rank = put_job(KEYS[7], job_fields(), ARGV[4], ARGV[2], iso(now), ARGV[5], ARGV[6], 0,
+local rank = put_job(KEYS[7], job_fields(), ARGV[4], ARGV[2], now, ARGV[5], ARGV[6], 0,
   seq, 0, '', '', now)
 redis.call('ZADD', KEYS[2], rank, ARGV[3])
 reindex(indexes(KEYS, 8), ARGV[3], nil, 'queued', now)
-redis.call('HSET', KEYS[7], 'schedule', ARGV[7], 'tick', iso(tick))
+redis.call('HSET', KEYS[7], 'schedule', ARGV[7], 'tick', tick)
 redis.call('ZADD', KEYS[4], 0, 'w')
 redis.call('HINCRBY', KEYS[14], 'submitted|' .. ARGV[4], 1)
 if seq == 1 then
