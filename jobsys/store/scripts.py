@@ -35,6 +35,7 @@ from redis.exceptions import DataError, ResponseError
 from jobsys import stamps
 from jobsys.errors import IdempotencyConflict
 from jobsys.store import keys
+from jobsys.store.wire import Wire
 
 _NAMES = (
     "enqueue",
@@ -173,6 +174,7 @@ class Scripts:
         self._fn = {n: self._lib.function(n) for n in _NAMES}
         self._idle: list[Any] = []
         self._pid = os.getpid()
+        self._decode = bool(client.get_encoder().decode_responses)
 
     def load(self) -> None:
         """Load this version's function library into Redis, unless it is there."""
@@ -201,7 +203,7 @@ class Scripts:
         """Send one packed command and read its answer.
 
         What redis-py's `execute_command` does with retries off, without its
-        hooks; and on a connection this object keeps (see `_take`), since the
+        hooks (see `Wire`); and on a connection this object keeps (see `_take`), since the
         pool's get/release with its lock, bookkeeping and events cost more than
         a script's own round trip on a loaded machine. A connection whose state
         is unknown after a failure (a timeout, a dropped socket, an interrupt) is
@@ -209,8 +211,12 @@ class Scripts:
         `ResponseError`) is read whole, so its connection stays open."""
         conn = self._take()
         try:
-            conn.send_packed_command([command])
-            answer = conn.read_response()
+            wire = Wire.of(conn, self._decode)
+            if wire is not None:
+                answer = wire.call(command)
+            else:  # a redis-py whose connections keep their socket elsewhere
+                conn.send_packed_command([command])
+                answer = conn.read_response()
         except redis.ResponseError:
             self._idle.append(conn)
             raise

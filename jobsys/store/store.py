@@ -45,7 +45,12 @@ class _TranslateErrors:
             raise StoreUnavailable(f"Redis is unreachable: {e}") from e
         if isinstance(e, redis.exceptions.OutOfMemoryError):
             raise StoreFull(f"Redis is out of memory: {e}") from e
-        if isinstance(e, redis.exceptions.ReadOnlyError):
+        if isinstance(
+            e,
+            redis.exceptions.ReadOnlyError
+            | redis.exceptions.MasterDownError
+            | redis.exceptions.TryAgainError,
+        ):
             raise StoreUnavailable(f"Redis cannot take writes now: {e}") from e
         if isinstance(e, redis.ResponseError):
             text = str(e)

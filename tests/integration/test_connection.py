@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 import redis
 
-from jobsys.errors import StoreUnavailable
+from jobsys.errors import IdempotencyConflict, StoreFull, StoreUnavailable
 from jobsys.redis_server import RedisServer, find_binary, free_port, port_is_free
 from jobsys.settings import Settings
-from jobsys.store import Store, keys
+from jobsys.store import Store, Submission, keys
+from jobsys.store.wire import Wire
 
 
 def roundtrip(url: str) -> None:
@@ -131,3 +132,36 @@ def test_connections_are_not_shared_across_fork(store: Store, redis_client: redi
     assert os.read(read, 1) == b"\x01"
     store.submit("after")  # the parent's connection still works
     assert redis_client.zcard(keys.ready("default")) == 3
+
+
+def test_script_calls_go_straight_to_the_socket(store: Store) -> None:
+    """`Wire` finds the socket of redis-py's connection (a redis-py that keeps it
+    elsewhere would silently lose ~15 us per call: this test says so)."""
+    store.submit("a")
+    [conn] = store.scripts._idle
+    assert Wire.of(conn, True) is not None
+    assert Wire.of(conn, True) is Wire.of(conn, True)  # one per socket
+
+
+def test_without_a_socket_where_wire_looks_redis_py_does_the_io(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(Wire, "of", classmethod(lambda cls, conn, decode: None))
+    job_id = store.submit("a")
+    assert store.get(job_id).task == "a"
+    with pytest.raises(IdempotencyConflict):  # an error answer, through redis-py
+        for request in ({"n": 1}, {"n": 2}):
+            store.submit_idempotent([Submission("a")], queue="default", key="k", request=request)
+
+
+def test_error_answers_are_redis_pys_exceptions(store: Store, redis_client: redis.Redis) -> None:
+    """An error answer read by `Wire` is the exception redis-py raises for it, so
+    `translate_errors` maps it the same: OOM -> StoreFull, and the connection stays."""
+    store.submit("warm")
+    redis_client.config_set("maxmemory", 1)
+    try:
+        with pytest.raises(StoreFull):
+            store.submit("a")
+    finally:
+        redis_client.config_set("maxmemory", 0)
+    assert store.get(store.submit("b")).task == "b"
