@@ -54,6 +54,11 @@ class Bench:
     def used_memory(self) -> int:
         return int(self.client.info("memory")["used_memory"])
 
+    def cpu_s(self) -> float:
+        """CPU seconds the Redis server has used so far (user + system, INFO cpu)."""
+        cpu = self.client.info("cpu")
+        return float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
+
     def command_calls(self) -> dict[str, int]:
         """Calls per command so far (INFO commandstats), without the harness's own."""
         stats = self.client.info("commandstats")

@@ -40,6 +40,9 @@ def summarise(runs: dict[str, Any], systems: list[System]) -> dict[str, Any]:
                 "commands_per_job_run",
             ):
                 row[key] = stats([r[key] for r in drains])
+            for key in ("enqueue_producer_cpu_us", "enqueue_redis_cpu_us"):
+                if all(key in r for r in drains):  # runs written before they were measured
+                    row[key] = stats([r[key] for r in drains])
             row["keeps_state"] = row["keys_per_finished_job"]["median"] >= KEEPS_STATE_KEYS_PER_JOB
             row["duplicates"] = sum(r["duplicates"] for r in drains)
             row["missing"] = sum(r["missing"] for r in drains)
@@ -198,30 +201,37 @@ def markdown(meta: dict[str, Any], summary: dict[str, Any], goals: list[dict[str
         "",
         "The system's ordinary Python API, timed over the whole batch of N in a loop "
         "(no workers running). `jobsys ÷` is jobsys's median over the system's (above 1: "
-        "jobsys is faster).",
+        "jobsys is faster). CPU per job: the producer process's (`time.process_time`) and "
+        "Redis's (`INFO cpu`, user + system) over the same loop, in microseconds; unlike "
+        "jobs/s they leave out the time each side waits for the other, so they vary less "
+        "on a shared machine.",
         "",
-        "| system | median jobs/s | spread | jobsys ÷ |",
-        "|---|---:|---:|---:|",
+        "| system | median jobs/s | spread | jobsys ÷ | producer CPU µs/job | Redis CPU µs/job |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     for _, r in rows:
         if "enqueue_per_s" in r:
             st = r["enqueue_per_s"]
             ratio = _ratio(j.get("enqueue_per_s"), st, low=False)
-            lines.append(f"| {r['label']} | {_cell(st)} | {_spread(st)} | {ratio} |")
+            cpu = " | ".join(
+                f"{r[k]['median']:.1f}" if k in r else "-"
+                for k in ("enqueue_producer_cpu_us", "enqueue_redis_cpu_us")
+            )
+            lines.append(f"| {r['label']} | {_cell(st)} | {_spread(st)} | {ratio} | {cpu} |")
     if "submit_many_per_s" in j:
         st = j["submit_many_per_s"]
         lines.append(
             f"| jobsys `Store.submit_many` ({meta['submit_many_batch']} per call) | "
-            f"{_cell(st)} | {_spread(st)} | |"
+            f"{_cell(st)} | {_spread(st)} | | | |"
         )
     if "http_single_per_s" in j:
         st = j["http_single_per_s"]
-        lines.append(f"| jobsys `POST /submit` (HTTP) | {_cell(st)} | {_spread(st)} | |")
+        lines.append(f"| jobsys `POST /submit` (HTTP) | {_cell(st)} | {_spread(st)} | | | |")
     if "http_batch_jobs_per_s" in j:
         st = j["http_batch_jobs_per_s"]
         lines.append(
             f"| jobsys `POST /submit/batch` (HTTP, {meta['http_batch']} jobs per request) | "
-            f"{_cell(st)} | {_spread(st)} | |"
+            f"{_cell(st)} | {_spread(st)} | | | |"
         )
     if "http_single_per_s" in j:
         lines += [

@@ -53,8 +53,9 @@ def drain(bench: Bench, system: System, n: int, workers: int) -> dict[str, Any]:
     """One enqueue + drain + memory run with `n` jobs and `workers` worker processes."""
     bench.flush()
     out = bench.fresh_dir(f"{system.name}-drain-{workers}w")
-    mem0, calls0 = bench.used_memory(), bench.command_calls()
+    mem0, calls0, cpu0 = bench.used_memory(), bench.command_calls(), bench.cpu_s()
     produced = run_producer(bench, system, out, "enqueue", "--n", str(n))
+    cpu1 = bench.cpu_s()
     mem1, calls1 = bench.used_memory(), bench.command_calls()
 
     spawned_ns = time.time_ns()
@@ -82,6 +83,10 @@ def drain(bench: Bench, system: System, n: int, workers: int) -> dict[str, Any]:
         "n": n,
         "workers": workers,
         "enqueue_per_s": n / produced["seconds"],
+        # CPU per enqueued job: the producer process's, and Redis's (INFO cpu), in us.
+        # Less noisy than jobs/s on a shared machine: it leaves out the waits.
+        "enqueue_producer_cpu_us": 1e6 * produced.get("cpu_s", float("nan")) / n,
+        "enqueue_redis_cpu_us": 1e6 * (cpu1 - cpu0) / n,
         # From the first job's start to the last one's: worker start-up is excluded.
         "drain_per_s": (n - 1) / max(1e-9, (last - first) / 1e9),
         # The same, counting from the moment the workers were spawned.

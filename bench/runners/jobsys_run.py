@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 import time
 
-from bench.runners.common import parse, redis_url, report, run_sync
+from bench.runners.common import parse, redis_url, report, run_sync, timed
 from jobsys.settings import Settings
 from jobsys.store import Store
 
@@ -23,11 +23,11 @@ def main(argv: list[str]) -> None:
         if submit_many is None:
             report({"skipped": "Store.submit_many does not exist in this jobsys"})
             return
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         first, end = args.start, args.start + args.n
         for lo in range(first, end, args.batch):
             submit_many([("noop", seq) for seq in range(lo, min(lo + args.batch, end))])
-        report({"seconds": time.perf_counter() - start, "n": args.n})
+        report(timed(start, cpu, args.n))
         return
     run_sync(lambda seq: store.submit("noop", seq), argv)
 
