@@ -10,10 +10,22 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from jobsys.cli import EXIT_USAGE, _client, _fail, _settings, _url_and_token, main
+from jobsys.cli import EXIT_USAGE, F, _client, _fail, _settings, _url_and_token, main
 from jobsys.models import JobStatus
 
 LIMIT = click.IntRange(1, 500)
+
+
+def _paging(func: F) -> F:
+    """--limit, --cursor, --json, --url and --token: the options of a listing command."""
+    func = _url_and_token(func)
+    func = click.option("--json", "as_json", is_flag=True, help="Print the API's JSON answer.")(
+        func
+    )
+    func = click.option("--cursor", help="Continue where the previous page ended.")(func)
+    return click.option(
+        "--limit", type=LIMIT, default=20, show_default=True, help="Jobs per page."
+    )(func)
 
 
 def _console() -> Console:
@@ -66,10 +78,7 @@ def _print_page(body: dict[str, Any], columns: list[str], as_json: bool, hint: s
 @click.option("--status", type=click.Choice([s.value for s in JobStatus]), help="Only this status.")
 @click.option("--task", help="Only this task (not indexed: a page may come back short).")
 @click.option("--queue", help="Only this queue [every queue].")
-@click.option("--limit", type=LIMIT, default=20, show_default=True, help="Jobs per page.")
-@click.option("--cursor", help="Continue where the previous page ended.")
-@click.option("--json", "as_json", is_flag=True, help="Print the API's JSON answer.")
-@_url_and_token
+@_paging
 def jobs(
     status: str | None,
     task: str | None,
@@ -96,10 +105,7 @@ def dlq() -> None:
 @dlq.command("list")
 @click.option("--task", help="Only this task.")
 @click.option("--queue", help="Only this queue [every queue].")
-@click.option("--limit", type=LIMIT, default=20, show_default=True, help="Jobs per page.")
-@click.option("--cursor", help="Continue where the previous page ended.")
-@click.option("--json", "as_json", is_flag=True, help="Print the API's JSON answer.")
-@_url_and_token
+@_paging
 def dlq_list(
     task: str | None,
     queue: str | None,

@@ -67,6 +67,26 @@ class Proc:
         self._log.close()
 
 
+class Procs:
+    """The `jobsys` processes one test starts, each logging to its own file in
+    `log_dir`. `stop_all` (for teardown) kills what still runs and prints the
+    tail of every log, so a failing test shows what its processes said."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        self.started: list[Proc] = []
+
+    def start(self, args: list[str], env: Mapping[str, str], name: str) -> Proc:
+        proc = Proc(args, env, self.log_dir / f"{name}-{len(self.started)}.log")
+        self.started.append(proc)
+        return proc
+
+    def stop_all(self) -> None:
+        for p in self.started:
+            p.stop()
+            print(f"--- {p.log_path.name} ---\n{p.output()[-3000:]}")
+
+
 def wait_for(
     predicate: Callable[[], object], timeout: float, interval: float = 0.05, what: str = ""
 ) -> float:

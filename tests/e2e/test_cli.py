@@ -13,7 +13,7 @@ import pytest
 
 from jobsys.redis_server import RedisServer, free_port
 
-from processes import Proc, process_env, run_jobsys, start_api, start_worker, stop_gracefully
+from processes import Proc, process_env, run_jobsys, start_api, stop_gracefully
 
 #: The API of this module keeps jobs to 2 attempts, so a failing job fails fast.
 API_ENV = {"MAX_RETRIES": "1"}
@@ -29,15 +29,6 @@ def api_url(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory)
     """`jobsys api` on a free port, on the session's Redis; its base URL."""
     proc, url = start_api(redis_server.url, tmp_path_factory.mktemp("cli") / "api.log", API_ENV)
     yield url
-    stop_gracefully(proc)
-
-
-@pytest.fixture
-def worker(redis_server: RedisServer, tmp_path: Path) -> Iterator[Proc]:
-    """One `jobsys worker` with fast timings, on the session's Redis."""
-    proc = start_worker(redis_server.url, tmp_path / "worker.log")
-    yield proc
-    print(proc.output()[-3000:])
     stop_gracefully(proc)
 
 

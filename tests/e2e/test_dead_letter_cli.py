@@ -14,7 +14,7 @@ import requests
 
 from jobsys.redis_server import RedisServer
 
-from processes import Proc, run_jobsys, start_api, start_worker, stop_gracefully, wait_for
+from processes import Proc, run_jobsys, start_api, stop_gracefully, wait_for
 
 
 def jobsys(*args: str) -> subprocess.CompletedProcess[str]:
@@ -25,14 +25,6 @@ def jobsys(*args: str) -> subprocess.CompletedProcess[str]:
 def api_url(redis_server: RedisServer, tmp_path: Path) -> Iterator[str]:
     proc, url = start_api(redis_server.url, tmp_path / "api.log")
     yield url
-    stop_gracefully(proc)
-
-
-@pytest.fixture
-def worker(redis_server: RedisServer, tmp_path: Path) -> Iterator[Proc]:
-    proc = start_worker(redis_server.url, tmp_path / "worker.log")
-    yield proc
-    print(proc.output()[-3000:])
     stop_gracefully(proc)
 
 

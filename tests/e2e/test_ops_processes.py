@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from jobsys.redis_server import RedisServer, free_port
 
-from processes import Proc, process_env, wait_for, wait_for_http
+from processes import Proc, Procs, process_env, wait_for, wait_for_http
 
 TRACE = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 WORKER_ENV = {
@@ -37,18 +37,15 @@ Spawn = Callable[..., Proc]
 @pytest.fixture
 def spawn(redis_server: RedisServer, tmp_path: Path) -> Iterator[Spawn]:
     """Start `jobsys` processes on the session's Redis; kill leftovers at the end."""
-    procs: list[Proc] = []
+    procs = Procs(tmp_path)
 
     def start(*args: str, **env: str) -> Proc:
-        log = tmp_path / f"{args[0]}-{len(procs)}.log"
-        proc = Proc(list(args), {"REDIS_URL": redis_server.url, **WORKER_ENV, **env}, log)
-        procs.append(proc)
-        return proc
+        return procs.start(
+            list(args), {"REDIS_URL": redis_server.url, **WORKER_ENV, **env}, args[0]
+        )
 
     yield start
-    for p in procs:
-        p.stop()
-        print(f"--- {p.log_path.name} ---\n{p.output()[-3000:]}")
+    procs.stop_all()
 
 
 def start_api(spawn: Spawn, workers: int, **env: str) -> str:

@@ -19,7 +19,7 @@ from jobsys.redis_server import RedisServer
 from jobsys.settings import Settings
 from jobsys.store import Store, keys
 
-from processes import Proc, wait_for
+from processes import Proc, Procs, wait_for
 
 Spawn = Callable[..., Proc]
 
@@ -27,18 +27,13 @@ Spawn = Callable[..., Proc]
 @pytest.fixture
 def spawn(tmp_path: Path) -> Iterator[Spawn]:
     """Start `jobsys worker` processes; kill leftovers and show their logs at the end."""
-    procs: list[Proc] = []
+    procs = Procs(tmp_path)
 
     def start(env: dict[str, str], *args: str) -> Proc:
-        log = tmp_path / f"worker-{len(procs)}.log"
-        proc = Proc(["worker", "--tasks", "sample_tasks", *args], env, log)
-        procs.append(proc)
-        return proc
+        return procs.start(["worker", "--tasks", "sample_tasks", *args], env, "worker")
 
     yield start
-    for p in procs:
-        p.stop()
-        print(f"--- {p.log_path.name} ---\n{p.output()[-3000:]}")
+    procs.stop_all()
 
 
 def executions(client: redis.Redis) -> list[str]:
