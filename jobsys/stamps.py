@@ -1,9 +1,9 @@
 """Timestamps of a job hash: how they are stored, and how the API shows them.
 
-Every time in a job hash (`STAMP_FIELDS`) is written by a Lua script from the
-Redis clock as ms since the epoch: 13 digits, stored by a listpack as one 8-byte
-integer (10 bytes in all, against 26 for ISO-8601 text), which keeps a finished
-job's hash in a smaller allocation. The API, the CLI and a job's ``history``
+Every time in a job hash (`created_at`, `started_at`, ..., `tick`) is written by
+a Lua script from the Redis clock as ms since the epoch: 13 digits, stored by a
+listpack as one 8-byte integer (10 bytes in all, against 26 for ISO-8601 text),
+which keeps a finished job's hash in a smaller allocation. The API, the CLI and a job's ``history``
 show ISO-8601 text; `stamp` makes it.
 """
 
@@ -11,19 +11,6 @@ from __future__ import annotations
 
 import time
 from datetime import datetime
-
-#: The fields of a job hash that hold a time: ms since the epoch (Redis clock).
-STAMP_FIELDS = (
-    "created_at",
-    "run_at",
-    "started_at",
-    "next_attempt_at",
-    "completed_at",
-    "failed_at",
-    "cancelled_at",
-    "replayed_at",
-    "tick",
-)
 
 
 def stamp(value: str | None) -> str | None:

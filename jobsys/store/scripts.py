@@ -69,7 +69,11 @@ class Library:
 
     def function(self, script: str) -> str:
         """The name of the function that runs `script`."""
-        return f"{self.name}_{script}"
+        return _function_name(self.name, script)
+
+
+def _function_name(library_name: str, script: str) -> str:
+    return f"{library_name}_{script}"
 
 
 @cache
@@ -98,7 +102,8 @@ def library() -> Library:
     code = [f"#!lua name={lib}\n{helpers}\n"]
     for script, flags, body in functions:
         code.append(
-            f"redis.register_function{{function_name='{lib}_{script}', flags={{{flags}}},\n"
+            f"redis.register_function{{function_name='{_function_name(lib, script)}', "
+            f"flags={{{flags}}},\n"
             f"callback=function(KEYS, ARGV)\n{body}\nend}}\n"
         )
     return Library(lib, "".join(code))

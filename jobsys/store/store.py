@@ -32,6 +32,11 @@ DEFAULT_QUEUE = "default"
 class _TranslateErrors:
     """Turn redis-py's connection-level errors into jobsys errors (see `translate_errors`).
 
+    redis-py (and `Wire`, with redis-py's parser) makes each error answer an
+    exception by its code, and strips the code from the text: OOM ->
+    OutOfMemoryError, LOADING -> BusyLoadingError, READONLY, MASTERDOWN, TRYAGAIN
+    -> their classes; so the class is what is checked, never the text.
+
     A class rather than a @contextmanager generator: it is entered on every
     submit and every script call of a worker, and costs a third as much."""
 
@@ -52,12 +57,6 @@ class _TranslateErrors:
             | redis.exceptions.TryAgainError,
         ):
             raise StoreUnavailable(f"Redis cannot take writes now: {e}") from e
-        if isinstance(e, redis.ResponseError):
-            text = str(e)
-            if text.startswith("OOM"):
-                raise StoreFull(f"Redis is out of memory: {text}") from e
-            if text.startswith(("MASTERDOWN", "LOADING", "TRYAGAIN")):
-                raise StoreUnavailable(f"Redis cannot take writes now: {text}") from e
 
 
 _TRANSLATE = _TranslateErrors()

@@ -118,8 +118,8 @@ def test_a_connection_killed_under_the_store_is_replaced(
 def test_created_at_is_the_redis_clock_across_second_boundaries(
     store: Store, redis_client: redis.Redis
 ) -> None:
-    """The library keeps the ISO text of the current second between calls (iso in
-    _lib.lua): every stamp must still be the Redis clock of its own call."""
+    """created_at is written in Lua as ms and shown by Python as ISO text: every
+    stamp must be the Redis clock of its own call, on both sides of a second."""
     seconds = set()
     deadline = time.monotonic() + 1.3
     while time.monotonic() < deadline:

@@ -11,7 +11,7 @@ local function now_ms()
 end
 
 -- ISO-8601 UTC with milliseconds ("2026-11-27T21:45:03.123Z") of an epoch-ms value.
-local function iso_full(ms)
+local function iso(ms)
   local days = math.floor(ms / 86400000)
   local rem = ms - days * 86400000
   local z = days + 719468
@@ -29,19 +29,6 @@ local function iso_full(ms)
   local mi = math.floor((rem % 3600000) / 60000)
   local s = math.floor((rem % 60000) / 1000)
   return string.format('%04d-%02d-%02dT%02d:%02d:%02d.%03dZ', y, m, d, h, mi, s, rem % 1000)
-end
-
--- iso(ms), with the text up to the second kept from the last call: jobs come in
--- bursts, and the date arithmetic is most of the cost of a submit's Lua code.
--- (A cache of a pure function: what a call returns never depends on it.)
-local iso_second, iso_head = -1, ''
-local function iso(ms)
-  local second = math.floor(ms / 1000)
-  if second ~= iso_second then
-    iso_head = string.sub(iso_full(second * 1000), 1, 20)
-    iso_second = second
-  end
-  return iso_head .. string.format('%03dZ', ms - second * 1000)
 end
 
 -- Fencing: true when `job_key` is still running attempt `attempt` on `worker`.
