@@ -32,8 +32,12 @@ import json
 import os
 import random
 import signal
+import socket
+import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 CHUNK = 65536
@@ -223,6 +227,38 @@ async def main(argv: list[str] | None = None) -> None:
     await stop.wait()
     for s in servers:
         s.close()
+
+
+# -- for the processes that start and steer a relay ------------------------------
+
+
+def start(args: Sequence[str], prefix: Sequence[str] = (), **popen: Any) -> subprocess.Popen[str]:
+    """Start this relay with command line `args`, after `prefix` (``ip netns exec NS``
+    to run it in a namespace); return once it listens. `popen`: more Popen options.
+    Raises RuntimeError when it does not start."""
+    proc = subprocess.Popen(
+        [*prefix, sys.executable, "-u", __file__, *args], stdout=subprocess.PIPE, text=True, **popen
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()  # {"ready": true} once it listens
+    if not line.startswith('{"ready"'):
+        proc.kill()
+        proc.wait(5)
+        raise RuntimeError(f"the delay relay did not start: {line!r}")
+    return proc
+
+
+def request(control: str | Path, **req: Any) -> dict[str, Any]:
+    """Send one request to the control socket `control`; its answer. Raises
+    RuntimeError when the relay refuses it."""
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(5)
+        s.connect(str(control))
+        s.sendall(json.dumps(req).encode() + b"\n")
+        reply: dict[str, Any] = json.loads(s.makefile().readline())
+    if not reply.get("ok"):
+        raise RuntimeError(f"delay relay: {reply}")
+    return reply
 
 
 if __name__ == "__main__":

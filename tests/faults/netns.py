@@ -29,22 +29,19 @@ suite's own checks still see Redis. Faults are applied inside the namespace:
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import random
 import shutil
 import signal
-import socket
 import stat
 import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jobsys.procs import die_with_parent
+import delay_relay
 
-RELAY_SCRIPT = Path(__file__).with_name("delay_relay.py")
+from jobsys.procs import die_with_parent
 
 #: The three paths to Redis, in the order of their /30 subnets.
 LINKS = ("w", "a", "c")
@@ -246,18 +243,17 @@ class DelayRelay:
         control = directory / "relay.sock"
         log = (directory / "relay.log").open("a")
         listen = [f"--listen={k}={ns.ip(k)}:{port}" for k in cls.KEYS]
-        popen = subprocess.Popen(
-            ["ip", "netns", "exec", ns.name, sys.executable, "-u", str(RELAY_SCRIPT),
-             f"--upstream={ns.ip('c')}:{upstream_port}", *listen, f"--control={control}"],
-            stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, text=True,
-            process_group=0, preexec_fn=die_with_parent(),  # noqa: PLW1509
-        )  # fmt: skip
-        log.close()
-        assert popen.stdout is not None
-        line = popen.stdout.readline()  # {"ready": true} once it listens
-        if not line.startswith('{"ready"'):
-            popen.kill()
-            raise RuntimeError(f"the delay relay did not start: {line!r} (log in {directory})")
+        try:
+            popen = delay_relay.start(
+                [f"--upstream={ns.ip('c')}:{upstream_port}", *listen, f"--control={control}"],
+                ["ip", "netns", "exec", ns.name],
+                stderr=log, stdin=subprocess.DEVNULL,
+                process_group=0, preexec_fn=die_with_parent(),
+            )  # fmt: skip
+        except RuntimeError as e:
+            raise RuntimeError(f"{e} (log in {directory})") from None
+        finally:
+            log.close()
         return cls(ns, port, control, popen)
 
     def url(self, key: str, db: int = 0) -> str:
@@ -265,14 +261,7 @@ class DelayRelay:
         return f"redis://{self.ns.ip(key)}:{self.port}/{db}"
 
     def request(self, **req: Any) -> dict[str, Any]:
-        with socket.socket(socket.AF_UNIX) as s:
-            s.settimeout(5)
-            s.connect(str(self.control))
-            s.sendall(json.dumps(req).encode() + b"\n")
-            reply: dict[str, Any] = json.loads(s.makefile().readline())
-        if not reply.get("ok"):
-            raise RuntimeError(f"delay relay: {reply}")
-        return reply
+        return delay_relay.request(self.control, **req)
 
     def set_delay(self, key: str, ms: float, jitter_ms: float = 0) -> None:
         self.request(op="delay", key=key, ms=ms, jitter_ms=jitter_ms)

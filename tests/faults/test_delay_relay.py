@@ -4,20 +4,17 @@ and passes an end of stream on. No namespace needed, so it runs everywhere."""
 
 from __future__ import annotations
 
-import json
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import delay_relay
 import pytest
 
 from jobsys.redis_server import free_port
-
-RELAY = Path(__file__).with_name("delay_relay.py")
 
 
 def _echo_server() -> tuple[socket.socket, int]:
@@ -44,26 +41,19 @@ class Relay:
     def __init__(self, port: int, control: Path) -> None:
         self.port, self.control = port, control
 
-    def request(self, **req: object) -> dict[str, object]:
-        with socket.socket(socket.AF_UNIX) as s:
-            s.connect(str(self.control))
-            s.sendall(json.dumps(req).encode() + b"\n")
-            reply: dict[str, object] = json.loads(s.makefile().readline())
-        assert reply["ok"], reply
-        return reply
+    def request(self, **req: object) -> dict[str, Any]:
+        return delay_relay.request(self.control, **req)
 
 
 @pytest.fixture
 def relay(tmp_path: Path) -> Iterator[Relay]:
     srv, upstream = _echo_server()
     port, control = free_port(), tmp_path / "relay.sock"
-    proc = subprocess.Popen(
-        [sys.executable, str(RELAY), f"--upstream=127.0.0.1:{upstream}",
-         f"--listen=w=127.0.0.1:{port}", f"--control={control}", "--seed=1"],
-        stdout=subprocess.PIPE, text=True,
+    proc = delay_relay.start(
+        [f"--upstream=127.0.0.1:{upstream}", f"--listen=w=127.0.0.1:{port}",
+         f"--control={control}", "--seed=1"]
     )  # fmt: skip
     try:
-        assert proc.stdout is not None and proc.stdout.readline().startswith('{"ready"')
         yield Relay(port, control)
     finally:
         proc.terminate()

@@ -5,14 +5,11 @@ needed, so this runs everywhere and in CI)."""
 
 from __future__ import annotations
 
-import json
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import delay_relay
 import pytest
 from cluster import MakeRedis
 from flask.testing import FlaskClient
@@ -23,7 +20,6 @@ from jobsys.api.routes import STATE_KEY, ApiState
 from jobsys.redis_server import free_port
 from jobsys.settings import Settings
 
-RELAY = Path(__file__).with_name("delay_relay.py")
 #: Slack over the deadline for a loaded 2-core machine (scheduling, the relay itself).
 SLACK_S = 0.4
 
@@ -35,10 +31,7 @@ class RelayedApi:
         self.client, self.control = client, control
 
     def delay(self, ms: float) -> None:
-        with socket.socket(socket.AF_UNIX) as s:
-            s.connect(str(self.control))
-            s.sendall(json.dumps({"op": "delay", "key": "a", "ms": ms}).encode() + b"\n")
-            assert json.loads(s.makefile().readline())["ok"]
+        delay_relay.request(self.control, op="delay", key="a", ms=ms)
 
     def health(self) -> tuple[int, dict[str, str], float]:
         started = time.monotonic()
@@ -50,14 +43,12 @@ class RelayedApi:
 def api(make_redis: MakeRedis, tmp_path: Path) -> Iterator[RelayedApi]:
     server = make_redis("redis", appendonly=False)
     port, control = free_port(), tmp_path / "relay.sock"
-    proc = subprocess.Popen(
-        [sys.executable, str(RELAY), f"--upstream=127.0.0.1:{server.port}",
-         f"--listen=a=127.0.0.1:{port}", f"--control={control}", "--seed=1"],
-        stdout=subprocess.PIPE, text=True,
+    proc = delay_relay.start(
+        [f"--upstream=127.0.0.1:{server.port}", f"--listen=a=127.0.0.1:{port}",
+         f"--control={control}", "--seed=1"]
     )  # fmt: skip
     app = create_app(Settings.from_env({"REDIS_URL": f"redis://127.0.0.1:{port}/0"}))
     try:
-        assert proc.stdout is not None and proc.stdout.readline().startswith('{"ready"')
         yield RelayedApi(app.test_client(), control)
     finally:
         state: ApiState = app.extensions[STATE_KEY]
