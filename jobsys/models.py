@@ -10,6 +10,9 @@ from typing import Any, cast
 
 from jobsys.stamps import stamp
 
+#: The queue a job goes to when its submit names none.
+DEFAULT_QUEUE = "default"
+
 
 class JobStatus(StrEnum):
     """Where a job is in its life (the hash field ``status``)."""

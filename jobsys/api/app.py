@@ -12,9 +12,7 @@ from jobsys.api import metrics as api_metrics
 from jobsys.api.fastpath import FastSubmit
 from jobsys.api.validation import MAX_BODY_BYTES, REQUEST_ID
 from jobsys.settings import Settings
-from jobsys.store import Store
-from jobsys.store.connection import connect
-from jobsys.store.health import HealthProbe
+from jobsys.store import HealthProbe, Store, connect
 
 #: Longest socket timeout of the API's Store (REDIS_SOCKET_TIMEOUT_SECONDS may
 #: make it shorter): an outage makes a submit a 503 within about this long.

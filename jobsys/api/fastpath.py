@@ -36,9 +36,8 @@ from jobsys.api import validation
 from jobsys.api.auth import Authenticator
 from jobsys.api.errors import store_error
 from jobsys.errors import InvalidJob, StoreUnavailable
-from jobsys.models import QUEUE_NAME_PATTERN
+from jobsys.models import DEFAULT_QUEUE, QUEUE_NAME_PATTERN
 from jobsys.store import Store, Submission
-from jobsys.store.store import DEFAULT_QUEUE
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 

@@ -25,8 +25,7 @@ from jobsys.api.validation import (
     printable_pattern,
 )
 from jobsys.models import MAX_PRIORITY, MIN_PRIORITY, QUEUE_NAME_PATTERN, JobStatus
-from jobsys.store.listing import CURSOR_PATTERN, DEFAULT_LIMIT, MAX_LIMIT
-from jobsys.store.workers import WorkerInfo
+from jobsys.store import CURSOR_PATTERN, DEFAULT_LIMIT, MAX_LIMIT, WorkerInfo
 
 _REF = "#/components/schemas/{model}"
 

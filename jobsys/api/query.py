@@ -17,7 +17,7 @@ from flask import Request
 from jobsys.api.validation import MAX_TASK_CHARS, check_media_type, parse_json, read_body
 from jobsys.errors import InvalidJob
 from jobsys.models import JobStatus, check_queue_name
-from jobsys.store.listing import DEFAULT_LIMIT, MAX_LIMIT
+from jobsys.store import DEFAULT_LIMIT, MAX_LIMIT
 
 #: Most ids one dead-letter retry or purge may name.
 MAX_IDS = 10_000

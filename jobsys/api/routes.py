@@ -14,10 +14,8 @@ from jobsys.api import fastpath, openapi, query, validation
 from jobsys.api import metrics as api_metrics
 from jobsys.errors import ScheduleNotFound, StoreUnavailable
 from jobsys.settings import Settings
-from jobsys.store import Store, Submission, metrics
+from jobsys.store import HealthProbe, ScheduleStore, Store, Submission, metrics
 from jobsys.store import workers as worker_registry
-from jobsys.store.health import HealthProbe
-from jobsys.store.schedules import ScheduleStore
 
 bp = Blueprint("jobsys", __name__)
 

@@ -31,10 +31,9 @@ from pydantic_core import ErrorDetails
 from werkzeug.exceptions import RequestEntityTooLarge, UnsupportedMediaType
 
 from jobsys.errors import InvalidJob, JobNotFound
-from jobsys.models import MAX_PRIORITY, MIN_PRIORITY, QUEUE_NAME_PATTERN
+from jobsys.models import DEFAULT_QUEUE, MAX_PRIORITY, MIN_PRIORITY, QUEUE_NAME_PATTERN
 from jobsys.schedules import CRON_PATTERN, Schedule, check_cron
 from jobsys.store import Submission
-from jobsys.store.store import DEFAULT_QUEUE
 
 #: Largest accepted request body (Flask's MAX_CONTENT_LENGTH); larger is 413.
 MAX_BODY_BYTES = 1024 * 1024

@@ -18,15 +18,13 @@ from typing import Any, cast
 import redis
 
 from jobsys.errors import JobAlreadyFinished, JobNotFound, StoreFull, StoreUnavailable
-from jobsys.models import Job
+from jobsys.models import DEFAULT_QUEUE, Job
 from jobsys.settings import Settings
 from jobsys.store import keys
 from jobsys.store.connection import connect
 from jobsys.store.deadletter import DeadLetter, Outcome
 from jobsys.store.listing import DEFAULT_LIMIT, Listing, Page
 from jobsys.store.scripts import Claimed, Idempotency, NewJob, Retention, Scripts, job_argv
-
-DEFAULT_QUEUE = "default"
 
 
 class _TranslateErrors:

@@ -6,8 +6,7 @@ import logging
 from datetime import datetime
 
 from jobsys.schedules import declared
-from jobsys.store import Store
-from jobsys.store.schedules import ScheduleStore
+from jobsys.store import ScheduleStore, Store
 
 logger = logging.getLogger(__name__)
 
