@@ -27,8 +27,8 @@ from jobsys.cli_tables import stats_view, workers_table
 from jobsys.client import OMITTED, Client
 from jobsys.errors import ClientError, ConfigError, JobsysError, TaskNotFound
 from jobsys.logs import configure_logging
-from jobsys.models import parse_queue_spec
 from jobsys.settings import Settings, http_url
+from jobsys.worker.queues import parse_queue_spec
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2

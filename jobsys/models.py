@@ -41,30 +41,6 @@ QUEUE_NAME_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
 _QUEUE_NAME = re.compile(QUEUE_NAME_PATTERN)
 
 
-def parse_queue_spec(text: str) -> tuple[tuple[str, int], ...]:
-    """Parse the queues a worker serves: ``"a,b,c"`` (strict order: a before b
-    before c) or ``"a:5,b:2,c:1"`` (weighted). Weight 0 means "no weight given".
-
-    Raises ValueError naming the rule.
-    """
-    parsed: list[tuple[str, int]] = []
-    for item in text.split(","):
-        name, sep, weight = item.strip().partition(":")
-        check_queue_name(name)
-        if sep:
-            if not weight.isdigit() or not 1 <= int(weight) <= 1000:
-                raise ValueError(f"the weight of queue {name!r} must be a whole number 1 to 1000")
-            parsed.append((name, int(weight)))
-        else:
-            parsed.append((name, 0))
-    names = [n for n, _ in parsed]
-    if len(set(names)) != len(names):
-        raise ValueError("names a queue twice")
-    if len({w == 0 for _, w in parsed}) > 1:
-        raise ValueError("must give a weight to every queue or to none")
-    return tuple(parsed)
-
-
 def check_queue_name(name: str) -> str:
     """`name` if it is a valid queue name, else ValueError naming the rule."""
     if not _QUEUE_NAME.fullmatch(name):

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 from jobsys.errors import ConfigError
-from jobsys.models import parse_queue_spec
+from jobsys.worker.queues import parse_queue_spec
 
 T = TypeVar("T")
 

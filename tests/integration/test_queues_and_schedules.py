@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 
 import redis
 
-from jobsys.models import parse_queue_spec
 from jobsys.settings import Settings
 from jobsys.store import Store, Submission, keys
 from jobsys.worker import Worker
+from jobsys.worker.queues import parse_queue_spec
 
 
 def drain(worker: Worker) -> None:

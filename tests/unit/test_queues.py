@@ -7,8 +7,7 @@ from collections import Counter
 
 import pytest
 
-from jobsys.models import parse_queue_spec
-from jobsys.worker.queues import QueueOrder
+from jobsys.worker.queues import QueueOrder, parse_queue_spec
 
 
 def test_a_plain_list_is_strict_order() -> None:
