@@ -17,7 +17,7 @@ import redis
 
 from bench.runners.common import RECORD_BYTES
 from bench.systems.base import System
-from jobsys.redis_server import RedisServer
+from jobsys.local.redis_server import RedisServer
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -40,7 +40,7 @@ from bench.harness import (
 )
 from bench.systems.base import System
 from bench.systems.jobsys_ import SYSTEM as _JOBSYS
-from jobsys.redis_server import free_port
+from jobsys.local.redis_server import free_port
 from jobsys.store import keys
 
 #: Seconds to let the workers write the last results before Redis is measured.

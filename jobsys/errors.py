@@ -66,10 +66,6 @@ class InvalidJob(JobsysError):
         self.rule = rule
 
 
-class StaleLease(JobsysError):
-    """A worker tried to settle a job whose lease it no longer holds (fencing)."""
-
-
 class TaskNotFound(JobsysError):
     """A tasks module named by --tasks or JOBSYS_TASKS could not be imported."""
 

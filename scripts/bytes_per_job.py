@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from jobsys.redis_server import RedisServer
+from jobsys.local.redis_server import RedisServer
 from jobsys.settings import Settings
 from jobsys.store import Store, keys
 

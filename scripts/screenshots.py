@@ -22,7 +22,7 @@ from pathlib import Path
 import requests
 from playwright.sync_api import Page, sync_playwright
 
-from jobsys.redis_server import RedisServer, free_port
+from jobsys.local.redis_server import RedisServer, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM_ARGS = [

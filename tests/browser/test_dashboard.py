@@ -27,7 +27,7 @@ import requests
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from jobsys.api.app import create_app
-from jobsys.redis_server import RedisServer, free_port
+from jobsys.local.redis_server import RedisServer, free_port
 from jobsys.settings import Settings
 
 from processes import Proc, wait_for, wait_for_http

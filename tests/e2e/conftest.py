@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from jobsys.redis_server import RedisServer
+from jobsys.local.redis_server import RedisServer
 
 from processes import Proc, start_worker, stop_gracefully
 

@@ -23,7 +23,7 @@ import pytest
 import redis
 import requests
 
-from jobsys.redis_server import RedisServer, free_port
+from jobsys.local.redis_server import RedisServer, free_port
 from jobsys.store import keys
 
 

@@ -17,7 +17,7 @@ import requests
 from jobsys import Client
 from jobsys.api import create_app
 from jobsys.errors import ClientError
-from jobsys.redis_server import RedisServer, free_port
+from jobsys.local.redis_server import RedisServer, free_port
 from jobsys.settings import Settings
 
 from processes import Proc, run_jobsys, wait_for_http

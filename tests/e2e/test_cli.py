@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from jobsys.redis_server import RedisServer, free_port
+from jobsys.local.redis_server import RedisServer, free_port
 
 from processes import Proc, process_env, run_jobsys, start_api, stop_gracefully
 

@@ -12,7 +12,7 @@ import pytest
 import redis
 import requests
 
-from jobsys.redis_server import RedisServer
+from jobsys.local.redis_server import RedisServer
 
 from processes import Proc, run_jobsys, start_api, stop_gracefully, wait_for
 

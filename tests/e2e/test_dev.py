@@ -19,7 +19,7 @@ import pytest
 
 from jobsys import Client
 from jobsys.errors import ClientError
-from jobsys.redis_server import RedisServer, free_port
+from jobsys.local.redis_server import RedisServer, free_port
 
 from processes import process_env, wait_for, wait_for_http
 

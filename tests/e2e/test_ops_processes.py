@@ -17,7 +17,7 @@ import redis
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from jobsys.redis_server import RedisServer, free_port
+from jobsys.local.redis_server import RedisServer, free_port
 
 from processes import Proc, Procs, process_env, wait_for, wait_for_http
 

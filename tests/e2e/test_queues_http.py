@@ -13,7 +13,7 @@ import redis
 import requests
 
 from jobsys import Client
-from jobsys.redis_server import free_port
+from jobsys.local.redis_server import free_port
 
 from processes import Proc, process_env, wait_for, wait_for_http
 

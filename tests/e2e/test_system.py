@@ -15,7 +15,7 @@ import requests
 
 from jobsys import Client
 from jobsys.errors import ClientError
-from jobsys.redis_server import free_port
+from jobsys.local.redis_server import free_port
 
 from processes import Proc, wait_for, wait_for_http
 

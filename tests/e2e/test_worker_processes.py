@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from jobsys.redis_server import RedisServer
+from jobsys.local.redis_server import RedisServer
 from jobsys.settings import Settings
 from jobsys.store import Store, keys
 

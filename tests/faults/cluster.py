@@ -29,8 +29,8 @@ import redis
 import requests
 import urllib3
 
-from jobsys.procs import die_with_parent
-from jobsys.redis_server import RedisServer, free_port
+from jobsys.local.procs import die_with_parent
+from jobsys.local.redis_server import RedisServer, free_port
 from jobsys.store import keys
 
 from processes import process_env

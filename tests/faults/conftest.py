@@ -16,7 +16,7 @@ import report
 from cluster import FULL, Cluster, MakeCluster, MakeRedis
 from invariants import table
 
-from jobsys.redis_server import RedisServer
+from jobsys.local.redis_server import RedisServer
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

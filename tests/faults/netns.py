@@ -41,7 +41,7 @@ from typing import Any
 
 import delay_relay
 
-from jobsys.procs import die_with_parent
+from jobsys.local.procs import die_with_parent
 
 #: The three paths to Redis, in the order of their /30 subnets.
 LINKS = ("w", "a", "c")
@@ -284,6 +284,6 @@ class DelayRelay:
 
 
 def _valkey_binary() -> str:
-    from jobsys.redis_server import find_binary  # noqa: PLC0415
+    from jobsys.local.redis_server import find_binary  # noqa: PLC0415
 
     return find_binary()

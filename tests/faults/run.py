@@ -30,7 +30,7 @@ from netns import netem_available  # noqa: E402
 
 
 def redis_version() -> str:
-    from jobsys.redis_server import find_binary  # noqa: PLC0415
+    from jobsys.local.redis_server import find_binary  # noqa: PLC0415
 
     try:
         out = subprocess.run(

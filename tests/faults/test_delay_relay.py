@@ -14,7 +14,7 @@ from typing import Any
 import delay_relay
 import pytest
 
-from jobsys.redis_server import free_port
+from jobsys.local.redis_server import free_port
 
 
 def _echo_server() -> tuple[socket.socket, int]:

@@ -34,7 +34,7 @@ import requests
 from cluster import Cluster, MakeCluster, MakeRedis, client_for, scaled
 from invariants import is_schema_key
 
-from jobsys.redis_server import RedisServer
+from jobsys.local.redis_server import RedisServer
 from jobsys.store import keys
 
 pytestmark = pytest.mark.timeout(scaled(150, 900))

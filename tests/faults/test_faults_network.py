@@ -38,7 +38,7 @@ from cluster import (
 from invariants import Row, check
 from netns import RedisNetns, unavailable_reason
 
-from jobsys.redis_server import RedisServer, free_port
+from jobsys.local.redis_server import RedisServer, free_port
 
 REASON = unavailable_reason()
 pytestmark = [

@@ -17,7 +17,7 @@ from flask.testing import FlaskClient
 from jobsys.api import create_app
 from jobsys.api.app import HEALTH_DEADLINE_S
 from jobsys.api.routes import STATE_KEY, ApiState
-from jobsys.redis_server import free_port
+from jobsys.local.redis_server import free_port
 from jobsys.settings import Settings
 
 #: Slack over the deadline for a loaded 2-core machine (scheduling, the relay itself).

@@ -21,8 +21,8 @@ from flask.testing import FlaskClient
 
 from jobsys.api import create_app
 from jobsys.api.validation import MAX_BODY_BYTES, MAX_JSON_DEPTH, printable_pattern
+from jobsys.local.redis_server import RedisServer
 from jobsys.models import API_FIELDS
-from jobsys.redis_server import RedisServer
 from jobsys.settings import Settings
 from jobsys.store import keys
 

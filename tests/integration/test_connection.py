@@ -13,7 +13,7 @@ import pytest
 import redis
 
 from jobsys.errors import IdempotencyConflict, StoreFull, StoreUnavailable
-from jobsys.redis_server import RedisServer, find_binary, free_port, port_is_free
+from jobsys.local.redis_server import RedisServer, find_binary, free_port, port_is_free
 from jobsys.settings import Settings
 from jobsys.store import Store, Submission, keys
 from jobsys.store.wire import Wire

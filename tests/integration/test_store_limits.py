@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from jobsys.errors import StoreFull
-from jobsys.redis_server import RedisServer
+from jobsys.local.redis_server import RedisServer
 from jobsys.settings import Settings
 from jobsys.store import Store, keys
 from jobsys.worker import Worker

@@ -17,7 +17,7 @@ import pytest
 
 from jobsys import Client
 from jobsys.errors import ApiUnreachable, ClientError
-from jobsys.redis_server import free_port
+from jobsys.local.redis_server import free_port
 
 
 class FakeApi(ThreadingHTTPServer):

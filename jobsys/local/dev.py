@@ -2,7 +2,7 @@
 
 It starts, as child processes of its own:
 
-1. a private Redis (``jobsys.redis_server``) with its append-only file in the
+1. a private Redis (``jobsys.local.redis_server``) with its append-only file in the
    data dir, unless Redis is configured (REDIS_URL / REDIS_HOST / REDIS_PORT),
    in which case that one is used;
 2. the API (``python -m jobsys api``) and one worker (``python -m jobsys worker``),
@@ -12,7 +12,7 @@ Ctrl-C or SIGTERM stops the worker and the API with one SIGTERM each (the worker
 gets SHUTDOWN_GRACE_SECONDS to finish its jobs), then Redis, so it flushes its
 append-only file. A second Ctrl-C kills the worker and the API at once. When a
 child dies on its own, the rest are stopped and dev exits 1. The children sit
-in their own process groups and, on Linux, die with dev; see jobsys.procs.
+in their own process groups and, on Linux, die with dev; see jobsys.local.procs.
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ import click
 
 from jobsys.client import Client
 from jobsys.errors import ClientError, JobsysError
-from jobsys.procs import die_with_parent
-from jobsys.redis_server import RedisServer, free_port, port_is_free
+from jobsys.local.procs import die_with_parent
+from jobsys.local.redis_server import RedisServer, free_port, port_is_free
 from jobsys.settings import DEFAULT_REDIS_PORT, Settings
 
 logger = logging.getLogger(__name__)

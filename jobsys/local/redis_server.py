@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from jobsys.errors import JobsysError
-from jobsys.procs import die_with_parent
+from jobsys.local.procs import die_with_parent
 
 
 class RedisServerError(JobsysError):
@@ -70,7 +70,7 @@ class RedisServer:
     binary: str = ""
     process: subprocess.Popen[bytes] | None = None
     #: Run under a supervising parent (`jobsys dev`): in its own process group,
-    #: and stopped with SIGTERM if the parent dies (see jobsys.procs).
+    #: and stopped with SIGTERM if the parent dies (see jobsys.local.procs).
     supervised: bool = False
 
     @property

@@ -1,11 +1,14 @@
-"""The tables of `jobsys workers` and `jobsys stats` (rich renderables, from the API's JSON)."""
+"""How the CLI shows the API's JSON: the pages of `jobsys jobs` and `jobsys dlq list`, and the
+tables of `jobsys workers` and `jobsys stats` (rich renderables)."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
-from rich.console import Group
+import click
+from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
@@ -77,3 +80,53 @@ def stats_view(queues: list[dict[str, Any]], workers: list[dict[str, Any]]) -> G
     slots = sum(int(w.get("concurrency", 0)) for w in workers)
     summary = Text(f"workers: {len(workers)} live, running {busy} of {slots} slots")
     return Group(queues_table(queues), summary, workers_table(workers))
+
+
+def _console() -> Console:
+    # Piped output is not cut at 80 columns: ids must stay whole to be pasted back.
+    console = Console(highlight=False)
+    return console if console.is_terminal else Console(highlight=False, width=200)
+
+
+def _one_line(text: Any, width: int = 60) -> str:
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+def _when(job: dict[str, Any]) -> str:
+    for name in ("failed_at", "completed_at", "cancelled_at", "started_at", "created_at"):
+        if job.get(name):
+            return str(job[name])
+    return ""
+
+
+def print_page(body: dict[str, Any], columns: list[str], as_json: bool, hint: str) -> None:
+    """Print one page of a job listing: as a table with `columns`, or the JSON as is.
+
+    `hint` is the command that fetches the next page (shown with its --cursor).
+    """
+    if as_json:
+        click.echo(json.dumps(body, indent=2))
+        return
+    console = _console()
+    table = Table(show_edge=False, pad_edge=False)
+    for name in columns:
+        table.add_column(name, no_wrap=name == "id", overflow="fold")
+    for job in body["jobs"]:
+        row = {
+            "id": job["id"],
+            "status": job["status"],
+            "task": job["task"],
+            "queue": job.get("queue", ""),
+            "attempts": f"{job.get('attempts', 0)}/{int(job.get('max_retries', 0)) + 1}",
+            "when": _when(job),
+            "replayed": str(job.get("replayed", "")),
+            "error": _one_line(job.get("error", "")),
+        }
+        table.add_row(*(row[c] for c in columns))
+    if body["jobs"]:
+        console.print(table)
+    else:
+        console.print("no jobs")
+    if body.get("next_cursor"):
+        console.print(f"more: {hint} --cursor {body['next_cursor']}", soft_wrap=True)

@@ -1,0 +1,115 @@
+"""`jobsys api`, `jobsys worker` and `jobsys dev`: the commands that run the system."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from jobsys.cli.options import EXIT_FAILED, EXIT_USAGE, PORT, fail, load_settings
+from jobsys.errors import JobsysError, TaskNotFound
+from jobsys.worker.queues import parse_queue_spec
+
+
+@click.command()
+@click.option("--host", default="0.0.0.0", show_default=True, help="Address to bind.")
+@click.option("--port", type=PORT, default=5001, show_default=True, help="Port to bind.")
+@click.option("--workers", type=click.IntRange(min=1), help="gunicorn processes [API_WORKERS].")
+@click.option("--threads", type=click.IntRange(min=1), help="Threads per process [API_THREADS].")
+def api(host: str, port: int, workers: int | None, threads: int | None) -> None:
+    """Serve the HTTP API (gunicorn)."""
+    settings = load_settings()
+    if workers is not None:
+        settings = settings.with_overrides(api_workers=workers)
+    if threads is not None:
+        settings = settings.with_overrides(api_threads=threads)
+    from jobsys.api.server import serve  # noqa: PLC0415 (keeps gunicorn out of other commands)
+
+    serve(
+        settings,
+        host=host,
+        port=port,
+        workers=settings.api_workers,
+        threads=settings.api_threads,
+    )
+
+
+@click.command()
+@click.option(
+    "--concurrency", type=click.IntRange(min=1), help="Jobs run at once [WORKER_CONCURRENCY]."
+)
+@click.option(
+    "--tasks", "tasks_module", metavar="MODULE", help="Module of @task handlers [JOBSYS_TASKS]."
+)
+@click.option(
+    "--queues",
+    metavar="SPEC",
+    help="Queues to serve: a,b,c (strict order) or a:5,b:1 (weighted) [WORKER_QUEUES].",
+)
+def worker(concurrency: int | None, tasks_module: str | None, queues: str | None) -> None:
+    """Run a worker: claim jobs, run their handlers, record the outcome."""
+    settings = load_settings()
+    if queues is not None:
+        try:
+            settings = settings.with_overrides(worker_queues=parse_queue_spec(queues))
+        except ValueError as e:
+            raise click.BadParameter(str(e), param_hint="--queues") from None
+    if concurrency is not None:
+        settings = settings.with_overrides(worker_concurrency=concurrency)
+    if tasks_module:
+        settings = settings.with_overrides(tasks_module=tasks_module)
+    from jobsys.worker.worker import run_worker  # noqa: PLC0415
+
+    try:
+        code = run_worker(settings)
+    except TaskNotFound as e:
+        fail(str(e), EXIT_USAGE)
+    sys.exit(code)
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address the API binds.")
+@click.option("--port", type=PORT, default=5001, show_default=True, help="Port of the API.")
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path(".jobsys-data"),
+    show_default=True,
+    help="Where the private Redis keeps its append-only file.",
+)
+@click.option("--concurrency", type=click.IntRange(min=1), help="Jobs the worker runs at once [1].")
+@click.option("--tasks", "tasks_module", metavar="MODULE", help="Module of @task handlers.")
+@click.option(
+    "--redis-port",
+    type=click.IntRange(0, 65535),
+    help="Port of the private Redis; 0 = any free port [6379 if free, else any].",
+)
+def dev(
+    host: str,
+    port: int,
+    data_dir: Path,
+    concurrency: int | None,
+    tasks_module: str | None,
+    redis_port: int | None,
+) -> None:
+    """Run Redis, the API and a worker on this machine until Ctrl-C.
+
+    Starts a private Redis unless REDIS_URL / REDIS_HOST / REDIS_PORT is set.
+    """
+    settings = load_settings()
+    from jobsys.local.dev import DevOptions, run_dev  # noqa: PLC0415
+
+    options = DevOptions(
+        host=host,
+        port=port,
+        data_dir=data_dir,
+        concurrency=concurrency,
+        tasks_module=tasks_module,
+        redis_port=redis_port,
+    )
+    try:
+        code = run_dev(settings, options)
+    except JobsysError as e:
+        fail(str(e), EXIT_FAILED)
+    sys.exit(code)
