@@ -74,3 +74,19 @@ def store(settings: Settings) -> Iterator[Store]:
 def tests_dir() -> Path:
     """This folder (tests import task modules from tests/tasks_*.py)."""
     return Path(__file__).parent
+
+
+#: The marker of each folder of tests/ (registered in pyproject.toml).
+FOLDER_MARKERS = ("unit", "integration", "e2e", "faults", "browser", "compose")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test with its folder: ``pytest -m "not e2e"`` and the like then work."""
+    tests_dir = Path(__file__).parent
+    for item in items:
+        try:
+            folder = item.path.relative_to(tests_dir).parts[0]
+        except ValueError:  # a test outside tests/ (a path given on the command line)
+            continue
+        if folder in FOLDER_MARKERS:
+            item.add_marker(folder)
