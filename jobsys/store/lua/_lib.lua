@@ -71,6 +71,30 @@ local function bury(job_key, id, dead_key, err, now, R)
   end
 end
 
+-- The decision after a failed attempt (fail.lua and recover.lua; the caller has
+-- recorded the attempt in `history`). With retries left (attempt <= max_retries)
+-- the job goes back to `queued`: into K.scheduled until now + backoff_ms (with
+-- `next_attempt_at`), or, when backoff_ms is 0, straight into K.ready at its
+-- original `rank`, setting the K.wakeup marker. With none left it is buried into
+-- K.dead. K holds the caller's KEYS: ready, scheduled (only read when backoff_ms >
+-- 0), dead (dead_letter) and wakeup.
+-- Returns 'retry' or 'dead' (the caller moves the id to the `queued` or `failed` index).
+local function retry_or_bury(job_key, id, attempt, max_retries, rank, backoff_ms, K, err, now, R)
+  if tonumber(attempt) > tonumber(max_retries) then
+    bury(job_key, id, K.dead, err, now, R)
+    return 'dead'
+  end
+  redis.call('HSET', job_key, 'status', 'queued', 'error', err)
+  if backoff_ms > 0 then
+    redis.call('HSET', job_key, 'next_attempt_at', now + backoff_ms)
+    redis.call('ZADD', K.scheduled, now + backoff_ms, id)
+  else
+    redis.call('ZADD', K.ready, rank, id)
+    redis.call('ZADD', K.wakeup, 0, 'w')
+  end
+  return 'retry'
+end
+
 -- A running job whose cancellation was requested ends `cancelled`, whatever its
 -- attempt produced. Returns true when it did (the caller moves the id to the
 -- `cancelled` index).

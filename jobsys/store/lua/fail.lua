@@ -18,6 +18,7 @@ local worker = ARGV[1]
 local now = now_ms()
 local R = retention(ARGV)
 local idx = indexes(KEYS, 6)
+local K = {scheduled = KEYS[2], dead = KEYS[3], ready = KEYS[4], wakeup = KEYS[5]}
 local to = {retry = 'queued', dead = 'failed', cancelled = 'cancelled'}
 local out = {}
 for i = 1, #KEYS - 11 do
@@ -34,20 +35,7 @@ for i = 1, #KEYS - 11 do
       out[i] = 'cancelled'
     else
       record_failure(key, attempt, worker, f[3], now, err)
-      if tonumber(attempt) > tonumber(f[1]) then
-        bury(key, id, KEYS[3], err, now, R)
-        out[i] = 'dead'
-      else
-        redis.call('HSET', key, 'status', 'queued', 'error', err)
-        if backoff > 0 then
-          redis.call('HSET', key, 'next_attempt_at', now + backoff)
-          redis.call('ZADD', KEYS[2], now + backoff, id)
-        else
-          redis.call('ZADD', KEYS[4], f[2], id)
-          redis.call('ZADD', KEYS[5], 0, 'w')
-        end
-        out[i] = 'retry'
-      end
+      out[i] = retry_or_bury(key, id, attempt, f[1], f[2], backoff, K, err, now, R)
     end
     reindex(idx, id, 'processing', to[out[i]], now)
   end

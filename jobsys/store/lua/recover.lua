@@ -16,6 +16,8 @@ local prefix = ARGV[1]
 local now = now_ms()
 local R = retention(ARGV)
 local idx = indexes(KEYS, 5)
+-- A lost attempt is retried at once (no backoff), so no scheduled key is needed.
+local K = {ready = KEYS[2], dead = KEYS[3], wakeup = KEYS[4]}
 local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
 local out = {}
 for _, id in ipairs(expired) do
@@ -33,21 +35,11 @@ for _, id in ipairs(expired) do
       reindex(idx, id, 'processing', 'cancelled', now)
     else
       record_failure(key, f[3], f[2], f[6], now, err)
-      if tonumber(f[3]) > tonumber(f[4]) then
-        bury(key, id, KEYS[3], err, now, R)
-        out[#out + 1] = id
-        out[#out + 1] = 'dead'
-        out[#out + 1] = f[7]
-        reindex(idx, id, 'processing', 'failed', now)
-      else
-        redis.call('HSET', key, 'status', 'queued', 'error', err)
-        redis.call('ZADD', KEYS[2], f[5], id)
-        redis.call('ZADD', KEYS[4], 0, 'w')
-        out[#out + 1] = id
-        out[#out + 1] = 'retry'
-        out[#out + 1] = f[7]
-        reindex(idx, id, 'processing', 'queued', now)
-      end
+      local verdict = retry_or_bury(key, id, f[3], f[4], f[5], 0, K, err, now, R)
+      out[#out + 1] = id
+      out[#out + 1] = verdict
+      out[#out + 1] = f[7]
+      reindex(idx, id, 'processing', verdict == 'dead' and 'failed' or 'queued', now)
     end
   end
 end
