@@ -24,6 +24,16 @@ def api(host: str, port: int, workers: int | None, threads: int | None) -> None:
         settings = settings.with_overrides(api_workers=workers)
     if threads is not None:
         settings = settings.with_overrides(api_threads=threads)
+    if settings.api_worker_class == "gevent":
+        # gunicorn's gevent worker patches the standard library when it starts, after
+        # the fork; this process has imported the app's modules by then (redis-py
+        # holds ssl's classes), which gevent warns about (MonkeyPatchWarning) and
+        # which leaves those references unpatched. Patch here, before anything but
+        # click, logging and the settings is imported (the CLI loads requests and
+        # the rest only when a command needs them).
+        from gevent import monkey  # noqa: PLC0415
+
+        monkey.patch_all()
     from jobsys.api.server import serve  # noqa: PLC0415 (keeps gunicorn out of other commands)
 
     serve(
