@@ -26,8 +26,10 @@ DEFAULT_REDIS_HOST = "localhost"
 DEFAULT_REDIS_PORT = 6379
 #: Where the CLI finds the API when JOBSYS_URL is not set.
 DEFAULT_API_URL = "http://localhost:5001"
-#: Fewest characters of an API token (`openssl rand -hex 32` gives 64).
-MIN_TOKEN_CHARS = 16
+#: Fewest characters of an API token: 32, what `openssl rand -hex 16` gives (128 bits).
+#: A shorter token may be a word, a name or a test value; guessing 128 random bits is
+#: out of reach however many attempts an attacker gets.
+MIN_TOKEN_CHARS = 32
 #: Most characters of an API token.
 MAX_TOKEN_CHARS = 4096
 #: RFC 6750's b64token: what may follow "Bearer " in an Authorization header.
@@ -210,31 +212,43 @@ class _Reader:
 def _tokens(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     """The tokens of variable `name` (comma-separated) or of the file `name`_FILE
     (separated by commas, spaces or newlines: a Docker secret). Error messages
-    never quote a token, only its position."""
+    never quote a token, only its position.
+
+    A variable that is set must give at least one token, even when it is empty: an
+    empty secret file or ``X=$(cat missing)`` must not start the API open to all.
+    Unset both to run open."""
     file_name = f"{name}_FILE"
-    inline = env.get(name, "").strip()
-    path = env.get(file_name, "").strip()
-    if inline and path:
+    inline = env.get(name)
+    path = env.get(file_name)
+    if inline is not None and path is not None:
         raise ConfigError(f"set {name} or {file_name}, not both")
-    if path:
+    if path is not None:
+        if not path.strip():
+            raise ConfigError(f"{file_name} is set but empty: name a file of tokens, or unset it")
         try:
-            text = Path(path).read_text(encoding="utf-8")
+            text = Path(path.strip()).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as e:
             raise ConfigError(f"{file_name}={path!r} cannot be read: {e}") from None
         return _check_tokens(file_name, text.replace(",", " ").split())
-    if not inline:
+    if inline is None:
         return ()
     return _check_tokens(name, [t.strip() for t in inline.split(",")])
 
 
 def _check_tokens(name: str, tokens: list[str]) -> tuple[str, ...]:
+    if not any(tokens):
+        raise ConfigError(
+            f"{name} is set but holds no token: give at least one token of "
+            f"{MIN_TOKEN_CHARS} or more characters (`openssl rand -hex 16`), or unset {name} "
+            "to run the API open to anyone who can reach it"
+        )
     for n, token in enumerate(tokens, 1):
         if not token:
             raise ConfigError(f"{name}: token {n} is empty (two commas in a row or a stray comma)")
         if not MIN_TOKEN_CHARS <= len(token) <= MAX_TOKEN_CHARS:
             raise ConfigError(
                 f"{name}: token {n} has {len(token)} characters; a token must have "
-                f"{MIN_TOKEN_CHARS} to {MAX_TOKEN_CHARS} (try `openssl rand -hex 32`)"
+                f"{MIN_TOKEN_CHARS} to {MAX_TOKEN_CHARS} (try `openssl rand -hex 16`)"
             )
         if not TOKEN_PATTERN.fullmatch(token):
             raise ConfigError(

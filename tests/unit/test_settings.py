@@ -32,8 +32,8 @@ def test_blank_values_mean_unset() -> None:
     )
 
 
-TOKEN_A = "producer-token-0123456789"
-TOKEN_B = "second.token_ABCDEFGHIJ+/=="
+TOKEN_A = "producer-token-0123456789abcdefghijk"
+TOKEN_B = "second.token_ABCDEFGHIJKLMNOPQR+/=="
 
 #: (variable, raw value, Settings field, parsed value)
 VALID = [
@@ -202,7 +202,7 @@ def test_reads_os_environ_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_no_token_means_open_mode() -> None:
     assert not Settings.from_env({}).auth_enabled
-    assert not Settings.from_env({"JOBSYS_ADMIN_TOKENS": " ", "JOBSYS_TOKEN": ""}).auth_enabled
+    assert not Settings.from_env({"JOBSYS_TOKEN": ""}).auth_enabled
     assert Settings.from_env({"JOBSYS_ADMIN_TOKENS": TOKEN_A}).auth_enabled
     assert Settings.from_env({"JOBSYS_PRODUCER_TOKENS": TOKEN_A}).auth_enabled
 
@@ -212,8 +212,10 @@ def test_no_token_means_open_mode() -> None:
     [
         (f"{TOKEN_A},,{TOKEN_B}", "token 2 is empty"),
         (f"{TOKEN_A},", "token 2 is empty"),
-        ("short-token", "token 1 has 11 characters; a token must have 16"),
-        (f"{TOKEN_A},with space in it 0123", "token 2 has a character"),
+        ("short-token", "token 1 has 11 characters; a token must have 32"),
+        ("0123456789abcdef", "token 1 has 16 characters; a token must have 32 to 4096"),
+        ("0123456789abcdef0123456789abcde", "token 1 has 31 characters"),
+        (f"{TOKEN_A},with space in it 0123456789abcdef", "token 2 has a character"),
         ("x" * 5000, "token 1 has 5000 characters"),
     ],
 )
@@ -225,6 +227,26 @@ def test_a_bad_token_is_refused_without_quoting_it(raw: str, message: str) -> No
         for token in raw.split(","):
             if token:
                 assert token not in str(e.value)
+
+
+@pytest.mark.parametrize("raw", ["", " ", ",", " , ,", "\t"])
+def test_a_token_variable_that_is_set_must_hold_a_token(raw: str) -> None:
+    """Set but empty (``X=$(cat missing)``, a Compose default) must not open the API."""
+    for var in ("JOBSYS_PRODUCER_TOKENS", "JOBSYS_ADMIN_TOKENS"):
+        with pytest.raises(ConfigError) as e:
+            Settings.from_env({var: raw})
+        assert str(e.value).startswith(f"{var} is set but holds no token")
+        assert f"unset {var}" in str(e.value)
+
+
+@pytest.mark.parametrize("text", ["", "\n\n", "  \n\t\n", ",\n,"])
+def test_an_empty_token_file_refuses_to_start(tmp_path: Path, text: str) -> None:
+    secret = tmp_path / "admin_tokens"
+    secret.write_text(text)
+    with pytest.raises(ConfigError, match=r"^JOBSYS_ADMIN_TOKENS_FILE is set but holds no token"):
+        Settings.from_env({"JOBSYS_ADMIN_TOKENS_FILE": str(secret)})
+    with pytest.raises(ConfigError, match=r"^JOBSYS_PRODUCER_TOKENS_FILE is set but empty"):
+        Settings.from_env({"JOBSYS_PRODUCER_TOKENS_FILE": " "})
 
 
 def test_tokens_come_from_a_file_for_docker_secrets(tmp_path: Path) -> None:
