@@ -40,7 +40,10 @@ TOKEN_PATTERN = re.compile(r"[A-Za-z0-9._~+/-]+=*")
 class Settings:
     """Every tunable of jobsys, with its environment variable in the comment."""
 
-    redis_url: str = f"redis://{DEFAULT_REDIS_HOST}:{DEFAULT_REDIS_PORT}/0"
+    #: REDIS_URL, or made of REDIS_HOST and REDIS_PORT. repr shows it redacted.
+    redis_url: str = field(
+        default=f"redis://{DEFAULT_REDIS_HOST}:{DEFAULT_REDIS_PORT}/0", repr=False
+    )
     #: True when REDIS_URL, REDIS_HOST or REDIS_PORT was set (`jobsys dev`
     #: starts its own Redis only when this is False).
     redis_configured: bool = False
@@ -186,13 +189,47 @@ class Settings:
 
     @property
     def redacted_redis_url(self) -> str:
-        """The Redis URL with any password replaced, safe to log."""
-        scheme, sep, rest = self.redis_url.partition("://")
-        if "@" not in rest:
-            return self.redis_url
-        creds, _, host = rest.rpartition("@")
-        user = creds.split(":", 1)[0]
-        return f"{scheme}{sep}{user}:***@{host}" if user else f"{scheme}{sep}***@{host}"
+        """The Redis URL with every password replaced (see `redact_url`), safe to log."""
+        return redact_url(self.redis_url)
+
+    def __repr__(self) -> str:
+        # The dataclass repr, with the Redis URL redacted (tokens are left out).
+        shown = [f"redis_url={self.redacted_redis_url!r}"]
+        shown += [f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if f.repr]
+        return f"{type(self).__name__}({', '.join(shown)})"
+
+
+#: Query parameters of a URL whose values are secrets (redis-py reads ``password``;
+#: the rest are caught for safety): a name holding any of these words, any case.
+_SECRET_PARAM = re.compile(r"pass|secret|token|auth|credential", re.IGNORECASE)
+
+
+def redact_url(url: str) -> str:
+    """`url` with every credential redis-py accepts replaced by ``***``: the password of
+    ``user:password@`` (and the whole user part when it has no ``:``, which could be
+    a password too) and the value of a ``?password=`` parameter (or any whose name
+    looks secret), for redis://, rediss:// and unix:// alike. A password may hold
+    ``@``, ``/``, ``?`` or ``#`` unescaped: when in doubt, more is hidden, never less."""
+    scheme, sep, rest = url.partition("://")
+    return f"{scheme}{sep}{_redact_rest(rest)}"
+
+
+def _redact_rest(rest: str) -> str:
+    location, qmark, query = rest.partition("?")
+    if qmark:
+        query = "&".join(_redact_param(p) for p in query.split("&"))
+        if "@" in query:  # the "?" was in a password: hide everything up to the last "@"
+            return "***@" + _redact_rest(rest.rpartition("@")[2])
+    creds, at, host = location.rpartition("@")
+    if at:
+        user, colon, _ = creds.partition(":")
+        location = f"{user}:***@{host}" if colon and user else f"***@{host}"
+    return f"{location}{qmark}{query}"
+
+
+def _redact_param(param: str) -> str:
+    name, eq, _ = param.partition("=")
+    return f"{name}=***" if eq and _SECRET_PARAM.search(name) else param
 
 
 class _Reader:
@@ -206,7 +243,8 @@ class _Reader:
         try:
             return parse(raw.strip())
         except ValueError as e:
-            raise ConfigError(f"{name}={raw!r} is invalid: {e}") from None
+            shown = redact_url(raw) if "://" in raw else raw  # REDIS_URL may hold a password
+            raise ConfigError(f"{name}={shown!r} is invalid: {e}") from None
 
 
 def _tokens(env: Mapping[str, str], name: str) -> tuple[str, ...]:

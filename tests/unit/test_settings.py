@@ -176,13 +176,32 @@ def test_redis_url_overrides_host_and_port() -> None:
         ("redis://app:s3cret@redis:6379/0", "redis://app:***@redis:6379/0"),
         ("rediss://app:p@ss@word@redis:6380/0", "rediss://app:***@redis:6380/0"),
         ("unix:///run/redis.sock", "unix:///run/redis.sock"),
+        ("redis://redis:6379/0?password=s3cret", "redis://redis:6379/0?password=***"),
+        (
+            "rediss://redis/0?username=app&password=s3cret&db=1",
+            "rediss://redis/0?username=app&password=***&db=1",
+        ),
+        ("unix:///run/r.sock?db=2&password=s3cret", "unix:///run/r.sock?db=2&password=***"),
+        ("unix://app:s3cret@/run/r.sock?db=2", "unix://app:***@/run/r.sock?db=2"),
+        ("redis://s3cret@redis/0", "redis://***@redis/0"),  # user only: may be a password
+        ("redis://:s3/cr?et@redis/0?Password=s3cret", "redis://***@redis/0?Password=***"),
+        ("redis://redis/0?password=s3cr@et#s3cret", "redis://redis/0?password=***"),
+        ("redis://:s3#cret@redis/0", "redis://***@redis/0"),
     ],
 )
 def test_redacted_url_hides_the_password(url: str, redacted: str) -> None:
     settings = Settings.from_env({"REDIS_URL": url})
     assert settings.redis_url == url
     assert settings.redacted_redis_url == redacted
-    assert "s3cret" not in settings.redacted_redis_url
+    assert "s3cr" not in settings.redacted_redis_url
+    assert "s3cr" not in repr(settings)
+    assert "s3cr" not in str(settings)
+
+
+def test_a_bad_redis_url_is_named_without_its_password() -> None:
+    with pytest.raises(ConfigError, match=r"REDIS_URL=.*is invalid") as e:
+        Settings.from_env({"REDIS_URL": "http://:s3cret@redis/0?password=s3cret"})
+    assert "s3cret" not in str(e.value)
 
 
 def test_with_overrides_replaces_fields_and_rejects_unknown_ones() -> None:
