@@ -1,9 +1,10 @@
-"""No secret reaches a log: a worker and the API on a Redis that wants a password,
-given that password in each form redis-py accepts, log everything at DEBUG and
-never print it."""
+"""What reaches the logs of real processes: no secret (a worker and the API on a
+Redis that wants a password, given it in each form redis-py accepts, log at DEBUG
+and never print it), and no field or line forged by a task name or an error text."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -91,3 +92,34 @@ def test_the_api_and_a_worker_that_cannot_reach_redis_never_log_the_password(
     bad.stop()
     assert "REDIS_URL=" in bad.output()
     assert SECRET not in bad.output()
+
+
+#: One logfmt field: key=bare or key="quoted with \\" \\\\ \\n escapes".
+FIELD = re.compile(r'(\w+)=("(?:[^"\\]|\\.)*"|[^\s"]*)')
+
+
+def test_a_task_name_or_an_error_cannot_forge_log_fields(
+    worker: Proc, store: Store, redis_client: redis.Redis
+) -> None:
+    forged = "report job_id=1111 worker=forged"
+    done = store.submit(forged, None)  # no handler: simulated work, then completed
+    fails = store.submit("boom", "x job_id=2222 worker=forged\n2025-01-01 INFO fake line")
+    wait_for(lambda: store.get(done).status == "completed", 15, what="completed")
+    wait_for(lambda: store.get(fails).attempts >= 2, 15, what="a retry")
+    lines = [
+        line
+        for line in worker.output().splitlines()
+        if " event=" in line and (done in line or fails in line)
+    ]
+    assert any(" completed " in line for line in lines), lines
+    assert any(" retried " in line for line in lines), lines
+    # The error's second line shows only escaped, or indented in a traceback.
+    for line in worker.output().splitlines():
+        assert not line.startswith("2025-01-01"), line
+    for line in lines:
+        found = FIELD.findall(line)
+        keys, values = [k for k, _ in found], dict(found)
+        assert keys.count("job_id") == 1 and keys.count("worker") == 1, line
+        assert values["job_id"] in {done, fails} and "forged" not in values["worker"], line
+        if done in line:
+            assert values["task"] == f'"{forged}"', line
