@@ -4,15 +4,17 @@ and the headers of the dashboard."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
 
-from jobsys.redis_server import free_port
+from jobsys.api.dashboard import STATIC_DIR
+from jobsys.redis_server import RedisServer, free_port
 
-from processes import Proc, stop_gracefully, wait_for
+from processes import Proc, start_api, stop_gracefully, wait_for
 
 
 def serve(env: dict[str, str], log: Path) -> tuple[Proc, str]:
@@ -61,3 +63,40 @@ def test_health_and_503s_tell_no_caller_where_redis_is(
     assert health.json()["redis"] == health.json()["detail"]
     # The reason is in the API's log, for the operator.
     wait_for(lambda: str(redis_port) in proc.output(), 5, what="the reason in the log")
+
+
+@pytest.fixture(scope="module")
+def open_api(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`jobsys api` with no token, on the session's Redis: its base URL."""
+    proc, base = start_api(redis_server.url, tmp_path_factory.mktemp("api") / "api.log")
+    yield base
+    stop_gracefully(proc)
+
+
+@pytest.mark.parametrize(
+    "path", ["/dashboard/", "/dashboard/static/js/app.js", "/dashboard/static/style.css"]
+)
+def test_the_dashboard_forbids_framing_inline_code_and_sniffing(open_api: str, path: str) -> None:
+    r = requests.get(open_api + path, timeout=5)
+    assert r.status_code == 200
+    policy = {d.split()[0]: d.split()[1:] for d in r.headers["Content-Security-Policy"].split("; ")}
+    assert policy["frame-ancestors"] == ["'none'"]
+    assert policy["default-src"] == ["'none'"]
+    assert policy["script-src"] == ["'self'"] and policy["style-src"] == ["'self'"]
+    assert "unsafe" not in r.headers["Content-Security-Policy"]
+    assert r.headers["X-Frame-Options"] == "DENY"
+    assert r.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_the_dashboard_has_no_inline_script_or_style() -> None:
+    """What the policy would refuse: checked in the files too, not only in a browser."""
+    html = (STATIC_DIR / "index.html").read_text()
+    assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", html), "inline <script>"
+    assert not re.search(r"<style|\sstyle=|\son[a-z]+=|javascript:", html, re.IGNORECASE)
+    for js in (STATIC_DIR / "js").glob("*.js"):
+        text = js.read_text()
+        assert not re.search(r"innerHTML|outerHTML|insertAdjacentHTML|eval\(|new Function", text), (
+            js
+        )
+        assert not re.search(r"""setAttribute\(\s*["']style""", text), js
+        assert not re.search(r"\bstyle:\s*`", text), js  # h(..., {style: `...`}): an attribute
