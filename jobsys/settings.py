@@ -32,6 +32,9 @@ DEFAULT_API_URL = "http://localhost:5001"
 MIN_TOKEN_CHARS = 32
 #: Most characters of an API token.
 MAX_TOKEN_CHARS = 4096
+#: The Host names an open API answers when JOBSYS_ALLOWED_HOSTS is not set (the
+#: machine's own host name and the address `jobsys api --host` binds to are added).
+DEFAULT_ALLOWED_HOSTS = ("localhost", "127.0.0.1", "[::1]")
 #: RFC 6750's b64token: what may follow "Bearer " in an Authorization header.
 TOKEN_PATTERN = re.compile(r"[A-Za-z0-9._~+/-]+=*")
 
@@ -109,6 +112,17 @@ class Settings:
     admin_tokens: tuple[str, ...] = field(default=(), repr=False)
     #: JOBSYS_TOKEN: the bearer token `jobsys submit` / `status` / `cancel` send.
     api_token: str | None = field(default=None, repr=False)
+    #: JOBSYS_ALLOWED_HOSTS: the host names (comma-separated, ``*`` for any) the API
+    #: answers in a request's Host header; others get 400 (DNS rebinding). Unset: an
+    #: open API allows `DEFAULT_ALLOWED_HOSTS`, one with tokens allows any host.
+    allowed_hosts: tuple[str, ...] | None = None
+    #: JOBSYS_AUTH_MAX_FAILURES: failed token attempts one client address may make
+    #: within JOBSYS_AUTH_LOCKOUT_SECONDS before its requests with a token get 429
+    #: (per API process; 0 = no limit).
+    auth_max_failures: int = 10
+    #: JOBSYS_AUTH_LOCKOUT_SECONDS: that window, counted from the first failure: the
+    #: longest a client is locked out.
+    auth_lockout_s: float = 60.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -149,6 +163,9 @@ class Settings:
             producer_tokens=_tokens(env, "JOBSYS_PRODUCER_TOKENS"),
             admin_tokens=_tokens(env, "JOBSYS_ADMIN_TOKENS"),
             api_token=_client_token(env),
+            allowed_hosts=reader.get("JOBSYS_ALLOWED_HOSTS", host_names, None),
+            auth_max_failures=reader.get("JOBSYS_AUTH_MAX_FAILURES", _non_negative_int, 10),
+            auth_lockout_s=reader.get("JOBSYS_AUTH_LOCKOUT_SECONDS", _positive_float, 60.0),
         )
         both = set(settings.producer_tokens) & set(settings.admin_tokens)
         if both:
@@ -328,6 +345,23 @@ def _hostname(raw: str) -> str:
     if any(c.isspace() or c in "/@?#" for c in raw):
         raise ValueError("must be a bare host name or address")
     return raw
+
+
+def host_names(raw: str) -> tuple[str, ...]:
+    """Comma-separated host names or addresses, lower-cased; IPv6 ones in brackets."""
+    names = [n.strip().lower() for n in raw.split(",")]
+    if not all(names):
+        raise ValueError("a host name is empty (two commas in a row or a stray comma)")
+    out = []
+    for given in names:
+        # A bare IPv6 address is bracketed, as a Host header brackets it.
+        name = f"[{given}]" if given.count(":") >= 2 and not given.startswith("[") else given
+        if any(c.isspace() or c in "/@?#\"'" for c in name) or (
+            ":" in name and not name.startswith("[")
+        ):
+            raise ValueError(f"{name!r} is not a host name (give no scheme and no port)")
+        out.append(name)
+    return tuple(dict.fromkeys(out))
 
 
 def _port(raw: str) -> int:

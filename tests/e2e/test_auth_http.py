@@ -46,6 +46,8 @@ def api(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> 
         "LOG_LEVEL": "DEBUG",
         "JOBSYS_PRODUCER_TOKENS": PRODUCER,
         "JOBSYS_ADMIN_TOKENS_FILE": str(tmp / "admin_tokens"),  # a Docker secret's way
+        # These tests send hundreds of wrong tokens from one address on purpose.
+        "JOBSYS_AUTH_MAX_FAILURES": "0",
     }
     proc = Proc(["api", "--host", "127.0.0.1", "--port", str(port)], env, tmp / "api.log")
     url = f"http://127.0.0.1:{port}"

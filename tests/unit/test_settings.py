@@ -67,6 +67,15 @@ VALID = [
     ("JOBSYS_PRODUCER_TOKENS", f" {TOKEN_A} , {TOKEN_B}", "producer_tokens", (TOKEN_A, TOKEN_B)),
     ("JOBSYS_ADMIN_TOKENS", TOKEN_A, "admin_tokens", (TOKEN_A,)),
     ("JOBSYS_TOKEN", TOKEN_B, "api_token", TOKEN_B),
+    (
+        "JOBSYS_ALLOWED_HOSTS",
+        "API, jobs.example.com,::1",
+        "allowed_hosts",
+        ("api", "jobs.example.com", "[::1]"),
+    ),
+    ("JOBSYS_ALLOWED_HOSTS", "*", "allowed_hosts", ("*",)),
+    ("JOBSYS_AUTH_MAX_FAILURES", "0", "auth_max_failures", 0),
+    ("JOBSYS_AUTH_LOCKOUT_SECONDS", "300", "auth_lockout_s", 300.0),
 ]
 
 
@@ -86,6 +95,11 @@ def test_every_settings_field_has_a_variable_tested() -> None:
 
 #: (variable, bad value)
 INVALID = [
+    ("JOBSYS_ALLOWED_HOSTS", "localhost:5001"),
+    ("JOBSYS_ALLOWED_HOSTS", "http://api"),
+    ("JOBSYS_ALLOWED_HOSTS", "api,,localhost"),
+    ("JOBSYS_AUTH_MAX_FAILURES", "-1"),
+    ("JOBSYS_AUTH_LOCKOUT_SECONDS", "0"),
     ("REDIS_URL", "localhost:6379"),
     ("REDIS_URL", "http://localhost:6379"),
     ("REDIS_HOST", "redis:6379/0"),
