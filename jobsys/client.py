@@ -303,6 +303,9 @@ class Client:
         self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
     ) -> Any:
         url = self.base_url + path
+        if method not in {"GET", "HEAD"}:
+            # The API wants this type on every state-changing request, body or none.
+            headers = {"Content-Type": "application/json", **(headers or {})}
         try:
             response = self._session.request(
                 method,

@@ -98,3 +98,17 @@ class Unauthorized(JobsysError):
 
 class Forbidden(JobsysError):
     """A valid token whose role may not call this endpoint (HTTP 403)."""
+
+
+class HostNotAllowed(JobsysError):
+    """A request whose Host header names no allowed host (HTTP 400): what a DNS
+    rebinding attack sends to an open API."""
+
+
+class TooManyAttempts(JobsysError):
+    """Too many failed token attempts from one client address (HTTP 429)."""
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        #: Seconds until the client may try again (the Retry-After header).
+        self.retry_after_s = retry_after_s

@@ -8,6 +8,12 @@ lines; ``LOG_FORMAT=json`` gives one JSON object per line for log shippers::
 
 Fields passed with ``extra={...}`` (``job_id``, ``task``, ``attempt``, ``worker``,
 ``duration_ms`` …) are appended as ``key=value`` in text and as keys in JSON.
+Text follows logfmt: a value with a space, ``=``, ``"``, ``\\`` or a character that
+is not printable is double-quoted, with ``\\"``, ``\\\\``, ``\\n`` ... escaped inside,
+and the message has its control characters escaped. So no value (a task name, an
+error text, a request path) can add a field or a line of its own:
+``task="report job_id=1111"`` stays one field, and the lines of a traceback that
+follow a record are indented.
 
 A worker logs two lines per job at INFO (``started``, then how it ended), so a
 record's cost is part of the drain rate: the timestamp text is made once per
@@ -70,20 +76,50 @@ def _extras(record: logging.LogRecord) -> dict[str, Any]:
     return {k: v for k, v in vars(record).items() if k not in _RECORD_ATTRS}
 
 
+#: Escapes of the characters a logfmt value or a text message may not hold as they are.
+_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape_char(c: str) -> str:
+    return _ESCAPES.get(c) or (c if c.isprintable() else f"\\u{ord(c):04x}")
+
+
+def _escape(text: str) -> str:
+    """`text` with every character that is not printable (newlines above all) escaped."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else _escape_char(c) for c in text)
+
+
+def logfmt_value(value: object) -> str:
+    """`value` as a logfmt value: bare when it can be, else quoted and escaped."""
+    text = str(value)
+    if text and text.isprintable() and not any(c in text for c in ' ="\\'):
+        return text
+    return '"' + "".join(_escape_char(c) for c in text) + '"'
+
+
 class TextFormatter(logging.Formatter):
     """``<timestamp> <LEVEL> <logger> <message> [key=value ...]`` plus any traceback."""
 
     def format(self, record: logging.LogRecord) -> str:
         """Render one record as a readable line."""
-        line = f"{_timestamp(record)} {record.levelname} {record.name} {record.getMessage()}"
-        extras = " ".join(f"{k}={v}" for k, v in _extras(record).items())
+        message = _escape(record.getMessage())
+        line = f"{_timestamp(record)} {record.levelname} {record.name} {message}"
+        extras = " ".join(f"{k}={logfmt_value(v)}" for k, v in _extras(record).items())
         if extras:
             line = f"{line} {extras}"
         if record.exc_info:
-            line = f"{line}\n{self.formatException(record.exc_info)}"
+            line = f"{line}\n{_indent(self.formatException(record.exc_info))}"
         if record.stack_info:
-            line = f"{line}\n{self.formatStack(record.stack_info)}"
+            line = f"{line}\n{_indent(self.formatStack(record.stack_info))}"
         return line
+
+
+def _indent(text: str) -> str:
+    # A traceback ends with the exception's text, which may hold newlines of its own:
+    # every line after a record's first is indented, so none can pass for a record.
+    return "  " + "\n  ".join(text.splitlines())
 
 
 class JsonFormatter(logging.Formatter):

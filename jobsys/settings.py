@@ -26,10 +26,15 @@ DEFAULT_REDIS_HOST = "localhost"
 DEFAULT_REDIS_PORT = 6379
 #: Where the CLI finds the API when JOBSYS_URL is not set.
 DEFAULT_API_URL = "http://localhost:5001"
-#: Fewest characters of an API token (`openssl rand -hex 32` gives 64).
-MIN_TOKEN_CHARS = 16
+#: Fewest characters of an API token: 32, what `openssl rand -hex 16` gives (128 bits).
+#: A shorter token may be a word, a name or a test value; guessing 128 random bits is
+#: out of reach however many attempts an attacker gets.
+MIN_TOKEN_CHARS = 32
 #: Most characters of an API token.
 MAX_TOKEN_CHARS = 4096
+#: The Host names an open API answers when JOBSYS_ALLOWED_HOSTS is not set (the
+#: machine's own host name and the address `jobsys api --host` binds to are added).
+DEFAULT_ALLOWED_HOSTS = ("localhost", "127.0.0.1", "[::1]")
 #: RFC 6750's b64token: what may follow "Bearer " in an Authorization header.
 TOKEN_PATTERN = re.compile(r"[A-Za-z0-9._~+/-]+=*")
 
@@ -38,7 +43,10 @@ TOKEN_PATTERN = re.compile(r"[A-Za-z0-9._~+/-]+=*")
 class Settings:
     """Every tunable of jobsys, with its environment variable in the comment."""
 
-    redis_url: str = f"redis://{DEFAULT_REDIS_HOST}:{DEFAULT_REDIS_PORT}/0"
+    #: REDIS_URL, or made of REDIS_HOST and REDIS_PORT. repr shows it redacted.
+    redis_url: str = field(
+        default=f"redis://{DEFAULT_REDIS_HOST}:{DEFAULT_REDIS_PORT}/0", repr=False
+    )
     #: True when REDIS_URL, REDIS_HOST or REDIS_PORT was set (`jobsys dev`
     #: starts its own Redis only when this is False).
     redis_configured: bool = False
@@ -104,6 +112,17 @@ class Settings:
     admin_tokens: tuple[str, ...] = field(default=(), repr=False)
     #: JOBSYS_TOKEN: the bearer token `jobsys submit` / `status` / `cancel` send.
     api_token: str | None = field(default=None, repr=False)
+    #: JOBSYS_ALLOWED_HOSTS: the host names (comma-separated, ``*`` for any) the API
+    #: answers in a request's Host header; others get 400 (DNS rebinding). Unset: an
+    #: open API allows `DEFAULT_ALLOWED_HOSTS`, one with tokens allows any host.
+    allowed_hosts: tuple[str, ...] | None = None
+    #: JOBSYS_AUTH_MAX_FAILURES: failed token attempts one client address may make
+    #: within JOBSYS_AUTH_LOCKOUT_SECONDS before its requests with a token get 429
+    #: (per API process; 0 = no limit).
+    auth_max_failures: int = 10
+    #: JOBSYS_AUTH_LOCKOUT_SECONDS: that window, counted from the first failure: the
+    #: longest a client is locked out.
+    auth_lockout_s: float = 60.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -144,6 +163,9 @@ class Settings:
             producer_tokens=_tokens(env, "JOBSYS_PRODUCER_TOKENS"),
             admin_tokens=_tokens(env, "JOBSYS_ADMIN_TOKENS"),
             api_token=_client_token(env),
+            allowed_hosts=reader.get("JOBSYS_ALLOWED_HOSTS", host_names, None),
+            auth_max_failures=reader.get("JOBSYS_AUTH_MAX_FAILURES", _non_negative_int, 10),
+            auth_lockout_s=reader.get("JOBSYS_AUTH_LOCKOUT_SECONDS", _positive_float, 60.0),
         )
         both = set(settings.producer_tokens) & set(settings.admin_tokens)
         if both:
@@ -184,13 +206,47 @@ class Settings:
 
     @property
     def redacted_redis_url(self) -> str:
-        """The Redis URL with any password replaced, safe to log."""
-        scheme, sep, rest = self.redis_url.partition("://")
-        if "@" not in rest:
-            return self.redis_url
-        creds, _, host = rest.rpartition("@")
-        user = creds.split(":", 1)[0]
-        return f"{scheme}{sep}{user}:***@{host}" if user else f"{scheme}{sep}***@{host}"
+        """The Redis URL with every password replaced (see `redact_url`), safe to log."""
+        return redact_url(self.redis_url)
+
+    def __repr__(self) -> str:
+        # The dataclass repr, with the Redis URL redacted (tokens are left out).
+        shown = [f"redis_url={self.redacted_redis_url!r}"]
+        shown += [f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if f.repr]
+        return f"{type(self).__name__}({', '.join(shown)})"
+
+
+#: Query parameters of a URL whose values are secrets (redis-py reads ``password``;
+#: the rest are caught for safety): a name holding any of these words, any case.
+_SECRET_PARAM = re.compile(r"pass|secret|token|auth|credential", re.IGNORECASE)
+
+
+def redact_url(url: str) -> str:
+    """`url` with every credential redis-py accepts replaced by ``***``: the password of
+    ``user:password@`` (and the whole user part when it has no ``:``, which could be
+    a password too) and the value of a ``?password=`` parameter (or any whose name
+    looks secret), for redis://, rediss:// and unix:// alike. A password may hold
+    ``@``, ``/``, ``?`` or ``#`` unescaped: when in doubt, more is hidden, never less."""
+    scheme, sep, rest = url.partition("://")
+    return f"{scheme}{sep}{_redact_rest(rest)}"
+
+
+def _redact_rest(rest: str) -> str:
+    location, qmark, query = rest.partition("?")
+    if qmark:
+        query = "&".join(_redact_param(p) for p in query.split("&"))
+        if "@" in query:  # the "?" was in a password: hide everything up to the last "@"
+            return "***@" + _redact_rest(rest.rpartition("@")[2])
+    creds, at, host = location.rpartition("@")
+    if at:
+        user, colon, _ = creds.partition(":")
+        location = f"{user}:***@{host}" if colon and user else f"***@{host}"
+    return f"{location}{qmark}{query}"
+
+
+def _redact_param(param: str) -> str:
+    name, eq, _ = param.partition("=")
+    return f"{name}=***" if eq and _SECRET_PARAM.search(name) else param
 
 
 class _Reader:
@@ -204,37 +260,50 @@ class _Reader:
         try:
             return parse(raw.strip())
         except ValueError as e:
-            raise ConfigError(f"{name}={raw!r} is invalid: {e}") from None
+            shown = redact_url(raw) if "://" in raw else raw  # REDIS_URL may hold a password
+            raise ConfigError(f"{name}={shown!r} is invalid: {e}") from None
 
 
 def _tokens(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     """The tokens of variable `name` (comma-separated) or of the file `name`_FILE
     (separated by commas, spaces or newlines: a Docker secret). Error messages
-    never quote a token, only its position."""
+    never quote a token, only its position.
+
+    A variable that is set must give at least one token, even when it is empty: an
+    empty secret file or ``X=$(cat missing)`` must not start the API open to all.
+    Unset both to run open."""
     file_name = f"{name}_FILE"
-    inline = env.get(name, "").strip()
-    path = env.get(file_name, "").strip()
-    if inline and path:
+    inline = env.get(name)
+    path = env.get(file_name)
+    if inline is not None and path is not None:
         raise ConfigError(f"set {name} or {file_name}, not both")
-    if path:
+    if path is not None:
+        if not path.strip():
+            raise ConfigError(f"{file_name} is set but empty: name a file of tokens, or unset it")
         try:
-            text = Path(path).read_text(encoding="utf-8")
+            text = Path(path.strip()).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as e:
             raise ConfigError(f"{file_name}={path!r} cannot be read: {e}") from None
         return _check_tokens(file_name, text.replace(",", " ").split())
-    if not inline:
+    if inline is None:
         return ()
     return _check_tokens(name, [t.strip() for t in inline.split(",")])
 
 
 def _check_tokens(name: str, tokens: list[str]) -> tuple[str, ...]:
+    if not any(tokens):
+        raise ConfigError(
+            f"{name} is set but holds no token: give at least one token of "
+            f"{MIN_TOKEN_CHARS} or more characters (`openssl rand -hex 16`), or unset {name} "
+            "to run the API open to anyone who can reach it"
+        )
     for n, token in enumerate(tokens, 1):
         if not token:
             raise ConfigError(f"{name}: token {n} is empty (two commas in a row or a stray comma)")
         if not MIN_TOKEN_CHARS <= len(token) <= MAX_TOKEN_CHARS:
             raise ConfigError(
                 f"{name}: token {n} has {len(token)} characters; a token must have "
-                f"{MIN_TOKEN_CHARS} to {MAX_TOKEN_CHARS} (try `openssl rand -hex 32`)"
+                f"{MIN_TOKEN_CHARS} to {MAX_TOKEN_CHARS} (try `openssl rand -hex 16`)"
             )
         if not TOKEN_PATTERN.fullmatch(token):
             raise ConfigError(
@@ -276,6 +345,23 @@ def _hostname(raw: str) -> str:
     if any(c.isspace() or c in "/@?#" for c in raw):
         raise ValueError("must be a bare host name or address")
     return raw
+
+
+def host_names(raw: str) -> tuple[str, ...]:
+    """Comma-separated host names or addresses, lower-cased; IPv6 ones in brackets."""
+    names = [n.strip().lower() for n in raw.split(",")]
+    if not all(names):
+        raise ValueError("a host name is empty (two commas in a row or a stray comma)")
+    out = []
+    for given in names:
+        # A bare IPv6 address is bracketed, as a Host header brackets it.
+        name = f"[{given}]" if given.count(":") >= 2 and not given.startswith("[") else given
+        if any(c.isspace() or c in "/@?#\"'" for c in name) or (
+            ":" in name and not name.startswith("[")
+        ):
+            raise ValueError(f"{name!r} is not a host name (give no scheme and no port)")
+        out.append(name)
+    return tuple(dict.fromkeys(out))
 
 
 def _port(raw: str) -> int:

@@ -7,7 +7,7 @@ import uuid
 from flask import Flask, Response, g, request
 from flask.json.provider import DefaultJSONProvider
 
-from jobsys.api import auth, dashboard, errors, routes
+from jobsys.api import auth, dashboard, errors, guards, routes
 from jobsys.api import metrics as api_metrics
 from jobsys.api.fastpath import FastSubmit
 from jobsys.api.validation import MAX_BODY_BYTES, REQUEST_ID
@@ -55,6 +55,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     errors.register(app)
     authenticator = auth.Authenticator.from_settings(settings)
     auth.install(app, authenticator)
+    guards.install(app)  # after auth: a request without a token gets 401 before 415
     app.after_request(_add_request_id)
     app.wsgi_app = FastSubmit(app.wsgi_app, store, authenticator)  # type: ignore[method-assign]
     return app

@@ -19,6 +19,10 @@ compared with `hmac.compare_digest` against the digest of every configured token
 (all of them, with no early exit), so neither the time nor the lengths compared
 depend on how much of a token an attacker got right. No token is ever logged or
 echoed in an answer.
+
+`authorize` also applies two rules of api/guards.py, so that the fast path gets
+them too: the Host names an open API answers, and the limit on failed token
+attempts per client address (429 before any token is looked at).
 """
 
 from __future__ import annotations
@@ -31,7 +35,8 @@ from collections.abc import Iterable
 from flask import Blueprint, Flask, g, request
 from flask.typing import ResponseReturnValue
 
-from jobsys.errors import Forbidden, Unauthorized
+from jobsys.api import guards
+from jobsys.errors import Forbidden, HostNotAllowed, TooManyAttempts, Unauthorized
 from jobsys.settings import Settings
 
 
@@ -118,15 +123,32 @@ def _digest(token: str) -> bytes:
 class Authenticator:
     """Checks bearer tokens against the configured ones; see the module docstring."""
 
-    def __init__(self, producer_tokens: Iterable[str], admin_tokens: Iterable[str]) -> None:
+    def __init__(
+        self,
+        producer_tokens: Iterable[str],
+        admin_tokens: Iterable[str],
+        *,
+        allowed_hosts: frozenset[str] | None = None,
+        failures: guards.FailedAttempts | None = None,
+    ) -> None:
         # Only digests are kept: equal length, compared in constant time.
         self._digests = [(_digest(t), Role.PRODUCER) for t in producer_tokens]
         self._digests += [(_digest(t), Role.ADMIN) for t in admin_tokens]
+        #: The Host names answered (None: any); see api/guards.py.
+        self.allowed_hosts = allowed_hosts
+        #: Failed token attempts per client address (None: no limit).
+        self.failures = failures
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Authenticator:
-        """The authenticator of `settings`' tokens (open when there are none)."""
-        return cls(settings.producer_tokens, settings.admin_tokens)
+        """The authenticator of `settings`' tokens (open when there are none), with
+        their Host rule and limit on failed attempts."""
+        return cls(
+            settings.producer_tokens,
+            settings.admin_tokens,
+            allowed_hosts=guards.allowed_hosts(settings),
+            failures=guards.FailedAttempts.from_settings(settings),
+        )
 
     @property
     def enabled(self) -> bool:
@@ -165,33 +187,68 @@ class Authenticator:
         return role
 
     def authorize(
-        self, method: str, rule: str | None, authorization: str | None, path: str = ""
+        self,
+        method: str,
+        rule: str | None,
+        authorization: str | None,
+        path: str = "",
+        *,
+        host: str | None = None,
+        client: str | None = None,
+        count_failure: bool = True,
     ) -> Role:
         """The role of a request for `method` `rule`, if it may make it.
 
+        `host` is its Host header, `client` its client address (None: not checked).
+        A token refused on a non-public endpoint counts as a failure of `client`
+        unless `count_failure` is False.
+
         Raises:
+            HostNotAllowed: `host` is not an allowed host (GET /health excepted).
+            TooManyAttempts: `client` sends a token while it is locked out.
             Unauthorized: it needs a token and has no valid one.
             Forbidden: a producer token on an admin-only endpoint.
         """
+        if rule != "/health":
+            guards.check_host(host, self.allowed_hosts)
         if not self.enabled:
             return Role.OPEN
+        presented = authorization is not None and authorization.strip() != ""
+        if presented and client is not None and self.failures is not None:
+            self.failures.check(client)
         access = access_for(method, rule, path)
         if access is Access.PUBLIC:
             try:
                 return self.authenticate(authorization)
             except Unauthorized:
                 return Role.ANONYMOUS
-        role = self.authenticate(authorization)
+        try:
+            role = self.authenticate(authorization)
+        except Unauthorized:
+            if presented and client is not None and self.failures is not None and count_failure:
+                self.failures.failed(client)
+            raise
         if access is Access.ADMIN and role is not Role.ADMIN:
             shown = rule if rule is not None else path
             raise Forbidden(f"{method} {shown} needs an admin token; this is a {role.value} token")
         return role
 
-    def allows(self, method: str, rule: str, authorization: str | None) -> bool:
-        """Whether `authorize` would let the request through (used by the fast path)."""
+    def allows(
+        self,
+        method: str,
+        rule: str,
+        authorization: str | None,
+        *,
+        host: str | None = None,
+        client: str | None = None,
+    ) -> bool:
+        """Whether `authorize` would let the request through (used by the fast path,
+        which hands a refused request to the app: the app's check counts the failure)."""
         try:
-            self.authorize(method, rule, authorization)
-        except (Unauthorized, Forbidden):
+            self.authorize(
+                method, rule, authorization, host=host, client=client, count_failure=False
+            )
+        except (Unauthorized, Forbidden, HostNotAllowed, TooManyAttempts):
             return False
         return True
 
@@ -208,7 +265,12 @@ def install(app: Flask, authenticator: Authenticator) -> None:
     def _check() -> None:
         rule = request.url_rule.rule if request.url_rule is not None else None
         g.auth_role = authenticator.authorize(
-            request.method, rule, request.headers.get("Authorization"), request.path
+            request.method,
+            rule,
+            request.headers.get("Authorization"),
+            request.path,
+            host=request.headers.get("Host"),
+            client=request.remote_addr,
         )
 
 

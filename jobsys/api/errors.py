@@ -32,6 +32,9 @@ from jobsys.errors import (
 
 logger = logging.getLogger(__name__)
 
+#: The detail of a 503 (and 507): the reason goes to the API's log only.
+STORE_UNAVAILABLE = "Redis is unavailable; try again later (the API's log has the reason)"
+STORE_FULL = "Redis is out of memory: nothing was stored (the API's log has the reason)"
 #: An oversized body up to this size is read to its end before the 413 goes out.
 DRAIN_LIMIT_BYTES = 24 * 1024 * 1024
 
@@ -90,11 +93,12 @@ def _forbidden(e: Forbidden) -> Response:
 def store_error(e: StoreUnavailable, method: str, path: str) -> tuple[int, dict[str, str]]:
     """Log a store failure; the status and JSON body that answer it (507 when Redis
     is full, else 503). Shared by the Flask handlers and the submit fast path."""
+    # The reason (Redis's address, its error) is logged, not shown to the caller.
     if isinstance(e, StoreFull):
         logger.error("store full on %s %s: %s", method, path, e)
-        return 507, {"error": "store full", "detail": str(e)}
+        return 507, {"error": "store full", "detail": STORE_FULL}
     logger.warning("store unavailable on %s %s: %s", method, path, e)
-    return 503, {"error": "store unavailable", "detail": str(e)}
+    return 503, {"error": "store unavailable", "detail": STORE_UNAVAILABLE}
 
 
 def _store_unavailable(e: StoreUnavailable) -> Response:

@@ -86,8 +86,12 @@ class FastSubmit:
             or "HTTP_TRANSFER_ENCODING" in environ
         ):
             return None
-        if self.auth.enabled and not self.auth.allows(
-            "POST", "/submit", environ.get("HTTP_AUTHORIZATION")
+        if not self.auth.allows(
+            "POST",
+            "/submit",
+            environ.get("HTTP_AUTHORIZATION"),
+            host=environ.get("HTTP_HOST"),
+            client=environ.get("REMOTE_ADDR"),
         ):
             return None
         try:

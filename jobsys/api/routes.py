@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -18,6 +19,10 @@ from jobsys.store import HealthProbe, ScheduleStore, Store, Submission, metrics
 from jobsys.store import workers as worker_registry
 
 bp = Blueprint("jobsys", __name__)
+logger = logging.getLogger(__name__)
+
+#: What a failed /health says; the reason is logged, never shown.
+HEALTH_FAILED = "Redis is unavailable (the API's log has the reason)"
 
 #: Key of `ApiState` in ``app.extensions``.
 STATE_KEY = "jobsys"
@@ -164,10 +169,11 @@ def health() -> ResponseReturnValue:
     try:
         state().health.ping()
     except StoreUnavailable as e:
-        reason = str(e)
-        body: dict[str, Any] = {"status": "unavailable", "redis": reason}
+        # Anyone may call /health: the reason (Redis's host, port, error) goes to the log.
+        logger.warning("health check failed: %s", e)
+        body: dict[str, Any] = {"status": "unavailable", "redis": HEALTH_FAILED}
         # Also the shape of every other error, for clients that handle them uniformly.
-        body |= {"error": "store unavailable", "detail": reason}
+        body |= {"error": "store unavailable", "detail": HEALTH_FAILED}
         return body, 503
     return {"status": "ok", "redis": "ok"}
 

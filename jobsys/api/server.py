@@ -13,6 +13,7 @@ from typing import Any
 from flask import Flask
 from gunicorn.app.base import BaseApplication
 
+from jobsys.api import guards
 from jobsys.api.app import create_app
 from jobsys.settings import Settings
 
@@ -98,6 +99,9 @@ def serve(
             "auth is OFF: no JOBSYS_PRODUCER_TOKENS or JOBSYS_ADMIN_TOKENS is set, so anyone "
             "who can reach the API may submit, read and cancel jobs"
         )
+    if settings.allowed_hosts is None and not settings.auth_enabled:
+        # An open API answers the name it is served under too (see api/guards.py).
+        settings = settings.with_overrides(allowed_hosts=guards.default_hosts(host))
     master = os.getpid()
     try:
         ApiServer(settings, options(settings, host, port, workers, threads)).run()

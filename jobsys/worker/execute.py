@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from jobsys import tasks
+from jobsys.logs import logfmt_value
 from jobsys.store import Claimed
 from jobsys.worker.context import JobContext, running
 
@@ -50,7 +51,7 @@ def execute(job: Claimed, simulated_work_s: float, context: JobContext) -> Outco
         logger.warning(
             "job %s task=%s attempt=%d raised %s",
             job.id,
-            job.task,
+            logfmt_value(job.task),
             job.attempt,
             type(e).__name__,
             exc_info=True,

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from jobsys.errors import StoreUnavailable
+from jobsys.logs import logfmt_value
 from jobsys.settings import Settings
 from jobsys.store import Claimed, Store
 from jobsys.worker.backoff import retry_delay_s
@@ -134,6 +135,7 @@ class Settler:
 
     def _log_failure(self, queue: str, f: Finished, verdict: str, delay_s: float) -> int:
         job, run_s, error = f.job, f.outcome.duration_s, f.outcome.error
+        shown = logfmt_value(error)  # quoted: an error text must not add fields of its own
         if verdict == "stale":
             job_event("lease_lost", job, queue, self.worker_id, duration_s=run_s,
                       level=logging.WARNING, message="failure discarded: lease lost")  # fmt: skip
@@ -143,9 +145,9 @@ class Settler:
             return 0
         if verdict == "dead":
             job_event("dead_lettered", job, queue, self.worker_id, duration_s=run_s,
-                      level=logging.ERROR, message=f"error={error}", error=error)  # fmt: skip
+                      level=logging.ERROR, message=f"error={shown}", error=error)  # fmt: skip
         else:
             job_event("retried", job, queue, self.worker_id, duration_s=run_s,
-                      level=logging.WARNING, message=f"in {delay_s:.2f}s error={error}",
+                      level=logging.WARNING, message=f"in {delay_s:.2f}s error={shown}",
                       error=error, retry_in_s=round(delay_s, 3))  # fmt: skip
         return 1

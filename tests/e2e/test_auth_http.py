@@ -22,7 +22,7 @@ from jobsys.settings import Settings
 
 from processes import Proc, run_jobsys, wait_for_http
 
-PRODUCER = "e2e-producer-token-AAAAAAAAAAAA"
+PRODUCER = "e2e-producer-token-AAAAAAAAAAAAAAAA"
 ADMIN = "e2e-admin-token-BBBBBBBBBBBBBBBB"
 WRONG = "e2e-wrong-token-CCCCCCCCCCCCCCCC"
 TOKENS = (PRODUCER, ADMIN, WRONG)
@@ -46,6 +46,8 @@ def api(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> 
         "LOG_LEVEL": "DEBUG",
         "JOBSYS_PRODUCER_TOKENS": PRODUCER,
         "JOBSYS_ADMIN_TOKENS_FILE": str(tmp / "admin_tokens"),  # a Docker secret's way
+        # These tests send hundreds of wrong tokens from one address on purpose.
+        "JOBSYS_AUTH_MAX_FAILURES": "0",
     }
     proc = Proc(["api", "--host", "127.0.0.1", "--port", str(port)], env, tmp / "api.log")
     url = f"http://127.0.0.1:{port}"
@@ -172,3 +174,26 @@ def test_an_open_api_says_so_in_its_log(redis_server: RedisServer, tmp_path: Pat
         assert "WARNING jobsys.api.server auth is OFF: no JOBSYS_PRODUCER_TOKENS" in proc.output()
     finally:
         proc.stop()
+
+
+@pytest.mark.parametrize(
+    ("var", "value"),
+    [("JOBSYS_ADMIN_TOKENS_FILE", "blank lines"), ("JOBSYS_PRODUCER_TOKENS", " , ")],
+)
+def test_a_token_setting_without_a_token_stops_the_api(
+    redis_server: RedisServer, tmp_path: Path, var: str, value: str
+) -> None:
+    """An empty secret file once started the API open to all, with a mere warning."""
+    if var.endswith("_FILE"):
+        (tmp_path / "tokens").write_text("\n  \n\n")
+        value = str(tmp_path / "tokens")
+    port = free_port()
+    env = {"REDIS_URL": redis_server.url, "API_WORKERS": "1", var: value}
+    proc = Proc(["api", "--host", "127.0.0.1", "--port", str(port)], env, tmp_path / "api.log")
+    try:
+        assert proc.wait(15) == 2
+    finally:
+        proc.stop()
+    assert f"error: {var} is set but holds no token" in proc.output()
+    with pytest.raises(requests.ConnectionError):
+        requests.post(f"http://127.0.0.1:{port}/dead-letter/purge", json={"all": True}, timeout=2)

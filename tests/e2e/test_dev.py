@@ -258,7 +258,7 @@ def test_dev_uses_the_configured_redis_and_starts_none(
 ) -> None:
     data_dir = tmp_path / "data"
     # ...and takes API tokens from the environment.
-    token = "dev-admin-token-0123456789"
+    token = "dev-admin-token-0123456789abcdef0123"
     env = {**DEV_ENV, "REDIS_URL": redis_server.url, "JOBSYS_ADMIN_TOKENS": token}
     dev = start_dev(tmp_path, env, "--data-dir", str(data_dir))
     dev.wait_ready()

@@ -34,13 +34,18 @@ def exempt(method: str, rule: str) -> bool:
     )
 
 
+JSON = "application/json"
+
+
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
 @pytest.fixture
 def auth_app(settings: Settings) -> Iterator[Flask]:
-    app = create_app(settings.with_overrides(producer_tokens=(PRODUCER,), admin_tokens=(ADMIN,)))
+    """Tokens on; no limit of failed attempts (these tests send hundreds from one address)."""
+    tokens = {"producer_tokens": (PRODUCER,), "admin_tokens": (ADMIN,)}
+    app = create_app(settings.with_overrides(**tokens, auth_max_failures=0))
     yield app
     close_app(app)
 
@@ -146,7 +151,10 @@ def test_a_route_nobody_marked_is_admin_only(settings: Settings) -> None:
                 == 403
             )
             assert (
-                client.open("/brand-new", method=method, headers=bearer(ADMIN)).status_code == 200
+                client.open(
+                    "/brand-new", method=method, headers=bearer(ADMIN), content_type=JSON
+                ).status_code
+                == 200
             )
     finally:
         close_app(app)
@@ -160,9 +168,12 @@ def test_submit_and_read_with_tokens(auth_client: FlaskClient) -> None:
         job_id = r.get_json()["id"]
         assert auth_client.get(f"/jobs/{job_id}", headers=bearer(PRODUCER)).status_code == 200
         assert (
-            auth_client.post(f"/jobs/{job_id}/cancel", headers=bearer(PRODUCER)).status_code == 403
+            auth_client.post(
+                f"/jobs/{job_id}/cancel", headers=bearer(PRODUCER), content_type=JSON
+            ).status_code
+            == 403
         )
-        r = auth_client.post(f"/jobs/{job_id}/cancel", headers=bearer(ADMIN))
+        r = auth_client.post(f"/jobs/{job_id}/cancel", headers=bearer(ADMIN), content_type=JSON)
         assert r.get_json()["status"] == "cancelled"
     r = auth_client.post("/submit/batch", json={"jobs": [{"task": "a"}]}, headers=bearer(PRODUCER))
     assert r.status_code == 202

@@ -109,14 +109,17 @@ def test_cancel_over_the_api(settings: Settings, store: Store) -> None:
     app = create_app(settings)
     client: FlaskClient = app.test_client()
     job_id = store.submit("echo", 1)
-    r = client.post(f"/jobs/{job_id}/cancel")
+    r = client.post(f"/jobs/{job_id}/cancel", content_type="text/plain")
+    assert r.status_code == 415  # no JSON type: what a cross-site form sends
+    r = client.post(f"/jobs/{job_id}/cancel", content_type="application/json")
     assert r.status_code == 200
     assert r.json["status"] == "cancelled"
-    r = client.post(f"/jobs/{job_id}/cancel")
+    r = client.post(f"/jobs/{job_id}/cancel", json=None, content_type="application/json")
     assert r.status_code == 409
     assert r.json["error"] == "conflict"
     assert "cancelled" in r.json["detail"]
-    assert client.post("/jobs/00000000-0000-4000-8000-000000000000/cancel").status_code == 404
+    unknown = "/jobs/00000000-0000-4000-8000-000000000000/cancel"
+    assert client.post(unknown, content_type="application/json").status_code == 404
     assert client.get(f"/jobs/{job_id}/cancel").status_code == 405
 
 

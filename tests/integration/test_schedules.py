@@ -118,6 +118,7 @@ def test_schedules_over_the_api(settings: Settings, redis_client: redis.Redis) -
     bad = client.post("/schedules", json=body | {"cron": "61 * * * *"})
     assert bad.status_code == 400
     assert bad.json["field"] == "cron"
-    assert client.delete("/schedules/nightly").status_code == 204
-    assert client.delete("/schedules/nightly").status_code == 404
+    assert client.delete("/schedules/nightly").status_code == 415  # no JSON type
+    assert client.delete("/schedules/nightly", content_type="application/json").status_code == 204
+    assert client.delete("/schedules/nightly", content_type="application/json").status_code == 404
     assert client.get("/schedules").json["schedules"] == []

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from jobsys.logs import configure_logging
+from jobsys.logs import configure_logging, logfmt_value
 from jobsys.settings import Settings
 
 
@@ -84,3 +84,52 @@ def test_other_formatters_still_get_process_thread_and_caller() -> None:
     line = logging.Formatter("[%(process)d] %(threadName)s %(message)s").format(record)
     assert line.endswith("hello") and "None" not in line
     assert logging._srcfile is not None  # callers' file, line and function are found
+
+
+#: One logfmt field: key=bare or key="quoted with \" \\ \n escapes".
+FIELD = re.compile(r'(\w+)=("(?:[^"\\]|\\.)*"|[^\s"]*)')
+
+
+def fields(line: str) -> list[tuple[str, str]]:
+    return FIELD.findall(line)
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        ("plain", "plain"),
+        (12, "12"),
+        ("report job_id=1111 worker=forged", '"report job_id=1111 worker=forged"'),
+        ('say "hi"', '"say \\"hi\\""'),
+        ("back\\slash", '"back\\\\slash"'),
+        ("two\nlines\r\tend", '"two\\nlines\\r\\tend"'),
+        ("bell\x07 and \u2028", '"bell\\u0007 and \\u2028"'),
+        ("", '""'),
+        ("a=b", '"a=b"'),
+    ],
+)
+def test_logfmt_values_are_quoted_and_escaped(value: object, shown: str) -> None:
+    assert logfmt_value(value) == shown
+
+
+def test_a_value_cannot_forge_a_field_or_a_line(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging(Settings())
+    forged = 'report job_id=1111 worker=forged" x="\n2025-01-01T00:00:00.000Z INFO fake line'
+    logging.getLogger("jobsys.worker").info(
+        "job %s started %s", "j1", "path\n/x", extra={"job_id": "j1", "task": forged}
+    )
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1, out
+    assert [k for k, _ in fields(out)] == ["job_id", "task"]
+    assert "started path\\n/x" in out
+
+
+def test_traceback_lines_are_indented(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging(Settings())
+    try:
+        raise ValueError("boom\n2025-01-01T00:00:00.000Z INFO fake line")
+    except ValueError:
+        logging.getLogger("jobsys.worker").exception("failed")
+    first, *rest = capsys.readouterr().out.splitlines()
+    assert first.endswith("ERROR jobsys.worker failed")
+    assert rest and all(line.startswith("  ") for line in rest), rest

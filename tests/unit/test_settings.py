@@ -32,8 +32,8 @@ def test_blank_values_mean_unset() -> None:
     )
 
 
-TOKEN_A = "producer-token-0123456789"
-TOKEN_B = "second.token_ABCDEFGHIJ+/=="
+TOKEN_A = "producer-token-0123456789abcdefghijk"
+TOKEN_B = "second.token_ABCDEFGHIJKLMNOPQR+/=="
 
 #: (variable, raw value, Settings field, parsed value)
 VALID = [
@@ -67,6 +67,15 @@ VALID = [
     ("JOBSYS_PRODUCER_TOKENS", f" {TOKEN_A} , {TOKEN_B}", "producer_tokens", (TOKEN_A, TOKEN_B)),
     ("JOBSYS_ADMIN_TOKENS", TOKEN_A, "admin_tokens", (TOKEN_A,)),
     ("JOBSYS_TOKEN", TOKEN_B, "api_token", TOKEN_B),
+    (
+        "JOBSYS_ALLOWED_HOSTS",
+        "API, jobs.example.com,::1",
+        "allowed_hosts",
+        ("api", "jobs.example.com", "[::1]"),
+    ),
+    ("JOBSYS_ALLOWED_HOSTS", "*", "allowed_hosts", ("*",)),
+    ("JOBSYS_AUTH_MAX_FAILURES", "0", "auth_max_failures", 0),
+    ("JOBSYS_AUTH_LOCKOUT_SECONDS", "300", "auth_lockout_s", 300.0),
 ]
 
 
@@ -86,6 +95,11 @@ def test_every_settings_field_has_a_variable_tested() -> None:
 
 #: (variable, bad value)
 INVALID = [
+    ("JOBSYS_ALLOWED_HOSTS", "localhost:5001"),
+    ("JOBSYS_ALLOWED_HOSTS", "http://api"),
+    ("JOBSYS_ALLOWED_HOSTS", "api,,localhost"),
+    ("JOBSYS_AUTH_MAX_FAILURES", "-1"),
+    ("JOBSYS_AUTH_LOCKOUT_SECONDS", "0"),
     ("REDIS_URL", "localhost:6379"),
     ("REDIS_URL", "http://localhost:6379"),
     ("REDIS_HOST", "redis:6379/0"),
@@ -176,13 +190,32 @@ def test_redis_url_overrides_host_and_port() -> None:
         ("redis://app:s3cret@redis:6379/0", "redis://app:***@redis:6379/0"),
         ("rediss://app:p@ss@word@redis:6380/0", "rediss://app:***@redis:6380/0"),
         ("unix:///run/redis.sock", "unix:///run/redis.sock"),
+        ("redis://redis:6379/0?password=s3cret", "redis://redis:6379/0?password=***"),
+        (
+            "rediss://redis/0?username=app&password=s3cret&db=1",
+            "rediss://redis/0?username=app&password=***&db=1",
+        ),
+        ("unix:///run/r.sock?db=2&password=s3cret", "unix:///run/r.sock?db=2&password=***"),
+        ("unix://app:s3cret@/run/r.sock?db=2", "unix://app:***@/run/r.sock?db=2"),
+        ("redis://s3cret@redis/0", "redis://***@redis/0"),  # user only: may be a password
+        ("redis://:s3/cr?et@redis/0?Password=s3cret", "redis://***@redis/0?Password=***"),
+        ("redis://redis/0?password=s3cr@et#s3cret", "redis://redis/0?password=***"),
+        ("redis://:s3#cret@redis/0", "redis://***@redis/0"),
     ],
 )
 def test_redacted_url_hides_the_password(url: str, redacted: str) -> None:
     settings = Settings.from_env({"REDIS_URL": url})
     assert settings.redis_url == url
     assert settings.redacted_redis_url == redacted
-    assert "s3cret" not in settings.redacted_redis_url
+    assert "s3cr" not in settings.redacted_redis_url
+    assert "s3cr" not in repr(settings)
+    assert "s3cr" not in str(settings)
+
+
+def test_a_bad_redis_url_is_named_without_its_password() -> None:
+    with pytest.raises(ConfigError, match=r"REDIS_URL=.*is invalid") as e:
+        Settings.from_env({"REDIS_URL": "http://:s3cret@redis/0?password=s3cret"})
+    assert "s3cret" not in str(e.value)
 
 
 def test_with_overrides_replaces_fields_and_rejects_unknown_ones() -> None:
@@ -202,7 +235,7 @@ def test_reads_os_environ_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_no_token_means_open_mode() -> None:
     assert not Settings.from_env({}).auth_enabled
-    assert not Settings.from_env({"JOBSYS_ADMIN_TOKENS": " ", "JOBSYS_TOKEN": ""}).auth_enabled
+    assert not Settings.from_env({"JOBSYS_TOKEN": ""}).auth_enabled
     assert Settings.from_env({"JOBSYS_ADMIN_TOKENS": TOKEN_A}).auth_enabled
     assert Settings.from_env({"JOBSYS_PRODUCER_TOKENS": TOKEN_A}).auth_enabled
 
@@ -212,8 +245,10 @@ def test_no_token_means_open_mode() -> None:
     [
         (f"{TOKEN_A},,{TOKEN_B}", "token 2 is empty"),
         (f"{TOKEN_A},", "token 2 is empty"),
-        ("short-token", "token 1 has 11 characters; a token must have 16"),
-        (f"{TOKEN_A},with space in it 0123", "token 2 has a character"),
+        ("short-token", "token 1 has 11 characters; a token must have 32"),
+        ("0123456789abcdef", "token 1 has 16 characters; a token must have 32 to 4096"),
+        ("0123456789abcdef0123456789abcde", "token 1 has 31 characters"),
+        (f"{TOKEN_A},with space in it 0123456789abcdef", "token 2 has a character"),
         ("x" * 5000, "token 1 has 5000 characters"),
     ],
 )
@@ -225,6 +260,26 @@ def test_a_bad_token_is_refused_without_quoting_it(raw: str, message: str) -> No
         for token in raw.split(","):
             if token:
                 assert token not in str(e.value)
+
+
+@pytest.mark.parametrize("raw", ["", " ", ",", " , ,", "\t"])
+def test_a_token_variable_that_is_set_must_hold_a_token(raw: str) -> None:
+    """Set but empty (``X=$(cat missing)``, a Compose default) must not open the API."""
+    for var in ("JOBSYS_PRODUCER_TOKENS", "JOBSYS_ADMIN_TOKENS"):
+        with pytest.raises(ConfigError) as e:
+            Settings.from_env({var: raw})
+        assert str(e.value).startswith(f"{var} is set but holds no token")
+        assert f"unset {var}" in str(e.value)
+
+
+@pytest.mark.parametrize("text", ["", "\n\n", "  \n\t\n", ",\n,"])
+def test_an_empty_token_file_refuses_to_start(tmp_path: Path, text: str) -> None:
+    secret = tmp_path / "admin_tokens"
+    secret.write_text(text)
+    with pytest.raises(ConfigError, match=r"^JOBSYS_ADMIN_TOKENS_FILE is set but holds no token"):
+        Settings.from_env({"JOBSYS_ADMIN_TOKENS_FILE": str(secret)})
+    with pytest.raises(ConfigError, match=r"^JOBSYS_PRODUCER_TOKENS_FILE is set but empty"):
+        Settings.from_env({"JOBSYS_PRODUCER_TOKENS_FILE": " "})
 
 
 def test_tokens_come_from_a_file_for_docker_secrets(tmp_path: Path) -> None:

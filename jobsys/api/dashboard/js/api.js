@@ -51,7 +51,8 @@ export async function api(path, { method = "GET", query = null, body = undefined
   const headers = { Accept: "application/json" };
   const token = getToken();
   if (token) headers.Authorization = `Bearer ${token}`;
-  if (body !== undefined) headers["Content-Type"] = "application/json";
+  // On every state-changing request, with a body or none: the API refuses others.
+  if (method !== "GET" && method !== "HEAD") headers["Content-Type"] = "application/json";
   let response;
   try {
     response = await fetch(url, {

@@ -54,7 +54,7 @@ export async function mount(root, params, ctx) {
       canCancel ? h("button.danger", { onclick: cancel, "data-testid": "cancel", disabled: !ctx.isAdmin(), title: ctx.isAdmin() ? null : "needs an admin token" }, "Cancel job") : null);
     const progress = typeof j.progress === "number"
       ? h("div.card", { "data-testid": "progress" }, h("div.card-head", {}, h("h2", {}, "Progress"), h("span.muted", {}, `${Math.round(j.progress * 100)}%${j.progress_message ? ` — ${j.progress_message}` : ""}`)),
-        h("div.progress", {}, h("span", { style: `width:${Math.round(j.progress * 100)}%` })))
+        h("div.progress", {}, h("span", { style: { width: `${Math.round(j.progress * 100)}%` } })))
       : null;
     const facts = h("dl.facts", {},
       field("Status", badge(j.status), "status"),

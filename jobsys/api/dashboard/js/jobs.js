@@ -13,7 +13,7 @@ export function lastChange(j) {
 
 export function jobRow(j) {
   const progress = typeof j.progress === "number" && j.status === "processing"
-    ? h("span.progress.inline", { title: j.progress_message || "" }, h("span", { style: `width:${Math.round(j.progress * 100)}%` }))
+    ? h("span.progress.inline", { title: j.progress_message || "" }, h("span", { style: { width: `${Math.round(j.progress * 100)}%` } }))
     : null;
   return h(
     "tr",

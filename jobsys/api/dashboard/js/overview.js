@@ -91,7 +91,7 @@ function queueTable(queues) {
         "tr",
         { "data-queue": q.name },
         h("td", {}, h("a", { href: `#/jobs?queue=${encodeURIComponent(q.name)}` }, q.name)),
-        h("td.num", { "data-col": "depth" }, h("div.depth", {}, h("span.bar", { style: `width:${Math.round(((q.depth || 0) / max) * 100)}%` }), h("span", {}, fmtInt(q.depth)))),
+        h("td.num", { "data-col": "depth" }, h("div.depth", {}, h("span.bar", { style: { width: `${Math.round(((q.depth || 0) / max) * 100)}%` } }), h("span", {}, fmtInt(q.depth)))),
         h("td.num", { "data-col": "in_flight" }, fmtInt(q.in_flight)),
         h("td.num", { "data-col": "scheduled" }, fmtInt(q.scheduled)),
         h("td.num", { "data-col": "dead" }, "dead" in q ? (q.dead ? h("a.dead-link", { href: `#/dead-letter?queue=${encodeURIComponent(q.name)}` }, fmtInt(q.dead)) : "0") : h("span.muted", {}, "n/a")),

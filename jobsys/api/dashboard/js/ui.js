@@ -2,7 +2,8 @@
 
 /**
  * h("a.link", {href: "#/"}, "text", child...) -> an element. Attributes starting
- * with "on" are event listeners; `null`/`false` children are skipped.
+ * with "on" are event listeners; `style` is an object ({width: "5%"}); `null`/`false`
+ * children are skipped.
  */
 export function h(tag, attrs = {}, ...children) {
   const [name, ...classes] = tag.split(".");
@@ -13,6 +14,8 @@ export function h(tag, attrs = {}, ...children) {
     if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
     else if (k === "dataset") Object.assign(node.dataset, v);
     else if (k === "class") node.className += ` ${v}`;
+    // Through the CSSOM: the Content-Security-Policy refuses style="" attributes.
+    else if (k === "style") Object.assign(node.style, v);
     else node.setAttribute(k, v === true ? "" : v);
   }
   for (const c of children.flat()) {
