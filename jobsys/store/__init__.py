@@ -8,7 +8,7 @@ from jobsys.store.connection import connect
 from jobsys.store.health import HealthProbe
 from jobsys.store.listing import CURSOR_PATTERN, DEFAULT_LIMIT, MAX_LIMIT
 from jobsys.store.schedules import ScheduleStore
-from jobsys.store.scripts import Claimed, NewJob
+from jobsys.store.scripts import Claimed
 from jobsys.store.store import Store, Submission
 from jobsys.store.workers import WorkerInfo
 
@@ -18,7 +18,6 @@ __all__ = [
     "MAX_LIMIT",
     "Claimed",
     "HealthProbe",
-    "NewJob",
     "ScheduleStore",
     "Store",
     "Submission",

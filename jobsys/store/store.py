@@ -12,11 +12,12 @@ import json
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import datetime
 from typing import Any, cast
 
 import redis
 
+from jobsys import stamps
 from jobsys.errors import JobAlreadyFinished, JobNotFound, StoreFull, StoreUnavailable
 from jobsys.models import DEFAULT_QUEUE, Job
 from jobsys.settings import Settings
@@ -24,19 +25,16 @@ from jobsys.store import keys
 from jobsys.store.connection import connect
 from jobsys.store.deadletter import DeadLetter, Outcome
 from jobsys.store.listing import DEFAULT_LIMIT, Listing, Page
-from jobsys.store.scripts import Claimed, Idempotency, NewJob, Retention, Scripts, job_argv
+from jobsys.store.scripts import Claimed, Idempotency, Retention, Scripts
 
 
 class _TranslateErrors:
     """Turn redis-py's connection-level errors into jobsys errors (see `translate_errors`).
 
-    redis-py (and `Wire`, with redis-py's parser) makes each error answer an
-    exception by its code, and strips the code from the text: OOM ->
-    OutOfMemoryError, LOADING -> BusyLoadingError, READONLY, MASTERDOWN, TRYAGAIN
-    -> their classes; so the class is what is checked, never the text.
-
-    A class rather than a @contextmanager generator: it is entered on every
-    submit and every script call of a worker, and costs a third as much."""
+    redis-py makes each error answer an exception by its code, and strips the
+    code from the text: OOM -> OutOfMemoryError, LOADING -> BusyLoadingError,
+    READONLY, MASTERDOWN, TRYAGAIN -> their classes; so the class is what is
+    checked, never the text. (A class, so that one instance serves every call.)"""
 
     def __enter__(self) -> None:
         return None
@@ -107,22 +105,10 @@ class Store:
         an explicit JSON ``null``. A job with `delay_s` or a future `run_at` is
         `scheduled` until then. A higher `priority` (-100..100) runs first.
         """
-        if has_payload is None:
-            has_payload = payload is not None
-        job_id = new_job_id()
-        argv = job_argv(
-            job_id,
-            task,
-            _dumps(payload) if has_payload else None,
-            self.settings.max_retries if max_retries is None else max_retries,
-            priority,
-            _epoch_ms(run_at) if run_at is not None else 0,
-            _ms(delay_s),
-            timeout_s,
+        sub = Submission(
+            task, payload, has_payload, max_retries, priority, delay_s, run_at, timeout_s
         )
-        with translate_errors():
-            self.scripts.enqueue(queue, (job_id,), argv)
-        return job_id
+        return self.submit_many([sub], queue=queue)[0]
 
     def submit_many(
         self, jobs: Iterable[Submission | tuple[str, Any]], *, queue: str = DEFAULT_QUEUE
@@ -162,29 +148,11 @@ class Store:
 
     def _argv(self, jobs: Iterable[Submission | tuple[str, Any]]) -> tuple[list[str], list[Any]]:
         """New ids for `jobs`, and their ARGV for enqueue.lua."""
-        default_max_retries = self.settings.max_retries
-        jobs = jobs if isinstance(jobs, list | tuple) else list(jobs)
-        ids = new_job_ids(len(jobs))
+        subs = [j if isinstance(j, Submission) else Submission(*j) for j in jobs]
+        ids = new_job_ids(len(subs))
         argv: list[Any] = []
-        for job_id, j in zip(ids, jobs, strict=True):
-            if type(j) is tuple and len(j) == 2:  # the common (task, payload): no Submission
-                task, payload = j
-                payload_json = None if payload is None else _dumps(payload)
-                argv += job_argv(job_id, task, payload_json, default_max_retries)
-                continue
-            sub = Submission(*j) if isinstance(j, tuple) else j
-            has_payload = sub.payload is not None if sub.has_payload is None else sub.has_payload
-            argv += job_argv(
-                job_id,
-                sub.task,
-                _dumps(sub.payload) if has_payload else None,
-                default_max_retries if sub.max_retries is None else sub.max_retries,
-                sub.priority,
-                _epoch_ms(sub.run_at) if sub.run_at is not None else 0,
-                _ms(sub.delay_s),
-                sub.timeout_s,
-                sub.traceparent,
-            )
+        for job_id, sub in zip(ids, subs, strict=True):
+            argv += job_args(job_id, sub, self.settings.max_retries)
         return ids, argv
 
     def get(self, job_id: str) -> Job:
@@ -284,13 +252,13 @@ class Store:
         below the socket timeout), then claim from `queue`: one round trip."""
         with translate_errors():
             return self.scripts.wait_then_claim(
-                wake_queues, timeout_s, queue, worker, _ms(lease_s), max_jobs
+                wake_queues, timeout_s, queue, worker, stamps.duration_ms(lease_s), max_jobs
             )
 
     def claim(self, queue: str, worker: str, lease_s: float, max_jobs: int) -> list[Claimed]:
         """Lease up to `max_jobs` ready jobs of `queue` to `worker`."""
         with translate_errors():
-            return self.scripts.claim(queue, worker, _ms(lease_s), max_jobs)
+            return self.scripts.claim(queue, worker, stamps.duration_ms(lease_s), max_jobs)
 
     def complete(
         self, queue: str, job_id: str, worker: str, attempt: int, result_json: str
@@ -316,7 +284,7 @@ class Store:
         self, queue: str, worker: str, jobs: Sequence[tuple[str, int, str, float]]
     ) -> list[str]:
         """Record failed attempts [(id, attempt, error, backoff_s)] in one step."""
-        items = [(i, a, e, _ms(b)) for i, a, e, b in jobs]
+        items = [(i, a, e, stamps.duration_ms(b)) for i, a, e, b in jobs]
         with translate_errors():
             return self.scripts.fail(queue, worker, items)
 
@@ -362,7 +330,7 @@ class Store:
         if not held:
             return [], []
         with translate_errors():
-            return self.scripts.heartbeat(queue, worker, _ms(lease_s), held)
+            return self.scripts.heartbeat(queue, worker, stamps.duration_ms(lease_s), held)
 
 
 @dataclass(frozen=True)
@@ -414,8 +382,7 @@ class Submission:
     traceparent: str | None = None
 
 
-#: Payloads as JSON text. One encoder for every call: `json.dumps` with any option
-#: builds a new `JSONEncoder` each time.
+#: Payloads as JSON text (one encoder: `json.dumps` with options builds one per call).
 _dumps = json.JSONEncoder(separators=(",", ":")).encode
 
 #: The UUID variant digit (10xx) for each hex digit of random bits.
@@ -424,7 +391,7 @@ _VARIANT = {f"{i:x}": f"{8 | (i & 3):x}" for i in range(16)}
 
 def new_job_id() -> str:
     """A new job id: a random (version 4) UUID in canonical text, as
-    ``str(uuid.uuid4())`` writes it, at a third of its cost."""
+    ``str(uuid.uuid4())`` writes it."""
     h = os.urandom(16).hex()
     return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
 
@@ -440,33 +407,18 @@ def new_job_ids(count: int) -> list[str]:
     ]
 
 
-def _new_job(sub: Submission, default_max_retries: int) -> NewJob:
+def job_args(job_id: str, sub: Submission, default_max_retries: int) -> tuple[Any, ...]:
+    """The `JOB_ARGS` ARGV of one job in enqueue.lua and tick.lua: the one place a
+    `Submission` becomes script arguments."""
     has_payload = sub.payload is not None if sub.has_payload is None else sub.has_payload
-    return NewJob(
-        id=new_job_id(),
-        task=sub.task,
-        payload_json=_dumps(sub.payload) if has_payload else None,
-        max_retries=default_max_retries if sub.max_retries is None else sub.max_retries,
-        priority=sub.priority,
-        run_at_ms=_epoch_ms(sub.run_at) if sub.run_at is not None else 0,
-        delay_ms=_ms(sub.delay_s),
-        timeout_s=sub.timeout_s,
-        traceparent=sub.traceparent,
+    return (
+        job_id,
+        sub.task,
+        _dumps(sub.payload) if has_payload else "",
+        default_max_retries if sub.max_retries is None else sub.max_retries,
+        sub.priority,
+        stamps.epoch_ms(sub.run_at) if sub.run_at is not None else 0,
+        stamps.duration_ms(sub.delay_s),
+        "" if sub.timeout_s is None else repr(float(sub.timeout_s)),
+        sub.traceparent or "",
     )
-
-
-_EPOCH_DAY = date(1970, 1, 1).toordinal()
-
-
-def _epoch_ms(when: datetime) -> int:
-    """Milliseconds since the epoch of an aware datetime, any year (no overflow at
-    the ends of the calendar, where converting to UTC would leave it). At least 1,
-    so that a time before 1970 still counts as "given" and runs at once."""
-    offset = when.utcoffset() or timedelta(0)
-    days = when.toordinal() - _EPOCH_DAY
-    seconds = days * 86400 + when.hour * 3600 + when.minute * 60 + when.second
-    return max(1, round((seconds - offset.total_seconds()) * 1000 + when.microsecond / 1000))
-
-
-def _ms(seconds: float) -> int:
-    return max(0, round(seconds * 1000))

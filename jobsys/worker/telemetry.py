@@ -20,7 +20,7 @@ import redis
 from jobsys.errors import StoreUnavailable
 from jobsys.store import Claimed, Store
 from jobsys.store import metrics as m
-from jobsys.store.scripts import library_missing
+from jobsys.store.library import library_missing
 from jobsys.store.store import translate_errors
 
 #: Settle verdict -> (counter, throughput column or None).

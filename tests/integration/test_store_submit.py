@@ -11,7 +11,7 @@ import redis
 
 from jobsys.errors import StoreUnavailable
 from jobsys.store import Store, Submission, keys
-from jobsys.store.scripts import library
+from jobsys.store.library import library
 from jobsys.store.store import new_job_id, new_job_ids
 
 
