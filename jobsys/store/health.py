@@ -22,7 +22,7 @@ from redis.retry import Retry
 
 from jobsys.errors import StoreUnavailable
 from jobsys.settings import Settings
-from jobsys.store.store import translate_errors
+from jobsys.store.translate import translate_errors
 
 #: Idle connections kept for the next probes (one per concurrent probe at most).
 MAX_IDLE = 4

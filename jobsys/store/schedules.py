@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from jobsys import stamps
 from jobsys.schedules import Schedule
 from jobsys.store import keys
-from jobsys.store.store import Store, Submission, job_args, new_job_id, translate_errors
+from jobsys.store.submission import Submission, job_args, new_job_id
+from jobsys.store.translate import translate_errors
+
+if TYPE_CHECKING:
+    from jobsys.store.store import Store
 
 
 class ScheduleStore:
