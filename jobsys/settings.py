@@ -39,9 +39,15 @@ class Settings:
     """Every tunable of jobsys, with its environment variable in the comment."""
 
     redis_url: str = f"redis://{DEFAULT_REDIS_HOST}:{DEFAULT_REDIS_PORT}/0"
-    #: True when REDIS_URL, REDIS_HOST or REDIS_PORT was set (`jobsys dev`
-    #: starts its own Redis only when this is False).
+    #: True when REDIS_URL, REDIS_HOST, REDIS_PORT or REDIS_SENTINELS was set
+    #: (`jobsys dev` starts its own Redis only when this is False).
     redis_configured: bool = False
+    #: REDIS_SENTINELS: ``host:port,...`` of the Sentinels that name the primary
+    #: (empty: none; REDIS_URL is then the node). With them, REDIS_URL gives only
+    #: the data nodes' credentials, database and TLS.
+    redis_sentinels: tuple[tuple[str, int], ...] = ()
+    #: REDIS_SENTINEL_MASTER: the name the Sentinels monitor the primary by.
+    redis_sentinel_master: str | None = None
     #: SIMULATED_WORK_SECONDS: how long a task with no handler "works".
     simulated_work_s: float = 2.0
     #: MAX_RETRIES: retries after the first attempt (3 means 4 attempts in all).
@@ -111,9 +117,13 @@ class Settings:
         env = os.environ if environ is None else environ
         reader = _Reader(env)
         url, configured = _redis_url(reader)
+        no_sentinels: tuple[tuple[str, int], ...] = ()
+        sentinels = reader.get("REDIS_SENTINELS", _host_ports, no_sentinels)
         settings = cls(
             redis_url=url,
-            redis_configured=configured,
+            redis_configured=configured or bool(sentinels),
+            redis_sentinels=sentinels,
+            redis_sentinel_master=env.get("REDIS_SENTINEL_MASTER", "").strip() or None,
             simulated_work_s=reader.get("SIMULATED_WORK_SECONDS", _non_negative_float, 2.0),
             max_retries=reader.get("MAX_RETRIES", _non_negative_int, 3),
             retry_backoff_s=reader.get("RETRY_BACKOFF_SECONDS", _non_negative_float, 1.0),
@@ -145,6 +155,11 @@ class Settings:
             admin_tokens=_tokens(env, "JOBSYS_ADMIN_TOKENS"),
             api_token=_client_token(env),
         )
+        if bool(settings.redis_sentinels) != bool(settings.redis_sentinel_master):
+            raise ConfigError(
+                "set REDIS_SENTINELS and REDIS_SENTINEL_MASTER together (the Sentinels, "
+                "and the name they monitor the primary by), or neither"
+            )
         both = set(settings.producer_tokens) & set(settings.admin_tokens)
         if both:
             raise ConfigError(
@@ -191,6 +206,17 @@ class Settings:
         creds, _, host = rest.rpartition("@")
         user = creds.split(":", 1)[0]
         return f"{scheme}{sep}{user}:***@{host}" if user else f"{scheme}{sep}***@{host}"
+
+
+def _host_ports(text: str) -> tuple[tuple[str, int], ...]:
+    """``host:port,host:port`` (a Sentinel list) as pairs."""
+    out = []
+    for item in text.split(","):
+        host, sep, port = item.strip().rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"{item.strip()!r} is not host:port")
+        out.append((host.strip("[]"), int(port)))
+    return tuple(out)
 
 
 class _Reader:
