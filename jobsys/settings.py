@@ -47,9 +47,15 @@ class Settings:
     redis_url: str = field(
         default=f"redis://{DEFAULT_REDIS_HOST}:{DEFAULT_REDIS_PORT}/0", repr=False
     )
-    #: True when REDIS_URL, REDIS_HOST or REDIS_PORT was set (`jobsys dev`
-    #: starts its own Redis only when this is False).
+    #: True when REDIS_URL, REDIS_HOST, REDIS_PORT or REDIS_SENTINELS was set
+    #: (`jobsys dev` starts its own Redis only when this is False).
     redis_configured: bool = False
+    #: REDIS_SENTINELS: ``host:port,...`` of the Sentinels that name the primary
+    #: (empty: none; REDIS_URL is then the node). With them, REDIS_URL gives only
+    #: the data nodes' credentials, database and TLS.
+    redis_sentinels: tuple[tuple[str, int], ...] = ()
+    #: REDIS_SENTINEL_MASTER: the name the Sentinels monitor the primary by.
+    redis_sentinel_master: str | None = None
     #: SIMULATED_WORK_SECONDS: how long a task with no handler "works".
     simulated_work_s: float = 2.0
     #: MAX_RETRIES: retries after the first attempt (3 means 4 attempts in all).
@@ -130,9 +136,13 @@ class Settings:
         env = os.environ if environ is None else environ
         reader = _Reader(env)
         url, configured = _redis_url(reader)
+        no_sentinels: tuple[tuple[str, int], ...] = ()
+        sentinels = reader.get("REDIS_SENTINELS", _host_ports, no_sentinels)
         settings = cls(
             redis_url=url,
-            redis_configured=configured,
+            redis_configured=configured or bool(sentinels),
+            redis_sentinels=sentinels,
+            redis_sentinel_master=env.get("REDIS_SENTINEL_MASTER", "").strip() or None,
             simulated_work_s=reader.get("SIMULATED_WORK_SECONDS", _non_negative_float, 2.0),
             max_retries=reader.get("MAX_RETRIES", _non_negative_int, 3),
             retry_backoff_s=reader.get("RETRY_BACKOFF_SECONDS", _non_negative_float, 1.0),
@@ -167,6 +177,11 @@ class Settings:
             auth_max_failures=reader.get("JOBSYS_AUTH_MAX_FAILURES", _non_negative_int, 10),
             auth_lockout_s=reader.get("JOBSYS_AUTH_LOCKOUT_SECONDS", _positive_float, 60.0),
         )
+        if bool(settings.redis_sentinels) != bool(settings.redis_sentinel_master):
+            raise ConfigError(
+                "set REDIS_SENTINELS and REDIS_SENTINEL_MASTER together (the Sentinels, "
+                "and the name they monitor the primary by), or neither"
+            )
         both = set(settings.producer_tokens) & set(settings.admin_tokens)
         if both:
             raise ConfigError(
@@ -247,6 +262,17 @@ def _redact_rest(rest: str) -> str:
 def _redact_param(param: str) -> str:
     name, eq, _ = param.partition("=")
     return f"{name}=***" if eq and _SECRET_PARAM.search(name) else param
+
+
+def _host_ports(text: str) -> tuple[tuple[str, int], ...]:
+    """``host:port,host:port`` (a Sentinel list) as pairs."""
+    out = []
+    for item in text.split(","):
+        host, sep, port = item.strip().rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"{item.strip()!r} is not host:port")
+        out.append((host.strip("[]"), int(port)))
+    return tuple(out)
 
 
 class _Reader:

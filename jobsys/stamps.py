@@ -10,7 +10,7 @@ show ISO-8601 text; `stamp` makes it.
 from __future__ import annotations
 
 import time
-from datetime import datetime
+from datetime import date, datetime, timedelta
 
 
 def stamp(value: str | None) -> str | None:
@@ -39,3 +39,21 @@ def ms(value: str | bytes | None) -> int:
     if text.isdigit():
         return int(text)
     return round(datetime.fromisoformat(text).timestamp() * 1000)  # an earlier version's
+
+
+_EPOCH_DAY = date(1970, 1, 1).toordinal()
+
+
+def epoch_ms(when: datetime) -> int:
+    """Milliseconds since the epoch of an aware datetime, any year (no overflow at
+    the ends of the calendar, where converting to UTC would leave it). At least 1,
+    so that a time before 1970 still counts as "given" and runs at once."""
+    offset = when.utcoffset() or timedelta(0)
+    days = when.toordinal() - _EPOCH_DAY
+    seconds = days * 86400 + when.hour * 3600 + when.minute * 60 + when.second
+    return max(1, round((seconds - offset.total_seconds()) * 1000 + when.microsecond / 1000))
+
+
+def duration_ms(seconds: float) -> int:
+    """A duration in seconds as whole milliseconds (0 for a negative one)."""
+    return max(0, round(seconds * 1000))

@@ -34,8 +34,6 @@ from prometheus_client.registry import Collector
 
 from jobsys.settings import Settings
 from jobsys.store import Store
-from jobsys.store import metrics as m
-from jobsys.store import workers as registry
 
 #: The Content-Type of the answer.
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -69,8 +67,8 @@ class RedisCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         """One scrape: a few pipelined round trips to Redis."""
-        queues, dead = m.snapshot(self.store)
-        alive = len(registry.live_ids(self.store, self.settings.worker_liveness_s))
+        queues, dead = self.store.metrics_snapshot()
+        alive = len(self.store.live_worker_ids(self.settings.worker_liveness_s))
         labels = ["queue", "task"]
         for name, doc in _COUNTERS.items():
             family = CounterMetricFamily(f"jobsys_jobs_{name}", doc, labels=labels)

@@ -15,8 +15,7 @@ from jobsys.api import fastpath, openapi, query, validation
 from jobsys.api import metrics as api_metrics
 from jobsys.errors import ScheduleNotFound, StoreUnavailable
 from jobsys.settings import Settings
-from jobsys.store import HealthProbe, ScheduleStore, Store, Submission, metrics
-from jobsys.store import workers as worker_registry
+from jobsys.store import HealthProbe, Store, Submission
 
 bp = Blueprint("jobsys", __name__)
 logger = logging.getLogger(__name__)
@@ -120,7 +119,7 @@ def queues() -> ResponseReturnValue:
     """Every queue with its depth (ready jobs), in-flight and scheduled counts, and its
     throughput of the last 15 minutes."""
     stats = state().store.queue_stats()
-    throughput = metrics.throughput(state().store, [q.name for q in stats])
+    throughput = state().store.throughput([q.name for q in stats])
     return {"queues": [q.to_api() | {"throughput": throughput[q.name]} for q in stats]}
 
 
@@ -128,7 +127,7 @@ def queues() -> ResponseReturnValue:
 def workers() -> ResponseReturnValue:
     """Every live worker: where it runs, what it serves and runs now, its counts."""
     st = state()
-    live = worker_registry.live(st.store, st.settings.worker_liveness_s)
+    live = st.store.live_workers(st.settings.worker_liveness_s)
     return {"workers": [w.to_api() for w in live]}
 
 
@@ -142,14 +141,14 @@ def metrics_text() -> ResponseReturnValue:
 @bp.get("/schedules")
 def list_schedules() -> ResponseReturnValue:
     """Every periodic schedule, with its next run."""
-    return {"schedules": [s.to_api() for s in ScheduleStore(state().store).all()]}
+    return {"schedules": [s.to_api() for s in state().store.schedules.all()]}
 
 
 @bp.post("/schedules")
 def put_schedule() -> ResponseReturnValue:
     """Create (201) or replace (200) a periodic schedule, by name."""
     schedule = validation.schedule_request(request).schedule()
-    schedules = ScheduleStore(state().store)
+    schedules = state().store.schedules
     existed = any(s.name == schedule.name for s in schedules.all())
     schedules.put(schedule)
     return schedule.to_api(), 200 if existed else 201
@@ -158,7 +157,7 @@ def put_schedule() -> ResponseReturnValue:
 @bp.delete("/schedules/<name>")
 def delete_schedule(name: str) -> ResponseReturnValue:
     """Remove a periodic schedule: 204, or 404 when there is none by that name."""
-    if not ScheduleStore(state().store).delete(name):
+    if not state().store.schedules.delete(name):
         raise ScheduleNotFound(name)
     return "", 204
 

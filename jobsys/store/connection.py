@@ -2,28 +2,54 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+from redis.sentinel import Sentinel
 
 from jobsys.settings import Settings
 
 
 def connect(settings: Settings, *, socket_timeout_s: float | None = None) -> redis.Redis:
-    """A client for ``settings.redis_url`` that never retries by itself.
+    """A client for ``settings.redis_url``, or, with REDIS_SENTINELS, for the primary
+    the Sentinels name; it never retries by itself.
 
     Callers decide what a failure means (the API answers 503 at once; workers
     back off and try again), so redis-py's own retry loop is switched off: a
     retried Lua script could otherwise run twice.
+
+    Through Sentinel, REDIS_URL gives only the data nodes' credentials, database
+    and TLS. A connection asks the Sentinels for the primary whenever it connects,
+    and one that finds its node demoted (a READONLY answer, after a failover) is
+    closed and raises ConnectionError (so: `StoreUnavailable`); the next call
+    connects to the new primary.
     """
     timeout = socket_timeout_s if socket_timeout_s is not None else settings.redis_socket_timeout_s
-    return redis.Redis.from_url(
-        settings.redis_url,
-        decode_responses=True,
-        socket_timeout=timeout,
-        socket_connect_timeout=min(timeout, 2.0),
-        socket_keepalive=True,
-        health_check_interval=30,
-        retry=Retry(NoBackoff(), 0),
-        client_name="jobsys",
+    options: dict[str, Any] = {
+        "decode_responses": True,
+        "socket_timeout": timeout,
+        "socket_connect_timeout": min(timeout, 2.0),
+        "socket_keepalive": True,
+        "health_check_interval": 30,
+        "retry": Retry(NoBackoff(), 0),
+        "client_name": "jobsys",
+    }
+    if not settings.redis_sentinels:
+        return redis.Redis.from_url(settings.redis_url, **options)
+    node = redis.ConnectionPool.from_url(settings.redis_url)
+    for name, value in node.connection_kwargs.items():
+        if name in ("db", "username", "password") or name.startswith("ssl_"):
+            options[name] = value
+    if issubclass(node.connection_class, redis.SSLConnection):
+        options["ssl"] = True
+    sentinel = Sentinel(
+        list(settings.redis_sentinels),
+        sentinel_kwargs={
+            "socket_timeout": min(timeout, 2.0),
+            "socket_connect_timeout": min(timeout, 2.0),
+        },
     )
+    master: redis.Redis = sentinel.master_for(settings.redis_sentinel_master or "", **options)
+    return master

@@ -7,6 +7,8 @@ took about seven round trips, each under the timeout (2.8 s with 200 ms one-way
 delay). The probe instead keeps connections of
 its own that send nothing on connect (RESP2, no client name, no library info, no
 SELECT: PING needs none), and gives the connect and the PING together one deadline.
+With REDIS_SENTINELS, each probe first asks the Sentinels for the primary's
+address (within the same deadline) and PINGs that node.
 """
 
 from __future__ import annotations
@@ -19,10 +21,11 @@ import redis
 from redis.backoff import NoBackoff
 from redis.connection import Connection, parse_url
 from redis.retry import Retry
+from redis.sentinel import Sentinel
 
 from jobsys.errors import StoreUnavailable
 from jobsys.settings import Settings
-from jobsys.store.store import translate_errors
+from jobsys.store.translate import translate_errors
 
 #: Idle connections kept for the next probes (one per concurrent probe at most).
 MAX_IDLE = 4
@@ -52,6 +55,18 @@ class HealthProbe:
         self._kwargs = kwargs
         self._idle: list[Connection] = []
         self._lock = threading.Lock()
+        self._master = settings.redis_sentinel_master or ""
+        self._sentinel = (
+            Sentinel(
+                list(settings.redis_sentinels),
+                sentinel_kwargs={
+                    "socket_timeout": deadline_s,
+                    "socket_connect_timeout": deadline_s,
+                },
+            )
+            if settings.redis_sentinels
+            else None
+        )
 
     def ping(self) -> None:
         """Raise `StoreUnavailable` unless Redis answers PING before the deadline."""
@@ -78,17 +93,25 @@ class HealthProbe:
             conn.disconnect()
 
     def _connection(self, deadline: float) -> Connection:
+        address: dict[str, Any] = {}
+        if self._sentinel is not None:
+            host, port = self._sentinel.discover_master(self._master)
+            address = {"host": host, "port": port}
         with self._lock:
             conn = self._idle.pop() if self._idle else None
         # An idle connection that reads as ready was closed by Redis (or holds a
-        # stray reply): open a new one instead.
-        if conn is not None and not conn.can_read(timeout=0):
+        # stray reply), or one to a node that is no longer the primary: open a
+        # new one instead.
+        same_node = not address or (
+            conn is not None and (conn.host, conn.port) == (address["host"], address["port"])
+        )
+        if conn is not None and same_node and not conn.can_read(timeout=0):
             return conn
         if conn is not None:
             conn.disconnect()
         remaining = _remaining(deadline)
         conn = self._connection_class(
-            **self._kwargs, socket_connect_timeout=remaining, socket_timeout=remaining
+            **(self._kwargs | address), socket_connect_timeout=remaining, socket_timeout=remaining
         )
         try:
             conn.connect()

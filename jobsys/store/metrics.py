@@ -23,18 +23,20 @@ from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any
 
 import redis
 
 from jobsys.store import keys
-from jobsys.store.store import QueueStats, Store, translate_errors
+from jobsys.store.library import library_missing
+from jobsys.store.translate import translate_errors
+
+if TYPE_CHECKING:
+    from jobsys.store.store import Store
 
 #: Upper bounds of the histogram buckets, in seconds (wait and run time alike).
 BUCKETS_S = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
              300.0, 900.0, 3600.0)  # fmt: skip
-#: Counters the workers write (besides ``submitted``, written by enqueue.lua).
-WORKER_COUNTERS = ("started", "completed", "retried", "dead_lettered", "cancelled")
 #: Histograms the workers write: time from submit (or due time) to the first start,
 #: and the handler's run time.
 HISTOGRAMS = ("wait_seconds", "run_seconds")
@@ -78,6 +80,27 @@ def bucket_field(name: str, index: int, task: str) -> str:
     return f"{name}_bucket|{index}|{task}"
 
 
+def flush(
+    store: Store, worker_id: str, registration: dict[str, Any], deltas: Deltas, ttl_s: float
+) -> int | None:
+    """`Store.flush_telemetry`: the worker's registration renewal (worker_beat.lua)
+    and `write` in one pipeline."""
+    pipe = store.redis.pipeline(transaction=False)
+    store.scripts.worker_beat(pipe, worker_id, round(ttl_s * 1000), registration)
+    write(pipe, deltas)
+    try:
+        with translate_errors():
+            answers = pipe.execute()
+    except redis.ResponseError as e:
+        if not library_missing(e):
+            raise
+        # Redis lost the function library (a restart without persistence): the
+        # counts were written (a pipeline runs every command); load it again.
+        store.scripts.load()
+        return None
+    return int(answers[0])
+
+
 def write(pipe: redis.client.Pipeline, deltas: Deltas) -> None:
     """Queue the commands that add `deltas` to Redis on `pipe` (not executed here)."""
     for (queue, name), n in deltas.counts.items():
@@ -91,6 +114,34 @@ def write(pipe: redis.client.Pipeline, deltas: Deltas) -> None:
         touched.add(key)
     for key in touched:
         pipe.expire(key, THROUGHPUT_RETENTION_S)
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    """The counts of one queue."""
+
+    name: str
+    #: Jobs ready to run now.
+    depth: int
+    #: Jobs leased to workers.
+    in_flight: int
+    #: Jobs waiting for a due time (delayed jobs and retries in backoff).
+    scheduled: int
+    #: Dead jobs (`failed`, in the dead letter).
+    dead: int = 0
+    #: Seconds since the oldest `queued` job became queued (None: none is).
+    oldest_age_seconds: float | None = None
+
+    def to_api(self) -> dict[str, Any]:
+        """The JSON form used by `GET /queues`."""
+        return {
+            "name": self.name,
+            "depth": self.depth,
+            "in_flight": self.in_flight,
+            "scheduled": self.scheduled,
+            "dead": self.dead,
+            "oldest_age_seconds": self.oldest_age_seconds,
+        }
 
 
 @dataclass
@@ -152,12 +203,6 @@ def parse(fields: Mapping[str, str]) -> tuple[Counters, Histograms]:
         else:
             counters[name][rest] = int(value)
     return dict(counters), dict(histograms)
-
-
-def queue_names(store: Store) -> list[str]:
-    """Every queue ever submitted to, by name."""
-    with translate_errors():
-        return sorted(cast(set[str], store.redis.smembers(keys.queues())))
 
 
 def redis_now_ms(store: Store) -> int:

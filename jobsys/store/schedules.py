@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
+from jobsys import stamps
 from jobsys.schedules import Schedule
 from jobsys.store import keys
-from jobsys.store.store import Store, Submission, _epoch_ms, _new_job, translate_errors
+from jobsys.store.submission import Submission, job_args, new_job_id
+from jobsys.store.translate import translate_errors
+
+if TYPE_CHECKING:
+    from jobsys.store.store import Store
 
 
 class ScheduleStore:
@@ -55,6 +60,9 @@ class ScheduleStore:
 
     def tick(self, schedule: Schedule, tick: datetime) -> str:
         """Enqueue the job of `tick` unless it was already: "enqueued", "seen" or "first"."""
-        job = _new_job(Submission(schedule.task, schedule.payload), self.store.settings.max_retries)
+        sub = Submission(schedule.task, schedule.payload)
+        job = job_args(new_job_id(), sub, self.store.settings.max_retries)
         with translate_errors():
-            return self.store.scripts.tick(schedule.queue, schedule.name, _epoch_ms(tick), job)
+            return self.store.scripts.tick(
+                schedule.queue, schedule.name, stamps.epoch_ms(tick), job
+            )

@@ -1,131 +1,29 @@
-"""Loads the Lua scripts in ``lua/`` into Redis and gives each a typed method.
+"""The Lua scripts of ``lua/`` bound to a redis-py client: one typed method each.
 
 Every state transition of a job is one script, so it is one atomic step in
-Redis. Each script file starts with an ``Input/Output`` header. Together with
-``_lib.lua`` (their shared helpers) they make one Redis *function library*
-(Redis 7+): each script is a function of it, called with FCALL. Unlike EVALSHA,
-which would run the helpers' definitions again on every call, a library defines
-them once when it is loaded; on a submit that is a fifth of Redis's time.
+Redis; the scripts are the functions of one library (see `jobsys.store.library`),
+called with FCALL. A call that finds Redis without this version's library (a new
+version, a Redis restart without persistence, FUNCTION FLUSH) ran nothing: the
+library is loaded and the call made again, once.
 
-The library's name carries a digest of its code (`library`), so processes of two
-jobsys versions (a rolling upgrade) each call their own functions. A library is
-loaded the first time Redis says it does not have it (a new version, a Redis
-restart without persistence, FUNCTION FLUSH): nothing ran, so the call is made
-again. Old versions' libraries stay in Redis until deleted (FUNCTION DELETE).
-
-A call is packed with hiredis and written straight to a connection this object
-keeps, which costs a fraction of redis-py's `execute_command` (its per-command
-hooks and argument encoding are a good part of a submit's CPU time).
+Every call goes through the client's `fcall` (or a pipeline), so connecting,
+reconnecting, TLS, Sentinel and the error classes are redis-py's.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
-from importlib import resources
 from typing import Any, cast
 
-import hiredis
 import redis
-from redis.exceptions import DataError, ResponseError
+from redis.exceptions import ResponseError
 
 from jobsys import stamps
 from jobsys.errors import IdempotencyConflict
 from jobsys.store import keys
-from jobsys.store.wire import Wire
-
-_NAMES = (
-    "enqueue",
-    "claim",
-    "complete",
-    "fail",
-    "release",
-    "recover",
-    "heartbeat",
-    "cancel",
-    "progress",
-    "tick",
-    "page",
-    "replay",
-    "purge",
-    "worker_beat",
-    "workers_live",
-)
-
-
-#: Script flags (``#!lua flags=...`` at the top of a file) and their function flags.
-_FLAGS = ("allow-oom", "no-writes")
-
-
-@dataclass(frozen=True)
-class Library:
-    """The function library of this jobsys version: its name and its code."""
-
-    name: str
-    code: str
-
-    def function(self, script: str) -> str:
-        """The name of the function that runs `script`."""
-        return _function_name(self.name, script)
-
-
-def _function_name(library_name: str, script: str) -> str:
-    return f"{library_name}_{script}"
-
-
-@cache
-def library() -> Library:
-    """The function library made of ``_lib.lua`` and every script of `_NAMES`.
-
-    Each script's first line is ``#!lua`` with its flags, as for EVAL. Without
-    ``allow-oom`` Redis refuses the whole call up front when it is over
-    ``maxmemory``, so enqueue.lua never half-runs; the worker's scripts carry
-    ``allow-oom`` so that accepted jobs can still be settled while submits are
-    being refused. A script's body becomes the function ``callback(KEYS, ARGV)``,
-    so it reads its keys and arguments as an EVAL script does.
-    """
-    lua = resources.files("jobsys.store") / "lua"
-    functions = []
-    for name in _NAMES:
-        shebang, _, body = (lua / f"{name}.lua").read_text().partition("\n")
-        if not shebang.startswith("#!lua"):
-            raise RuntimeError(f"{name}.lua must start with a #!lua line")
-        given = shebang.partition("flags=")[2].split(",") if "flags=" in shebang else []
-        if any(f not in _FLAGS for f in given):
-            raise RuntimeError(f"{name}.lua: unknown flags {given}")
-        functions.append((name, ", ".join(f"'{f}'" for f in given), body))
-    helpers = (lua / "_lib.lua").read_text()
-    lib = "jobsys_" + hashlib.sha256(repr((helpers, functions)).encode()).hexdigest()[:12]
-    code = [f"#!lua name={lib}\n{helpers}\n"]
-    for script, flags, body in functions:
-        code.append(
-            f"redis.register_function{{function_name='{_function_name(lib, script)}', "
-            f"flags={{{flags}}},\n"
-            f"callback=function(KEYS, ARGV)\n{body}\nend}}\n"
-        )
-    return Library(lib, "".join(code))
-
-
-@dataclass(frozen=True)
-class NewJob:
-    """One job to enqueue: what the submitter gave plus its limits."""
-
-    id: str
-    task: str
-    payload_json: str | None
-    max_retries: int
-    priority: int = 0
-    #: Due time in ms since the epoch (0: none).
-    run_at_ms: int = 0
-    #: Delay in ms, counted from the Redis clock (0: none).
-    delay_ms: int = 0
-    #: Longest an attempt may run, in seconds (None: no limit).
-    timeout_s: float | None = None
-    #: W3C trace context of the submit (None: none).
-    traceparent: str | None = None
+from jobsys.store.library import NAMES, library, library_missing
 
 
 @dataclass(frozen=True)
@@ -176,10 +74,7 @@ class Scripts:
         self._client = client
         self._retention = retention or Retention()
         self._lib = library()
-        self._fn = {n: self._lib.function(n) for n in _NAMES}
-        self._idle: list[Any] = []
-        self._pid = os.getpid()
-        self._decode = bool(client.get_encoder().decode_responses)
+        self._fn = {n: self._lib.function(n) for n in NAMES}
 
     def load(self) -> None:
         """Load this version's function library into Redis, unless it is there."""
@@ -191,74 +86,15 @@ class Scripts:
 
     def _run(self, name: str, keys_: Sequence[str], args: Sequence[Any]) -> Any:
         """Run script `name` (FCALL); load the library first when Redis lacks it."""
+        fn = self._fn[name]
         try:
-            command = hiredis.pack_command(("FCALL", self._fn[name], len(keys_), *keys_, *args))
-        except TypeError as e:
-            raise DataError(str(e)) from e  # as redis-py reports an argument it cannot send
-        try:
-            return self._send(command)
+            return self._client.fcall(fn, len(keys_), *keys_, *args)
         except ResponseError as e:
             if not library_missing(e):
                 raise
         # Nothing ran: Redis does not have this version's library (yet).
         self.load()
-        return self._send(command)
-
-    def _send(self, command: bytes) -> Any:
-        """Send one packed command and read its answer.
-
-        What redis-py's `execute_command` does with retries off, without its
-        hooks (see `Wire`); and on a connection this object keeps (see `_take`), since the
-        pool's get/release with its lock, bookkeeping and events cost more than
-        a script's own round trip on a loaded machine. A connection whose state
-        is unknown after a failure (a timeout, a dropped socket, an interrupt) is
-        closed; it connects again on its next use. An error answer (a
-        `ResponseError`) is read whole, so its connection stays open."""
-        conn = self._take()
-        try:
-            wire = Wire.of(conn, self._decode)
-            if wire is not None:
-                answer = wire.call(command)
-            else:  # a redis-py whose connections keep their socket elsewhere
-                conn.send_packed_command([command])
-                answer = conn.read_response()
-        except redis.ResponseError:
-            self._idle.append(conn)
-            raise
-        except BaseException:
-            conn.disconnect()
-            self._idle.append(conn)
-            raise
-        self._idle.append(conn)
-        return answer
-
-    def _take(self) -> Any:
-        """A connection for one command: an idle one of this object's, checked as
-        the pool checks it (no unread bytes, not closed by the server), or a new
-        one from the pool, which this object then keeps until the client closes
-        them all (`redis.Redis.close` closes checked-out connections too).
-
-        A list's pop/append are atomic, so threads never share a connection; the
-        number kept is the most commands ever in flight at once. After a fork the
-        child starts with none: the parent's sockets are not its to use."""
-        if self._pid != os.getpid():
-            self._idle, self._pid = [], os.getpid()
-        try:
-            conn: Any = self._idle.pop()  # redis-py's Connection is untyped
-        except IndexError:
-            return self._client.connection_pool.get_connection()
-        try:
-            conn.connect()  # nothing to do when it is connected
-            try:
-                if conn.can_read(timeout=0):
-                    raise redis.ConnectionError("unread data on an idle connection")
-            except (redis.ConnectionError, redis.TimeoutError, OSError):
-                conn.disconnect()
-                conn.connect()
-        except BaseException:
-            self._idle.append(conn)
-            raise
-        return conn
+        return self._client.fcall(fn, len(keys_), *keys_, *args)
 
     def _run_ending(self, name: str, keys_: list[str], args: list[Any]) -> Any:
         """Run a script that may end jobs: the retention arguments go last."""
@@ -274,7 +110,7 @@ class Scripts:
         idempotency: Idempotency | None = None,
     ) -> list[str] | None:
         """Add jobs to `queue` atomically (see enqueue.lua): `ids` are their ids and
-        `argv` their ARGV, `JOB_ARGS` per job in the order of `ids` (see `job_argv`).
+        `argv` their ARGV, `JOB_ARGS` per job in the order of `ids`.
 
         Returns None when the jobs were added, or the ids of the first request when
         `idempotency` names a repeat of it. Raises `IdempotencyConflict`.
@@ -400,15 +236,10 @@ class Scripts:
         args = [worker, attempt, repr(float(fraction)), message]
         return bool(self._run("progress", [keys.job(job_id)], args))
 
-    def tick(
-        self,
-        queue: str,
-        schedule: str,
-        tick_ms: int,
-        job: NewJob,
-    ) -> str:
-        """Enqueue `job` for tick `tick_ms` of `schedule` unless that tick is taken
-        (see tick.lua): "enqueued", "seen" or "first"."""
+    def tick(self, queue: str, schedule: str, tick_ms: int, job: Sequence[Any]) -> str:
+        """Enqueue the job whose `JOB_ARGS` ARGV is `job` for tick `tick_ms` of
+        `schedule` unless that tick is taken (see tick.lua): "enqueued", "seen" or
+        "first"."""
         ks = [
             keys.last_tick(queue, schedule),
             keys.ready(queue),
@@ -416,12 +247,11 @@ class Scripts:
             keys.wakeup(queue),
             keys.sequence(queue),
             keys.queues(),
-            keys.job(job.id),
+            keys.job(job[0]),
             *_index_keys(queue),
             keys.metrics(queue),
         ]
-        args = [tick_ms, queue, job.id, job.task, job.payload_json or "", job.max_retries, schedule]
-        return _text(self._run("tick", ks, args))
+        return _text(self._run("tick", ks, [tick_ms, queue, schedule, *job]))
 
     def worker_beat(
         self, pipe: redis.client.Pipeline, worker: str, ttl_ms: int, fields: dict[str, Any]
@@ -484,44 +314,23 @@ class Scripts:
         return [_text(x) for x in self._run("purge", ks, [queue, *ids])]
 
 
-#: How many ARGV one job takes in enqueue.lua.
+#: How many ARGV one job takes in enqueue.lua and tick.lua: id, task, payload JSON
+#: ('' = none), max_retries, priority, run_at_ms (0 = none), delay_ms, timeout in
+#: seconds ('' = none), traceparent ('' = none). `store.job_args` makes them.
 JOB_ARGS = 9
 #: ARGV[2..4] of enqueue.lua without an Idempotency-Key.
 _NO_IDEMPOTENCY = ("0", "", 0)
 
 
-def library_missing(e: ResponseError) -> bool:
-    """True for Redis's answer to an FCALL of a function it does not have."""
-    return "Function not found" in str(e)
-
-
-def job_argv(
-    job_id: str,
-    task: str,
-    payload_json: str | None,
-    max_retries: int,
-    priority: int = 0,
-    run_at_ms: int = 0,
-    delay_ms: int = 0,
-    timeout_s: float | None = None,
-    traceparent: str | None = None,
-) -> tuple[Any, ...]:
-    """The `JOB_ARGS` ARGV of one job in enqueue.lua (the fields of `NewJob`)."""
-    return (
-        job_id, task, payload_json or "", max_retries, priority, run_at_ms, delay_ms,
-        "" if timeout_s is None else repr(float(timeout_s)), traceparent or "",
-    )  # fmt: skip
-
-
 @cache
 def _enqueue_keys(queue: str) -> tuple[str, ...]:
-    """KEYS[1..12] of enqueue.lua without an Idempotency-Key (cached: submits are hot)."""
+    """KEYS[1..12] of enqueue.lua without an Idempotency-Key."""
     return (*_queue_keys(queue), keys.queues(), *_index_keys(queue))
 
 
 @cache
 def _queue_keys(queue: str) -> tuple[str, str, str, str, str]:
-    """The keys enqueue.lua touches for every job of `queue` (cached: submits are hot)."""
+    """The keys enqueue.lua touches for every job of `queue`."""
     return (
         keys.ready(queue),
         keys.scheduled(queue),

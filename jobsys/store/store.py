@@ -1,68 +1,35 @@
 """`Store`: the job operations of jobsys over one Redis client.
 
-The API and the workers both use it. Redis errors are translated here, at the
-boundary, into `StoreUnavailable` / `StoreFull`; nothing above this module
-catches a redis-py exception.
+The API, the workers and the CLI use it (and the names `jobsys.store` exports).
+Redis errors are translated at this boundary (`translate_errors`) into
+`StoreUnavailable` / `StoreFull`; nothing outside ``jobsys/store/`` imports
+redis-py or catches its exceptions (tests/unit/test_store_boundary.py checks).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import datetime
 from typing import Any, cast
 
 import redis
 
-from jobsys.errors import JobAlreadyFinished, JobNotFound, StoreFull, StoreUnavailable
+from jobsys import stamps
+from jobsys.errors import JobAlreadyFinished, JobNotFound
 from jobsys.models import DEFAULT_QUEUE, Job
 from jobsys.settings import Settings
-from jobsys.store import keys
+from jobsys.store import keys, metrics, workers
 from jobsys.store.connection import connect
 from jobsys.store.deadletter import DeadLetter, Outcome
 from jobsys.store.listing import DEFAULT_LIMIT, Listing, Page
-from jobsys.store.scripts import Claimed, Idempotency, NewJob, Retention, Scripts, job_argv
-
-
-class _TranslateErrors:
-    """Turn redis-py's connection-level errors into jobsys errors (see `translate_errors`).
-
-    redis-py (and `Wire`, with redis-py's parser) makes each error answer an
-    exception by its code, and strips the code from the text: OOM ->
-    OutOfMemoryError, LOADING -> BusyLoadingError, READONLY, MASTERDOWN, TRYAGAIN
-    -> their classes; so the class is what is checked, never the text.
-
-    A class rather than a @contextmanager generator: it is entered on every
-    submit and every script call of a worker, and costs a third as much."""
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: type[BaseException] | None, e: BaseException | None, tb: Any) -> None:
-        if e is None:
-            return
-        if isinstance(e, redis.ConnectionError | redis.TimeoutError | redis.BusyLoadingError):
-            raise StoreUnavailable(f"Redis is unreachable: {e}") from e
-        if isinstance(e, redis.exceptions.OutOfMemoryError):
-            raise StoreFull(f"Redis is out of memory: {e}") from e
-        if isinstance(
-            e,
-            redis.exceptions.ReadOnlyError
-            | redis.exceptions.MasterDownError
-            | redis.exceptions.TryAgainError,
-        ):
-            raise StoreUnavailable(f"Redis cannot take writes now: {e}") from e
-
-
-_TRANSLATE = _TranslateErrors()
-
-
-def translate_errors() -> _TranslateErrors:
-    """Turn redis-py's connection-level errors into jobsys errors, in a ``with`` block."""
-    return _TRANSLATE
+from jobsys.store.metrics import THROUGHPUT_MINUTES, Deltas, QueueMetrics, QueueStats
+from jobsys.store.schedules import ScheduleStore
+from jobsys.store.scripts import Claimed, Idempotency, Retention, Scripts
+from jobsys.store.submission import Submission, job_args, new_job_ids
+from jobsys.store.translate import translate_errors
+from jobsys.store.workers import WorkerInfo
 
 
 class Store:
@@ -81,6 +48,8 @@ class Store:
         )
         self._listing = Listing(self.redis, self.scripts)
         self._dead = DeadLetter(self.redis, self.scripts, self._listing)
+        #: The periodic schedules.
+        self.schedules = ScheduleStore(self)
 
     def close(self) -> None:
         """Close the pooled connections."""
@@ -107,22 +76,10 @@ class Store:
         an explicit JSON ``null``. A job with `delay_s` or a future `run_at` is
         `scheduled` until then. A higher `priority` (-100..100) runs first.
         """
-        if has_payload is None:
-            has_payload = payload is not None
-        job_id = new_job_id()
-        argv = job_argv(
-            job_id,
-            task,
-            _dumps(payload) if has_payload else None,
-            self.settings.max_retries if max_retries is None else max_retries,
-            priority,
-            _epoch_ms(run_at) if run_at is not None else 0,
-            _ms(delay_s),
-            timeout_s,
+        sub = Submission(
+            task, payload, has_payload, max_retries, priority, delay_s, run_at, timeout_s
         )
-        with translate_errors():
-            self.scripts.enqueue(queue, (job_id,), argv)
-        return job_id
+        return self.submit_many([sub], queue=queue)[0]
 
     def submit_many(
         self, jobs: Iterable[Submission | tuple[str, Any]], *, queue: str = DEFAULT_QUEUE
@@ -162,29 +119,11 @@ class Store:
 
     def _argv(self, jobs: Iterable[Submission | tuple[str, Any]]) -> tuple[list[str], list[Any]]:
         """New ids for `jobs`, and their ARGV for enqueue.lua."""
-        default_max_retries = self.settings.max_retries
-        jobs = jobs if isinstance(jobs, list | tuple) else list(jobs)
-        ids = new_job_ids(len(jobs))
+        subs = [j if isinstance(j, Submission) else Submission(*j) for j in jobs]
+        ids = new_job_ids(len(subs))
         argv: list[Any] = []
-        for job_id, j in zip(ids, jobs, strict=True):
-            if type(j) is tuple and len(j) == 2:  # the common (task, payload): no Submission
-                task, payload = j
-                payload_json = None if payload is None else _dumps(payload)
-                argv += job_argv(job_id, task, payload_json, default_max_retries)
-                continue
-            sub = Submission(*j) if isinstance(j, tuple) else j
-            has_payload = sub.payload is not None if sub.has_payload is None else sub.has_payload
-            argv += job_argv(
-                job_id,
-                sub.task,
-                _dumps(sub.payload) if has_payload else None,
-                default_max_retries if sub.max_retries is None else sub.max_retries,
-                sub.priority,
-                _epoch_ms(sub.run_at) if sub.run_at is not None else 0,
-                _ms(sub.delay_s),
-                sub.timeout_s,
-                sub.traceparent,
-            )
+        for job_id, sub in zip(ids, subs, strict=True):
+            argv += job_args(job_id, sub, self.settings.max_retries)
         return ids, argv
 
     def get(self, job_id: str) -> Job:
@@ -284,13 +223,13 @@ class Store:
         below the socket timeout), then claim from `queue`: one round trip."""
         with translate_errors():
             return self.scripts.wait_then_claim(
-                wake_queues, timeout_s, queue, worker, _ms(lease_s), max_jobs
+                wake_queues, timeout_s, queue, worker, stamps.duration_ms(lease_s), max_jobs
             )
 
     def claim(self, queue: str, worker: str, lease_s: float, max_jobs: int) -> list[Claimed]:
         """Lease up to `max_jobs` ready jobs of `queue` to `worker`."""
         with translate_errors():
-            return self.scripts.claim(queue, worker, _ms(lease_s), max_jobs)
+            return self.scripts.claim(queue, worker, stamps.duration_ms(lease_s), max_jobs)
 
     def complete(
         self, queue: str, job_id: str, worker: str, attempt: int, result_json: str
@@ -316,7 +255,7 @@ class Store:
         self, queue: str, worker: str, jobs: Sequence[tuple[str, int, str, float]]
     ) -> list[str]:
         """Record failed attempts [(id, attempt, error, backoff_s)] in one step."""
-        items = [(i, a, e, _ms(b)) for i, a, e, b in jobs]
+        items = [(i, a, e, stamps.duration_ms(b)) for i, a, e, b in jobs]
         with translate_errors():
             return self.scripts.fail(queue, worker, items)
 
@@ -362,111 +301,37 @@ class Store:
         if not held:
             return [], []
         with translate_errors():
-            return self.scripts.heartbeat(queue, worker, _ms(lease_s), held)
+            return self.scripts.heartbeat(queue, worker, stamps.duration_ms(lease_s), held)
 
+    def flush_telemetry(
+        self, worker_id: str, registration: dict[str, Any], deltas: Deltas, ttl_s: float
+    ) -> int | None:
+        """Renew a worker's registration and add its counts, in one pipeline; return
+        the Redis clock in ms, or None when Redis had lost the function library (the
+        counts were written; the registration is renewed at the next flush). Raises
+        `StoreUnavailable`: then nothing or part of it was written."""
+        return metrics.flush(self, worker_id, registration, deltas, ttl_s)
 
-@dataclass(frozen=True)
-class QueueStats:
-    """The counts of one queue."""
+    def deregister(self, worker_id: str) -> None:
+        """Remove a worker from the registry (at its graceful stop)."""
+        workers.deregister(self, worker_id)
 
-    name: str
-    #: Jobs ready to run now.
-    depth: int
-    #: Jobs leased to workers.
-    in_flight: int
-    #: Jobs waiting for a due time (delayed jobs and retries in backoff).
-    scheduled: int
-    #: Dead jobs (`failed`, in the dead letter).
-    dead: int = 0
-    #: Seconds since the oldest `queued` job became queued (None: none is).
-    oldest_age_seconds: float | None = None
+    # -- operations ----------------------------------------------------------
 
-    def to_api(self) -> dict[str, Any]:
-        """The JSON form used by `GET /queues`."""
-        return {
-            "name": self.name,
-            "depth": self.depth,
-            "in_flight": self.in_flight,
-            "scheduled": self.scheduled,
-            "dead": self.dead,
-            "oldest_age_seconds": self.oldest_age_seconds,
-        }
+    def live_workers(self, window_s: float) -> list[WorkerInfo]:
+        """Every worker with a heartbeat in the last `window_s` seconds, by id."""
+        return workers.live(self, window_s)
 
+    def live_worker_ids(self, window_s: float) -> list[str]:
+        """The ids of the live workers (forgetting the others)."""
+        return workers.live_ids(self, window_s)
 
-@dataclass(frozen=True)
-class Submission:
-    """One job to submit: its task and, optionally, its payload and limits."""
+    def metrics_snapshot(self) -> tuple[list[QueueMetrics], int]:
+        """Every queue's counts and metrics, and the length of ``dead_letter``."""
+        return metrics.snapshot(self)
 
-    task: str
-    payload: Any = None
-    #: None: the job has a payload when `payload` is not None. True stores even a
-    #: None payload (as JSON null).
-    has_payload: bool | None = None
-    #: None: MAX_RETRIES.
-    max_retries: int | None = None
-    priority: int = 0
-    delay_s: float = 0.0
-    run_at: datetime | None = None
-    #: Longest one attempt may run; the handler then runs in a child process
-    #: that is stopped when it overruns (None: no limit, runs in a thread).
-    timeout_s: float | None = None
-    #: W3C trace context (``traceparent`` header) the job belongs to, if any.
-    traceparent: str | None = None
-
-
-#: Payloads as JSON text. One encoder for every call: `json.dumps` with any option
-#: builds a new `JSONEncoder` each time.
-_dumps = json.JSONEncoder(separators=(",", ":")).encode
-
-#: The UUID variant digit (10xx) for each hex digit of random bits.
-_VARIANT = {f"{i:x}": f"{8 | (i & 3):x}" for i in range(16)}
-
-
-def new_job_id() -> str:
-    """A new job id: a random (version 4) UUID in canonical text, as
-    ``str(uuid.uuid4())`` writes it, at a third of its cost."""
-    h = os.urandom(16).hex()
-    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
-
-
-def new_job_ids(count: int) -> list[str]:
-    """`count` new job ids, as `new_job_id` makes them, from one read of the OS's
-    random source."""
-    h = os.urandom(16 * count).hex()
-    return [
-        f"{h[o : o + 8]}-{h[o + 8 : o + 12]}-4{h[o + 13 : o + 16]}-"
-        f"{_VARIANT[h[o + 16]]}{h[o + 17 : o + 20]}-{h[o + 20 : o + 32]}"
-        for o in range(0, 32 * count, 32)
-    ]
-
-
-def _new_job(sub: Submission, default_max_retries: int) -> NewJob:
-    has_payload = sub.payload is not None if sub.has_payload is None else sub.has_payload
-    return NewJob(
-        id=new_job_id(),
-        task=sub.task,
-        payload_json=_dumps(sub.payload) if has_payload else None,
-        max_retries=default_max_retries if sub.max_retries is None else sub.max_retries,
-        priority=sub.priority,
-        run_at_ms=_epoch_ms(sub.run_at) if sub.run_at is not None else 0,
-        delay_ms=_ms(sub.delay_s),
-        timeout_s=sub.timeout_s,
-        traceparent=sub.traceparent,
-    )
-
-
-_EPOCH_DAY = date(1970, 1, 1).toordinal()
-
-
-def _epoch_ms(when: datetime) -> int:
-    """Milliseconds since the epoch of an aware datetime, any year (no overflow at
-    the ends of the calendar, where converting to UTC would leave it). At least 1,
-    so that a time before 1970 still counts as "given" and runs at once."""
-    offset = when.utcoffset() or timedelta(0)
-    days = when.toordinal() - _EPOCH_DAY
-    seconds = days * 86400 + when.hour * 3600 + when.minute * 60 + when.second
-    return max(1, round((seconds - offset.total_seconds()) * 1000 + when.microsecond / 1000))
-
-
-def _ms(seconds: float) -> int:
-    return max(0, round(seconds * 1000))
+    def throughput(
+        self, names: list[str], minutes: int = THROUGHPUT_MINUTES
+    ) -> dict[str, list[dict[str, Any]]]:
+        """Completed and failed jobs per minute of each queue of `names`, oldest first."""
+        return metrics.throughput(self, names, minutes)

@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from jobsys.store import keys
-from jobsys.store.store import Store, translate_errors
+from jobsys.store.translate import translate_errors
+
+if TYPE_CHECKING:
+    from jobsys.store.store import Store
 
 
 @dataclass(frozen=True)

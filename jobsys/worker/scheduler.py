@@ -6,7 +6,7 @@ import logging
 from datetime import datetime
 
 from jobsys.schedules import declared
-from jobsys.store import ScheduleStore, Store
+from jobsys.store import Store
 
 logger = logging.getLogger(__name__)
 
@@ -15,7 +15,7 @@ class Scheduler:
     """Enqueues due ticks of the periodic schedules (exactly once: see tick.lua)."""
 
     def __init__(self, store: Store) -> None:
-        self.schedules = ScheduleStore(store)
+        self.schedules = store.schedules
         self._registered = False
         #: The latest tick this worker has handed to tick.lua, per schedule, so it
         #: asks Redis once per tick rather than once per second.

@@ -3,7 +3,7 @@
 Runner threads record each job's start and each settled batch here (a dict
 update under a lock: no Redis call per job). The heartbeat thread calls `flush`
 once a second: one pipeline that renews the worker's registration and adds the
-counts to Redis (see jobsys/store/metrics.py). A flush that cannot reach Redis
+counts to Redis (`Store.flush_telemetry`). A flush that cannot reach Redis
 keeps its counts for the next one; a SIGKILL loses at most the last second's.
 """
 
@@ -15,13 +15,8 @@ from bisect import bisect_left
 from collections.abc import Iterable
 from typing import Any
 
-import redis
-
 from jobsys.errors import StoreUnavailable
-from jobsys.store import Claimed, Store
-from jobsys.store import metrics as m
-from jobsys.store.scripts import library_missing
-from jobsys.store.store import translate_errors
+from jobsys.store import BUCKETS_S, Claimed, Deltas, Store, bucket_field, counter_field
 
 #: Settle verdict -> (counter, throughput column or None).
 _OUTCOMES = {
@@ -37,7 +32,7 @@ class Telemetry:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._deltas = m.Deltas()
+        self._deltas = Deltas()
         #: Redis clock minus this machine's, ms (learnt at each flush), so that the
         #: throughput minutes of every worker line up.
         self._offset_ms = 0
@@ -51,7 +46,7 @@ class Telemetry:
         wait_s = _wait_s(job) if job.attempt == 1 else None
         with self._lock:
             counts = self._deltas.counts
-            counts[(queue, m.counter_field("started", job.task))] += 1
+            counts[(queue, counter_field("started", job.task))] += 1
             if wait_s is not None:
                 self._observe(queue, "wait_seconds", job.task, wait_s)
 
@@ -64,7 +59,7 @@ class Telemetry:
                 kind = _OUTCOMES.get(verdict)
                 if kind is None:  # "stale": another worker has the job now
                     continue
-                counts[(queue, m.counter_field(kind[0], task))] += 1
+                counts[(queue, counter_field(kind[0], task))] += 1
                 if kind[1] is not None:
                     tp[(queue, minute, kind[1])] += 1
                 self._observe(queue, "run_seconds", task, run_s)
@@ -77,24 +72,24 @@ class Telemetry:
             for task, verdict in verdicts:
                 kind = _OUTCOMES.get(verdict)
                 if kind is not None:
-                    counts[(queue, m.counter_field(kind[0], task))] += 1
+                    counts[(queue, counter_field(kind[0], task))] += 1
                     if kind[1] is not None:
                         tp[(queue, minute, kind[1])] += 1
 
     def _observe(self, queue: str, name: str, task: str, seconds: float) -> None:
         # Caller holds the lock.
-        index = bisect_left(m.BUCKETS_S, seconds)
-        self._deltas.counts[(queue, m.bucket_field(name, index, task))] += 1
-        self._deltas.counts[(queue, m.counter_field(f"{name}_count", task))] += 1
-        self._deltas.sums[(queue, m.counter_field(f"{name}_sum", task))] += seconds
+        index = bisect_left(BUCKETS_S, seconds)
+        self._deltas.counts[(queue, bucket_field(name, index, task))] += 1
+        self._deltas.counts[(queue, counter_field(f"{name}_count", task))] += 1
+        self._deltas.sums[(queue, counter_field(f"{name}_sum", task))] += seconds
 
-    def take(self) -> m.Deltas:
+    def take(self) -> Deltas:
         """The counts so far; starts afresh."""
         with self._lock:
-            deltas, self._deltas = self._deltas, m.Deltas()
+            deltas, self._deltas = self._deltas, Deltas()
         return deltas
 
-    def give_back(self, deltas: m.Deltas) -> None:
+    def give_back(self, deltas: Deltas) -> None:
         """Keep counts that could not be written, for the next flush."""
         with self._lock:
             self._deltas.merge(deltas)
@@ -105,25 +100,15 @@ class Telemetry:
         """Renew the registration and write the counts: one pipeline. Raises
         `StoreUnavailable` (the counts are kept)."""
         deltas = self.take()
-        pipe = store.redis.pipeline(transaction=False)
-        store.scripts.worker_beat(pipe, worker_id, round(ttl_s * 1000), registration)
-        m.write(pipe, deltas)
         try:
-            with translate_errors():
-                answers = pipe.execute()
+            now_ms = store.flush_telemetry(worker_id, registration, deltas, ttl_s)
         except StoreUnavailable:
             # The next flush tries again. (Were the connection lost after Redis ran
             # part of the pipeline, that part would be counted twice.)
             self.give_back(deltas)
             raise
-        except redis.ResponseError as e:
-            if not library_missing(e):
-                raise
-            # Redis lost the function library (a restart without persistence): the
-            # counts were written; the registration is renewed at the next flush.
-            store.scripts.load()
-            return
-        self._offset_ms = int(answers[0]) - round(time.time() * 1000)
+        if now_ms is not None:
+            self._offset_ms = now_ms - round(time.time() * 1000)
 
 
 def _wait_s(job: Claimed) -> float | None:

@@ -30,8 +30,7 @@ from types import FrameType
 
 from jobsys.errors import StoreUnavailable
 from jobsys.settings import Settings
-from jobsys.store import Claimed, Store
-from jobsys.store import workers as registry
+from jobsys.store import Claimed, Store, worker_registration
 from jobsys.worker.child import execute_in_child
 from jobsys.worker.context import JobContext
 from jobsys.worker.events import job_event
@@ -319,7 +318,7 @@ class Worker:
 
     def registration(self) -> dict[str, object]:
         """What this worker tells GET /workers (renewed with every heartbeat)."""
-        return registry.registration(
+        return worker_registration(
             host=socket.gethostname(),
             pid=os.getpid(),
             queues=list(self.queues),
@@ -436,7 +435,7 @@ class Worker:
     def _deregister(self) -> None:
         try:
             self.telemetry.flush(self.store, self.id, self.registration(), 10.0)
-            registry.deregister(self.store, self.id)
+            self.store.deregister(self.id)
         except StoreUnavailable as e:
             logger.warning("worker %s: cannot deregister (%s); it drops out by itself", self.id, e)
 

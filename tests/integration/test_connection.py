@@ -16,7 +16,6 @@ from jobsys.errors import IdempotencyConflict, StoreFull, StoreUnavailable
 from jobsys.local.redis_server import RedisServer, find_binary, free_port, port_is_free
 from jobsys.settings import Settings
 from jobsys.store import Store, Submission, keys
-from jobsys.store.wire import Wire
 
 
 def roundtrip(url: str) -> None:
@@ -83,14 +82,14 @@ def test_rediss_urls_connect_over_tls(tls_server: tuple[int, Path]) -> None:
     roundtrip(f"rediss://:s3cret@localhost:{port}/0?ssl_ca_certs={cert}")
 
 
-# -- the connections Scripts keeps (Scripts._take) ----------------------------
+# -- connections: redis-py's pool, as the store uses it ----------------------------
 
 
-def test_a_kept_connection_the_server_closed_is_replaced(
+def test_connections_the_server_closed_are_replaced(
     store: Store, redis_client: redis.Redis
 ) -> None:
     """Redis dropping every client (a restart, a timeout, CLIENT KILL) between two
-    submits costs the next submit nothing: the idle connection is checked first."""
+    submits costs the next submit nothing: an idle connection is checked first."""
     store.submit("a")
     killed = redis_client.client_kill_filter(_type="normal", skipme=True)
     assert killed >= 1
@@ -98,33 +97,43 @@ def test_a_kept_connection_the_server_closed_is_replaced(
     assert store.get(job_id).task == "b"
 
 
-def test_a_connection_left_with_unread_bytes_is_not_reused(
-    store: Store, redis_client: redis.Redis
+def test_a_command_interrupted_before_its_answer_does_not_confuse_the_next(
+    store: Store, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A command whose answer was never read (here: an interrupt between send and
-    read) must not hand that answer to the next command on the connection."""
-    scripts = store.scripts
-    conn = scripts._take()
-    conn.send_packed_command([b"*2\r\n$4\r\nECHO\r\n$5\r\nstale\r\n"])
-    time.sleep(0.05)  # the answer is waiting in the socket
-    scripts._idle.append(conn)
+    """A command whose answer was never read (an interrupt between send and read)
+    must not hand that answer to the next command."""
+    store.ping()  # a connection in the pool
+    conn_class = store.redis.connection_pool.connection_class
+    real_read = conn_class.read_response
+    calls = {"n": 0}
+
+    def interrupted(self: object, *args: object, **kwargs: object) -> object:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise KeyboardInterrupt  # after the send, before the read
+        return real_read(self, *args, **kwargs)
+
+    monkeypatch.setattr(conn_class, "read_response", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        store.submit("lost")
+    monkeypatch.setattr(conn_class, "read_response", real_read)
+    time.sleep(0.05)  # the unread answer is waiting in the socket
     job_id = store.submit("fresh")
-    claimed = store.claim("default", "w1", 30, 1)  # would read enqueue's answer
-    assert [c.id for c in claimed] == [job_id]
+    assert store.get(job_id).task == "fresh"  # would read enqueue's answer
+    assert [c.task for c in store.claim("default", "w1", 30, 1)] == ["lost"]
 
 
 def test_connections_are_not_shared_across_fork(store: Store, redis_client: redis.Redis) -> None:
-    """A child process never writes on its parent's sockets."""
+    """A child process never writes on its parent's sockets: it opens its own."""
     store.submit("before")
-    parent_conns = list(store.scripts._idle)
-    assert parent_conns
+    parent_addrs = {c["addr"] for c in _clients(redis_client)}
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child
         ok = 0
         try:
             store.submit("child")
-            ok = int(not any(c in store.scripts._idle for c in parent_conns))
+            ok = int(store.redis.client_info()["addr"] not in parent_addrs)
         finally:
             os.write(write, bytes([ok]))
             os._exit(0)
@@ -134,29 +143,13 @@ def test_connections_are_not_shared_across_fork(store: Store, redis_client: redi
     assert redis_client.zcard(keys.ready("default")) == 3
 
 
-def test_script_calls_go_straight_to_the_socket(store: Store) -> None:
-    """`Wire` finds the socket of redis-py's connection (a redis-py that keeps it
-    elsewhere would silently lose ~15 us per call: this test says so)."""
-    store.submit("a")
-    [conn] = store.scripts._idle
-    assert Wire.of(conn, True) is not None
-    assert Wire.of(conn, True) is Wire.of(conn, True)  # one per socket
+def _clients(client: redis.Redis) -> list[dict[str, str]]:
+    return [c for c in client.client_list() if c.get("name") == "jobsys"]
 
 
-def test_without_a_socket_where_wire_looks_redis_py_does_the_io(
-    store: Store, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(Wire, "of", classmethod(lambda cls, conn, decode: None))
-    job_id = store.submit("a")
-    assert store.get(job_id).task == "a"
-    with pytest.raises(IdempotencyConflict):  # an error answer, through redis-py
-        for request in ({"n": 1}, {"n": 2}):
-            store.submit_idempotent([Submission("a")], queue="default", key="k", request=request)
-
-
-def test_error_answers_are_redis_pys_exceptions(store: Store, redis_client: redis.Redis) -> None:
-    """An error answer read by `Wire` is the exception redis-py raises for it, so
-    `translate_errors` maps it the same: OOM -> StoreFull, and the connection stays."""
+def test_error_answers_are_translated(store: Store, redis_client: redis.Redis) -> None:
+    """An error answer is the exception redis-py raises for it, so `translate_errors`
+    maps it: OOM -> StoreFull, and the store keeps working after."""
     store.submit("warm")
     redis_client.config_set("maxmemory", 1)
     try:
@@ -165,3 +158,6 @@ def test_error_answers_are_redis_pys_exceptions(store: Store, redis_client: redi
     finally:
         redis_client.config_set("maxmemory", 0)
     assert store.get(store.submit("b")).task == "b"
+    with pytest.raises(IdempotencyConflict):  # an error answer of a script
+        for request in ({"n": 1}, {"n": 2}):
+            store.submit_idempotent([Submission("a")], queue="default", key="k", request=request)

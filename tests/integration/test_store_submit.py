@@ -11,8 +11,8 @@ import redis
 
 from jobsys.errors import StoreUnavailable
 from jobsys.store import Store, Submission, keys
-from jobsys.store.scripts import library
-from jobsys.store.store import new_job_id, new_job_ids
+from jobsys.store.library import library
+from jobsys.store.submission import new_job_id, new_job_ids
 
 
 def test_new_job_ids_are_canonical_uuid4_text() -> None:

@@ -90,6 +90,8 @@ def test_each_variable_is_parsed(var: str, raw: str, field: str, expected: Any) 
 
 def test_every_settings_field_has_a_variable_tested() -> None:
     derived = {"redis_url", "redis_configured"}  # from REDIS_URL / REDIS_HOST / REDIS_PORT
+    # Read only together (test_sentinels_and_their_master_name_are_read_together).
+    derived |= {"redis_sentinels", "redis_sentinel_master"}
     assert {f.name for f in fields(Settings)} - derived == {field for _, _, field, _ in VALID}
 
 
@@ -312,3 +314,27 @@ def test_tokens_never_show_in_the_settings_repr() -> None:
     with pytest.raises(ConfigError, match="JOBSYS_TOKEN has a character") as e:
         Settings.from_env({"JOBSYS_TOKEN": "bad token"})
     assert "bad token" not in str(e.value)
+
+
+def test_sentinels_and_their_master_name_are_read_together() -> None:
+    s = Settings.from_env(
+        {"REDIS_SENTINELS": "10.0.0.1:26379, sentinel-2:26380", "REDIS_SENTINEL_MASTER": "jobs"}
+    )
+    assert s.redis_sentinels == (("10.0.0.1", 26379), ("sentinel-2", 26380))
+    assert s.redis_sentinel_master == "jobs"
+    assert s.redis_configured  # `jobsys dev` starts no Redis of its own
+    assert Settings.from_env({}).redis_sentinels == ()
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"REDIS_SENTINELS": "h1", "REDIS_SENTINEL_MASTER": "m"}, "REDIS_SENTINELS"),
+        ({"REDIS_SENTINELS": "h1:0", "REDIS_SENTINEL_MASTER": "m"}, "REDIS_SENTINELS"),
+        ({"REDIS_SENTINELS": "h1:26379"}, "REDIS_SENTINEL_MASTER"),
+        ({"REDIS_SENTINEL_MASTER": "m"}, "REDIS_SENTINELS"),
+    ],
+)
+def test_bad_sentinel_settings_name_the_variable(env: dict[str, str], named: str) -> None:
+    with pytest.raises(ConfigError, match=named):
+        Settings.from_env(env)

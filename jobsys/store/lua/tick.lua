@@ -8,8 +8,10 @@
 -- KEYS[8..13] the queue's status indexes (queued, scheduled, processing, completed,
 -- failed, cancelled)
 -- KEYS[14] metrics HASH of the queue ("submitted|<task>" += 1)
--- ARGV[1] tick (ms since the epoch)   ARGV[2] queue   ARGV[3] job id   ARGV[4] task
--- ARGV[5] payload JSON ('' = none)   ARGV[6] max_retries   ARGV[7] schedule name
+-- ARGV[1] tick (ms since the epoch)   ARGV[2] queue   ARGV[3] schedule name
+-- ARGV[4..12] the job, as one job of enqueue.lua: id, task, payload JSON ('' = none),
+--   max_retries, priority, run_at_ms, delay_ms, timeout in seconds ('' = none),
+--   traceparent ('' = none); run_at_ms and delay_ms are ignored: a tick's job is due now
 -- The job's hash also gets `schedule` (the name) and `tick` (the tick's time).
 -- Returns: "enqueued", "seen" (an earlier call took this tick) or "first".
 local tick = tonumber(ARGV[1])
@@ -23,13 +25,14 @@ if tick <= tonumber(last) then
 end
 local now = now_ms()
 local seq = redis.call('INCR', KEYS[5])
-local rank = put_job(KEYS[7], job_fields(), ARGV[4], ARGV[2], now, ARGV[5], ARGV[6], 0,
-  seq, 0, '', '', now)
-redis.call('ZADD', KEYS[2], rank, ARGV[3])
-reindex(indexes(KEYS, 8), ARGV[3], nil, 'queued', now)
-redis.call('HSET', KEYS[7], 'schedule', ARGV[7], 'tick', tick)
+local id, task = ARGV[4], ARGV[5]
+local rank = put_job(KEYS[7], job_fields(), task, ARGV[2], now, ARGV[6], ARGV[7],
+  tonumber(ARGV[8]), seq, 0, ARGV[11], ARGV[12], now)
+redis.call('ZADD', KEYS[2], rank, id)
+reindex(indexes(KEYS, 8), id, nil, 'queued', now)
+redis.call('HSET', KEYS[7], 'schedule', ARGV[3], 'tick', tick)
 redis.call('ZADD', KEYS[4], 0, 'w')
-redis.call('HINCRBY', KEYS[14], 'submitted|' .. ARGV[4], 1)
+redis.call('HINCRBY', KEYS[14], 'submitted|' .. task, 1)
 if seq == 1 then
   redis.call('SADD', KEYS[6], ARGV[2])  -- the queue's first job: register it
 end

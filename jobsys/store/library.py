@@ -1,0 +1,98 @@
+"""The function library of this jobsys version: every script of ``lua/`` in one.
+
+Each script file starts with an ``Input/Output`` header. Together with
+``_lib.lua`` (their shared helpers) they make one Redis *function library*
+(Redis 7+): each script is a function of it, called with FCALL. Unlike EVALSHA,
+which would run the helpers' definitions again on every call, a library defines
+them once when it is loaded.
+
+The library's name carries a digest of its code (`library`), so processes of two
+jobsys versions (a rolling upgrade) each call their own functions. Old versions'
+libraries stay in Redis until deleted (FUNCTION DELETE).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+
+from redis.exceptions import ResponseError
+
+#: The scripts, by file name (``lua/<name>.lua``).
+NAMES = (
+    "enqueue",
+    "claim",
+    "complete",
+    "fail",
+    "release",
+    "recover",
+    "heartbeat",
+    "cancel",
+    "progress",
+    "tick",
+    "page",
+    "replay",
+    "purge",
+    "worker_beat",
+    "workers_live",
+)
+
+
+#: Script flags (``#!lua flags=...`` at the top of a file) and their function flags.
+_FLAGS = ("allow-oom", "no-writes")
+
+
+@dataclass(frozen=True)
+class Library:
+    """The function library of this jobsys version: its name and its code."""
+
+    name: str
+    code: str
+
+    def function(self, script: str) -> str:
+        """The name of the function that runs `script`."""
+        return _function_name(self.name, script)
+
+
+def _function_name(library_name: str, script: str) -> str:
+    return f"{library_name}_{script}"
+
+
+@cache
+def library() -> Library:
+    """The function library made of ``_lib.lua`` and every script of `NAMES`.
+
+    Each script's first line is ``#!lua`` with its flags, as for EVAL. Without
+    ``allow-oom`` Redis refuses the whole call up front when it is over
+    ``maxmemory``, so enqueue.lua never half-runs; the worker's scripts carry
+    ``allow-oom`` so that accepted jobs can still be settled while submits are
+    being refused. A script's body becomes the function ``callback(KEYS, ARGV)``,
+    so it reads its keys and arguments as an EVAL script does.
+    """
+    lua = resources.files("jobsys.store") / "lua"
+    functions = []
+    for name in NAMES:
+        shebang, _, body = (lua / f"{name}.lua").read_text().partition("\n")
+        if not shebang.startswith("#!lua"):
+            raise RuntimeError(f"{name}.lua must start with a #!lua line")
+        given = shebang.partition("flags=")[2].split(",") if "flags=" in shebang else []
+        if any(f not in _FLAGS for f in given):
+            raise RuntimeError(f"{name}.lua: unknown flags {given}")
+        functions.append((name, ", ".join(f"'{f}'" for f in given), body))
+    helpers = (lua / "_lib.lua").read_text()
+    lib = "jobsys_" + hashlib.sha256(repr((helpers, functions)).encode()).hexdigest()[:12]
+    code = [f"#!lua name={lib}\n{helpers}\n"]
+    for script, flags, body in functions:
+        code.append(
+            f"redis.register_function{{function_name='{_function_name(lib, script)}', "
+            f"flags={{{flags}}},\n"
+            f"callback=function(KEYS, ARGV)\n{body}\nend}}\n"
+        )
+    return Library(lib, "".join(code))
+
+
+def library_missing(e: ResponseError) -> bool:
+    """True for Redis's answer to an FCALL of a function it does not have."""
+    return "Function not found" in str(e)

@@ -1,0 +1,74 @@
+"""A job to submit (`Submission`), its new id, and its script arguments (`job_args`)."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from jobsys import stamps
+
+
+@dataclass(frozen=True)
+class Submission:
+    """One job to submit: its task and, optionally, its payload and limits."""
+
+    task: str
+    payload: Any = None
+    #: None: the job has a payload when `payload` is not None. True stores even a
+    #: None payload (as JSON null).
+    has_payload: bool | None = None
+    #: None: MAX_RETRIES.
+    max_retries: int | None = None
+    priority: int = 0
+    delay_s: float = 0.0
+    run_at: datetime | None = None
+    #: Longest one attempt may run; the handler then runs in a child process
+    #: that is stopped when it overruns (None: no limit, runs in a thread).
+    timeout_s: float | None = None
+    #: W3C trace context (``traceparent`` header) the job belongs to, if any.
+    traceparent: str | None = None
+
+
+#: Payloads as JSON text (one encoder: `json.dumps` with options builds one per call).
+_dumps = json.JSONEncoder(separators=(",", ":")).encode
+
+#: The UUID variant digit (10xx) for each hex digit of random bits.
+_VARIANT = {f"{i:x}": f"{8 | (i & 3):x}" for i in range(16)}
+
+
+def new_job_id() -> str:
+    """A new job id: a random (version 4) UUID in canonical text, as
+    ``str(uuid.uuid4())`` writes it."""
+    h = os.urandom(16).hex()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
+
+
+def new_job_ids(count: int) -> list[str]:
+    """`count` new job ids, as `new_job_id` makes them, from one read of the OS's
+    random source."""
+    h = os.urandom(16 * count).hex()
+    return [
+        f"{h[o : o + 8]}-{h[o + 8 : o + 12]}-4{h[o + 13 : o + 16]}-"
+        f"{_VARIANT[h[o + 16]]}{h[o + 17 : o + 20]}-{h[o + 20 : o + 32]}"
+        for o in range(0, 32 * count, 32)
+    ]
+
+
+def job_args(job_id: str, sub: Submission, default_max_retries: int) -> tuple[Any, ...]:
+    """The `JOB_ARGS` ARGV of one job in enqueue.lua and tick.lua: the one place a
+    `Submission` becomes script arguments."""
+    has_payload = sub.payload is not None if sub.has_payload is None else sub.has_payload
+    return (
+        job_id,
+        sub.task,
+        _dumps(sub.payload) if has_payload else "",
+        default_max_retries if sub.max_retries is None else sub.max_retries,
+        sub.priority,
+        stamps.epoch_ms(sub.run_at) if sub.run_at is not None else 0,
+        stamps.duration_ms(sub.delay_s),
+        "" if sub.timeout_s is None else repr(float(sub.timeout_s)),
+        sub.traceparent or "",
+    )

@@ -1,0 +1,45 @@
+"""Where redis-py's errors become jobsys errors: every Redis call of the store runs
+inside `translate_errors()`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+
+from jobsys.errors import StoreFull, StoreUnavailable
+
+
+class _TranslateErrors:
+    """Turn redis-py's connection-level errors into jobsys errors (see `translate_errors`).
+
+    redis-py makes each error answer an exception by its code, and strips the
+    code from the text: OOM -> OutOfMemoryError, LOADING -> BusyLoadingError,
+    READONLY, MASTERDOWN, TRYAGAIN -> their classes; so the class is what is
+    checked, never the text. (A class, so that one instance serves every call.)"""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, e: BaseException | None, tb: Any) -> None:
+        if e is None:
+            return
+        if isinstance(e, redis.ConnectionError | redis.TimeoutError | redis.BusyLoadingError):
+            raise StoreUnavailable(f"Redis is unreachable: {e}") from e
+        if isinstance(e, redis.exceptions.OutOfMemoryError):
+            raise StoreFull(f"Redis is out of memory: {e}") from e
+        if isinstance(
+            e,
+            redis.exceptions.ReadOnlyError
+            | redis.exceptions.MasterDownError
+            | redis.exceptions.TryAgainError,
+        ):
+            raise StoreUnavailable(f"Redis cannot take writes now: {e}") from e
+
+
+_TRANSLATE = _TranslateErrors()
+
+
+def translate_errors() -> _TranslateErrors:
+    """Turn redis-py's connection-level errors into jobsys errors, in a ``with`` block."""
+    return _TRANSLATE
