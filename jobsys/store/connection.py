@@ -37,6 +37,10 @@ def connect(settings: Settings, *, socket_timeout_s: float | None = None) -> red
         "client_name": "jobsys",
     }
     if not settings.redis_sentinels:
+        if settings.redis_url.startswith("unix:"):
+            # A Unix socket has no TCP keepalive: redis-py's UnixDomainSocketConnection
+            # refuses the option.
+            del options["socket_keepalive"]
         return redis.Redis.from_url(settings.redis_url, **options)
     node = redis.ConnectionPool.from_url(settings.redis_url)
     for name, value in node.connection_kwargs.items():

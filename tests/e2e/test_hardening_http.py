@@ -16,7 +16,7 @@ import requests
 
 from jobsys import Client
 from jobsys.api.dashboard import STATIC_DIR
-from jobsys.redis_server import RedisServer, free_port
+from jobsys.local.redis_server import RedisServer, free_port
 
 from processes import Proc, run_jobsys, start_api, stop_gracefully, wait_for
 

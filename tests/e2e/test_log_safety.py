@@ -12,7 +12,7 @@ import pytest
 import redis
 import requests
 
-from jobsys.redis_server import RedisServer, free_port
+from jobsys.local.redis_server import RedisServer, free_port
 from jobsys.settings import Settings
 from jobsys.store import Store
 
@@ -23,14 +23,16 @@ SECRET = "s3cret-redis-password-0f9e8d7c"
 
 @pytest.fixture(scope="module")
 def locked_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    """A private Redis with ``requirepass``. (No unix:// form: jobsys's connect
-    passes TCP-only options that redis-py's Unix socket connection refuses.)"""
+    """A private Redis with ``requirepass``, on a TCP port and a Unix socket."""
     data = tmp_path_factory.mktemp("locked-redis")
     server = RedisServer(
         data,
         appendonly=False,
-        extra_args=["--requirepass", SECRET],
-    )
+        extra_args=[
+            "--requirepass", SECRET,
+            "--unixsocket", str(data / "redis.sock"), "--unixsocketperm", "700",
+        ],
+    )  # fmt: skip
     server.start()
     yield server
     server.stop()
@@ -43,10 +45,13 @@ def urls(server: RedisServer) -> dict[str, str]:
         "user-and-password": f"redis://default:{SECRET}@{hostport}/0",
         "query": f"redis://{hostport}/0?password={SECRET}",
         "query-with-username": f"redis://{hostport}/0?username=default&password={SECRET}",
+        "unix": f"unix://{server.data_dir / 'redis.sock'}?db=0&password={SECRET}",
     }
 
 
-@pytest.mark.parametrize("form", ["userinfo", "user-and-password", "query", "query-with-username"])
+@pytest.mark.parametrize(
+    "form", ["userinfo", "user-and-password", "query", "query-with-username", "unix"]
+)
 def test_a_worker_never_logs_the_redis_password(
     locked_redis: RedisServer, tmp_path: Path, form: str
 ) -> None:
