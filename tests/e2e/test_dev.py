@@ -279,7 +279,7 @@ def test_dev_uses_the_configured_redis_and_starts_none(
 
 def test_a_clean_start_and_stop_prints_no_warning(start_dev: type[Dev], tmp_path: Path) -> None:
     # A token, so that dev has no reason to warn (auth off is a deliberate warning).
-    env = {**DEV_ENV, "JOBSYS_ADMIN_TOKENS": "dev-admin-token-0123456789"}
+    env = {**DEV_ENV, "JOBSYS_ADMIN_TOKENS": "dev-admin-token-0123456789abcdefghij"}
     dev = start_dev(tmp_path, env, "--data-dir", str(tmp_path / "data"), "--redis-port", "0")
     dev.wait_ready()
     dev.popen.send_signal(signal.SIGINT)
