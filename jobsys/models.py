@@ -4,9 +4,21 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from collections.abc import Callable
 from enum import StrEnum
-from typing import Any, cast
+from typing import Annotated, Any, ClassVar, Required
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationInfo,
+    WithJsonSchema,
+    model_serializer,
+)
+from typing_extensions import TypedDict
 
 from jobsys.stamps import stamp
 
@@ -39,6 +51,8 @@ MIN_PRIORITY, MAX_PRIORITY = -100, 100
 #: Redis Cluster hash tag).
 QUEUE_NAME_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
 _QUEUE_NAME = re.compile(QUEUE_NAME_PATTERN)
+#: A W3C trace context as jobs keep it (version 00: version-traceid-parentid-flags).
+TRACEPARENT_PATTERN = "^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$"
 
 
 def check_queue_name(name: str) -> str:
@@ -48,126 +62,139 @@ def check_queue_name(name: str) -> str:
     return name
 
 
-#: The fields `GET /jobs/<id>` shows, in order; absent ones are left out.
-API_FIELDS = (
-    "id",
-    "status",
-    "task",
-    "queue",
-    "priority",
-    "payload",
-    "created_at",
-    "run_at",
-    "schedule",
-    "tick",
-    "timeout_seconds",
-    "attempts",
-    "max_retries",
-    "started_at",
-    "worker",
-    "progress",
-    "progress_message",
-    "next_attempt_at",
-    "result",
-    "completed_at",
-    "error",
-    "failed_at",
-    "cancel_requested",
-    "cancelled_at",
-    "history",
-    "replayed",
-    "replayed_at",
-    "traceparent",
-)
+def never_null(schema: dict[str, Any]) -> None:
+    """Document that an answer holds its fields only, and that an optional field is
+    left out when None, never sent as null: its schema is the value's own type, with
+    no default. (Required fields may be null where their type says so.)"""
+    schema["additionalProperties"] = False
+    required = schema.get("required", [])
+    for name, prop in schema.get("properties", {}).items():
+        if name in required:
+            continue
+        branches = [b for b in prop.pop("anyOf", []) if b != {"type": "null"}]
+        if len(branches) == 1:
+            prop.update(branches[0] | prop)  # the field's own description wins
+        elif branches:
+            prop["anyOf"] = branches
+        if "default" in prop and prop["default"] is None:
+            del prop["default"]
 
 
-@dataclass(frozen=True)
-class Job:
-    """One job as stored in its hash ``job:<id>``."""
+class ApiModel(BaseModel):
+    """A JSON object the API answers with: no other fields, and an optional field that
+    is None left out (the fields in `null_when_set` are shown as null when set)."""
 
-    id: str
+    model_config = ConfigDict(extra="forbid", json_schema_extra=never_null)
+
+    #: Fields whose null is a value (shown when it was set), not the absence of one.
+    null_when_set: ClassVar[frozenset[str]] = frozenset()
+
+    @model_serializer(mode="wrap")
+    def _leave_out_none(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        fields, shown = type(self).model_fields, self.model_fields_set
+        return {
+            name: value
+            for name, value in data.items()
+            if value is not None
+            or fields[name].is_required()
+            or (name in self.null_when_set and name in shown)
+        }
+
+    def to_api(self) -> dict[str, Any]:
+        """The JSON object of the answer."""
+        return self.model_dump(mode="json")
+
+
+def _from_hash(decode: Callable[[str], Any]) -> BeforeValidator:
+    # A job hash holds text: these fields are decoded from it (only when the model is
+    # validated from a hash, see `Job.from_hash`).
+    def run(value: Any, info: ValidationInfo) -> Any:
+        return decode(value) if info.context is _HASH and isinstance(value, str) else value
+
+    return BeforeValidator(run)
+
+
+_HASH = object()
+#: A time as the API shows it: ISO-8601 UTC text.
+IsoTime = Annotated[str, WithJsonSchema({"type": "string", "format": "date-time"})]
+#: A time of a job hash: ms since the epoch there (see jobsys.stamps).
+Stamp = Annotated[IsoTime, _from_hash(stamp)]
+#: A JSON value: JSON text in the hash.
+JsonValue = Annotated[Any, _from_hash(json.loads)]
+
+
+class Attempt(TypedDict, total=False):
+    """One failed attempt in a job's ``history`` (written by the Lua scripts)."""
+
+    __pydantic_config__ = ConfigDict(extra="allow")  # type: ignore[misc]
+
+    attempt: Required[int]
+    worker: str
+    started_at: IsoTime
+    ended_at: Required[IsoTime]
+    error: Required[str]
+
+
+class Job(ApiModel):
+    """One job as stored in its hash ``job:<id>``, and as `GET /jobs/<id>` shows it:
+    the fields in this order, those that are None left out; but `payload` and
+    `result`, JSON values, are shown when they were stored, even as null."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")  # the hash holds more fields
+    null_when_set = frozenset({"payload", "result"})
+
+    id: str = Field(json_schema_extra={"format": "uuid"})
     status: JobStatus
     task: str
-    queue: str
-    created_at: str
-    attempts: int = 0
-    max_retries: int = 0
-    priority: int = 0
-    run_at: str | None = None
-    schedule: str | None = None
-    tick: str | None = None
-    timeout_seconds: float | None = None
-    payload: Any = None
-    has_payload: bool = False
-    started_at: str | None = None
+    queue: str = DEFAULT_QUEUE
+    priority: int = Field(0, json_schema_extra={"minimum": MIN_PRIORITY, "maximum": MAX_PRIORITY})
+    payload: JsonValue = Field(
+        None, description="The payload as submitted (absent when none was given)."
+    )
+    created_at: Stamp
+    run_at: Stamp | None = Field(
+        None, description="When a job submitted with a delay or run_at became (or becomes) due."
+    )
+    schedule: str | None = Field(None, description="The periodic schedule that made it.")
+    tick: Stamp | None = Field(None, description="The tick of that schedule it was made for.")
+    timeout_seconds: float | None = Field(None, json_schema_extra={"exclusiveMinimum": 0})
+    attempts: int = Field(0, json_schema_extra={"minimum": 0})
+    max_retries: int = Field(0, json_schema_extra={"minimum": 0})
+    started_at: Stamp | None = None
     worker: str | None = None
-    progress: float | None = None
+    progress: float | None = Field(
+        None,
+        description="How far the running handler says it has got.",
+        json_schema_extra={"minimum": 0, "maximum": 1},
+    )
     progress_message: str | None = None
-    next_attempt_at: str | None = None
-    result: Any = None
-    has_result: bool = False
-    completed_at: str | None = None
-    error: str | None = None
-    failed_at: str | None = None
-    #: True while a running job's cancellation is pending (None otherwise: not shown).
-    cancel_requested: bool | None = None
-    cancelled_at: str | None = None
-    #: The failed attempts, oldest first (at most the last 20): attempt, worker,
-    #: started_at, ended_at, error each.
-    history: list[dict[str, Any]] | None = None
-    #: Times the job was retried from the dead letter (None: never).
-    replayed: int | None = None
-    replayed_at: str | None = None
-    #: W3C trace context the job was submitted with, when any.
-    traceparent: str | None = None
+    next_attempt_at: Stamp | None = None
+    result: JsonValue = Field(None, description="The task's return value (once completed).")
+    completed_at: Stamp | None = None
+    error: str | None = Field(None, description="The last attempt's error.")
+    failed_at: Stamp | None = None
+    cancel_requested: bool | None = Field(
+        None, description="Present (true) while a running job's cancellation is pending."
+    )
+    cancelled_at: Stamp | None = None
+    history: Annotated[list[Attempt], _from_hash(json.loads)] | None = Field(
+        None, description="The failed attempts, oldest first (at most the last 20)."
+    )
+    replayed: int | None = Field(
+        None,
+        description="Times the job was retried from the dead letter.",
+        json_schema_extra={"minimum": 1},
+    )
+    replayed_at: Stamp | None = Field(None, description="When it was last retried from there.")
+    traceparent: str | None = Field(
+        None,
+        description="The W3C trace context of the submit (its valid `traceparent` header, "
+        "else a new trace the API started).",
+        json_schema_extra={"pattern": TRACEPARENT_PATTERN},
+    )
 
     @classmethod
     def from_hash(cls, job_id: str, fields: dict[str, str]) -> Job:
         """Build a Job from the decoded fields of its Redis hash ``job:<job_id>``."""
-        return cls(
-            id=job_id,
-            status=JobStatus(fields["status"]),
-            task=fields["task"],
-            queue=fields.get("queue", "default"),
-            created_at=cast(str, stamp(fields["created_at"])),
-            attempts=int(fields.get("attempts", "0")),
-            max_retries=int(fields.get("max_retries", "0")),
-            priority=int(fields.get("priority", "0")),
-            run_at=stamp(fields.get("run_at")),
-            schedule=fields.get("schedule"),
-            tick=stamp(fields.get("tick")),
-            timeout_seconds=float(fields["timeout_seconds"])
-            if "timeout_seconds" in fields
-            else None,
-            progress=float(fields["progress"]) if "progress" in fields else None,
-            progress_message=fields.get("progress_message"),
-            payload=json.loads(fields["payload"]) if "payload" in fields else None,
-            has_payload="payload" in fields,
-            started_at=stamp(fields.get("started_at")),
-            worker=fields.get("worker"),
-            next_attempt_at=stamp(fields.get("next_attempt_at")),
-            result=json.loads(fields["result"]) if "result" in fields else None,
-            has_result="result" in fields,
-            completed_at=stamp(fields.get("completed_at")),
-            error=fields.get("error"),
-            failed_at=stamp(fields.get("failed_at")),
-            cancel_requested=True if "cancel_requested" in fields else None,
-            cancelled_at=stamp(fields.get("cancelled_at")),
-            history=json.loads(fields["history"]) if "history" in fields else None,
-            replayed=int(fields["replayed"]) if "replayed" in fields else None,
-            replayed_at=stamp(fields.get("replayed_at")),
-            traceparent=fields.get("traceparent"),
-        )
-
-    def to_api(self) -> dict[str, Any]:
-        """The JSON object `GET /jobs/<id>` answers with (unset fields left out)."""
-        out: dict[str, Any] = {}
-        for name in API_FIELDS:
-            value = getattr(self, name)
-            if name in ("payload", "result"):
-                # JSON values: an explicit null is shown, an absent one is not.
-                if getattr(self, f"has_{name}"):
-                    out[name] = value
-            elif value is not None:
-                out[name] = str(value) if isinstance(value, JobStatus) else value
-        return out
+        return cls.model_validate({**fields, "id": job_id}, context=_HASH)

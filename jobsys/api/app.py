@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import uuid
-
 from flask import Flask, Response, g, request
 from flask.json.provider import DefaultJSONProvider
 
-from jobsys.api import auth, dashboard, errors, guards, routes
+from jobsys.api import auth, dashboard, errors, guards, headers, routes
 from jobsys.api import metrics as api_metrics
-from jobsys.api.fastpath import FastSubmit
-from jobsys.api.validation import MAX_BODY_BYTES, REQUEST_ID
+from jobsys.api.validation import MAX_BODY_BYTES
 from jobsys.settings import Settings
 from jobsys.store import HealthProbe, Store, connect
 
@@ -23,7 +20,7 @@ HEALTH_DEADLINE_S = 0.5
 
 
 class _JSONProvider(DefaultJSONProvider):
-    # Keep fields in the order the API documents (Job.to_api's order).
+    # Keep fields in the order the API documents (the response models' order).
     sort_keys = False
 
 
@@ -57,15 +54,13 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     auth.install(app, authenticator)
     guards.install(app)  # after auth: a request without a token gets 401 before 415
     app.after_request(_add_request_id)
-    app.wsgi_app = FastSubmit(app.wsgi_app, store, authenticator)  # type: ignore[method-assign]
     return app
 
 
 def request_id() -> str:
     """The id of the current request (see `_add_request_id`)."""
     if "request_id" not in g:
-        incoming = request.headers.get("X-Request-ID", "")
-        g.request_id = incoming if REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
+        g.request_id = headers.request_id(request.headers.get("X-Request-ID"))
     return str(g.request_id)
 
 

@@ -17,7 +17,8 @@ from werkzeug.exceptions import (
 )
 
 from jobsys.api.auth import CHALLENGE
-from jobsys.api.validation import MAX_BODY_BYTES
+from jobsys.api.schemas import Error
+from jobsys.api.validation import MAX_BATCH_BODY_BYTES, MAX_BODY_BYTES, MAX_JSON_DEPTH
 from jobsys.errors import (
     Forbidden,
     IdempotencyConflict,
@@ -35,16 +36,44 @@ logger = logging.getLogger(__name__)
 #: The detail of a 503 (and 507): the reason goes to the API's log only.
 STORE_UNAVAILABLE = "Redis is unavailable; try again later (the API's log has the reason)"
 STORE_FULL = "Redis is out of memory: nothing was stored (the API's log has the reason)"
+
+#: The error answers as the OpenAPI document names and describes them (each with the
+#: Error schema).
+ERRORS = {
+    "BadRequest": "The request breaks a rule: the body is not valid UTF-8 JSON, not an object, "
+    f"nested deeper than {MAX_JSON_DEPTH} levels, has an unknown field, or a field breaks its "
+    "rule. `field` names the field. Nothing was written.",
+    "BadQuery": "A query parameter breaks its rule (`field` names it), e.g. a cursor this API "
+    "did not give out.",
+    "NotFound": "No job has this id (ids are UUIDs), no schedule this name, or no such route.",
+    "Conflict": "The job has already ended (completed, failed or cancelled).",
+    "IdempotencyConflict": "The Idempotency-Key was already used with a different request. "
+    "Nothing was queued.",
+    "MethodNotAllowed": "The path does not support this method; the Allow header lists those "
+    "it does.",
+    "PayloadTooLarge": f"The body is larger than {MAX_BODY_BYTES} bytes (1 MiB).",
+    "BatchTooLarge": f"The body is larger than {MAX_BATCH_BODY_BYTES} bytes (16 MiB).",
+    "UnsupportedMediaType": "Content-Type is not application/json (or a */*+json type) with UTF-8.",
+    "StoreUnavailable": "Redis did not answer in time. Retry later. When Redis timed out "
+    "(rather than refused the connection) a submit may still have been queued.",
+    "StoreFull": "Redis is out of memory and refused the write. Nothing was queued.",
+    "InternalError": "An unexpected error; it was logged.",
+    "Unauthorized": "Tokens are configured and the request has no `Authorization: Bearer "
+    "<token>` header, a malformed one, or an unknown token. `detail` says which.",
+    "Forbidden": "A producer token on an endpoint that needs an admin token.",
+}
+ERROR_HEADERS = {
+    "MethodNotAllowed": {"Allow": {"schema": {"type": "string"}}},
+    "Unauthorized": {"WWW-Authenticate": {"schema": {"type": "string", "const": CHALLENGE}}},
+}
+
 #: An oversized body up to this size is read to its end before the 413 goes out.
 DRAIN_LIMIT_BYTES = 24 * 1024 * 1024
 
 
 def error_response(status: int, error: str, detail: str, field: str | None = None) -> Response:
     """A JSON error answer; `field` names the request field at fault, if any."""
-    body = {"error": error, "detail": detail}
-    if field is not None:
-        body["field"] = field
-    response = jsonify(body)
+    response = jsonify(Error(error=error, detail=detail, field=field).to_api())
     response.status_code = status
     return response
 
@@ -90,20 +119,14 @@ def _forbidden(e: Forbidden) -> Response:
     return error_response(403, "forbidden", str(e), field="Authorization")
 
 
-def store_error(e: StoreUnavailable, method: str, path: str) -> tuple[int, dict[str, str]]:
-    """Log a store failure; the status and JSON body that answer it (507 when Redis
-    is full, else 503). Shared by the Flask handlers and the submit fast path."""
-    # The reason (Redis's address, its error) is logged, not shown to the caller.
-    if isinstance(e, StoreFull):
-        logger.error("store full on %s %s: %s", method, path, e)
-        return 507, {"error": "store full", "detail": STORE_FULL}
-    logger.warning("store unavailable on %s %s: %s", method, path, e)
-    return 503, {"error": "store unavailable", "detail": STORE_UNAVAILABLE}
-
-
 def _store_unavailable(e: StoreUnavailable) -> Response:
-    status, body = store_error(e, request.method, request.path)
-    return error_response(status, body["error"], body["detail"])
+    # 507 when Redis is full, else 503.
+    if isinstance(e, StoreFull):
+        logger.error("store full on %s %s: %s", request.method, request.path, e)
+        return error_response(507, "store full", STORE_FULL)
+    # The reason (Redis's address, its error) is logged, not shown to the caller.
+    logger.warning("store unavailable on %s %s: %s", request.method, request.path, e)
+    return error_response(503, "store unavailable", STORE_UNAVAILABLE)
 
 
 def _jobsys_error(e: JobsysError) -> Response:

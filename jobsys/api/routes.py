@@ -3,16 +3,31 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from typing import Any, cast
+from dataclasses import asdict, dataclass
+from typing import Literal, cast
 
 from flask import Blueprint, current_app, request, url_for
 from flask.typing import ResponseReturnValue
 from prometheus_client import CollectorRegistry
 from pydantic import BaseModel
 
-from jobsys.api import fastpath, openapi, query, validation
+from jobsys.api import headers, openapi, validation
 from jobsys.api import metrics as api_metrics
+from jobsys.api.schemas import (
+    BatchSubmitted,
+    DeadLetterPage,
+    Health,
+    JobPage,
+    Purged,
+    Queues,
+    QueueView,
+    Retried,
+    Schedule,
+    Schedules,
+    Submitted,
+    Workers,
+    WorkerView,
+)
 from jobsys.errors import ScheduleNotFound, StoreUnavailable
 from jobsys.settings import Settings
 from jobsys.store import HealthProbe, Store, Submission
@@ -50,33 +65,27 @@ def state() -> ApiState:
 def submit() -> ResponseReturnValue:
     """Queue one job: 202 with its id."""
     req = validation.submit_request(request)
-    key = validation.idempotency_key(request)
+    key = headers.idempotency_key(request)
     sub = req.submission(_traceparent())
     ids, replayed = _submit([sub], req.queue, key, req)
-    status = "scheduled" if sub.delay_s > 0 or sub.run_at is not None else "queued"
-    body: dict[str, Any] = {"status": status, "task": req.task, "id": ids[0]}
-    headers = {"Location": url_for(".get_job", job_id=ids[0])}
+    later = sub.delay_s > 0 or sub.run_at is not None
+    status: Literal["queued", "scheduled"] = "scheduled" if later else "queued"
+    body = Submitted(status=status, task=req.task, id=ids[0]).to_api()
+    location = {"Location": url_for(".get_job", job_id=ids[0])}
     if replayed:
-        return body | {"replayed": True}, 200, headers | {"Idempotent-Replayed": "true"}
-    return body, 202, headers
+        return body | {"replayed": True}, 200, location | {"Idempotent-Replayed": "true"}
+    return body, 202, location
 
 
 @bp.post("/submit/batch")
 def submit_batch() -> ResponseReturnValue:
     """Queue many jobs in one atomic step: 202 with their ids, in order."""
-    body = validation.batch_body(request)
-    plain = fastpath.plain_batch(body)
-    req = validation.parse_batch(body) if plain is None else None
-    key = validation.idempotency_key(request)
+    req = validation.batch_request(request)
+    key = headers.idempotency_key(request)
     trace = _traceparent()
-    if plain is not None and key is None:
-        ids = state().store.submit_many(plain.submissions(trace), queue=plain.queue)
-        return {"status": "queued", "count": len(ids), "ids": ids}, 202
-    if req is None:  # plain, with an Idempotency-Key: its fingerprint is the model's
-        req = validation.parse_batch(body)
     subs = [j.submission(trace) for j in req.jobs]
     ids, replayed = _submit(subs, req.queue, key, req)
-    body = {"status": "queued", "count": len(ids), "ids": ids}
+    body = BatchSubmitted(status="queued", count=len(ids), ids=ids).to_api()
     if replayed:
         return body | {"replayed": True}, 200, {"Idempotent-Replayed": "true"}
     return body, 202
@@ -84,7 +93,7 @@ def submit_batch() -> ResponseReturnValue:
 
 def _traceparent() -> str:
     """The trace of this submit: the valid `traceparent` header, else a new one."""
-    return validation.traceparent(request.headers.get(validation.TRACEPARENT_HEADER))
+    return headers.traceparent(request.headers.get(headers.TRACEPARENT_HEADER))
 
 
 def _submit(
@@ -120,7 +129,10 @@ def queues() -> ResponseReturnValue:
     throughput of the last 15 minutes."""
     stats = state().store.queue_stats()
     throughput = state().store.throughput([q.name for q in stats])
-    return {"queues": [q.to_api() | {"throughput": throughput[q.name]} for q in stats]}
+    views = [
+        QueueView.model_validate(asdict(q) | {"throughput": throughput[q.name]}) for q in stats
+    ]
+    return Queues(queues=views).to_api()
 
 
 @bp.get("/workers")
@@ -128,7 +140,8 @@ def workers() -> ResponseReturnValue:
     """Every live worker: where it runs, what it serves and runs now, its counts."""
     st = state()
     live = st.store.live_workers(st.settings.worker_liveness_s)
-    return {"workers": [w.to_api() for w in live]}
+    views = [WorkerView.model_validate(w, from_attributes=True) for w in live]
+    return Workers(workers=views).to_api()
 
 
 @bp.get("/metrics")
@@ -141,7 +154,8 @@ def metrics_text() -> ResponseReturnValue:
 @bp.get("/schedules")
 def list_schedules() -> ResponseReturnValue:
     """Every periodic schedule, with its next run."""
-    return {"schedules": [s.to_api() for s in state().store.schedules.all()]}
+    views = [Schedule.model_validate(s.to_api()) for s in state().store.schedules.all()]
+    return Schedules(schedules=views).to_api()
 
 
 @bp.post("/schedules")
@@ -151,7 +165,7 @@ def put_schedule() -> ResponseReturnValue:
     schedules = state().store.schedules
     existed = any(s.name == schedule.name for s in schedules.all())
     schedules.put(schedule)
-    return schedule.to_api(), 200 if existed else 201
+    return Schedule.model_validate(schedule.to_api()).to_api(), 200 if existed else 201
 
 
 @bp.delete("/schedules/<name>")
@@ -170,11 +184,10 @@ def health() -> ResponseReturnValue:
     except StoreUnavailable as e:
         # Anyone may call /health: the reason (Redis's host, port, error) goes to the log.
         logger.warning("health check failed: %s", e)
-        body: dict[str, Any] = {"status": "unavailable", "redis": HEALTH_FAILED}
         # Also the shape of every other error, for clients that handle them uniformly.
-        body |= {"error": "store unavailable", "detail": HEALTH_FAILED}
-        return body, 503
-    return {"status": "ok", "redis": "ok"}
+        error = {"error": "store unavailable", "detail": HEALTH_FAILED}
+        return Health(status="unavailable", redis=HEALTH_FAILED, **error).to_api(), 503
+    return Health(status="ok", redis="ok").to_api()
 
 
 @bp.get("/openapi.json")
@@ -186,35 +199,44 @@ def openapi_document() -> ResponseReturnValue:
 @bp.get("/jobs")
 def list_jobs() -> ResponseReturnValue:
     """A page of jobs, newest status change first, with the cursor of the next page."""
-    q = query.list_query(request, with_status=True)
+    q = validation.list_query(request, validation.JobQuery)
     page = state().store.list_jobs(
         status=q.status, task=q.task, queue=q.queue, limit=q.limit, cursor=q.cursor
     )
-    return {"jobs": [j.to_api() for j in page.jobs], "next_cursor": page.next_cursor}
+    return JobPage(jobs=page.jobs, next_cursor=page.next_cursor).to_api()
 
 
 @bp.get("/dead-letter")
 def dead_letter() -> ResponseReturnValue:
     """A page of dead jobs (newest first), and how many the queue(s) hold."""
-    q = query.list_query(request, with_status=False)
+    q = validation.list_query(request, validation.DeadLetterQuery)
     page, total = state().store.dead_letter(
         task=q.task, queue=q.queue, limit=q.limit, cursor=q.cursor
     )
-    jobs = [j.to_api() for j in page.jobs]
-    return {"jobs": jobs, "next_cursor": page.next_cursor, "total": total}
+    return DeadLetterPage(jobs=page.jobs, next_cursor=page.next_cursor, total=total).to_api()
 
 
 @bp.post("/dead-letter/retry")
 def retry_dead() -> ResponseReturnValue:
     """Replay dead jobs (by id, or by filter, or all) in chunks: 200 with the count."""
-    sel = query.selection(request)
-    out = state().store.retry_dead(sel.ids, task=sel.task, queue=sel.queue)
-    return {"retried": out.count, "ids": out.ids, "skipped": out.skipped}
+    ids, task, queue = _selected()
+    out = state().store.retry_dead(ids, task=task, queue=queue)
+    return Retried(retried=out.count, ids=out.ids, skipped=out.skipped).to_api()
 
 
 @bp.post("/dead-letter/purge")
 def purge_dead() -> ResponseReturnValue:
     """Delete dead jobs (by id, or by filter, or all) for good: 200 with the count."""
-    sel = query.selection(request)
-    out = state().store.purge_dead(sel.ids, task=sel.task, queue=sel.queue)
-    return {"purged": out.count, "skipped": out.skipped}
+    ids, task, queue = _selected()
+    out = state().store.purge_dead(ids, task=task, queue=queue)
+    return Purged(purged=out.count, skipped=out.skipped).to_api()
+
+
+def _selected() -> tuple[list[str] | None, str | None, str | None]:
+    """The dead jobs a retry or purge acts on: (ids, task, queue); all None: every one."""
+    sel = validation.selection(request)
+    if isinstance(sel, validation.ByIds):
+        return sel.ids, None, None
+    if isinstance(sel, validation.ByFilter):
+        return None, sel.task, sel.queue
+    return None, None, None

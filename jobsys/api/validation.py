@@ -1,4 +1,5 @@
-"""Request validation: the rules of `POST /submit` and of job ids in paths.
+"""The request models: every rule a request body, query or job id must keep, written
+once (the OpenAPI document is generated from these models).
 
 Each rule failure raises `InvalidJob(field, rule)` (400), werkzeug's
 `UnsupportedMediaType` (415) or `RequestEntityTooLarge` (413), so a rejected
@@ -10,11 +11,10 @@ from __future__ import annotations
 import json
 import math
 import re
-import secrets
 import sys
 from collections.abc import Callable
 from functools import cache
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 from flask import Request
 from pydantic import (
@@ -23,7 +23,9 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Discriminator,
     Field,
+    Tag,
     ValidationError,
     field_validator,
 )
@@ -31,9 +33,16 @@ from pydantic_core import ErrorDetails
 from werkzeug.exceptions import RequestEntityTooLarge, UnsupportedMediaType
 
 from jobsys.errors import InvalidJob, JobNotFound
-from jobsys.models import DEFAULT_QUEUE, MAX_PRIORITY, MIN_PRIORITY, QUEUE_NAME_PATTERN
+from jobsys.models import (
+    DEFAULT_QUEUE,
+    MAX_PRIORITY,
+    MIN_PRIORITY,
+    QUEUE_NAME_PATTERN,
+    JobStatus,
+    never_null,
+)
 from jobsys.schedules import CRON_PATTERN, Schedule, check_cron
-from jobsys.store import Submission
+from jobsys.store import CURSOR_PATTERN, DEFAULT_LIMIT, MAX_LIMIT, Submission
 
 #: Largest accepted request body (Flask's MAX_CONTENT_LENGTH); larger is 413.
 MAX_BODY_BYTES = 1024 * 1024
@@ -49,25 +58,19 @@ MAX_TIMEOUT_S = 86400
 MAX_RETRIES_LIMIT = 100
 #: Longest task name, in characters.
 MAX_TASK_CHARS = 200
+#: Most ids one dead-letter retry or purge may name.
+MAX_IDS = 10_000
 #: Deepest nesting of arrays/objects in a body (the body object is level 1).
 #: A fixed limit instead of whatever depth happens to exhaust the interpreter's
 #: recursion limit, so a job that was accepted can always be serialised again.
 MAX_JSON_DEPTH = 128
 
 M = TypeVar("M", bound=BaseModel)
+Q = TypeVar("Q", bound="DeadLetterQuery")
 
-#: An incoming X-Request-ID is echoed only when it looks like this.
-REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
-
-#: W3C trace context: version-traceid-parentid-flags, lower-case hex.
-TRACEPARENT_HEADER = "traceparent"
-_TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?")
-
-#: The header that makes a submit idempotent.
-IDEMPOTENCY_HEADER = "Idempotency-Key"
-_IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
-
-_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+#: A job id: a UUID, in any case (answered in lower case).
+JOB_ID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+_JOB_ID = re.compile(JOB_ID_PATTERN)
 _MAX_ECHO_CHARS = 100
 
 
@@ -100,6 +103,8 @@ TaskName = Annotated[
             "str.isprintable: no control, format, private-use or unassigned characters, "
             "and no separators but the space)."
         ),
+        # Fuzzers draw tasks from the document's pattern: the rule as a regex.
+        json_schema_extra=lambda schema: schema.update(pattern=printable_pattern()),
     ),
     AfterValidator(_printable),
 ]
@@ -233,41 +238,6 @@ class BatchRequest(BaseModel):
     )
 
 
-def traceparent(header: str | None) -> str:
-    """The W3C trace context a submit's jobs belong to: the request's ``traceparent``
-    header when it is valid, else a new trace (a bad header is ignored, as W3C Trace
-    Context asks: the trace restarts). Only the four fields of version 00 are kept."""
-    if header is not None:
-        found = _TRACEPARENT.fullmatch(header.strip())
-        if found is not None:
-            version, trace, parent, flags, rest = found.groups()
-            if (
-                version != "ff"
-                and not (version == "00" and rest)
-                and trace != "0" * 32
-                and parent != "0" * 16
-            ):
-                return f"{version}-{trace}-{parent}-{flags}"
-    return new_traceparent()
-
-
-def new_traceparent() -> str:
-    """A new trace: random trace id and parent id, sampled."""
-    return f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
-
-
-def idempotency_key(request: Request) -> str | None:
-    """The request's Idempotency-Key header, if any: 1 to 255 visible ASCII characters."""
-    key = request.headers.get(IDEMPOTENCY_HEADER)
-    if key is None:
-        return None
-    if not _IDEMPOTENCY_KEY.fullmatch(key):
-        raise InvalidJob(
-            IDEMPOTENCY_HEADER, "must be 1 to 255 visible ASCII characters (no spaces)"
-        )
-    return key
-
-
 class ScheduleRequest(BaseModel):
     """The JSON body of POST /schedules."""
 
@@ -300,34 +270,163 @@ class ScheduleRequest(BaseModel):
         return Schedule(self.name, self.cron, self.task, self.payload, self.queue)
 
 
-def schedule_request(request: Request) -> ScheduleRequest:
-    """Validate the request of ``POST /schedules``."""
-    check_media_type(request.mimetype, request.mimetype_params.get("charset"))
-    return _validate(ScheduleRequest, parse_json(read_body(request)))
+#: A task name to filter by (any characters: it only has to match).
+TaskFilter = Annotated[str, Field(min_length=1, max_length=MAX_TASK_CHARS)]
+#: A job id in a body: a UUID, in any case; lower-cased.
+JobId = Annotated[str, Field(pattern=JOB_ID_PATTERN), AfterValidator(str.lower)]
+
+
+def _limit(text: Any) -> Any:
+    # A query parameter is text: a whole number, written plainly, in range.
+    if not isinstance(text, str) or not re.fullmatch(r"-?[0-9]+", text):
+        raise ValueError(f"must be a whole number 1 to {MAX_LIMIT}")
+    if not 1 <= int(text) <= MAX_LIMIT:
+        raise ValueError(f"must be a whole number 1 to {MAX_LIMIT}")
+    return int(text)
+
+
+class DeadLetterQuery(BaseModel):
+    """The query of GET /dead-letter (other parameters are ignored)."""
+
+    model_config = ConfigDict(frozen=True, json_schema_extra=never_null)
+
+    task: TaskFilter | None = Field(
+        None, description="Only jobs of this task. Not indexed: see the description."
+    )
+    queue: QueueName | None = Field(
+        None, description="Only jobs of this queue (default: every queue)."
+    )
+    limit: Annotated[int, BeforeValidator(_limit)] = Field(
+        DEFAULT_LIMIT,
+        ge=1,
+        le=MAX_LIMIT,
+        description=f"Most jobs in the page (1 to {MAX_LIMIT}; default {DEFAULT_LIMIT}).",
+    )
+    # Its shape is checked where it is decoded (jobsys.store.listing).
+    cursor: str | None = Field(
+        None,
+        description="The `next_cursor` of the previous page (opaque).",
+        json_schema_extra={"pattern": CURSOR_PATTERN},
+    )
+
+
+class JobQuery(DeadLetterQuery):
+    """The query of GET /jobs."""
+
+    status: JobStatus | None = Field(
+        None, description="Only jobs in this status (default: every status)."
+    )
+
+
+class _Selection(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    #: What a body may hold, whichever kind of selection it is.
+    fields: ClassVar[tuple[str, ...]] = ("ids", "all", "task", "queue")
+
+
+class ByIds(_Selection):
+    """Dead jobs by id (ids that are not dead jobs are skipped and counted)."""
+
+    ids: list[JobId] = Field(min_length=1, max_length=MAX_IDS)
+
+
+class All(_Selection):
+    """Every dead job."""
+
+    all: Literal[True]
+
+    @field_validator("all", mode="before")
+    @classmethod
+    def _true(cls, value: Any) -> Any:
+        # `is`: 1 == True, but only true selects every job.
+        if value is not True:
+            raise ValueError("must be true (leave it out to select by task or queue)")
+        return value
+
+
+def _one_or_both(schema: dict[str, Any]) -> None:
+    never_null(schema)
+    schema["minProperties"] = 1
+
+
+class ByFilter(_Selection):
+    """Every dead job of a task and/or a queue (at least one of them)."""
+
+    model_config = ConfigDict(json_schema_extra=_one_or_both)
+
+    task: TaskFilter | None = None
+    queue: QueueName | None = None
+
+    @field_validator("task", "queue", mode="before")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        # Leave a filter out to match any; null is no task or queue name.
+        if value is None:
+            raise ValueError("must be a string")
+        return value
+
+
+def _selected(body: Any) -> str:
+    """Which kind of selection `body` is; a mix of two is a 400 naming the field."""
+    if not isinstance(body, dict):
+        return "filter"  # which then names the error: not an object
+    if not body:
+        raise InvalidJob("body", 'must select jobs: "ids", "all": true, or "task"/"queue"')
+    known = body.keys() <= set(_Selection.fields)  # else: "not a known field"
+    if "ids" in body:
+        if known and len(body) > 1:
+            raise InvalidJob("ids", 'cannot be combined with "all", "task" or "queue"')
+        return "ids"
+    if "all" in body:
+        if known and len(body) > 1 and body["all"] is True:
+            raise InvalidJob("all", 'cannot be combined with "task" or "queue"')
+        return "all"
+    return "filter"
+
+
+#: The body of POST /dead-letter/retry and /dead-letter/purge: which dead jobs.
+Selection = Annotated[
+    Annotated[ByIds, Tag("ids")] | Annotated[All, Tag("all")] | Annotated[ByFilter, Tag("filter")],
+    Discriminator(_selected),
+]
+_SELECTIONS: dict[str, type[ByIds | All | ByFilter]] = {
+    "ids": ByIds,
+    "all": All,
+    "filter": ByFilter,
+}
 
 
 def submit_request(request: Request) -> SubmitRequest:
     """Validate the request of ``POST /submit`` (media type, size, JSON, rules)."""
-    check_media_type(request.mimetype, request.mimetype_params.get("charset"))
-    return parse_submit(parse_json(read_body(request)))
+    return _validate(SubmitRequest, _json_body(request))
 
 
 def batch_request(request: Request) -> BatchRequest:
     """Validate the request of ``POST /submit/batch`` (media type, size, JSON, rules)."""
-    return parse_batch(batch_body(request))
-
-
-def batch_body(request: Request) -> Any:
-    """The decoded body of ``POST /submit/batch`` (media type, size, JSON), whose
-    rules `parse_batch` then checks."""
     request.max_content_length = MAX_BATCH_BODY_BYTES
+    return _validate(BatchRequest, _json_body(request))
+
+
+def schedule_request(request: Request) -> ScheduleRequest:
+    """Validate the request of ``POST /schedules``."""
+    return _validate(ScheduleRequest, _json_body(request))
+
+
+def selection(request: Request) -> ByIds | All | ByFilter:
+    """Validate the body of ``POST /dead-letter/retry`` and ``/dead-letter/purge``."""
+    body = _json_body(request)
+    return _validate(_SELECTIONS[_selected(body)], body)
+
+
+def list_query(request: Request, model: type[Q]) -> Q:
+    """Validate the query of ``GET /jobs`` (`JobQuery`) or ``/dead-letter``."""
+    return _validate(model, request.args.to_dict())
+
+
+def _json_body(request: Request) -> Any:
     check_media_type(request.mimetype, request.mimetype_params.get("charset"))
     return parse_json(read_body(request))
-
-
-def parse_batch(body: Any) -> BatchRequest:
-    """Apply the field rules of `BatchRequest` to a decoded body."""
-    return _validate(BatchRequest, body)
 
 
 def read_body(request: Request) -> bytes:
@@ -370,11 +469,6 @@ def parse_json(data: bytes) -> Any:
     return value
 
 
-def parse_submit(body: Any) -> SubmitRequest:
-    """Apply the field rules of `SubmitRequest` to a decoded body."""
-    return _validate(SubmitRequest, body)
-
-
 def _validate(model: type[M], body: Any) -> M:
     if not isinstance(body, dict):
         raise InvalidJob("body", f"must be a JSON object, not {_json_type(body)}")
@@ -387,7 +481,7 @@ def _validate(model: type[M], body: Any) -> M:
 
 def canonical_job_id(job_id: str) -> str:
     """The lower-case form of a UUID job id; anything else is an unknown job (404)."""
-    if not _UUID.fullmatch(job_id):
+    if not _JOB_ID.fullmatch(job_id):
         raise JobNotFound(_short(job_id))
     return job_id.lower()
 
@@ -465,14 +559,18 @@ def _field(error: ErrorDetails) -> str:
     return ".".join(_short(str(part)) for part in error["loc"]) or "body"
 
 
+_QUEUE_RULE = "must be 1 to 64 characters of A-Z a-z 0-9 _ . : -"
+_PATTERN_RULES = {
+    QUEUE_NAME_PATTERN: _QUEUE_RULE,
+    JOB_ID_PATTERN: "must be a job id (a UUID)",
+    # What a cron that breaks the pattern has always been told (the text is a wart).
+    CRON_PATTERN: _QUEUE_RULE,
+}
 _RULES = {
     "missing": "is required",
     "string_too_short": "must not be empty",
     "string_unicode": "must be valid Unicode (no lone surrogates)",
     "string_too_long": f"must be at most {MAX_TASK_CHARS} characters",
-    "too_short": "must hold at least 1 job",
-    "too_long": f"must hold at most {MAX_BATCH_JOBS} jobs",
-    "string_pattern_mismatch": "must be 1 to 64 characters of A-Z a-z 0-9 _ . : -",
     "finite_number": "must be a finite number",
     "timezone_aware": "must carry a UTC offset or Z (e.g. 2026-12-01T08:00:00Z)",
     "datetime_parsing": "must be an RFC 3339 date-time, e.g. 2026-12-01T08:00:00Z",
@@ -488,11 +586,16 @@ def _rule(error: ErrorDetails, model: type[BaseModel]) -> str:
     # A job inside a batch is a BatchJob: its field list is the one that applies.
     owner = BatchJob if len(error["loc"]) > 1 else model
     described: dict[str, Callable[[], str]] = {
-        "extra_forbidden": lambda: (
-            f"is not a known field (allowed: {', '.join(owner.model_fields)})"
-        ),
+        "extra_forbidden": lambda: f"is not a known field (allowed: {', '.join(_allowed(owner))})",
         # Raised by a field_validator: its message is the rule.
         "value_error": lambda: str(ctx.get("error", error["msg"])),
+        "string_pattern_mismatch": lambda: _PATTERN_RULES.get(
+            str(ctx.get("pattern")), error["msg"]
+        ),
+        "too_short": lambda: f"must hold at least {ctx.get('min_length')} job",
+        "too_long": lambda: f"must hold at most {ctx.get('max_length')} jobs",
+        # JobStatus is the only enum a request takes (GET /jobs?status=).
+        "enum": lambda: "must be one of " + ", ".join(s.value for s in JobStatus),
         "greater_than_equal": lambda: f"must be at least {ctx.get('ge')}",
         "greater_than": lambda: f"must be more than {ctx.get('gt')}",
         "less_than_equal": lambda: f"must be at most {ctx.get('le')}",
@@ -507,6 +610,10 @@ def _rule(error: ErrorDetails, model: type[BaseModel]) -> str:
     if kind in described:
         return described[kind]()
     return _RULES.get(kind, error["msg"])
+
+
+def _allowed(model: type[BaseModel]) -> tuple[str, ...]:
+    return model.fields if issubclass(model, _Selection) else tuple(model.model_fields)
 
 
 def _short(text: str) -> str:

@@ -6,7 +6,6 @@ from typing import Any
 
 import pytest
 import redis
-from batch_bodies import BODIES
 from flask.testing import FlaskClient
 
 from jobsys.api.validation import MAX_BATCH_JOBS
@@ -110,26 +109,6 @@ def test_a_batch_goes_to_the_queue_it_names(
     r = post(client, {"jobs": [{"task": "a", "queue": "other"}]})
     assert r.status_code == 400
     assert r.json["field"] == "jobs.0.queue"
-
-
-def _answer(client: FlaskClient, body: Any) -> tuple[int, Any]:
-    r = post(client, body)
-    data = dict(r.json)
-    if "ids" in data:
-        data["ids"] = len(data["ids"])
-    return r.status_code, data
-
-
-def test_plain_batches_are_answered_as_the_model_answers_them(
-    client: FlaskClient, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    fast = [_answer(client, b) for b in BODIES]
-    fast_jobs = redis_client.hgetall(keys.metrics("default"))
-    redis_client.flushall()
-    monkeypatch.setattr("jobsys.api.fastpath.plain_batch", lambda body: None)
-    slow = [_answer(client, b) for b in BODIES]
-    assert fast == slow
-    assert fast_jobs == redis_client.hgetall(keys.metrics("default"))
 
 
 def test_a_plain_batch_with_an_idempotency_key_is_queued_once(

@@ -12,7 +12,7 @@ import redis
 from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from jobsys.api.validation import new_traceparent, traceparent
+from jobsys.api.headers import new_traceparent, traceparent
 from jobsys.settings import Settings
 from jobsys.store import Store, keys, workers
 from jobsys.store import metrics as m

@@ -1,0 +1,212 @@
+"""The response models: the shape of every JSON answer of the API, written once.
+
+The handlers build their answers with these models and the OpenAPI document is
+generated from them. A job is `jobsys.models.Job`; the request models are in
+`jobsys.api.validation`. A field that is None is left out of an answer, unless the
+model says that null is a value (see `jobsys.models.ApiModel`).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
+
+from jobsys.models import ApiModel, IsoTime, Job
+from jobsys.store import CURSOR_PATTERN
+
+JobId = Annotated[str, Field(json_schema_extra={"format": "uuid"})]
+Count = Annotated[int, Field(ge=0)]
+#: The `replayed` of a submit's answer: present (true) only on a repeat.
+Replayed = Annotated[
+    Literal[True] | None,
+    Field(
+        description="Present when an Idempotency-Key repeated an earlier request: nothing "
+        "new was queued and these are the earlier request's ids.",
+    ),
+]
+
+
+class Submitted(ApiModel):
+    """The answer to POST /submit."""
+
+    status: Literal["queued", "scheduled"] = Field(
+        description="`scheduled` when the job has a delay or a run_at ahead."
+    )
+    task: str
+    id: JobId
+    replayed: Replayed = None
+
+
+class BatchSubmitted(ApiModel):
+    """The answer to POST /submit/batch."""
+
+    status: Literal["queued"]
+    count: int = Field(ge=1)
+    ids: list[JobId] = Field(description="One id per job, in the order of `jobs`.")
+    replayed: Replayed = None
+
+
+class Minute(ApiModel):
+    """One minute of a queue's throughput."""
+
+    minute: IsoTime
+    completed: Count
+    failed: Count
+
+
+class QueueView(ApiModel):
+    """One queue with its counts (GET /queues)."""
+
+    name: str
+    depth: Count = Field(description="Jobs ready to run now.")
+    in_flight: Count = Field(description="Jobs being run (leased to a worker).")
+    scheduled: Count = Field(
+        description="Jobs waiting for a due time: delayed jobs and retries in backoff."
+    )
+    dead: Count = Field(description="Dead jobs (failed for good) of the queue.")
+    # Null is a value here: no queued job.
+    oldest_age_seconds: float | None = Field(
+        ge=0,
+        description="Seconds since the oldest queued job (ready, or a retry waiting out its "
+        "backoff) was queued; null when none is.",
+    )
+    throughput: list[Minute] = Field(
+        description="The last 15 minutes (this one included), oldest first: jobs completed "
+        "and attempts failed (retried or dead-lettered) in each minute (Redis clock)."
+    )
+
+
+class Queues(ApiModel):
+    """The answer to GET /queues: the queues, by name."""
+
+    queues: list[QueueView]
+
+
+class WorkerView(ApiModel):
+    """One live worker (GET /workers)."""
+
+    id: str = Field(description="host:pid:random.")
+    host: str
+    pid: int
+    queues: list[str]
+    concurrency: int = Field(ge=1)
+    current_jobs: list[JobId] = Field(description="Ids of the jobs it holds leases on now.")
+    started_at: IsoTime
+    last_heartbeat: IsoTime
+    processed: Count = Field(description="Attempts it finished (completed or failed).")
+    failed: Count = Field(description="Attempts of it that failed.")
+
+
+class Workers(ApiModel):
+    """The answer to GET /workers."""
+
+    workers: list[WorkerView] = Field(
+        description="Live workers (last heartbeat within WORKER_LIVENESS_SECONDS), by id."
+    )
+
+
+class Schedule(ApiModel):
+    """One periodic schedule (GET /schedules, POST /schedules)."""
+
+    null_when_set = frozenset({"payload"})
+
+    name: str
+    cron: str
+    task: str
+    payload: Any = None
+    queue: str
+    source: Literal["code", "api"] = Field(
+        description="`code`: declared beside the handlers; `api`: POST /schedules."
+    )
+    next_run_at: IsoTime | None = Field(description="Null when the cron matches no date.")
+
+
+class Schedules(ApiModel):
+    """The answer to GET /schedules: the schedules, by name."""
+
+    schedules: list[Schedule]
+
+
+Cursor = Annotated[
+    str | None,
+    Field(
+        pattern=CURSOR_PATTERN,
+        description="Pass it as `cursor` for the next page; null on the last page.",
+    ),
+]
+
+
+class JobPage(ApiModel):
+    """A page of GET /jobs."""
+
+    jobs: list[Job]
+    next_cursor: Cursor
+
+
+class DeadLetterPage(ApiModel):
+    """A page of GET /dead-letter."""
+
+    jobs: list[Job]
+    next_cursor: Cursor
+    total: Count = Field(
+        description="Dead jobs of the queue (or of every queue), whatever the task."
+    )
+
+
+class Retried(ApiModel):
+    """The answer to POST /dead-letter/retry."""
+
+    retried: Count
+    ids: list[JobId] = Field(description="The first 1000 ids retried.")
+    skipped: Count = Field(description="Ids given that were not dead jobs.")
+
+
+class Purged(ApiModel):
+    """The answer to POST /dead-letter/purge."""
+
+    purged: Count
+    skipped: Count
+
+
+class Health(ApiModel):
+    """The answer to GET /health; when Redis is unavailable, also the fields of `Error`."""
+
+    status: Literal["ok", "unavailable"]
+    redis: str = Field(description='"ok", or why Redis did not answer.')
+    error: str | None = None
+    detail: str | None = None
+
+
+class WhoAmI(ApiModel):
+    """The answer to GET /auth/whoami."""
+
+    role: Literal["admin", "producer", "open"]
+
+
+class Error(ApiModel):
+    """Every error answer."""
+
+    error: str = Field(description="A short, stable message (e.g. `invalid request`, `not found`).")
+    detail: str = Field(description="What exactly was wrong, for humans.")
+    field: str | None = Field(
+        None, description="The request field at fault (`body` for the body as a whole)."
+    )
+
+
+#: Every answer that is a component of the OpenAPI document, under its class name.
+ANSWERS = (
+    Submitted,
+    BatchSubmitted,
+    Schedule,
+    Schedules,
+    Queues,
+    Workers,
+    JobPage,
+    DeadLetterPage,
+    Retried,
+    Purged,
+    Health,
+    WhoAmI,
+    Error,
+)
