@@ -46,7 +46,7 @@ class ApiServer(BaseApplication):  # type: ignore[misc]  # gunicorn is untyped
 
 def options(
     settings: Settings,
-    host: str = "0.0.0.0",
+    host: str = "127.0.0.1",
     port: int = 5001,
     workers: int | None = None,
     threads: int | None = None,
@@ -81,7 +81,7 @@ def options(
 
 def serve(
     settings: Settings,
-    host: str = "0.0.0.0",
+    host: str = "127.0.0.1",
     port: int = 5001,
     workers: int | None = None,
     threads: int | None = None,
@@ -89,7 +89,11 @@ def serve(
     """Run the API until SIGTERM or SIGINT (blocks; returns after a clean stop).
 
     `workers` and `threads` default to ``settings.api_workers`` / ``api_threads``.
+
+    Raises:
+        ConfigError: no token is set and `host` is not loopback (`Settings.check_exposure`).
     """
+    settings.check_exposure(host)
     logging.getLogger("jobsys").setLevel(settings.log_level)
     if not logging.getLogger().handlers:
         logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
