@@ -209,16 +209,16 @@ class Settings:
         if is_loopback(exposed):
             return
         if self.published_host:
-            where = f"published on {exposed} (JOBSYS_PUBLISHED_HOST)"
+            where = f", published on {exposed} (JOBSYS_PUBLISHED_HOST)"
             narrow = "publish the port on loopback only (JOBSYS_API_PUBLISH=127.0.0.1)"
         else:
-            where = f"on {exposed or 'every interface'}"
+            where = f" on {exposed or 'every interface'}"
             narrow = (
                 "bind a loopback address (--host 127.0.0.1; in a container whose port is "
                 "published on loopback only, set JOBSYS_PUBLISHED_HOST=127.0.0.1)"
             )
         raise ConfigError(
-            f"refusing to start the API open {where}: no JOBSYS_PRODUCER_TOKENS or "
+            f"refusing to start the API open{where}: no JOBSYS_PRODUCER_TOKENS or "
             "JOBSYS_ADMIN_TOKENS (nor their _FILE forms) is set, so anyone who can reach it "
             f"could submit, read, cancel and purge jobs. Set tokens, {narrow}, or set "
             "JOBSYS_ALLOW_OPEN=1 to serve it open anyway"
