@@ -27,4 +27,6 @@ RUN pip install --no-cache-dir . \
 
 USER jobsys
 EXPOSE 5001
+# With no token set, the API starts on 0.0.0.0 only when told the port is published on
+# loopback (JOBSYS_PUBLISHED_HOST=127.0.0.1, as docker-compose.yml sets it by default).
 CMD ["jobsys", "api", "--host", "0.0.0.0", "--port", "5001"]

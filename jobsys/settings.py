@@ -7,6 +7,7 @@ argument. A bad value raises `ConfigError` naming the variable and the value.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -101,6 +102,14 @@ class Settings:
     api_worker_class: str = "gevent"
     #: API_THREADS: threads per gunicorn worker (gthread only).
     api_threads: int = 8
+    #: JOBSYS_ALLOW_OPEN: 1 lets the API start with no token on an address other
+    #: machines can reach, which `check_exposure` refuses otherwise.
+    allow_open: bool = False
+    #: JOBSYS_PUBLISHED_HOST: the address the API's port is published on, when that is
+    #: not the address it binds: a container binds 0.0.0.0 and Docker publishes the port
+    #: where it is told (docker-compose.yml sets this from JOBSYS_API_PUBLISH).
+    #: `check_exposure` judges this address instead of the bind address.
+    published_host: str | None = None
     #: REDIS_SOCKET_TIMEOUT_SECONDS: longest any Redis call may take before it
     #: counts as Redis being unreachable.
     redis_socket_timeout_s: float = 5.0
@@ -166,6 +175,8 @@ class Settings:
             api_workers=reader.get("API_WORKERS", _positive_int, 2),
             api_threads=reader.get("API_THREADS", _positive_int, 8),
             api_worker_class=reader.get("API_WORKER_CLASS", _worker_class, "gevent"),
+            allow_open=reader.get("JOBSYS_ALLOW_OPEN", _flag, False),
+            published_host=reader.get("JOBSYS_PUBLISHED_HOST", _hostname, None),
             redis_socket_timeout_s=reader.get("REDIS_SOCKET_TIMEOUT_SECONDS", _positive_float, 5.0),
             log_level=reader.get("LOG_LEVEL", _log_level, "INFO"),
             log_format=reader.get("LOG_FORMAT", _log_format, "text"),
@@ -218,6 +229,37 @@ class Settings:
     def auth_enabled(self) -> bool:
         """True when any API token is configured: the API then wants a bearer token."""
         return bool(self.producer_tokens or self.admin_tokens)
+
+    def check_exposure(self, bind_host: str) -> None:
+        """Refuse to serve an open API (no token) where other machines can reach it.
+
+        The API may run open on a loopback address (see `is_loopback`): `bind_host`,
+        or JOBSYS_PUBLISHED_HOST when set. Anywhere else it needs a producer or admin
+        token, or the operator's JOBSYS_ALLOW_OPEN=1.
+
+        Raises:
+            ConfigError: the API would be open to other machines.
+        """
+        if self.auth_enabled or self.allow_open:
+            return
+        exposed = self.published_host or bind_host
+        if is_loopback(exposed):
+            return
+        if self.published_host:
+            where = f", published on {exposed} (JOBSYS_PUBLISHED_HOST)"
+            narrow = "publish the port on loopback only (JOBSYS_API_PUBLISH=127.0.0.1)"
+        else:
+            where = f" on {exposed or 'every interface'}"
+            narrow = (
+                "bind a loopback address (--host 127.0.0.1; in a container whose port is "
+                "published on loopback only, set JOBSYS_PUBLISHED_HOST=127.0.0.1)"
+            )
+        raise ConfigError(
+            f"refusing to start the API open{where}: no JOBSYS_PRODUCER_TOKENS or "
+            "JOBSYS_ADMIN_TOKENS (nor their _FILE forms) is set, so anyone who can reach it "
+            f"could submit, read, cancel and purge jobs. Set tokens, {narrow}, or set "
+            "JOBSYS_ALLOW_OPEN=1 to serve it open anyway"
+        )
 
     @property
     def redacted_redis_url(self) -> str:
@@ -349,6 +391,19 @@ def _client_token(env: Mapping[str, str]) -> str | None:
     return token or None
 
 
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1, bracketed or not):
+    an address only this machine reaches. Any other name may resolve anywhere: False."""
+    name = host.strip().removeprefix("[").removesuffix("]").lower()
+    try:
+        address = ipaddress.ip_address(name)
+    except ValueError:
+        return name == "localhost"
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped.is_loopback  # ::ffff:127.0.0.1
+    return address.is_loopback
+
+
 def _redis_url(reader: _Reader) -> tuple[str, bool]:
     url = reader.get("REDIS_URL", _redis_url_value, "")
     if url:
@@ -430,6 +485,15 @@ def http_url(raw: str) -> str:
     if not raw.startswith(("http://", "https://")) or not raw.partition("://")[2]:
         raise ValueError("must be an http:// or https:// URL")
     return raw.rstrip("/")
+
+
+def _flag(raw: str) -> bool:
+    value = raw.lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError("must be 1 or 0 (or true/false, yes/no, on/off)")
 
 
 def _worker_class(raw: str) -> str:

@@ -47,7 +47,7 @@ class ApiServer(BaseApplication):  # type: ignore[misc]  # gunicorn is untyped
 
 def options(
     settings: Settings,
-    host: str = "0.0.0.0",
+    host: str = "127.0.0.1",
     port: int = 5001,
     workers: int | None = None,
     threads: int | None = None,
@@ -82,7 +82,7 @@ def options(
 
 def serve(
     settings: Settings,
-    host: str = "0.0.0.0",
+    host: str = "127.0.0.1",
     port: int = 5001,
     workers: int | None = None,
     threads: int | None = None,
@@ -90,7 +90,11 @@ def serve(
     """Run the API until SIGTERM or SIGINT (blocks; returns after a clean stop).
 
     `workers` and `threads` default to ``settings.api_workers`` / ``api_threads``.
+
+    Raises:
+        ConfigError: no token is set and `host` is not loopback (`Settings.check_exposure`).
     """
+    settings.check_exposure(host)
     logging.getLogger("jobsys").setLevel(settings.log_level)
     if not logging.getLogger().handlers:
         logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")

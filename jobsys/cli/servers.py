@@ -8,12 +8,27 @@ from pathlib import Path
 import click
 
 from jobsys.cli.options import EXIT_FAILED, EXIT_USAGE, PORT, fail, load_settings
-from jobsys.errors import JobsysError, TaskNotFound
+from jobsys.errors import ConfigError, JobsysError, TaskNotFound
+from jobsys.settings import Settings
 from jobsys.worker.queues import parse_queue_spec
+
+#: The help of --host: what it takes to bind wider than loopback.
+HOST_HELP = (
+    "Address to bind; 0.0.0.0 for every interface, which needs JOBSYS_PRODUCER_TOKENS "
+    "or JOBSYS_ADMIN_TOKENS (or JOBSYS_ALLOW_OPEN=1)."
+)
+
+
+def refuse_open_exposure(settings: Settings, host: str) -> None:
+    """Exit 2 when the API would serve other machines with no token (`Settings.check_exposure`)."""
+    try:
+        settings.check_exposure(host)
+    except ConfigError as e:
+        fail(str(e), EXIT_USAGE)
 
 
 @click.command()
-@click.option("--host", default="0.0.0.0", show_default=True, help="Address to bind.")
+@click.option("--host", default="127.0.0.1", show_default=True, help=HOST_HELP)
 @click.option("--port", type=PORT, default=5001, show_default=True, help="Port to bind.")
 @click.option("--workers", type=click.IntRange(min=1), help="gunicorn processes [API_WORKERS].")
 @click.option("--threads", type=click.IntRange(min=1), help="Threads per process [API_THREADS].")
@@ -24,6 +39,7 @@ def api(host: str, port: int, workers: int | None, threads: int | None) -> None:
         settings = settings.with_overrides(api_workers=workers)
     if threads is not None:
         settings = settings.with_overrides(api_threads=threads)
+    refuse_open_exposure(settings, host)
     if settings.api_worker_class == "gevent":
         # gunicorn's gevent worker patches the standard library when it starts, after
         # the fork; this process has imported the app's modules by then (redis-py
@@ -79,7 +95,7 @@ def worker(concurrency: int | None, tasks_module: str | None, queues: str | None
 
 
 @click.command()
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address the API binds.")
+@click.option("--host", default="127.0.0.1", show_default=True, help=HOST_HELP)
 @click.option("--port", type=PORT, default=5001, show_default=True, help="Port of the API.")
 @click.option(
     "--data-dir",
@@ -108,6 +124,7 @@ def dev(
     Starts a private Redis unless REDIS_URL / REDIS_HOST / REDIS_PORT is set.
     """
     settings = load_settings()
+    refuse_open_exposure(settings, host)  # before Redis starts; the API would refuse too
     from jobsys.local.dev import DevOptions, run_dev  # noqa: PLC0415
 
     options = DevOptions(

@@ -37,7 +37,7 @@ from jobsys.client import Client
 from jobsys.errors import ClientError, JobsysError
 from jobsys.local.procs import die_with_parent
 from jobsys.local.redis_server import RedisServer, free_port, port_is_free
-from jobsys.settings import DEFAULT_REDIS_PORT, Settings
+from jobsys.settings import DEFAULT_REDIS_PORT, Settings, is_loopback
 
 logger = logging.getLogger(__name__)
 
@@ -260,7 +260,7 @@ class _Dev:
         return not killed and all(p.returncode == 0 for p in running.values())
 
     def _open_warning(self) -> str:
-        local = self.options.host in {"127.0.0.1", "localhost", "::1"}
+        local = is_loopback(self.options.host)
         reach = "any local user and program" if local else "anyone who can reach it"
         return (
             f"WARNING: auth is OFF: no JOBSYS_PRODUCER_TOKENS or JOBSYS_ADMIN_TOKENS is set, so "
