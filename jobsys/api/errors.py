@@ -27,6 +27,7 @@ from jobsys.errors import (
     JobsysError,
     StoreFull,
     StoreUnavailable,
+    TooManyQueues,
     Unauthorized,
 )
 
@@ -55,6 +56,7 @@ def register(app: Flask) -> None:
     app.register_error_handler(JobNotFound, _job_not_found)
     app.register_error_handler(JobAlreadyFinished, _job_finished)
     app.register_error_handler(IdempotencyConflict, _idempotency_conflict)
+    app.register_error_handler(TooManyQueues, _too_many_queues)
     app.register_error_handler(StoreUnavailable, _store_unavailable)
     app.register_error_handler(Unauthorized, _unauthorized)
     app.register_error_handler(Forbidden, _forbidden)
@@ -78,6 +80,17 @@ def _job_finished(e: JobAlreadyFinished) -> Response:
 
 def _idempotency_conflict(e: IdempotencyConflict) -> Response:
     return error_response(409, "conflict", str(e), field="Idempotency-Key")
+
+
+def too_many_queues(e: TooManyQueues) -> tuple[int, dict[str, str]]:
+    """409 naming the field ``queue``: the queues exist, not this one, and no more may
+    be made (MAX_QUEUES). Shared by the Flask handler and the submit fast path."""
+    return 409, {"error": "too many queues", "detail": str(e), "field": e.field}
+
+
+def _too_many_queues(e: TooManyQueues) -> Response:
+    status, body = too_many_queues(e)
+    return error_response(status, body["error"], body["detail"], field=body["field"])
 
 
 def _unauthorized(e: Unauthorized) -> Response:

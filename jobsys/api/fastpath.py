@@ -34,8 +34,8 @@ from typing import Any
 
 from jobsys.api import validation
 from jobsys.api.auth import Authenticator
-from jobsys.api.errors import store_error
-from jobsys.errors import InvalidJob, StoreUnavailable
+from jobsys.api.errors import store_error, too_many_queues
+from jobsys.errors import InvalidJob, StoreUnavailable, TooManyQueues
 from jobsys.models import DEFAULT_QUEUE, QUEUE_NAME_PATTERN
 from jobsys.store import Store, Submission
 
@@ -72,6 +72,9 @@ class FastSubmit:
         except StoreUnavailable as e:
             # Answered here, as the app's handler would: never by asking Redis again.
             status, error = store_error(e, "POST", "/submit")
+            return _answer(start_response, status, error, environ)
+        except TooManyQueues as e:  # the default queue may be new, past MAX_QUEUES
+            status, error = too_many_queues(e)
             return _answer(start_response, status, error, environ)
         queued = {"status": "queued", "task": job.task, "id": job_id}
         return _answer(start_response, 202, queued, environ, ("Location", f"/jobs/{job_id}"))

@@ -20,10 +20,10 @@ for `THROUGHPUT_RETENTION_S`.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import redis
 
@@ -33,6 +33,8 @@ from jobsys.store.translate import translate_errors
 
 if TYPE_CHECKING:
     from jobsys.store.store import Store
+
+T = TypeVar("T")
 
 #: Upper bounds of the histogram buckets, in seconds (wait and run time alike).
 BUCKETS_S = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
@@ -44,6 +46,8 @@ HISTOGRAMS = ("wait_seconds", "run_seconds")
 THROUGHPUT_RETENTION_S = 3600
 #: Minutes of throughput `GET /queues` shows.
 THROUGHPUT_MINUTES = 15
+#: Most queues whose commands go out in one pipeline (GET /queues, GET /metrics).
+QUEUES_PER_PIPELINE = 200
 
 
 @dataclass
@@ -216,14 +220,15 @@ def snapshot(store: Store) -> tuple[list[QueueMetrics], int]:
     """Every queue's counts and metrics, and the length of ``dead_letter``: a few
     round trips (the counts are `Store.queue_stats`, as GET /queues shows them)."""
     stats = store.queue_stats()
+    out = []
     with translate_errors():
-        pipe = store.redis.pipeline(transaction=False)
-        pipe.llen(keys.dead_letter())
-        for q in stats:
-            pipe.hgetall(keys.metrics(q.name))
-        dead, *fields = pipe.execute()
-    out = [QueueMetrics(q, *parse(f)) for q, f in zip(stats, fields, strict=True)]
-    return out, int(dead)
+        dead = int(store.redis.llen(keys.dead_letter()))
+        for part in slices(stats):
+            pipe = store.redis.pipeline(transaction=False)
+            for q in part:
+                pipe.hgetall(keys.metrics(q.name))
+            out += [QueueMetrics(q, *parse(f)) for q, f in zip(part, pipe.execute(), strict=True)]
+    return out, dead
 
 
 def throughput(
@@ -233,12 +238,15 @@ def throughput(
     [{"minute": "<ISO minute>", "completed": n, "failed": n}, ...]."""
     now_minute = redis_now_ms(store) // 60000
     span = range(now_minute - minutes + 1, now_minute + 1)
+    answers_: list[Any] = []
     with translate_errors():
-        pipe = store.redis.pipeline(transaction=False)
-        for q in names:
-            for m in span:
-                pipe.hmget(keys.throughput(q, m), "completed", "failed")
-        answers = iter(pipe.execute())
+        for part in slices(names):
+            pipe = store.redis.pipeline(transaction=False)
+            for q in part:
+                for m in span:
+                    pipe.hmget(keys.throughput(q, m), "completed", "failed")
+            answers_ += pipe.execute()
+    answers = iter(answers_)
     out: dict[str, list[dict[str, Any]]] = {}
     for q in names:
         out[q] = [
@@ -246,6 +254,12 @@ def throughput(
             for m, (c, f) in zip(span, (next(answers) for _ in span), strict=True)
         ]
     return out
+
+
+def slices(items: Sequence[T]) -> Iterator[Sequence[T]]:
+    """`items` in slices of `QUEUES_PER_PIPELINE`: one pipeline each."""
+    for i in range(0, len(items), QUEUES_PER_PIPELINE):
+        yield items[i : i + QUEUES_PER_PIPELINE]
 
 
 def _iso_minute(minute: int) -> str:

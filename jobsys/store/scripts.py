@@ -21,7 +21,7 @@ import redis
 from redis.exceptions import ResponseError
 
 from jobsys import stamps
-from jobsys.errors import IdempotencyConflict
+from jobsys.errors import IdempotencyConflict, TooManyQueues
 from jobsys.store import keys
 from jobsys.store.library import NAMES, library, library_missing
 
@@ -70,9 +70,13 @@ class Claimed:
 class Scripts:
     """The Lua scripts bound to one Redis client, one method per transition."""
 
-    def __init__(self, client: redis.Redis, retention: Retention | None = None) -> None:
+    def __init__(
+        self, client: redis.Redis, retention: Retention | None = None, max_queues: int = 0
+    ) -> None:
         self._client = client
         self._retention = retention or Retention()
+        #: MAX_QUEUES (0: no cap), checked by enqueue.lua.
+        self._max_queues = max_queues
         self._lib = library()
         self._fn = {n: self._lib.function(n) for n in NAMES}
 
@@ -113,11 +117,12 @@ class Scripts:
         `argv` their ARGV, `JOB_ARGS` per job in the order of `ids`.
 
         Returns None when the jobs were added, or the ids of the first request when
-        `idempotency` names a repeat of it. Raises `IdempotencyConflict`.
+        `idempotency` names a repeat of it. Raises `IdempotencyConflict`, or
+        `TooManyQueues` when `queue` is new and MAX_QUEUES queues exist.
         """
         if idempotency is None:
             ks = [*_enqueue_keys(queue), *[keys.JOB_PREFIX + i for i in ids]]
-            args: list[Any] = [queue, *_NO_IDEMPOTENCY, *argv]
+            args: list[Any] = [queue, *_NO_IDEMPOTENCY, self._max_queues, *argv]
         else:
             ks = [
                 *_queue_keys(queue),
@@ -125,13 +130,16 @@ class Scripts:
                 *_index_keys(queue),
                 *[keys.job(i) for i in ids],
             ]
-            args = [queue, "1", idempotency.fingerprint, idempotency.ttl_s, *argv]
+            args = [queue, "1", idempotency.fingerprint, idempotency.ttl_s, self._max_queues]
+            args += argv
         ks.append(keys.metrics(queue))
         try:
             answer = self._run("enqueue", ks, args)
         except ResponseError as e:
             if "IDEMPOTENCY_CONFLICT" in str(e):
                 raise IdempotencyConflict(queue) from None
+            if "TOO_MANY_QUEUES" in str(e):
+                raise TooManyQueues(queue, self._max_queues) from None
             raise
         if _text(answer[0]) == "replay":
             return [_text(x) for x in answer[1:]]
