@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cache
+from functools import lru_cache
 from typing import Any, cast
 
 import redis
@@ -326,17 +326,20 @@ class Scripts:
 #: ('' = none), max_retries, priority, run_at_ms (0 = none), delay_ms, timeout in
 #: seconds ('' = none), traceparent ('' = none). `store.job_args` makes them.
 JOB_ARGS = 9
+#: Most queues whose key names each cache below keeps (queue names come from
+#: requests: unbounded caches would grow with every name ever sent).
+KEY_CACHE_SIZE = 1024
 #: ARGV[2..4] of enqueue.lua without an Idempotency-Key.
 _NO_IDEMPOTENCY = ("0", "", 0)
 
 
-@cache
+@lru_cache(maxsize=KEY_CACHE_SIZE)
 def _enqueue_keys(queue: str) -> tuple[str, ...]:
     """KEYS[1..12] of enqueue.lua without an Idempotency-Key."""
     return (*_queue_keys(queue), keys.queues(), *_index_keys(queue))
 
 
-@cache
+@lru_cache(maxsize=KEY_CACHE_SIZE)
 def _queue_keys(queue: str) -> tuple[str, str, str, str, str]:
     """The keys enqueue.lua touches for every job of `queue`."""
     return (
@@ -348,7 +351,7 @@ def _queue_keys(queue: str) -> tuple[str, str, str, str, str]:
     )
 
 
-@cache
+@lru_cache(maxsize=KEY_CACHE_SIZE)
 def _index_keys(queue: str) -> tuple[str, ...]:
     """The status indexes of `queue`, in the order the scripts take them."""
     return tuple(keys.index(queue, s) for s in keys.INDEXED_STATUSES)

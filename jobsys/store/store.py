@@ -48,6 +48,8 @@ class Store:
             settings.max_queues,
         )
         self._listing = Listing(self.redis, self.scripts)
+        #: Which task names have their own metrics series (the worker's flushes).
+        self.task_labels = metrics.TaskLabels()
         self._dead = DeadLetter(self.redis, self.scripts, self._listing)
         #: The periodic schedules.
         self.schedules = ScheduleStore(self)

@@ -11,7 +11,8 @@
 -- KEYS[5] queues SET   KEYS[6] idempotency HASH (fingerprint, ids) or, without a
 -- key, any other key (unused)   KEYS[7..12] the queue's status indexes (queued,
 -- scheduled, processing, completed, failed, cancelled)   KEYS[12+i] job HASH of the i-th job
--- KEYS[#KEYS] metrics HASH of the queue ("submitted|<task>" += 1 per job)
+-- KEYS[#KEYS] metrics HASH of the queue ("submitted|<task>" += 1 per job; past
+--   METRIC_TASKS task names, "submitted|(other)": see metric_task in _lib.lua)
 -- ARGV[1] queue name   ARGV[2] "1" when KEYS[6] is an idempotency key, else "0"
 -- ARGV[3] request fingerprint   ARGV[4] idempotency TTL in seconds
 -- ARGV[5] most queues KEYS[5] may hold (MAX_QUEUES; 0 = no cap): a queue not in it
@@ -77,7 +78,7 @@ zadd_all(idx.queued, now, waiting)
 zadd_all(idx.scheduled, now, delayed)
 if #waiting > 0 then redis.call('ZADD', KEYS[3], 0, 'w') end
 for task, count in pairs(submitted) do
-  redis.call('HINCRBY', KEYS[#KEYS], 'submitted|' .. task, count)
+  redis.call('HINCRBY', KEYS[#KEYS], 'submitted|' .. metric_task(KEYS[#KEYS], task), count)
 end
 if new_queue then
   redis.call('SADD', KEYS[5], queue)  -- the queue's first jobs: register it
