@@ -308,6 +308,15 @@ class Scripts:
             out.append((_text(flat[i]), int(flat[i + 1]), pairs))
         return nxt, out
 
+    def drop_queue(self, queue: str) -> str:
+        """Forget `queue` if it is empty: "dropped", "unknown" or "not_empty" (see
+        drop_queue.lua)."""
+        ks = [
+            keys.queues(), keys.ready(queue), keys.scheduled(queue), keys.leases(queue),
+            keys.wakeup(queue), keys.sequence(queue), keys.metrics(queue), *_index_keys(queue),
+        ]  # fmt: skip
+        return _text(self._run("drop_queue", ks, [queue, keys.JOB_PREFIX]))
+
     def replay(self, queue: str, ids: Sequence[str]) -> list[str]:
         """Put the `failed` jobs among `ids` (all of `queue`) back to work; the ids
         replayed (see replay.lua)."""

@@ -160,6 +160,13 @@ class Store:
                     stats.append(QueueStats(q, depth, in_flight, scheduled, dead, age))
         return stats
 
+    def drop_queue(self, queue: str) -> str:
+        """Forget an empty queue (no job waiting or running, every ended one expired),
+        so that MAX_QUEUES has room again: "dropped", "unknown" (no such queue) or
+        "not_empty". Its metrics go with it; a later submit creates it again."""
+        with translate_errors():
+            return self.scripts.drop_queue(queue)
+
     def list_jobs(
         self,
         *,

@@ -81,3 +81,29 @@ def test_no_cap_when_max_queues_is_0(settings: Settings) -> None:
         assert len(store.queue_stats()) == 5
     finally:
         store.close()
+
+
+def test_an_empty_queue_can_be_dropped_to_make_room(
+    settings: Settings, redis_client: redis.Redis
+) -> None:
+    store = Store(settings.with_overrides(max_queues=2))
+    try:
+        job_id = store.submit("t", queue="a")
+        store.submit("t", queue="b")
+        assert store.drop_queue("nope") == "unknown"
+        assert store.drop_queue("a") == "not_empty"  # a job waits
+        claimed = store.claim("a", "w", 30, 1)
+        assert store.drop_queue("a") == "not_empty"  # it runs
+        store.complete("a", job_id, "w", claimed[0].attempt, "null")
+        assert store.drop_queue("a") == "not_empty"  # it is kept (retention)
+        redis_client.delete(keys.job(job_id))  # as when its retention ends
+        with pytest.raises(TooManyQueues):
+            store.submit("t", queue="c")
+        assert store.drop_queue("a") == "dropped"
+        assert redis_client.smembers(keys.queues()) == {"b"}
+        assert not [k for k in redis_client.scan_iter() if "{a}" in k]
+        store.submit("t", queue="c")  # room again
+        with pytest.raises(TooManyQueues):
+            store.submit("t", queue="a")
+    finally:
+        store.close()
