@@ -57,6 +57,21 @@ class IdempotencyConflict(JobsysError):
         )
 
 
+class TooManyQueues(JobsysError):
+    """A submit to a queue that does not exist yet while MAX_QUEUES queues do (HTTP
+    409); nothing was stored. `field` is ``queue``."""
+
+    def __init__(self, queue: str, limit: int) -> None:
+        super().__init__(
+            f"queue {queue!r} does not exist and {limit} queues already do, the most "
+            "allowed (MAX_QUEUES): submit to an existing queue, or have an operator "
+            "remove an empty one"
+        )
+        self.queue = queue
+        self.limit = limit
+        self.field = "queue"
+
+
 class InvalidJob(JobsysError):
     """A submitted job breaks a rule; `field` names the offending field."""
 

@@ -36,6 +36,9 @@ MAX_TOKEN_CHARS = 4096
 #: The Host names an open API answers when JOBSYS_ALLOWED_HOSTS is not set (the
 #: machine's own host name and the address `jobsys api --host` binds to are added).
 DEFAULT_ALLOWED_HOSTS = ("localhost", "127.0.0.1", "[::1]")
+#: The default of MAX_QUEUES: far above the few dozen queues a deployment uses, low
+#: enough that GET /queues and GET /metrics (O(queues) each) stay small answers.
+DEFAULT_MAX_QUEUES = 1000
 #: RFC 6750's b64token: what may follow "Bearer " in an Authorization header.
 TOKEN_PATTERN = re.compile(r"[A-Za-z0-9._~+/-]+=*")
 
@@ -95,6 +98,10 @@ class Settings:
     dead_letter_max_length: int = 100_000
     #: IDEMPOTENCY_TTL_SECONDS: how long an Idempotency-Key is remembered.
     idempotency_ttl_s: int = 86400
+    #: MAX_QUEUES: most queues that may exist (0 = no cap). A submit that would
+    #: create one more is refused (409); a periodic schedule (admin-only) may still
+    #: create its queue.
+    max_queues: int = DEFAULT_MAX_QUEUES
     #: API_WORKERS: gunicorn worker processes for `jobsys api`.
     api_workers: int = 2
     #: API_WORKER_CLASS: gunicorn's worker class for `jobsys api`: ``gevent`` (a
@@ -172,6 +179,7 @@ class Settings:
             ),
             dead_letter_max_length=reader.get("DEAD_LETTER_MAX_LENGTH", _non_negative_int, 100_000),
             idempotency_ttl_s=reader.get("IDEMPOTENCY_TTL_SECONDS", _positive_int, 86400),
+            max_queues=reader.get("MAX_QUEUES", _non_negative_int, DEFAULT_MAX_QUEUES),
             api_workers=reader.get("API_WORKERS", _positive_int, 2),
             api_threads=reader.get("API_THREADS", _positive_int, 8),
             api_worker_class=reader.get("API_WORKER_CLASS", _worker_class, "gevent"),

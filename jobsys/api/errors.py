@@ -28,6 +28,7 @@ from jobsys.errors import (
     JobsysError,
     StoreFull,
     StoreUnavailable,
+    TooManyQueues,
     Unauthorized,
 )
 
@@ -47,8 +48,9 @@ ERRORS = {
     "did not give out.",
     "NotFound": "No job has this id (ids are UUIDs), no schedule this name, or no such route.",
     "Conflict": "The job has already ended (completed, failed or cancelled).",
-    "IdempotencyConflict": "The Idempotency-Key was already used with a different request. "
-    "Nothing was queued.",
+    "IdempotencyConflict": "The Idempotency-Key was already used with a different request "
+    "(`field`: Idempotency-Key), or the queue does not exist and MAX_QUEUES queues already do "
+    "(`field`: queue). Nothing was queued.",
     "MethodNotAllowed": "The path does not support this method; the Allow header lists those "
     "it does.",
     "PayloadTooLarge": f"The body is larger than {MAX_BODY_BYTES} bytes (1 MiB).",
@@ -84,6 +86,7 @@ def register(app: Flask) -> None:
     app.register_error_handler(JobNotFound, _job_not_found)
     app.register_error_handler(JobAlreadyFinished, _job_finished)
     app.register_error_handler(IdempotencyConflict, _idempotency_conflict)
+    app.register_error_handler(TooManyQueues, _too_many_queues)
     app.register_error_handler(StoreUnavailable, _store_unavailable)
     app.register_error_handler(Unauthorized, _unauthorized)
     app.register_error_handler(Forbidden, _forbidden)
@@ -107,6 +110,11 @@ def _job_finished(e: JobAlreadyFinished) -> Response:
 
 def _idempotency_conflict(e: IdempotencyConflict) -> Response:
     return error_response(409, "conflict", str(e), field="Idempotency-Key")
+
+
+def _too_many_queues(e: TooManyQueues) -> Response:
+    # The queues exist, not this one, and no more may be made (MAX_QUEUES).
+    return error_response(409, "too many queues", str(e), field=e.field)
 
 
 def _unauthorized(e: Unauthorized) -> Response:

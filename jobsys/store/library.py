@@ -37,6 +37,7 @@ NAMES = (
     "purge",
     "worker_beat",
     "workers_live",
+    "drop_queue",
 )
 
 

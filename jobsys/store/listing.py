@@ -5,22 +5,33 @@ which the job entered that status, except `completed`, a LIST of 22-byte binary
 (ms, id) elements newest first (compact: completed jobs are most of the jobs kept;
 page.lua decodes them, see `keys.completed_entry`). A listing merges the indexes
 it needs (one status or all six, of one queue or of every queue in
-`keys.queues()`) in one read-only script (page.lua), newest first; ties
-of ms are ordered by id (descending, bytewise) in both kinds of index, so a
-cursor (ms, id) is an exact position that stays valid while jobs move.
+`keys.queues()`) newest first; ties of ms are ordered by id (descending,
+bytewise) in both kinds of index, so a cursor (ms, id) is an exact position that
+stays valid while jobs move.
+
+The merge is read by page.lua (read-only), at most `KEYS_PER_CALL` indexes per
+call: one call for one queue, several for every queue (each call's work, hence
+the time Redis serves nobody, is bounded by its keys, `limit` and its budget,
+whatever the number of queues). Each call answers the first `limit` jobs after
+the cursor of its indexes and how far it looked; `merge` keeps the first `limit`
+of their union up to where every call has looked, so the pages are those one
+call over every index would give. The calls are not one atomic read: a job that
+changes status between two of them may be missed by this page or seen twice
+(it is shown once, at its newer position).
 
 The status and queue filters are exact. The task filter is not indexed: page.lua
 walks the merged indexes newest first and examines at most `TASK_SCAN_BUDGET`
-entries per request, so a page may hold fewer jobs than asked for (even none)
-and still carry a `next_cursor` to continue from.
+entries per request (shared out among the calls), so a page may hold fewer jobs
+than asked for (even none) and still carry a `next_cursor` to continue from.
 """
 
 from __future__ import annotations
 
 import base64
+import math
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import cast
 
@@ -33,6 +44,14 @@ from jobsys.store.scripts import Scripts
 
 #: Most index entries one page request examines (bounds the work of a task filter).
 TASK_SCAN_BUDGET = 2000
+#: Most status indexes one page.lua call reads (its KEYS): bounds the work of one
+#: call (each index costs a few reads to open). One queue's six fit in one call.
+KEYS_PER_CALL = 64
+#: Fewest index entries one call may examine for a task filter, however many
+#: calls share `TASK_SCAN_BUDGET` (so that each call moves on).
+MIN_CALL_BUDGET = 32
+#: Most queue names one SSCAN answers.
+QUEUE_SCAN_COUNT = 500
 #: Largest page.
 MAX_LIMIT = 500
 DEFAULT_LIMIT = 50
@@ -76,10 +95,10 @@ class Listing:
         self._scripts = scripts
 
     def queues(self, queue: str | None) -> list[str]:
-        """`[queue]`, or every known queue."""
+        """`[queue]`, or every known queue (by name)."""
         if queue is not None:
             return [queue]
-        return sorted(cast(set[str], self._redis.smembers(keys.queues())))
+        return queue_names(self._redis)
 
     def page(
         self,
@@ -96,7 +115,10 @@ class Listing:
         indexes = [(q, s) for q in self.queues(queue) for s in statuses]
         if not indexes:
             return Page([], None)
-        nxt, rows = self._scripts.page(indexes, limit, after, task, TASK_SCAN_BUDGET, True)
+        groups = list(_chunks(indexes, KEYS_PER_CALL))
+        budget = max(math.ceil(TASK_SCAN_BUDGET / len(groups)), MIN_CALL_BUDGET)
+        answers = [self._scripts.page(g, limit, after, task, budget, True) for g in groups]
+        nxt, rows = merge(answers, limit)
         jobs = [Job.from_hash(job_id, fields) for job_id, _, fields in rows]
         return Page(jobs, encode_cursor(*nxt) if nxt else None)
 
@@ -119,3 +141,48 @@ class Listing:
             else:
                 pipe.zcard(keys.index(q, status))
         return sum(int(n) for n in pipe.execute())
+
+
+Row = tuple[str, int, dict[str, str]]
+Answer = tuple[tuple[int, str] | None, list[Row]]
+
+
+def merge(answers: Sequence[Answer], limit: int) -> tuple[tuple[int, str] | None, list[Row]]:
+    """One page of the union of page.lua answers read from the same cursor over
+    disjoint indexes: the position to continue from (None: the end) and the jobs.
+
+    Each answer is (where it stopped, or None when its indexes are exhausted;
+    its jobs after the cursor, newest first). Where an answer stopped, everything
+    of its indexes down to that position was examined. Down to the highest of
+    those stops (the frontier) the union is therefore complete: the page is its
+    first `limit` jobs there. It continues after the last job when the page is
+    full, else from the frontier.
+    """
+    stops = [nxt for nxt, _ in answers if nxt is not None]
+    frontier = max(stops) if stops else None
+    newest: dict[str, Row] = {}
+    for _, rows in answers:
+        for row in rows:
+            seen = newest.get(row[0])
+            # A job that moved between two calls is kept at its newer position.
+            if (frontier is None or (row[1], row[0]) >= frontier) and (
+                seen is None or row[1] > seen[1]
+            ):
+                newest[row[0]] = row
+    ordered = sorted(newest.values(), key=lambda r: (r[1], r[0]), reverse=True)
+    page = ordered[:limit]
+    if len(page) == limit and page:
+        last = (page[-1][1], page[-1][0])
+        more = frontier is not None or len(ordered) > limit
+        return (last if more else None), page
+    return frontier, page
+
+
+def _chunks(items: Sequence[tuple[str, str]], size: int) -> Iterator[list[tuple[str, str]]]:
+    for i in range(0, len(items), size):
+        yield list(items[i : i + size])
+
+
+def queue_names(client: redis.Redis) -> list[str]:
+    """Every registered queue, by name (SSCAN: no one command reads them all)."""
+    return sorted(cast(str, q) for q in client.sscan_iter(keys.queues(), count=QUEUE_SCAN_COUNT))

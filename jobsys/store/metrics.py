@@ -15,15 +15,22 @@ a histogram ``h`` has fields ``h_bucket|<i>|<task>`` (observations in bucket
 ``h_sum|<task>`` and ``h_count|<task>``. The task comes last, so a task name
 may contain ``|``. Throughput is kept per queue and minute (`keys.throughput`)
 for `THROUGHPUT_RETENTION_S`.
+
+The task names of a queue's metrics are bounded (producers choose them freely):
+the first `MAX_TASKS_PER_QUEUE` names submitted to a queue get their own fields
+(enqueue.lua / tick.lua register a name with its ``submitted|<task>`` field, see
+``metric_task`` in _lib.lua); every other task is counted under `OTHER_TASK`.
+The workers count a task under its own name only when that field exists
+(`TaskLabels`), so a queue's hash holds at most ~46 fields per name.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Mapping
+from collections import OrderedDict, defaultdict
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import redis
 
@@ -33,6 +40,8 @@ from jobsys.store.translate import translate_errors
 
 if TYPE_CHECKING:
     from jobsys.store.store import Store
+
+T = TypeVar("T")
 
 #: Upper bounds of the histogram buckets, in seconds (wait and run time alike).
 BUCKETS_S = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
@@ -44,6 +53,14 @@ HISTOGRAMS = ("wait_seconds", "run_seconds")
 THROUGHPUT_RETENTION_S = 3600
 #: Minutes of throughput `GET /queues` shows.
 THROUGHPUT_MINUTES = 15
+#: Most queues whose commands go out in one pipeline (GET /queues, GET /metrics).
+QUEUES_PER_PIPELINE = 200
+#: Most task names with their own series per queue (METRIC_TASKS in _lib.lua).
+MAX_TASKS_PER_QUEUE = 100
+#: The task label of the jobs of every other task.
+OTHER_TASK = "(other)"
+#: Most (queue, task) names a process remembers as having their own series.
+KNOWN_LABELS_MAX = 10_000
 
 
 @dataclass
@@ -80,11 +97,67 @@ def bucket_field(name: str, index: int, task: str) -> str:
     return f"{name}_bucket|{index}|{task}"
 
 
+def split_task(name: str) -> tuple[str, str]:
+    """A hash field as (everything up to the task, the task)."""
+    head, _, rest = name.partition("|")
+    if head.endswith("_bucket"):
+        index, _, task = rest.partition("|")
+        return f"{head}|{index}|", task
+    return f"{head}|", rest
+
+
+class TaskLabels:
+    """Which (queue, task) have their own series: those whose ``submitted|<task>``
+    field exists (enqueue.lua made it while the queue had room). Remembers up to
+    `KNOWN_LABELS_MAX` of them, least recently used dropped first; a name counted
+    as `OTHER_TASK` is asked again at the next flush (one HEXISTS: only names past
+    the cap are). Thread-safe enough: a lost update only costs a lookup."""
+
+    def __init__(self, most: int = KNOWN_LABELS_MAX) -> None:
+        self._known: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self._most = most
+
+    def relabel(self, client: redis.Redis, deltas: Deltas) -> Deltas:
+        """`deltas` with every task that has no series of its own as `OTHER_TASK`."""
+        pairs = {(q, split_task(f)[1]) for q, f in [*deltas.counts, *deltas.sums]}
+        unknown = [p for p in pairs if p not in self._known]
+        for p in pairs - set(unknown):
+            self._known.move_to_end(p)
+        if not unknown:
+            return deltas
+        pipe = client.pipeline(transaction=False)
+        for q, task in unknown:
+            pipe.hexists(keys.metrics(q), counter_field("submitted", task))
+        other = set()
+        for p, exists in zip(unknown, pipe.execute(), strict=True):
+            if exists:
+                self._known[p] = None
+            else:
+                other.add(p)
+        while len(self._known) > self._most:
+            self._known.popitem(last=False)
+        if not other:
+            return deltas
+        out = Deltas(throughput=deltas.throughput)
+        for (q, name), n in deltas.counts.items():
+            out.counts[(q, _relabelled(name, q, other))] += n
+        for (q, name), seconds in deltas.sums.items():
+            out.sums[(q, _relabelled(name, q, other))] += seconds
+        return out
+
+
+def _relabelled(name: str, queue: str, other: set[tuple[str, str]]) -> str:
+    head, task = split_task(name)
+    return head + OTHER_TASK if (queue, task) in other else name
+
+
 def flush(
     store: Store, worker_id: str, registration: dict[str, Any], deltas: Deltas, ttl_s: float
 ) -> int | None:
     """`Store.flush_telemetry`: the worker's registration renewal (worker_beat.lua)
-    and `write` in one pipeline."""
+    and `write` in one pipeline (after a lookup of task names not seen yet)."""
+    with translate_errors():
+        deltas = store.task_labels.relabel(store.redis, deltas)
     pipe = store.redis.pipeline(transaction=False)
     store.scripts.worker_beat(pipe, worker_id, round(ttl_s * 1000), registration)
     write(pipe, deltas)
@@ -183,7 +256,9 @@ def parse(fields: Mapping[str, str]) -> tuple[Counters, Histograms]:
     counters: dict[str, dict[str, int]] = defaultdict(dict)
     histograms: dict[str, dict[str, Histogram]] = defaultdict(dict)
     for name_, value in fields.items():
-        name, _, rest = name_.partition("|")
+        name, bar, rest = name_.partition("|")
+        if not bar:  # not a series: `tasks`, the count of task names (see above)
+            continue
         for h in HISTOGRAMS:
             if name.startswith(h) and name != h:
                 suffix = name[len(h) :]
@@ -216,14 +291,15 @@ def snapshot(store: Store) -> tuple[list[QueueMetrics], int]:
     """Every queue's counts and metrics, and the length of ``dead_letter``: a few
     round trips (the counts are `Store.queue_stats`, as GET /queues shows them)."""
     stats = store.queue_stats()
+    out = []
     with translate_errors():
-        pipe = store.redis.pipeline(transaction=False)
-        pipe.llen(keys.dead_letter())
-        for q in stats:
-            pipe.hgetall(keys.metrics(q.name))
-        dead, *fields = pipe.execute()
-    out = [QueueMetrics(q, *parse(f)) for q, f in zip(stats, fields, strict=True)]
-    return out, int(dead)
+        dead = int(store.redis.llen(keys.dead_letter()))
+        for part in slices(stats):
+            pipe = store.redis.pipeline(transaction=False)
+            for q in part:
+                pipe.hgetall(keys.metrics(q.name))
+            out += [QueueMetrics(q, *parse(f)) for q, f in zip(part, pipe.execute(), strict=True)]
+    return out, dead
 
 
 def throughput(
@@ -233,12 +309,15 @@ def throughput(
     [{"minute": "<ISO minute>", "completed": n, "failed": n}, ...]."""
     now_minute = redis_now_ms(store) // 60000
     span = range(now_minute - minutes + 1, now_minute + 1)
+    answers_: list[Any] = []
     with translate_errors():
-        pipe = store.redis.pipeline(transaction=False)
-        for q in names:
-            for m in span:
-                pipe.hmget(keys.throughput(q, m), "completed", "failed")
-        answers = iter(pipe.execute())
+        for part in slices(names):
+            pipe = store.redis.pipeline(transaction=False)
+            for q in part:
+                for m in span:
+                    pipe.hmget(keys.throughput(q, m), "completed", "failed")
+            answers_ += pipe.execute()
+    answers = iter(answers_)
     out: dict[str, list[dict[str, Any]]] = {}
     for q in names:
         out[q] = [
@@ -246,6 +325,12 @@ def throughput(
             for m, (c, f) in zip(span, (next(answers) for _ in span), strict=True)
         ]
     return out
+
+
+def slices(items: Sequence[T]) -> Iterator[Sequence[T]]:
+    """`items` in slices of `QUEUES_PER_PIPELINE`: one pipeline each."""
+    for i in range(0, len(items), QUEUES_PER_PIPELINE):
+        yield items[i : i + QUEUES_PER_PIPELINE]
 
 
 def _iso_minute(minute: int) -> str:

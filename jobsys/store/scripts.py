@@ -14,14 +14,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cache
+from functools import lru_cache
 from typing import Any, cast
 
 import redis
 from redis.exceptions import ResponseError
 
 from jobsys import stamps
-from jobsys.errors import IdempotencyConflict
+from jobsys.errors import IdempotencyConflict, TooManyQueues
 from jobsys.store import keys
 from jobsys.store.library import NAMES, library, library_missing
 
@@ -70,9 +70,13 @@ class Claimed:
 class Scripts:
     """The Lua scripts bound to one Redis client, one method per transition."""
 
-    def __init__(self, client: redis.Redis, retention: Retention | None = None) -> None:
+    def __init__(
+        self, client: redis.Redis, retention: Retention | None = None, max_queues: int = 0
+    ) -> None:
         self._client = client
         self._retention = retention or Retention()
+        #: MAX_QUEUES (0: no cap), checked by enqueue.lua.
+        self._max_queues = max_queues
         self._lib = library()
         self._fn = {n: self._lib.function(n) for n in NAMES}
 
@@ -113,11 +117,12 @@ class Scripts:
         `argv` their ARGV, `JOB_ARGS` per job in the order of `ids`.
 
         Returns None when the jobs were added, or the ids of the first request when
-        `idempotency` names a repeat of it. Raises `IdempotencyConflict`.
+        `idempotency` names a repeat of it. Raises `IdempotencyConflict`, or
+        `TooManyQueues` when `queue` is new and MAX_QUEUES queues exist.
         """
         if idempotency is None:
             ks = [*_enqueue_keys(queue), *[keys.JOB_PREFIX + i for i in ids]]
-            args: list[Any] = [queue, *_NO_IDEMPOTENCY, *argv]
+            args: list[Any] = [queue, *_NO_IDEMPOTENCY, self._max_queues, *argv]
         else:
             ks = [
                 *_queue_keys(queue),
@@ -125,13 +130,16 @@ class Scripts:
                 *_index_keys(queue),
                 *[keys.job(i) for i in ids],
             ]
-            args = [queue, "1", idempotency.fingerprint, idempotency.ttl_s, *argv]
+            args = [queue, "1", idempotency.fingerprint, idempotency.ttl_s, self._max_queues]
+            args += argv
         ks.append(keys.metrics(queue))
         try:
             answer = self._run("enqueue", ks, args)
         except ResponseError as e:
             if "IDEMPOTENCY_CONFLICT" in str(e):
                 raise IdempotencyConflict(queue) from None
+            if "TOO_MANY_QUEUES" in str(e):
+                raise TooManyQueues(queue, self._max_queues) from None
             raise
         if _text(answer[0]) == "replay":
             return [_text(x) for x in answer[1:]]
@@ -300,6 +308,15 @@ class Scripts:
             out.append((_text(flat[i]), int(flat[i + 1]), pairs))
         return nxt, out
 
+    def drop_queue(self, queue: str) -> str:
+        """Forget `queue` if it is empty: "dropped", "unknown" or "not_empty" (see
+        drop_queue.lua)."""
+        ks = [
+            keys.queues(), keys.ready(queue), keys.scheduled(queue), keys.leases(queue),
+            keys.wakeup(queue), keys.sequence(queue), keys.metrics(queue), *_index_keys(queue),
+        ]  # fmt: skip
+        return _text(self._run("drop_queue", ks, [queue, keys.JOB_PREFIX]))
+
     def replay(self, queue: str, ids: Sequence[str]) -> list[str]:
         """Put the `failed` jobs among `ids` (all of `queue`) back to work; the ids
         replayed (see replay.lua)."""
@@ -318,17 +335,20 @@ class Scripts:
 #: ('' = none), max_retries, priority, run_at_ms (0 = none), delay_ms, timeout in
 #: seconds ('' = none), traceparent ('' = none). `store.job_args` makes them.
 JOB_ARGS = 9
+#: Most queues whose key names each cache below keeps (queue names come from
+#: requests: unbounded caches would grow with every name ever sent).
+KEY_CACHE_SIZE = 1024
 #: ARGV[2..4] of enqueue.lua without an Idempotency-Key.
 _NO_IDEMPOTENCY = ("0", "", 0)
 
 
-@cache
+@lru_cache(maxsize=KEY_CACHE_SIZE)
 def _enqueue_keys(queue: str) -> tuple[str, ...]:
     """KEYS[1..12] of enqueue.lua without an Idempotency-Key."""
     return (*_queue_keys(queue), keys.queues(), *_index_keys(queue))
 
 
-@cache
+@lru_cache(maxsize=KEY_CACHE_SIZE)
 def _queue_keys(queue: str) -> tuple[str, str, str, str, str]:
     """The keys enqueue.lua touches for every job of `queue`."""
     return (
@@ -340,7 +360,7 @@ def _queue_keys(queue: str) -> tuple[str, str, str, str, str]:
     )
 
 
-@cache
+@lru_cache(maxsize=KEY_CACHE_SIZE)
 def _index_keys(queue: str) -> tuple[str, ...]:
     """The status indexes of `queue`, in the order the scripts take them."""
     return tuple(keys.index(queue, s) for s in keys.INDEXED_STATUSES)

@@ -23,7 +23,7 @@ from jobsys.settings import Settings
 from jobsys.store import keys, metrics, workers
 from jobsys.store.connection import connect
 from jobsys.store.deadletter import DeadLetter, Outcome
-from jobsys.store.listing import DEFAULT_LIMIT, Listing, Page
+from jobsys.store.listing import DEFAULT_LIMIT, Listing, Page, queue_names
 from jobsys.store.metrics import THROUGHPUT_MINUTES, Deltas, QueueMetrics, QueueStats
 from jobsys.store.schedules import ScheduleStore
 from jobsys.store.scripts import Claimed, Idempotency, Retention, Scripts
@@ -45,8 +45,11 @@ class Store:
                 settings.failed_retention_s,
                 settings.dead_letter_max_length,
             ),
+            settings.max_queues,
         )
         self._listing = Listing(self.redis, self.scripts)
+        #: Which task names have their own metrics series (the worker's flushes).
+        self.task_labels = metrics.TaskLabels()
         self._dead = DeadLetter(self.redis, self.scripts, self._listing)
         #: The periodic schedules.
         self.schedules = ScheduleStore(self)
@@ -135,25 +138,34 @@ class Store:
         return Job.from_hash(job_id, fields)
 
     def queue_stats(self) -> list[QueueStats]:
-        """Every queue ever submitted to, by name, with its counts (two round trips)."""
+        """Every registered queue, by name, with its counts: O(1) commands per queue,
+        in pipelines of `metrics.QUEUES_PER_PIPELINE` queues."""
         with translate_errors():
-            names = sorted(cast(set[str], self.redis.smembers(keys.queues())))
-            pipe = self.redis.pipeline(transaction=False)
-            pipe.time()
-            for q in names:
-                pipe.zcard(keys.ready(q))
-                pipe.zcard(keys.leases(q))
-                pipe.zcard(keys.scheduled(q))
-                pipe.zcard(keys.index(q, "failed"))
-                pipe.zrange(keys.index(q, "queued"), 0, 0, withscores=True)
-            now, *counts = pipe.execute()
-        now_ms = now[0] * 1000 + now[1] // 1000
-        stats = []
-        for i, q in enumerate(names):
-            depth, in_flight, scheduled, dead, oldest = counts[5 * i : 5 * i + 5]
-            age = round(max(0.0, (now_ms - oldest[0][1]) / 1000), 3) if oldest else None
-            stats.append(QueueStats(q, depth, in_flight, scheduled, dead, age))
+            names = queue_names(self.redis)
+            now_s, now_us = self.redis.time()
+            now_ms = now_s * 1000 + now_us // 1000
+            stats = []
+            for part in metrics.slices(names):
+                pipe = self.redis.pipeline(transaction=False)
+                for q in part:
+                    pipe.zcard(keys.ready(q))
+                    pipe.zcard(keys.leases(q))
+                    pipe.zcard(keys.scheduled(q))
+                    pipe.zcard(keys.index(q, "failed"))
+                    pipe.zrange(keys.index(q, "queued"), 0, 0, withscores=True)
+                counts = pipe.execute()
+                for i, q in enumerate(part):
+                    depth, in_flight, scheduled, dead, oldest = counts[5 * i : 5 * i + 5]
+                    age = round(max(0.0, (now_ms - oldest[0][1]) / 1000), 3) if oldest else None
+                    stats.append(QueueStats(q, depth, in_flight, scheduled, dead, age))
         return stats
+
+    def drop_queue(self, queue: str) -> str:
+        """Forget an empty queue (no job waiting or running, every ended one expired),
+        so that MAX_QUEUES has room again: "dropped", "unknown" (no such queue) or
+        "not_empty". Its metrics go with it; a later submit creates it again."""
+        with translate_errors():
+            return self.scripts.drop_queue(queue)
 
     def list_jobs(
         self,

@@ -24,6 +24,7 @@ def test_defaults_when_nothing_is_set() -> None:
     assert settings.log_level == "INFO"
     assert settings.log_format == "text"
     assert settings.api_url == "http://localhost:5001"
+    assert settings.max_queues == 1000
 
 
 def test_blank_values_mean_unset() -> None:
@@ -56,6 +57,8 @@ VALID = [
     ("IDEMPOTENCY_TTL_SECONDS", "60", "idempotency_ttl_s", 60),
     ("FAILED_RETENTION_SECONDS", "0", "failed_retention_s", 0),
     ("DEAD_LETTER_MAX_LENGTH", "500", "dead_letter_max_length", 500),
+    ("MAX_QUEUES", "20", "max_queues", 20),
+    ("MAX_QUEUES", "0", "max_queues", 0),
     ("API_WORKERS", "4", "api_workers", 4),
     ("API_THREADS", "16", "api_threads", 16),
     ("API_WORKER_CLASS", "gthread", "api_worker_class", "gthread"),
@@ -103,6 +106,8 @@ INVALID = [
     ("JOBSYS_ALLOWED_HOSTS", "http://api"),
     ("JOBSYS_ALLOWED_HOSTS", "api,,localhost"),
     ("JOBSYS_AUTH_MAX_FAILURES", "-1"),
+    ("MAX_QUEUES", "-1"),
+    ("MAX_QUEUES", "many"),
     ("JOBSYS_AUTH_LOCKOUT_SECONDS", "0"),
     ("REDIS_URL", "localhost:6379"),
     ("REDIS_URL", "http://localhost:6379"),

@@ -297,3 +297,20 @@ local function record_failure(job_key, attempt, worker, started, now, err)
   while #list > HISTORY_MAX do table.remove(list, 1) end
   redis.call('HSET', job_key, 'history', cjson.encode(list))
 end
+
+-- The per-task metrics of a queue (its metrics HASH, see keys.metrics) are bounded:
+-- at most METRIC_TASKS task names get their own fields; the jobs of any other task
+-- are counted under OTHER_TASK. A name has its own fields once `submitted|<name>`
+-- exists (the workers check the same field); the field `tasks` counts those names.
+-- Returns the name to count `task`'s submits under (registering it if there is room).
+-- Keep in step with jobsys/store/metrics.py (MAX_TASKS_PER_QUEUE, OTHER_TASK).
+local METRIC_TASKS = 100
+local OTHER_TASK = '(other)'
+local function metric_task(key, task)
+  if redis.call('HEXISTS', key, 'submitted|' .. task) == 1 then return task end
+  if tonumber(redis.call('HGET', key, 'tasks') or '0') >= METRIC_TASKS then
+    return OTHER_TASK
+  end
+  redis.call('HINCRBY', key, 'tasks', 1)
+  return task
+end

@@ -11,21 +11,25 @@
 -- KEYS[5] queues SET   KEYS[6] idempotency HASH (fingerprint, ids) or, without a
 -- key, any other key (unused)   KEYS[7..12] the queue's status indexes (queued,
 -- scheduled, processing, completed, failed, cancelled)   KEYS[12+i] job HASH of the i-th job
--- KEYS[#KEYS] metrics HASH of the queue ("submitted|<task>" += 1 per job)
+-- KEYS[#KEYS] metrics HASH of the queue ("submitted|<task>" += 1 per job; past
+--   METRIC_TASKS task names, "submitted|(other)": see metric_task in _lib.lua)
 -- ARGV[1] queue name   ARGV[2] "1" when KEYS[6] is an idempotency key, else "0"
 -- ARGV[3] request fingerprint   ARGV[4] idempotency TTL in seconds
--- ARGV[5+9(i-1)..] per job: id, task, payload JSON ('' = none), max_retries,
+-- ARGV[5] most queues KEYS[5] may hold (MAX_QUEUES; 0 = no cap): a queue not in it
+--   yet is refused when it holds that many
+-- ARGV[6+9(i-1)..] per job: id, task, payload JSON ('' = none), max_retries,
 --   priority (-100..100), run_at_ms (due time, ms since the epoch; 0 = none),
 --   delay_ms (0 = none; counted from the Redis clock; with run_at, the later counts),
 --   timeout in seconds ('' = none), traceparent ('' = none)
 -- Job ids are UUID4s made by the caller, so no job hash exists yet (not checked).
 -- Returns: {"new"}, or {"replay", id, ...} for a repeated request; the error
--- "IDEMPOTENCY_CONFLICT" for a reused key (nothing written).
+-- "IDEMPOTENCY_CONFLICT" for a reused key, "TOO_MANY_QUEUES" for a new queue past
+-- ARGV[5] (nothing written).
 local queue = ARGV[1]
 local idem = ARGV[2] == '1'
 local n = #KEYS - 13
 local idx = indexes(KEYS, 7)
-local W, A = 9, 5
+local W, A = 9, 6
 if idem then
   local seen = redis.call('HMGET', KEYS[6], 'fingerprint', 'ids')
   if seen[1] then
@@ -36,6 +40,11 @@ if idem then
     for id in string.gmatch(seen[2], '[^,]+') do out[#out + 1] = id end
     return out
   end
+end
+local new_queue = redis.call('SISMEMBER', KEYS[5], queue) == 0
+local max_queues = tonumber(ARGV[5])
+if new_queue and max_queues > 0 and redis.call('SCARD', KEYS[5]) >= max_queues then
+  return redis.error_reply('TOO_MANY_QUEUES')
 end
 local now = now_ms()
 local created = now  -- timestamps in a job hash: ms since the epoch (keys.stamp)
@@ -69,9 +78,9 @@ zadd_all(idx.queued, now, waiting)
 zadd_all(idx.scheduled, now, delayed)
 if #waiting > 0 then redis.call('ZADD', KEYS[3], 0, 'w') end
 for task, count in pairs(submitted) do
-  redis.call('HINCRBY', KEYS[#KEYS], 'submitted|' .. task, count)
+  redis.call('HINCRBY', KEYS[#KEYS], 'submitted|' .. metric_task(KEYS[#KEYS], task), count)
 end
-if last == n then
+if new_queue then
   redis.call('SADD', KEYS[5], queue)  -- the queue's first jobs: register it
 end
 if idem then
