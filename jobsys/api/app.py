@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Flask, Response, g, request
+from flask import Flask, Response, request
 from flask.json.provider import DefaultJSONProvider
 
 from jobsys.api import auth, dashboard, errors, guards, headers, routes
@@ -57,11 +57,17 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     return app
 
 
+#: Key of the request id in the WSGI environ (cheaper to reach than ``flask.g``).
+REQUEST_ID_KEY = "jobsys.request_id"
+
+
 def request_id() -> str:
     """The id of the current request (see `_add_request_id`)."""
-    if "request_id" not in g:
-        g.request_id = headers.request_id(request.headers.get("X-Request-ID"))
-    return str(g.request_id)
+    environ = request.environ
+    rid = environ.get(REQUEST_ID_KEY)
+    if rid is None:
+        rid = environ[REQUEST_ID_KEY] = headers.request_id(environ.get("HTTP_X_REQUEST_ID"))
+    return str(rid)
 
 
 def _add_request_id(response: Response) -> Response:

@@ -7,6 +7,7 @@ redis-py's exceptions into these classes, so nothing here knows about Redis.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import (
@@ -120,13 +121,29 @@ def _forbidden(e: Forbidden) -> Response:
 
 
 def _store_unavailable(e: StoreUnavailable) -> Response:
-    # 507 when Redis is full, else 503.
+    log_store_error(e, request.method, request.path)
+    status, body = store_error(e)
+    response = jsonify(body)
+    response.status_code = status
+    return response
+
+
+def store_error(e: StoreUnavailable) -> tuple[int, dict[str, Any]]:
+    """The status and JSON body of the answer to `e`: 507 when Redis is full, else 503.
+
+    The Flask handler and the submit lane (api/lane.py) both answer with this."""
     if isinstance(e, StoreFull):
-        logger.error("store full on %s %s: %s", request.method, request.path, e)
-        return error_response(507, "store full", STORE_FULL)
-    # The reason (Redis's address, its error) is logged, not shown to the caller.
-    logger.warning("store unavailable on %s %s: %s", request.method, request.path, e)
-    return error_response(503, "store unavailable", STORE_UNAVAILABLE)
+        return 507, Error(error="store full", detail=STORE_FULL, field=None).to_api()
+    return 503, Error(error="store unavailable", detail=STORE_UNAVAILABLE, field=None).to_api()
+
+
+def log_store_error(e: StoreUnavailable, method: str, path: str) -> None:
+    """Log why the store failed a request: the reason (Redis's address, its error) goes
+    to the log only, never to the caller."""
+    if isinstance(e, StoreFull):
+        logger.error("store full on %s %s: %s", method, path, e)
+    else:
+        logger.warning("store unavailable on %s %s: %s", method, path, e)
 
 
 def _jobsys_error(e: JobsysError) -> Response:
