@@ -43,9 +43,11 @@ STORE_FULL = "Redis is out of memory: nothing was stored (the API's log has the 
 ERRORS = {
     "BadRequest": "The request breaks a rule: the body is not valid UTF-8 JSON, not an object, "
     f"nested deeper than {MAX_JSON_DEPTH} levels, has an unknown field, or a field breaks its "
-    "rule. `field` names the field. Nothing was written.",
+    "rule. `field` names the field. Nothing was written. Also when the Host header names a "
+    "host this API does not answer (`field` is Host; see HostNotAllowed).",
     "BadQuery": "A query parameter breaks its rule (`field` names it), e.g. a cursor this API "
-    "did not give out.",
+    "did not give out. Also when the Host header names a host this API does not answer "
+    "(`field` is Host; see HostNotAllowed).",
     "NotFound": "No job has this id (ids are UUIDs), no schedule this name, or no such route.",
     "Conflict": "The job has already ended (completed, failed or cancelled).",
     "IdempotencyConflict": "The Idempotency-Key was already used with a different request. "
@@ -54,7 +56,12 @@ ERRORS = {
     "it does.",
     "PayloadTooLarge": f"The body is larger than {MAX_BODY_BYTES} bytes (1 MiB).",
     "BatchTooLarge": f"The body is larger than {MAX_BATCH_BODY_BYTES} bytes (16 MiB).",
-    "UnsupportedMediaType": "Content-Type is not application/json (or a */*+json type) with UTF-8.",
+    "UnsupportedMediaType": "Content-Type is not application/json (or a */*+json type) with "
+    "UTF-8. Every request but GET, HEAD and OPTIONS must say it, even without a body.",
+    "HostNotAllowed": "The Host header names a host this API does not answer (an API without "
+    "tokens answers only its own names, or those of JOBSYS_ALLOWED_HOSTS). `field` is Host.",
+    "TooManyAttempts": "This client address sent too many invalid tokens lately; Retry-After "
+    "says in how many seconds it may try again. `field` is Authorization.",
     "StoreUnavailable": "Redis did not answer in time. Retry later. When Redis timed out "
     "(rather than refused the connection) a submit may still have been queued.",
     "StoreFull": "Redis is out of memory and refused the write. Nothing was queued.",
@@ -66,6 +73,7 @@ ERRORS = {
 ERROR_HEADERS = {
     "MethodNotAllowed": {"Allow": {"schema": {"type": "string"}}},
     "Unauthorized": {"WWW-Authenticate": {"schema": {"type": "string", "const": CHALLENGE}}},
+    "TooManyAttempts": {"Retry-After": {"schema": {"type": "string", "pattern": "^[0-9]+$"}}},
 }
 
 #: An oversized body up to this size is read to its end before the 413 goes out.

@@ -95,10 +95,15 @@ def submit_batch() -> ResponseReturnValue:
     trace = _traceparent()
     subs = [j.submission(trace) for j in req.jobs]
     ids, replayed = _submit(subs, req.queue, key, req)
-    body = BatchSubmitted(status="queued", count=len(ids), ids=ids).to_api()
+    body = batch_submitted(ids)
     if replayed:
         return body | {"replayed": True}, 200, {"Idempotent-Replayed": "true"}
     return body, 202
+
+
+def batch_submitted(ids: list[str]) -> dict[str, Any]:
+    """The answer to a batch submit whose jobs were queued as `ids`."""
+    return BatchSubmitted(status="queued", count=len(ids), ids=ids).to_api()
 
 
 def _traceparent() -> str:
