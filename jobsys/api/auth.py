@@ -9,10 +9,10 @@ is open. Otherwise every request needs ``Authorization: Bearer <token>``, except
 - an *admin* token may do anything.
 
 **Default deny**: an endpoint missing from `ACCESS` is admin-only, so a route
-added without a thought about auth is locked down, not opened up. The Flask app
-checks every request in one ``before_request`` hook (`install`), and the submit
-fast path (api/fastpath.py) asks the same `Authenticator.authorize` before it
-takes a request, so there is one implementation of the rule.
+added without a thought about auth is locked down, not opened up. Every request
+passes one gate, `check_request`: the Flask app runs it in a ``before_request``
+hook (`install`), and the submit lane (api/lane.py) runs the same function before
+it takes a request, so there is one implementation of the rules.
 
 Tokens are compared in constant time: the presented token's SHA-256 digest is
 compared with `hmac.compare_digest` against the digest of every configured token
@@ -20,9 +20,9 @@ compared with `hmac.compare_digest` against the digest of every configured token
 depend on how much of a token an attacker got right. No token is ever logged or
 echoed in an answer.
 
-`authorize` also applies two rules of api/guards.py, so that the fast path gets
-them too: the Host names an open API answers, and the limit on failed token
-attempts per client address (429 before any token is looked at).
+`check_request` also applies the three rules of api/guards.py: the Host names an
+open API answers, the limit on failed token attempts per client address (429
+before any token is looked at) and the JSON Content-Type of state-changing requests.
 """
 
 from __future__ import annotations
@@ -30,13 +30,14 @@ from __future__ import annotations
 import enum
 import hashlib
 import hmac
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from flask import Blueprint, Flask, g, request
 from flask.typing import ResponseReturnValue
 
 from jobsys.api import guards
-from jobsys.errors import Forbidden, HostNotAllowed, TooManyAttempts, Unauthorized
+from jobsys.errors import Forbidden, Unauthorized
 from jobsys.settings import Settings
 
 
@@ -233,44 +234,52 @@ class Authenticator:
             raise Forbidden(f"{method} {shown} needs an admin token; this is a {role.value} token")
         return role
 
-    def allows(
-        self,
-        method: str,
-        rule: str,
-        authorization: str | None,
-        *,
-        host: str | None = None,
-        client: str | None = None,
-    ) -> bool:
-        """Whether `authorize` would let the request through (used by the fast path,
-        which hands a refused request to the app: the app's check counts the failure)."""
-        try:
-            self.authorize(
-                method, rule, authorization, host=host, client=client, count_failure=False
-            )
-        except (Unauthorized, Forbidden, HostNotAllowed, TooManyAttempts):
-            return False
-        return True
-
 
 #: Key of the app's `Authenticator` in ``app.extensions``.
 EXTENSION_KEY = "jobsys.auth"
 
 
+def check_request(
+    authenticator: Authenticator,
+    method: str,
+    rule: str | None,
+    path: str,
+    environ: Mapping[str, Any],
+    *,
+    count_failure: bool = True,
+) -> Role:
+    """The gate of every request before its view: Host, failed-attempt limit, token and
+    role (`Authenticator.authorize`), then the JSON Content-Type of a state-changing
+    request (`guards.require_json`; a request without a valid token gets 401 before 415).
+
+    `environ` is the request's WSGI environ; `rule` the Flask rule it matched (None:
+    none, `path` its path). The submit lane passes ``count_failure=False`` and hands
+    any refused request to the app, whose hook then counts the failure once.
+    """
+    role = authenticator.authorize(
+        method,
+        rule,
+        environ.get("HTTP_AUTHORIZATION"),
+        path,
+        host=environ.get("HTTP_HOST"),
+        client=environ.get("REMOTE_ADDR"),
+        count_failure=count_failure,
+    )
+    guards.require_json(method, rule, environ.get("CONTENT_TYPE"))
+    return role
+
+
 def install(app: Flask, authenticator: Authenticator) -> None:
-    """Check every request of `app` before any view (or routing error) runs."""
+    """Check every request of `app` with `check_request` before any view (or routing
+    error) runs."""
     app.extensions[EXTENSION_KEY] = authenticator
 
     @app.before_request
     def _check() -> None:
-        rule = request.url_rule.rule if request.url_rule is not None else None
-        g.auth_role = authenticator.authorize(
-            request.method,
-            rule,
-            request.headers.get("Authorization"),
-            request.path,
-            host=request.headers.get("Host"),
-            client=request.remote_addr,
+        url_rule = request.url_rule
+        rule = url_rule.rule if url_rule is not None else None
+        g.auth_role = check_request(
+            authenticator, request.method, rule, request.path, request.environ
         )
 
 

@@ -7,6 +7,7 @@ redis-py's exceptions into these classes, so nothing here knows about Redis.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import (
@@ -43,9 +44,11 @@ STORE_FULL = "Redis is out of memory: nothing was stored (the API's log has the 
 ERRORS = {
     "BadRequest": "The request breaks a rule: the body is not valid UTF-8 JSON, not an object, "
     f"nested deeper than {MAX_JSON_DEPTH} levels, has an unknown field, or a field breaks its "
-    "rule. `field` names the field. Nothing was written.",
+    "rule. `field` names the field. Nothing was written. Also when the Host header names a "
+    "host this API does not answer (`field` is Host; see HostNotAllowed).",
     "BadQuery": "A query parameter breaks its rule (`field` names it), e.g. a cursor this API "
-    "did not give out.",
+    "did not give out. Also when the Host header names a host this API does not answer "
+    "(`field` is Host; see HostNotAllowed).",
     "NotFound": "No job has this id (ids are UUIDs), no schedule this name, or no such route.",
     "Conflict": "The job has already ended (completed, failed or cancelled).",
     "IdempotencyConflict": "The Idempotency-Key was already used with a different request "
@@ -55,7 +58,12 @@ ERRORS = {
     "it does.",
     "PayloadTooLarge": f"The body is larger than {MAX_BODY_BYTES} bytes (1 MiB).",
     "BatchTooLarge": f"The body is larger than {MAX_BATCH_BODY_BYTES} bytes (16 MiB).",
-    "UnsupportedMediaType": "Content-Type is not application/json (or a */*+json type) with UTF-8.",
+    "UnsupportedMediaType": "Content-Type is not application/json (or a */*+json type) with "
+    "UTF-8. Every request but GET, HEAD and OPTIONS must say it, even without a body.",
+    "HostNotAllowed": "The Host header names a host this API does not answer (an API without "
+    "tokens answers only its own names, or those of JOBSYS_ALLOWED_HOSTS). `field` is Host.",
+    "TooManyAttempts": "This client address sent too many invalid tokens lately; Retry-After "
+    "says in how many seconds it may try again. `field` is Authorization.",
     "StoreUnavailable": "Redis did not answer in time. Retry later. When Redis timed out "
     "(rather than refused the connection) a submit may still have been queued.",
     "StoreFull": "Redis is out of memory and refused the write. Nothing was queued.",
@@ -67,6 +75,7 @@ ERRORS = {
 ERROR_HEADERS = {
     "MethodNotAllowed": {"Allow": {"schema": {"type": "string"}}},
     "Unauthorized": {"WWW-Authenticate": {"schema": {"type": "string", "const": CHALLENGE}}},
+    "TooManyAttempts": {"Retry-After": {"schema": {"type": "string", "pattern": "^[0-9]+$"}}},
 }
 
 #: An oversized body up to this size is read to its end before the 413 goes out.
@@ -128,13 +137,29 @@ def _forbidden(e: Forbidden) -> Response:
 
 
 def _store_unavailable(e: StoreUnavailable) -> Response:
-    # 507 when Redis is full, else 503.
+    log_store_error(e, request.method, request.path)
+    status, body = store_error(e)
+    response = jsonify(body)
+    response.status_code = status
+    return response
+
+
+def store_error(e: StoreUnavailable) -> tuple[int, dict[str, Any]]:
+    """The status and JSON body of the answer to `e`: 507 when Redis is full, else 503.
+
+    The Flask handler and the submit lane (api/lane.py) both answer with this."""
     if isinstance(e, StoreFull):
-        logger.error("store full on %s %s: %s", request.method, request.path, e)
-        return error_response(507, "store full", STORE_FULL)
-    # The reason (Redis's address, its error) is logged, not shown to the caller.
-    logger.warning("store unavailable on %s %s: %s", request.method, request.path, e)
-    return error_response(503, "store unavailable", STORE_UNAVAILABLE)
+        return 507, Error(error="store full", detail=STORE_FULL, field=None).to_api()
+    return 503, Error(error="store unavailable", detail=STORE_UNAVAILABLE, field=None).to_api()
+
+
+def log_store_error(e: StoreUnavailable, method: str, path: str) -> None:
+    """Log why the store failed a request: the reason (Redis's address, its error) goes
+    to the log only, never to the caller."""
+    if isinstance(e, StoreFull):
+        logger.error("store full on %s %s: %s", method, path, e)
+    else:
+        logger.warning("store unavailable on %s %s: %s", method, path, e)
 
 
 def _jobsys_error(e: JobsysError) -> Response:

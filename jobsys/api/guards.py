@@ -20,9 +20,9 @@ attempts per client address.
   memory (gunicorn runs several: each counts on its own) and holds at most
   `MAX_TRACKED_CLIENTS` addresses, the least recently failing dropped first.
 
-The host rule and the limit are applied by `auth.Authenticator.authorize`, the one
-check that the Flask hook and the submit fast path share; `install` adds the
-Content-Type rule and the answers to these errors.
+All three run in `auth.check_request`, the one gate before every view, which the
+Flask hook and the submit lane (api/lane.py) share; `install` adds the answers to
+these errors.
 """
 
 from __future__ import annotations
@@ -34,8 +34,10 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, jsonify
+from werkzeug.exceptions import UnsupportedMediaType
 
+from jobsys.api.validation import is_json, media_type
 from jobsys.errors import HostNotAllowed, TooManyAttempts
 from jobsys.settings import DEFAULT_ALLOWED_HOSTS, Settings
 
@@ -146,35 +148,31 @@ class FailedAttempts:
         return len(self._clients)
 
 
+class NotJson(UnsupportedMediaType):
+    """A state-changing request without a JSON Content-Type (415)."""
+
+
 def install(app: Flask) -> None:
-    """Add the Content-Type rule, ``nosniff`` on every answer, and the answers to
-    `HostNotAllowed` (400) and `TooManyAttempts` (429) to `app`."""
-    app.before_request(_require_json)
+    """Add ``nosniff`` to every answer, and the answers to `NotJson` (415),
+    `HostNotAllowed` (400) and `TooManyAttempts` (429) to `app`. The checks themselves
+    run in `auth.check_request`, the one gate before every view."""
     app.after_request(_nosniff)
+    app.register_error_handler(NotJson, _not_json)
     app.register_error_handler(HostNotAllowed, _host_not_allowed)
     app.register_error_handler(TooManyAttempts, _too_many_attempts)
 
 
-def is_json(mimetype: str) -> bool:
-    """True for ``application/json`` and ``*/*+json`` types."""
-    kind, _, subtype = mimetype.partition("/")
-    return mimetype == "application/json" or (
-        bool(kind) and subtype.endswith("+json") and subtype != "+json"
-    )
-
-
-def _require_json() -> Response | None:
-    if request.method in SAFE_METHODS or request.url_rule is None:
-        return None  # reads, and requests that will be 404 or 405 anyway
-    if is_json(request.mimetype):
-        return None
-    got = repr(request.mimetype[:100]) if request.mimetype else "none"
-    return error_response(
-        415,
-        "unsupported media type",
-        f"{request.method} requests must send Content-Type: application/json, with a "
-        f"body or without one (a cross-site form cannot); got {got}",
-        field="Content-Type",
+def require_json(method: str, rule: str | None, content_type: str | None) -> None:
+    """Raise `NotJson` when a request that may change state does not say it sends JSON."""
+    if method in SAFE_METHODS or rule is None:
+        return  # reads, and requests that will be 404 or 405 anyway
+    mimetype, _ = media_type(content_type)
+    if is_json(mimetype):
+        return
+    got = repr(mimetype[:100]) if mimetype else "none"
+    raise NotJson(
+        f"{method} requests must send Content-Type: application/json, with a "
+        f"body or without one (a cross-site form cannot); got {got}"
     )
 
 
@@ -188,6 +186,10 @@ def error_response(status: int, error: str, detail: str, field: str) -> Response
 def _nosniff(response: Response) -> Response:
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     return response
+
+
+def _not_json(e: NotJson) -> Response:
+    return error_response(415, "unsupported media type", str(e.description), "Content-Type")
 
 
 def _host_not_allowed(e: HostNotAllowed) -> Response:

@@ -7,8 +7,6 @@ import secrets
 import uuid
 from typing import Any
 
-from flask import Request
-
 from jobsys.errors import InvalidJob
 
 #: An incoming X-Request-ID is echoed only when it looks like this.
@@ -55,9 +53,9 @@ def new_traceparent() -> str:
     return f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
 
 
-def idempotency_key(request: Request) -> str | None:
-    """The request's Idempotency-Key header, if any: 1 to 255 visible ASCII characters."""
-    key = request.headers.get(IDEMPOTENCY_HEADER)
+def idempotency_key(key: str | None) -> str | None:
+    """The key of an Idempotency-Key header (None: no header): 1 to 255 visible ASCII
+    characters."""
     if key is None:
         return None
     if not _IDEMPOTENCY_KEY.fullmatch(key):

@@ -163,7 +163,7 @@ _ROUTES = {
         "cancelJob",
         "Cancel a job",
         {"200": ("The job after the cancellation.", "Job")},
-        {"404": "NotFound", "409": "Conflict", **_READ},
+        {"404": "NotFound", "409": "Conflict", "415": "UnsupportedMediaType", **_READ},
         params=(_JOB_ID,),
         description="A queued or scheduled job is cancelled at once and never runs. A running "
         "job is asked to stop: it shows `cancel_requested` until its worker stops it (or it "
@@ -210,7 +210,7 @@ _ROUTES = {
         "deleteSchedule",
         "Remove a periodic schedule",
         {"204": ("Removed.", None)},
-        {"404": "NotFound", **_READ},
+        {"404": "NotFound", "415": "UnsupportedMediaType", **_READ},
         params=(param("path", "name", None, type="string"),),
     ),
     "GET /health": Route(
@@ -262,8 +262,11 @@ def _operation(route: Route) -> dict[str, Any]:
 
 
 def _secure(paths: dict[str, Any], auth_enabled: bool) -> dict[str, Any]:
-    """Give each operation its security requirement and its 401/403 answers, from the
-    access table of api/auth.py (the one the API enforces)."""
+    """Give each operation its security requirement, its 401/403 answers (from the
+    access table of api/auth.py, the one the API enforces) and the answers of
+    api/guards.py: 400 for a Host not allowed (every route but /health, in either mode:
+    JOBSYS_ALLOWED_HOSTS turns the check on with tokens too) and, with tokens, 429
+    for an address locked out after failed tokens (every route)."""
     # Open mode: the token is optional (the empty requirement), which is what the API does.
     required: list[dict[str, list[str]]] = [{"bearerAuth": []}]
     if not auth_enabled:
@@ -272,6 +275,10 @@ def _secure(paths: dict[str, Any], auth_enabled: bool) -> dict[str, Any]:
         rule = re.sub(r"\{(\w+)\}", r"<\1>", path)
         for method, op in ops.items():
             access = access_for(method.upper(), rule)
+            if rule != "/health":
+                op["responses"].setdefault("400", {"$ref": "#/components/responses/HostNotAllowed"})
+            if auth_enabled:
+                op["responses"]["429"] = {"$ref": "#/components/responses/TooManyAttempts"}
             if access is Access.PUBLIC:
                 op["security"] = []
                 continue

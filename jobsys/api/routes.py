@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass
-from typing import Literal, cast
+from typing import Any, Literal, cast
 
-from flask import Blueprint, current_app, request, url_for
+from flask import Blueprint, current_app, request
 from flask.typing import ResponseReturnValue
 from prometheus_client import CollectorRegistry
 from pydantic import BaseModel
@@ -65,30 +65,45 @@ def state() -> ApiState:
 def submit() -> ResponseReturnValue:
     """Queue one job: 202 with its id."""
     req = validation.submit_request(request)
-    key = headers.idempotency_key(request)
+    key = headers.idempotency_key(request.headers.get(headers.IDEMPOTENCY_HEADER))
     sub = req.submission(_traceparent())
     ids, replayed = _submit([sub], req.queue, key, req)
-    later = sub.delay_s > 0 or sub.run_at is not None
-    status: Literal["queued", "scheduled"] = "scheduled" if later else "queued"
-    body = Submitted(status=status, task=req.task, id=ids[0]).to_api()
-    location = {"Location": url_for(".get_job", job_id=ids[0])}
+    body = submitted(req, sub, ids[0])
+    location = {"Location": job_location(request.script_root, ids[0])}
     if replayed:
         return body | {"replayed": True}, 200, location | {"Idempotent-Replayed": "true"}
     return body, 202, location
+
+
+def submitted(req: validation.SubmitRequest, sub: Submission, job_id: str) -> dict[str, Any]:
+    """The answer to a submit of `req` (as `sub`) that was queued as `job_id`."""
+    later = sub.delay_s > 0 or sub.run_at is not None
+    status: Literal["queued", "scheduled"] = "scheduled" if later else "queued"
+    return Submitted(status=status, task=req.task, id=job_id).to_api()
+
+
+def job_location(script_root: str, job_id: str) -> str:
+    """The URL of a job (the Location of a submit's answer), under `script_root`."""
+    return f"{script_root}/jobs/{job_id}"
 
 
 @bp.post("/submit/batch")
 def submit_batch() -> ResponseReturnValue:
     """Queue many jobs in one atomic step: 202 with their ids, in order."""
     req = validation.batch_request(request)
-    key = headers.idempotency_key(request)
+    key = headers.idempotency_key(request.headers.get(headers.IDEMPOTENCY_HEADER))
     trace = _traceparent()
     subs = [j.submission(trace) for j in req.jobs]
     ids, replayed = _submit(subs, req.queue, key, req)
-    body = BatchSubmitted(status="queued", count=len(ids), ids=ids).to_api()
+    body = batch_submitted(ids)
     if replayed:
         return body | {"replayed": True}, 200, {"Idempotent-Replayed": "true"}
     return body, 202
+
+
+def batch_submitted(ids: list[str]) -> dict[str, Any]:
+    """The answer to a batch submit whose jobs were queued as `ids`."""
+    return BatchSubmitted(status="queued", count=len(ids), ids=ids).to_api()
 
 
 def _traceparent() -> str:

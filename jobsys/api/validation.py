@@ -31,6 +31,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 from werkzeug.exceptions import RequestEntityTooLarge, UnsupportedMediaType
+from werkzeug.http import parse_options_header
 
 from jobsys.errors import InvalidJob, JobNotFound
 from jobsys.models import (
@@ -398,14 +399,25 @@ _SELECTIONS: dict[str, type[ByIds | All | ByFilter]] = {
 
 
 def submit_request(request: Request) -> SubmitRequest:
-    """Validate the request of ``POST /submit`` (media type, size, JSON, rules)."""
-    return _validate(SubmitRequest, _json_body(request))
+    """Validate the request of ``POST /submit`` (size, media type, JSON, rules)."""
+    return submit_body(request.content_type, read_body(request))
+
+
+def submit_body(content_type: str | None, body: bytes) -> SubmitRequest:
+    """Validate a ``POST /submit`` body of this Content-Type header (media type, JSON,
+    rules): the one check of the Flask route and of the submit lane (api/lane.py)."""
+    return _validate(SubmitRequest, json_body(content_type, body))
 
 
 def batch_request(request: Request) -> BatchRequest:
-    """Validate the request of ``POST /submit/batch`` (media type, size, JSON, rules)."""
+    """Validate the request of ``POST /submit/batch`` (size, media type, JSON, rules)."""
     request.max_content_length = MAX_BATCH_BODY_BYTES
-    return _validate(BatchRequest, _json_body(request))
+    return batch_body(request.content_type, read_body(request))
+
+
+def batch_body(content_type: str | None, body: bytes) -> BatchRequest:
+    """Validate a ``POST /submit/batch`` body of this Content-Type header."""
+    return _validate(BatchRequest, json_body(content_type, body))
 
 
 def schedule_request(request: Request) -> ScheduleRequest:
@@ -425,8 +437,26 @@ def list_query(request: Request, model: type[Q]) -> Q:
 
 
 def _json_body(request: Request) -> Any:
-    check_media_type(request.mimetype, request.mimetype_params.get("charset"))
-    return parse_json(read_body(request))
+    return json_body(request.content_type, read_body(request))
+
+
+def json_body(content_type: str | None, body: bytes) -> Any:
+    """The JSON value of a body declared by this Content-Type header (415, 400)."""
+    mimetype, params = media_type(content_type)
+    check_media_type(mimetype, params.get("charset"))
+    return parse_json(body)
+
+
+def media_type(content_type: str | None) -> tuple[str, dict[str, str]]:
+    """A Content-Type header's media type (lower case) and parameters, as werkzeug's
+    `Request.mimetype` and `mimetype_params` read it."""
+    mimetype, params = parse_options_header(content_type or "")
+    return mimetype.lower(), params
+
+
+def is_json(mimetype: str) -> bool:
+    """True for ``application/json`` and ``*/*+json`` media types."""
+    return mimetype == "application/json" or _is_json_suffix(mimetype)
 
 
 def read_body(request: Request) -> bytes:
@@ -443,7 +473,7 @@ def read_body(request: Request) -> bytes:
 
 def check_media_type(mimetype: str, charset: str | None) -> None:
     """Raise 415 unless the body is declared as UTF-8 JSON."""
-    if mimetype != "application/json" and not _is_json_suffix(mimetype):
+    if not is_json(mimetype):
         got = repr(_short(mimetype)) if mimetype else "none"
         raise UnsupportedMediaType(
             f"Content-Type must be application/json (or a */*+json type); got {got}"

@@ -67,7 +67,7 @@ def bearer(token: str) -> dict[str, str]:
 def test_the_fast_path_submit_needs_a_producer_or_admin_token(
     api: Api, redis_client: redis.Redis
 ) -> None:
-    body = b'{"task": "t", "payload": 1}'  # the plain submit the fast path takes
+    body = b'{"task": "t", "payload": 1}'  # a submit the submit lane takes
     headers = {"Content-Type": "application/json"}
     for bad in ({}, bearer(WRONG), {"Authorization": PRODUCER}, {"Authorization": "Bearer"}):
         r = requests.post(f"{api.url}/submit", data=body, headers=headers | bad, timeout=5)

@@ -116,7 +116,7 @@ def test_an_open_api_answers_only_its_own_host_names(
     for method, path, body in [
         ("GET", "/jobs", None),
         ("GET", "/dashboard/", None),
-        ("POST", "/submit", {"task": "t", "payload": 1}),  # the fast path
+        ("POST", "/submit", {"task": "t", "payload": 1}),  # the submit lane
         ("POST", "/submit/batch", {"jobs": [{"task": "t"}]}),
         ("POST", "/dead-letter/purge", {"all": True}),
     ]:
@@ -203,7 +203,7 @@ def test_failed_token_attempts_lock_the_address_out(
     assert r.json()["error"] == "too many requests" and r.json()["field"] == "Authorization"
     assert 1 <= int(r.headers["Retry-After"]) <= 3
     # While locked out, a right token is refused too, before it is looked at, on the
-    # fast path of POST /submit as well: the 429 tells a guesser nothing.
+    # submit lane of POST /submit as well: the 429 tells a guesser nothing.
     for method, path, token in [
         ("GET", "/jobs", ADMIN),
         ("POST", "/submit", PRODUCER),

@@ -1,4 +1,4 @@
-"""Authentication through the Flask test client (and the submit fast path it wraps).
+"""Authentication through the Flask test client (and the submit lane in front of it, api/lane.py).
 
 The route tests enumerate ``app.url_map``, so a route added later is covered
 without touching this file; what each route should allow is written out here,
@@ -161,7 +161,7 @@ def test_a_route_nobody_marked_is_admin_only(settings: Settings) -> None:
 
 
 def test_submit_and_read_with_tokens(auth_client: FlaskClient) -> None:
-    # A plain submit takes the fast path; one with another field the Flask route.
+    # The submit lane takes both (it hands a refused submit to the Flask route).
     for body in ({"task": "t"}, {"task": "t", "priority": 1}):
         r = auth_client.post("/submit", json=body, headers=bearer(PRODUCER))
         assert r.status_code == 202, r.get_json()

@@ -175,7 +175,7 @@ def test_traceparent_is_validated_or_started(
 ) -> None:
     given = client.post("/submit", json={"task": "echo"}, headers={"traceparent": TRACE})
     assert store.get(given.get_json()["id"]).traceparent == TRACE
-    # The fast path (plain body) and the full route (an extra field) alike.
+    # Every body alike (the submit lane and the Flask route call the same validation).
     full = client.post(
         "/submit", json={"task": "echo", "priority": 1}, headers={"traceparent": TRACE}
     )

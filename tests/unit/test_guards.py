@@ -12,8 +12,8 @@ from jobsys.api.guards import (
     check_host,
     default_hosts,
     host_name,
-    is_json,
 )
+from jobsys.api.validation import is_json
 from jobsys.errors import HostNotAllowed, TooManyAttempts
 from jobsys.settings import Settings
 

@@ -1,0 +1,98 @@
+"""The submit lane: the happy path of ``POST /submit`` and ``/submit/batch`` without
+Flask's per-request machinery (docs/architecture.md, "The API process", says why).
+
+It writes no rule of its own. It calls what the Flask routes call: the gate
+`auth.check_request`, `validation.submit_body`/`batch_body`, the header parsers, the
+Store and the answer builders of api/routes.py. Any request it does not take, or
+that any check refuses, goes to Flask with its body replayed, so every refusal is
+answered by Flask's handlers and a failed token is counted once. A store error is
+not replayed (a timed-out submit may have queued): `errors.store_error` answers it,
+as the Flask handler does.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from werkzeug.exceptions import HTTPException
+from werkzeug.http import HTTP_STATUS_CODES
+
+from jobsys.api import auth, errors, headers, routes, validation
+from jobsys.errors import JobsysError, StoreUnavailable
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIEnvironment
+    from flask import Flask
+
+#: The paths the lane takes, with their largest body (larger ones go to Flask: 413).
+LIMITS = {"/submit": validation.MAX_BODY_BYTES, "/submit/batch": validation.MAX_BATCH_BODY_BYTES}
+
+
+class SubmitLane:
+    """A WSGI callable that takes plain submits and hands the rest to `app.wsgi_app`."""
+
+    def __init__(self, app: Flask, authenticator: auth.Authenticator) -> None:
+        self.app = app
+        self.authenticator = authenticator
+        self.state = app.extensions[routes.STATE_KEY]
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        limit = LIMITS.get(path, -1)
+        length = environ.get("CONTENT_LENGTH") or ""
+        # Idempotent submits, chunked bodies and a mount point are Flask's alone.
+        taken = environ.get("REQUEST_METHOD") == "POST" and length.isdigit()
+        if not taken or int(length) > limit or not _plain(environ):
+            return self.app.wsgi_app(environ, start_response)
+        body = environ["wsgi.input"].read(int(length))
+        environ["wsgi.input"] = io.BytesIO(body)  # for Flask, should it get the request
+        if len(body) != int(length):  # the client went away: Flask answers that
+            return self.app.wsgi_app(environ, start_response)
+        try:
+            auth.check_request(self.authenticator, "POST", path, path, environ, count_failure=False)
+            content_type = environ.get("CONTENT_TYPE")
+            trace = headers.traceparent(environ.get("HTTP_TRACEPARENT"))
+            if path == "/submit":
+                req = validation.submit_body(content_type, body)
+                subs, queue = [req.submission(trace)], req.queue
+            else:
+                batch = validation.batch_body(content_type, body)
+                subs, queue = [j.submission(trace) for j in batch.jobs], batch.queue
+        except (JobsysError, HTTPException):
+            return self.app.wsgi_app(environ, start_response)
+        extra: list[tuple[str, str]] = []
+        try:
+            ids = self.state.store.submit_many(subs, queue=queue)
+        except StoreUnavailable as e:
+            errors.log_store_error(e, "POST", path)
+            status, answer = errors.store_error(e)
+        else:
+            status = 202
+            if path == "/submit":
+                answer = routes.submitted(req, subs[0], ids[0])
+                extra.append(("Location", routes.job_location("", ids[0])))
+            else:
+                answer = routes.batch_submitted(ids)
+        data = f"{self.app.json.dumps(answer, separators=(',', ':'))}\n".encode()
+        rid = headers.request_id(environ.get("HTTP_X_REQUEST_ID"))
+        start_response(
+            f"{status} {HTTP_STATUS_CODES[status].upper()}",
+            [
+                ("Content-Type", "application/json"),
+                ("Content-Length", str(len(data))),
+                *extra,
+                ("X-Request-ID", rid),
+                ("X-Content-Type-Options", "nosniff"),
+            ],
+        )
+        return [data]
+
+
+def _plain(environ: WSGIEnvironment) -> bool:
+    return not (
+        "HTTP_IDEMPOTENCY_KEY" in environ
+        or "HTTP_TRANSFER_ENCODING" in environ
+        or environ.get("SCRIPT_NAME")
+    )
