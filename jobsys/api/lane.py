@@ -7,7 +7,7 @@ Store and the answer builders of api/routes.py. Any request it does not take, or
 that any check refuses, goes to Flask with its body replayed, so every refusal is
 answered by Flask's handlers and a failed token is counted once. A store error is
 not replayed (a timed-out submit may have queued): `errors.store_error` answers it,
-as the Flask handler does.
+as the Flask handler does. A refusal that wrote nothing (TooManyQueues) is replayed.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.http import HTTP_STATUS_CODES
 
 from jobsys.api import auth, errors, headers, routes, validation
-from jobsys.errors import JobsysError, StoreUnavailable
+from jobsys.errors import JobsysError, StoreUnavailable, TooManyQueues
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -65,6 +65,9 @@ class SubmitLane:
         extra: list[tuple[str, str]] = []
         try:
             ids = self.state.store.submit_many(subs, queue=queue)
+        except TooManyQueues:
+            # Refused before anything was written: Flask answers it (the same refusal).
+            return self.app.wsgi_app(environ, start_response)
         except StoreUnavailable as e:
             errors.log_store_error(e, "POST", path)
             status, answer = errors.store_error(e)

@@ -254,3 +254,14 @@ def test_a_store_error_is_answered_alike_and_not_replayed(settings: Settings) ->
     with both(dead) as ports:
         assert agree(ports, "/submit", j({"task": "t"}), JSON) == 503
         assert agree(ports, "/submit/batch", j({"jobs": [{"task": "t"}]}), JSON) == 503
+
+
+def test_the_queue_cap_is_answered_alike(settings: Settings) -> None:
+    # MAX_QUEUES=1: the default queue fills the cap, so a new queue is refused on both paths.
+    capped = settings.with_overrides(max_queues=1)
+    with both(capped) as ports:
+        assert agree(ports, "/submit", j({"task": "t"}), JSON) == 202
+        assert agree(ports, "/submit", j({"task": "t", "queue": "other"}), JSON) == 409
+        assert (
+            agree(ports, "/submit/batch", j({"jobs": [{"task": "t"}], "queue": "b"}), JSON) == 409
+        )
