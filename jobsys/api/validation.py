@@ -116,6 +116,17 @@ def _not_too_late(run_at: datetime | None) -> datetime | None:
     return run_at
 
 
+def _years_so_far(schema: dict[str, Any]) -> None:
+    # The bound of run_at as a pattern, for fuzzers: a date-time of this year or
+    # earlier is within MAX_DELAY_S (narrower than the rule, which a pattern cannot
+    # follow day by day).
+    year = f"{datetime.now(UTC).year:04d}"
+    earlier = [
+        f"{year[:i]}[0-{int(year[i]) - 1}]" + r"\d" * (3 - i) for i in range(4) if year[i] != "0"
+    ]
+    schema["pattern"] = f"^(?:{'|'.join([*earlier, year])})-"
+
+
 def _printable(task: str) -> str:
     if not task.isprintable():
         raise ValueError("must contain only printable characters")
@@ -149,6 +160,13 @@ Payload = Annotated[
         json_schema_extra=_drop_default,
     ),
     AfterValidator(_small_payload),
+]
+#: When a job is due: an RFC 3339 date-time, at most MAX_DELAY_S ahead.
+DueTime = Annotated[
+    AwareDatetime,
+    BeforeValidator(_text_only),
+    AfterValidator(_not_too_late),
+    Field(json_schema_extra=_years_so_far),
 ]
 #: A queue name.
 QueueName = Annotated[
@@ -185,9 +203,7 @@ class BatchJob(BaseModel):
         description="Run no earlier than this many seconds from now (at most one year).",
         json_schema_extra=_drop_default,
     )
-    run_at: (
-        Annotated[AwareDatetime, BeforeValidator(_text_only), AfterValidator(_not_too_late)] | None
-    ) = Field(
+    run_at: DueTime | None = Field(
         default=None,
         strict=False,  # parse the RFC 3339 text of JSON into a datetime
         description=(
