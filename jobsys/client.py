@@ -187,10 +187,14 @@ class Client:
         queue: str | None = None,
         limit: int | None = None,
         cursor: str | None = None,
+        include: Iterable[str] = (),
     ) -> dict[str, Any]:
-        """A page of jobs, newest first (`GET /jobs`): ``{"jobs", "next_cursor"}``."""
+        """A page of jobs, newest first (`GET /jobs`): ``{"jobs", "next_cursor"}``.
+
+        Its jobs leave out ``payload`` and ``result`` unless `include` names them
+        (`job` shows them)."""
         query = {"status": status, "task": task, "queue": queue, "limit": limit, "cursor": cursor}
-        return self._object("GET", "/jobs" + _query(query))
+        return self._object("GET", "/jobs" + _query(query | _include(include)))
 
     def dead_letter(
         self,
@@ -199,10 +203,12 @@ class Client:
         queue: str | None = None,
         limit: int | None = None,
         cursor: str | None = None,
+        include: Iterable[str] = (),
     ) -> dict[str, Any]:
-        """A page of dead jobs (`GET /dead-letter`): ``{"jobs", "next_cursor", "total"}``."""
+        """A page of dead jobs (`GET /dead-letter`): ``{"jobs", "next_cursor", "total"}``;
+        ``payload`` and ``result`` only when `include` names them."""
         query = {"task": task, "queue": queue, "limit": limit, "cursor": cursor}
-        return self._object("GET", "/dead-letter" + _query(query))
+        return self._object("GET", "/dead-letter" + _query(query | _include(include)))
 
     def retry_dead(
         self,
@@ -334,6 +340,11 @@ class Client:
 def _query(params: dict[str, Any]) -> str:
     given = {k: v for k, v in params.items() if v is not None}
     return "?" + urlencode(given) if given else ""
+
+
+def _include(fields: Iterable[str]) -> dict[str, Any]:
+    """The `include` query parameter of a listing (none when `fields` is empty)."""
+    return {"include": ",".join(fields) or None}
 
 
 def _selection(

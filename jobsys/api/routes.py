@@ -218,7 +218,7 @@ def list_jobs() -> ResponseReturnValue:
     page = state().store.list_jobs(
         status=q.status, task=q.task, queue=q.queue, limit=q.limit, cursor=q.cursor
     )
-    return JobPage(jobs=page.jobs, next_cursor=page.next_cursor).to_api()
+    return _listed(JobPage(jobs=page.jobs, next_cursor=page.next_cursor), q)
 
 
 @bp.get("/dead-letter")
@@ -228,7 +228,13 @@ def dead_letter() -> ResponseReturnValue:
     page, total = state().store.dead_letter(
         task=q.task, queue=q.queue, limit=q.limit, cursor=q.cursor
     )
-    return DeadLetterPage(jobs=page.jobs, next_cursor=page.next_cursor, total=total).to_api()
+    body = DeadLetterPage(jobs=page.jobs, next_cursor=page.next_cursor, total=total)
+    return _listed(body, q)
+
+
+def _listed(body: BaseModel, q: validation.DeadLetterQuery) -> dict[str, Any]:
+    """The JSON of a page of jobs, without the fields its query did not ask for."""
+    return body.model_dump(mode="json", exclude={"jobs": {"__all__": set(q.left_out)}})
 
 
 @bp.post("/dead-letter/retry")

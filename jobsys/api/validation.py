@@ -13,6 +13,7 @@ import math
 import re
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
@@ -29,7 +30,7 @@ from pydantic import (
     ValidationError,
     field_validator,
 )
-from pydantic_core import ErrorDetails
+from pydantic_core import ErrorDetails, PydanticSerializationError, to_json
 from werkzeug.exceptions import RequestEntityTooLarge, UnsupportedMediaType
 from werkzeug.http import parse_options_header
 
@@ -61,6 +62,17 @@ MAX_RETRIES_LIMIT = 100
 MAX_TASK_CHARS = 200
 #: Most ids one dead-letter retry or purge may name.
 MAX_IDS = 10_000
+#: Largest payload of one job or schedule, as compact UTF-8 JSON: the body limit of
+#: POST /submit, whichever way the payload arrives (else a batch job's payload was
+#: bounded only by the 16 MiB batch body, and every read of that job paid for it).
+MAX_PAYLOAD_BYTES = MAX_BODY_BYTES
+#: Most JSON values (array elements and object members, plus the body itself) in
+#: one body, counted on its bytes before it is parsed: parsing builds a Python object
+#: of up to ~100 bytes per value. One per byte of MAX_BODY_BYTES, so that every body
+#: POST /submit takes (the densest JSON spends 2 bytes a value) stays within it, and
+#: a batch may hold as many values as one submit; a 16 MiB batch of ``{}`` holds 5.6
+#: million.
+MAX_JSON_VALUES = MAX_BODY_BYTES
 #: Deepest nesting of arrays/objects in a body (the body object is level 1).
 #: A fixed limit instead of whatever depth happens to exhaust the interpreter's
 #: recursion limit, so a job that was accepted can always be serialised again.
@@ -87,6 +99,35 @@ def _text_only(value: Any) -> Any:
     return value
 
 
+def _small_payload(payload: Any) -> Any:
+    if isinstance(payload, dict | list | str):
+        size = _json_bytes(payload)
+        if size > MAX_PAYLOAD_BYTES:
+            raise ValueError(
+                f"must be at most {MAX_PAYLOAD_BYTES} bytes as compact UTF-8 JSON "
+                f"(is {size}); store larger data elsewhere and pass a reference"
+            )
+    return payload
+
+
+def _not_too_late(run_at: datetime | None) -> datetime | None:
+    # The bound of delay_seconds, for a due time given as a date.
+    if run_at is not None and run_at > datetime.now(UTC) + timedelta(seconds=MAX_DELAY_S):
+        raise ValueError(f"must be at most {MAX_DELAY_S} seconds (a year) ahead")
+    return run_at
+
+
+def _years_so_far(schema: dict[str, Any]) -> None:
+    # The bound of run_at as a pattern, for fuzzers: a date-time of this year or
+    # earlier is within MAX_DELAY_S (narrower than the rule, which a pattern cannot
+    # follow day by day).
+    year = f"{datetime.now(UTC).year:04d}"
+    earlier = [
+        f"{year[:i]}[0-{int(year[i]) - 1}]" + r"\d" * (3 - i) for i in range(4) if year[i] != "0"
+    ]
+    schema["pattern"] = f"^(?:{'|'.join([*earlier, year])})-"
+
+
 def _printable(task: str) -> str:
     if not task.isprintable():
         raise ValueError("must contain only printable characters")
@@ -109,15 +150,24 @@ TaskName = Annotated[
     ),
     AfterValidator(_printable),
 ]
-#: A job's payload: any JSON value.
+#: A job's payload: any JSON value of at most MAX_PAYLOAD_BYTES.
 Payload = Annotated[
     Any,
     Field(
         description=(
-            "Any JSON value handed to the task. Optional; an explicit null is stored as null."
+            "Any JSON value handed to the task, at most 1 MiB (1048576 bytes) as compact "
+            "UTF-8 JSON. Optional; an explicit null is stored as null."
         ),
         json_schema_extra=_drop_default,
     ),
+    AfterValidator(_small_payload),
+]
+#: When a job is due: an RFC 3339 date-time, at most MAX_DELAY_S ahead.
+DueTime = Annotated[
+    AwareDatetime,
+    BeforeValidator(_text_only),
+    AfterValidator(_not_too_late),
+    Field(json_schema_extra=_years_so_far),
 ]
 #: A queue name.
 QueueName = Annotated[
@@ -154,13 +204,13 @@ class BatchJob(BaseModel):
         description="Run no earlier than this many seconds from now (at most one year).",
         json_schema_extra=_drop_default,
     )
-    run_at: Annotated[AwareDatetime, BeforeValidator(_text_only)] | None = Field(
+    run_at: DueTime | None = Field(
         default=None,
         strict=False,  # parse the RFC 3339 text of JSON into a datetime
         description=(
             "Run no earlier than this time: an RFC 3339 date-time with a UTC offset or Z, "
-            "e.g. 2026-12-01T08:00:00Z. A time in the past runs at once. With "
-            "delay_seconds too, the later of the two counts."
+            "e.g. 2026-12-01T08:00:00Z, at most a year ahead (as delay_seconds). A time "
+            "in the past runs at once. With delay_seconds too, the later of the two counts."
         ),
         json_schema_extra=_drop_default,
     )
@@ -286,6 +336,13 @@ def _limit(text: Any) -> Any:
     return int(text)
 
 
+#: The job fields a list page leaves out unless `include` names them: each may be
+#: up to a MiB, which would make a 500-job page up to 500 MiB (open a job for them).
+LISTED_ON_REQUEST = ("payload", "result")
+#: `include`: a comma-separated list of LISTED_ON_REQUEST.
+INCLUDE_PATTERN = r"^(payload|result)(,(payload|result))*$"
+
+
 class DeadLetterQuery(BaseModel):
     """The query of GET /dead-letter (other parameters are ignored)."""
 
@@ -309,6 +366,19 @@ class DeadLetterQuery(BaseModel):
         description="The `next_cursor` of the previous page (opaque).",
         json_schema_extra={"pattern": CURSOR_PATTERN},
     )
+    include: str | None = Field(
+        None,
+        pattern=INCLUDE_PATTERN,
+        description=(
+            "`payload`, `result` or `payload,result`: also show these fields of each job. "
+            "Without it a page leaves them out (GET /jobs/{job_id} shows them)."
+        ),
+    )
+
+    @property
+    def left_out(self) -> frozenset[str]:
+        """The fields of each job the page leaves out."""
+        return frozenset(LISTED_ON_REQUEST) - set((self.include or "").split(","))
 
 
 class JobQuery(DeadLetterQuery):
@@ -484,6 +554,12 @@ def check_media_type(mimetype: str, charset: str | None) -> None:
 
 def parse_json(data: bytes) -> Any:
     """Decode a UTF-8 JSON body; any failure is a 400 naming the rule."""
+    if _json_values(data) > MAX_JSON_VALUES:
+        raise InvalidJob(
+            "body",
+            f"must hold at most {MAX_JSON_VALUES} JSON values (array elements and "
+            "object members); split the batch",
+        )
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -558,6 +634,35 @@ def _finite_float(text: str) -> float:
     return value
 
 
+#: A JSON string, escapes and all (unrolled: no backtracking per character).
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+
+
+def _json_values(data: bytes) -> int:
+    """At least the number of values in JSON text `data`, without parsing it.
+
+    Every value but the outermost follows a ``[``, ``{`` or ``,`` (outside strings), so
+    one more than their count bounds the values (exactly, but that an empty array or
+    object counts one). Cheap: a count over the bytes, and only when that is high a
+    second one with the strings cut out (commas in text are not values)."""
+
+    def count(text: bytes) -> int:
+        return 1 + text.count(b"[") + text.count(b"{") + text.count(b",")
+
+    upper = count(data)
+    return upper if upper <= MAX_JSON_VALUES else count(_STRING.sub(b"", data))
+
+
+def _json_bytes(value: Any) -> int:
+    """The size of `value` as compact UTF-8 JSON."""
+    try:
+        # pydantic-core's encoder: some 6 times as fast as json's on small payloads.
+        return len(to_json(value))
+    except PydanticSerializationError:  # a lone surrogate (from a \ud800 escape)
+        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+        return len(text.encode("utf-8", "surrogatepass"))
+
+
 def _too_deep(value: Any, limit: int) -> bool:
     if not isinstance(value, dict | list):
         return False
@@ -593,6 +698,7 @@ _QUEUE_RULE = "must be 1 to 64 characters of A-Z a-z 0-9 _ . : -"
 _PATTERN_RULES = {
     QUEUE_NAME_PATTERN: _QUEUE_RULE,
     JOB_ID_PATTERN: "must be a job id (a UUID)",
+    INCLUDE_PATTERN: "must be payload, result or payload,result",
     # What a cron that breaks the pattern has always been told (the text is a wart).
     CRON_PATTERN: _QUEUE_RULE,
 }

@@ -18,10 +18,17 @@ def dlq() -> None:
 @dlq.command("list")
 @click.option("--task", help="Only this task.")
 @click.option("--queue", help="Only this queue [every queue].")
+@click.option(
+    "--include",
+    type=click.Choice(["payload", "result"]),
+    multiple=True,
+    help="Also show this field of each job (with --json); repeatable.",
+)
 @paging
 def dlq_list(
     task: str | None,
     queue: str | None,
+    include: tuple[str, ...],
     limit: int,
     cursor: str | None,
     as_json: bool,
@@ -31,7 +38,9 @@ def dlq_list(
     """List dead jobs, newest first, with their last error."""
     settings = load_settings()
     with api_client(url, token, settings) as client:
-        body = client.dead_letter(task=task, queue=queue, limit=limit, cursor=cursor)
+        body = client.dead_letter(
+            task=task, queue=queue, limit=limit, cursor=cursor, include=include
+        )
     if not as_json:
         click.echo(f"{body['total']} dead job(s)")
     columns = ["id", "task", "queue", "attempts", "when", "replayed", "error"]

@@ -199,11 +199,18 @@ def cancel(job_id: str, url: str | None, token: str | None) -> None:
 @click.option("--status", type=click.Choice([s.value for s in JobStatus]), help="Only this status.")
 @click.option("--task", help="Only this task (not indexed: a page may come back short).")
 @click.option("--queue", help="Only this queue [every queue].")
+@click.option(
+    "--include",
+    type=click.Choice(["payload", "result"]),
+    multiple=True,
+    help="Also show this field of each job (with --json); repeatable.",
+)
 @paging
 def jobs(
     status: str | None,
     task: str | None,
     queue: str | None,
+    include: tuple[str, ...],
     limit: int,
     cursor: str | None,
     as_json: bool,
@@ -213,6 +220,8 @@ def jobs(
     """List jobs, most recent status change first."""
     settings = load_settings()
     with api_client(url, token, settings) as client:
-        body = client.list_jobs(status=status, task=task, queue=queue, limit=limit, cursor=cursor)
+        body = client.list_jobs(
+            status=status, task=task, queue=queue, limit=limit, cursor=cursor, include=include
+        )
     columns = ["id", "status", "task", "queue", "attempts", "when", "error"]
     print_page(body, columns, as_json, "jobsys jobs")
