@@ -11,6 +11,7 @@ import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -24,6 +25,8 @@ from jobsys.settings import Settings
 PRODUCER = "producer-token-aaaaaaaaaaaaaaaa"
 ADMIN = "admin-token-bbbbbbbbbbbbbbbbbbbb"
 JSON = {"Content-Type": "application/json"}
+#: A due time a month ahead (run_at may be at most a year ahead).
+SOON = (datetime.now(UTC) + timedelta(days=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
 TRACE = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 UUID = re.compile(rb"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 #: Headers that differ between any two answers.
@@ -120,7 +123,8 @@ SUBMITS: list[tuple[str, bytes, dict[str, str], int]] = [
     ("every field", j({"task": "t", "payload": {"a": [1, None]}, "priority": 5,
      "max_retries": 2, "timeout_seconds": 1.5, "queue": "q.1"}), JSON, 202),
     ("delayed", j({"task": "t", "delay_seconds": 60}), JSON, 202),
-    ("run_at", j({"task": "t", "run_at": "2030-01-01T00:00:00Z"}), JSON, 202),
+    ("run_at", j({"task": "t", "run_at": SOON}), JSON, 202),
+    ("run_at over a year ahead", j({"task": "t", "run_at": "2999-01-01T00:00:00Z"}), JSON, 400),
     ("null payload", j({"task": "t", "payload": None}), JSON, 202),
     ("+json type", j({"task": "t"}), {"Content-Type": "application/x+json; charset=UTF-8"}, 202),
     ("traceparent", j({"task": "t"}), JSON | {"traceparent": TRACE}, 202),
