@@ -27,7 +27,7 @@ from jobsys.store.listing import DEFAULT_LIMIT, Listing, Page
 from jobsys.store.metrics import THROUGHPUT_MINUTES, Deltas, QueueMetrics, QueueStats
 from jobsys.store.schedules import ScheduleStore
 from jobsys.store.scripts import Claimed, Idempotency, Retention, Scripts
-from jobsys.store.submission import Submission, job_args, new_job_ids
+from jobsys.store.submission import Submission, job_arg, new_job_ids
 from jobsys.store.translate import translate_errors
 from jobsys.store.workers import WorkerInfo
 
@@ -117,14 +117,12 @@ class Store:
             earlier = self.scripts.enqueue(queue, ids, argv, idem)
         return (earlier, True) if earlier is not None else (ids, False)
 
-    def _argv(self, jobs: Iterable[Submission | tuple[str, Any]]) -> tuple[list[str], list[Any]]:
-        """New ids for `jobs`, and their ARGV for enqueue.lua."""
+    def _argv(self, jobs: Iterable[Submission | tuple[str, Any]]) -> tuple[list[str], list[str]]:
+        """New ids for `jobs`, and their ARGV for enqueue.lua (one per job)."""
         subs = [j if isinstance(j, Submission) else Submission(*j) for j in jobs]
         ids = new_job_ids(len(subs))
-        argv: list[Any] = []
-        for job_id, sub in zip(ids, subs, strict=True):
-            argv += job_args(job_id, sub, self.settings.max_retries)
-        return ids, argv
+        retries = self.settings.max_retries
+        return ids, [job_arg(i, sub, retries) for i, sub in zip(ids, subs, strict=True)]
 
     def get(self, job_id: str) -> Job:
         """The job with this id; raises `JobNotFound`."""

@@ -9,27 +9,26 @@
 -- key with another fingerprint is refused.
 -- KEYS[1] ready ZSET   KEYS[2] scheduled ZSET   KEYS[3] wakeup ZSET   KEYS[4] seq STRING
 -- KEYS[5] queues SET   KEYS[6] idempotency HASH (fingerprint, ids) or, without a
--- key, any other key (unused)   KEYS[7..12] the queue's status indexes (queued,
--- scheduled, processing, completed, failed, cancelled)   KEYS[12+i] job HASH of the i-th job
+-- key, any other key (unused)   KEYS[7] the queue's `queued` index ZSET
+-- KEYS[8] its `scheduled` index ZSET   KEYS[8+i] job HASH of the i-th job
 -- KEYS[#KEYS] metrics HASH of the queue ("submitted|<task>" += 1 per job)
--- ARGV[1] queue name   ARGV[2] "1" when KEYS[6] is an idempotency key, else "0"
--- ARGV[3] request fingerprint   ARGV[4] idempotency TTL in seconds
--- ARGV[5+9(i-1)..] per job: id, task, payload JSON ('' = none), max_retries,
---   priority (-100..100), run_at_ms (due time, ms since the epoch; 0 = none),
---   delay_ms (0 = none; counted from the Redis clock; with run_at, the later counts),
---   timeout in seconds ('' = none), traceparent ('' = none)
+-- ARGV[1] queue name   ARGV[2] request fingerprint ('' = no idempotency key)
+-- ARGV[3] idempotency TTL in seconds
+-- ARGV[3+i] the i-th job, one argument (see job_arg in _lib.lua): the JSON array
+--   [id, task, max_retries, priority (-100..100), run_at_ms (due time, ms since the
+--   epoch; 0 = none), delay_ms (0 = none; counted from the Redis clock; with run_at,
+--   the later counts), timeout in seconds ('' = none), traceparent ('' = none)],
+--   then, when the job has a payload, a newline and the payload's JSON text
 -- Job ids are UUID4s made by the caller, so no job hash exists yet (not checked).
 -- Returns: {"new"}, or {"replay", id, ...} for a repeated request; the error
 -- "IDEMPOTENCY_CONFLICT" for a reused key (nothing written).
 local queue = ARGV[1]
-local idem = ARGV[2] == '1'
-local n = #KEYS - 13
-local idx = indexes(KEYS, 7)
-local W, A = 9, 5
+local idem = ARGV[2] ~= ''
+local n = #KEYS - 9
 if idem then
   local seen = redis.call('HMGET', KEYS[6], 'fingerprint', 'ids')
   if seen[1] then
-    if seen[1] ~= ARGV[3] then
+    if seen[1] ~= ARGV[2] then
       return redis.error_reply('IDEMPOTENCY_CONFLICT')
     end
     local out = {'replay'}
@@ -46,13 +45,11 @@ local ranked, waiting = {}, {}  -- {rank, id, ...} for `ready`; ids for the inde
 local dues, delayed = {}, {}  -- {due, id, ...} for `scheduled`; ids for the index
 local submitted = {}
 for i = 1, n do
-  local a = A + W * (i - 1)
-  local id, task = ARGV[a], ARGV[a + 1]
-  local due = tonumber(ARGV[a + 5])
-  local delay = tonumber(ARGV[a + 6])
+  local j, payload = job_arg(ARGV[3 + i])
+  local id, task, due, delay = j[1], j[2], j[5], j[6]
   if delay > 0 then due = math.max(due, now + delay) end
-  local rank = put_job(KEYS[12 + i], f, task, queue, created, ARGV[a + 2], ARGV[a + 3],
-    tonumber(ARGV[a + 4]), last - n + i, due, ARGV[a + 7], ARGV[a + 8], now)
+  local rank = put_job(KEYS[8 + i], f, task, queue, created, payload, j[3], j[4],
+    last - n + i, due, j[7], j[8], now)
   if rank then
     ranked[#ranked + 1] = rank; ranked[#ranked + 1] = id
     waiting[#waiting + 1] = id
@@ -65,8 +62,8 @@ for i = 1, n do
 end
 zadd_pairs(KEYS[1], ranked)
 zadd_pairs(KEYS[2], dues)
-zadd_all(idx.queued, now, waiting)
-zadd_all(idx.scheduled, now, delayed)
+zadd_all(KEYS[7], now, waiting)
+zadd_all(KEYS[8], now, delayed)
 if #waiting > 0 then redis.call('ZADD', KEYS[3], 0, 'w') end
 for task, count in pairs(submitted) do
   redis.call('HINCRBY', KEYS[#KEYS], 'submitted|' .. task, count)
@@ -75,7 +72,7 @@ if last == n then
   redis.call('SADD', KEYS[5], queue)  -- the queue's first jobs: register it
 end
 if idem then
-  redis.call('HSET', KEYS[6], 'fingerprint', ARGV[3], 'ids', table.concat(ids, ','))
-  redis.call('EXPIRE', KEYS[6], tonumber(ARGV[4]))
+  redis.call('HSET', KEYS[6], 'fingerprint', ARGV[2], 'ids', table.concat(ids, ','))
+  redis.call('EXPIRE', KEYS[6], tonumber(ARGV[3]))
 end
 return {'new'}
