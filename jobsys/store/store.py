@@ -31,6 +31,13 @@ from jobsys.store.submission import Submission, job_arg, new_job_ids
 from jobsys.store.translate import translate_errors
 from jobsys.store.workers import WorkerInfo
 
+#: The arguments of `Store.submit` that make a job a plain (task, payload) pair.
+_PLAIN = (None, None, 0, 0.0, None, None)
+
+
+def _is_pair(job: Any) -> bool:
+    return type(job) is tuple and len(job) == 2
+
 
 class Store:
     """Job operations on Redis. Thread-safe (redis-py pools connections)."""
@@ -76,6 +83,8 @@ class Store:
         an explicit JSON ``null``. A job with `delay_s` or a future `run_at` is
         `scheduled` until then. A higher `priority` (-100..100) runs first.
         """
+        if (has_payload, max_retries, priority, delay_s, run_at, timeout_s) == _PLAIN:
+            return self.submit_many([(task, payload)], queue=queue)[0]  # no Submission
         sub = Submission(
             task, payload, has_payload, max_retries, priority, delay_s, run_at, timeout_s
         )
@@ -119,7 +128,7 @@ class Store:
 
     def _argv(self, jobs: Iterable[Submission | tuple[str, Any]]) -> tuple[list[str], list[str]]:
         """New ids for `jobs`, and their ARGV for enqueue.lua (one per job)."""
-        subs = [j if isinstance(j, Submission) else Submission(*j) for j in jobs]
+        subs = [j if isinstance(j, Submission) or _is_pair(j) else Submission(*j) for j in jobs]
         ids = new_job_ids(len(subs))
         retries = self.settings.max_retries
         return ids, [job_arg(i, sub, retries) for i, sub in zip(ids, subs, strict=True)]

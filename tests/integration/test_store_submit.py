@@ -165,9 +165,16 @@ def test_every_field_of_a_job_round_trips_whatever_its_text(
         assert fields.get("timeout_seconds") == (None if sub.timeout_s is None else "0.25")
         assert fields["queue"] == "odd"
     assert redis_client.hget(keys.job(ids[-1]), "run_at") == str(4102444800000)
+    # A (task, payload) pair takes a shorter road to the same argument.
+    pairs = [(t, p) for t in _ODD_TEXTS for p in (t, None)]
+    pair_ids = store.submit_many(pairs, queue="odd")
+    sub_ids = store.submit_many([Submission(t, p) for t, p in pairs], queue="odd")
+    for a, b in zip(pair_ids, sub_ids, strict=True):
+        assert _fields(redis_client, a) == _fields(redis_client, b)
+    assert redis_client.hget(keys.job(pair_ids[0]), "task") == _ODD_TEXTS[0]
     # What a worker is handed is the same text.
     by_id: dict[str, Claimed] = {}
-    while batch := store.claim("odd", "w1", 30, len(subs)):  # half the queue at a time
+    while batch := store.claim("odd", "w1", 30, 100):  # half the queue at a time
         by_id |= {c.id: c for c in batch}
     for job_id, sub in zip(ids[:-1], subs[:-1], strict=True):
         assert by_id[job_id].task == sub.task
