@@ -49,6 +49,21 @@ class Idempotency:
 
 
 @dataclass(frozen=True)
+class Enqueued:
+    """What enqueue.lua did."""
+
+    #: Positions (0-based) of the jobs it made `scheduled` (due later, by the Redis
+    #: clock); the others are `queued`.
+    scheduled: frozenset[int]
+    #: For a repeated request (an Idempotency-Key seen before): the ids of the first
+    #: request, and `scheduled` is its; nothing was enqueued. Else None.
+    replayed_ids: list[str] | None = None
+
+
+_ALL_QUEUED = Enqueued(frozenset())
+
+
+@dataclass(frozen=True)
 class Claimed:
     """One job a worker has just leased."""
 
@@ -144,12 +159,13 @@ class Scripts:
         ids: Sequence[str],
         argv: Sequence[str],
         idempotency: Idempotency | None = None,
-    ) -> list[str] | None:
+    ) -> Enqueued:
         """Add jobs to `queue` atomically (see enqueue.lua): `ids` are their ids and
         `argv` their ARGV, one per job (`submission.job_arg`) in the order of `ids`.
 
-        Returns None when the jobs were added, or the ids of the first request when
-        `idempotency` names a repeat of it. Raises `IdempotencyConflict`.
+        Returns which jobs the script made `scheduled`, or, when `idempotency` names a
+        repeat of an earlier request, that request's ids and scheduled jobs. Raises
+        `IdempotencyConflict`.
         """
         head, metrics_key, queue_arg = _enqueue_call(queue)
         jobs = [keys.JOB_PREFIX + i for i in ids]
@@ -158,7 +174,7 @@ class Scripts:
             ks = [*head, *jobs, metrics_key]
             args: list[Any] = [queue_arg, b"", b"0", *argv]
         else:
-            ks = [*head[:5], keys.idempotency(queue, idempotency.key_digest), *head[6:]]
+            ks = [*head[:5], keys.idempotency(idempotency.key_digest), *head[6:]]
             ks += [*jobs, metrics_key]
             args = [queue_arg, idempotency.fingerprint, idempotency.ttl_s, *argv]
         try:
@@ -167,9 +183,13 @@ class Scripts:
             if "IDEMPOTENCY_CONFLICT" in str(e):
                 raise IdempotencyConflict(queue) from None
             raise
+        if len(answer) == 1:  # {"new"}: every job queued, the usual answer
+            return _ALL_QUEUED
         if _text(answer[0]) == "replay":
-            return [_text(x) for x in answer[1:]]
-        return None
+            positions = _text(answer[1])
+            scheduled = frozenset(int(p) - 1 for p in positions.split(",") if p)
+            return Enqueued(scheduled, [_text(x) for x in answer[2:]])
+        return Enqueued(frozenset(int(p) - 1 for p in answer[1:]))
 
     def claim(
         self, queue: str, worker: str, lease_ms: int, max_jobs: int, promote: int = 100

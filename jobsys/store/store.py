@@ -27,7 +27,7 @@ from jobsys.store.listing import DEFAULT_LIMIT, Listing, Page
 from jobsys.store.metrics import THROUGHPUT_MINUTES, Deltas, QueueMetrics, QueueStats
 from jobsys.store.schedules import ScheduleStore
 from jobsys.store.scripts import Claimed, Idempotency, Retention, Scripts
-from jobsys.store.submission import Submission, job_arg, new_job_ids
+from jobsys.store.submission import Submission, Submitted, job_arg, new_job_ids
 from jobsys.store.translate import translate_errors
 from jobsys.store.workers import WorkerInfo
 
@@ -108,23 +108,51 @@ class Store:
     def submit_idempotent(
         self, jobs: Sequence[Submission], *, queue: str, key: str, request: Any
     ) -> tuple[list[str], bool]:
-        """Enqueue `jobs` once per Idempotency-Key `key`.
+        """Enqueue `jobs` once per Idempotency-Key `key`: (ids, replayed). See
+        `submit_jobs`."""
+        done = self.submit_jobs(jobs, queue=queue, key=key, request=request)
+        return done.ids, done.replayed
 
+    def submit_jobs(
+        self,
+        jobs: Sequence[Submission],
+        *,
+        queue: str = DEFAULT_QUEUE,
+        key: str | None = None,
+        request: Any = None,
+    ) -> Submitted:
+        """Enqueue `jobs` into `queue` atomically (all or none): their ids, and the
+        status each got ("queued", or "scheduled" when due later by the Redis clock:
+        what an answer to the client should say).
+
+        With an Idempotency-Key `key`, only once per key in the whole deployment:
         `request` is the request as the client sent it (any JSON value); a repeat
-        with an equal request within IDEMPOTENCY_TTL_SECONDS enqueues nothing.
-        Returns (ids, replayed). Raises `IdempotencyConflict` when `key` was used
-        with a different request.
+        with an equal request to the same `queue` within IDEMPOTENCY_TTL_SECONDS
+        enqueues nothing and returns the first request's outcome (``replayed``).
+        Raises `IdempotencyConflict` when `key` was used with a different request or
+        another queue (then nothing is written).
         """
-        canonical = json.dumps(request, sort_keys=True, separators=(",", ":"))
-        idem = Idempotency(
-            key_digest=hashlib.sha256(key.encode()).hexdigest(),
-            fingerprint=hashlib.sha256(canonical.encode()).hexdigest(),
-            ttl_s=self.settings.idempotency_ttl_s,
-        )
         ids, argv = self._argv(jobs)
+        idem = None
+        if key is not None:
+            # The queue is part of what "the same request" means, whether or not
+            # `request` names it (a key is one per deployment, not per queue).
+            canonical = json.dumps(
+                {"queue": queue, "request": request}, sort_keys=True, separators=(",", ":")
+            )
+            idem = Idempotency(
+                key_digest=hashlib.sha256(key.encode()).hexdigest(),
+                fingerprint=hashlib.sha256(canonical.encode()).hexdigest(),
+                ttl_s=self.settings.idempotency_ttl_s,
+            )
         with translate_errors():
-            earlier = self.scripts.enqueue(queue, ids, argv, idem)
-        return (earlier, True) if earlier is not None else (ids, False)
+            done = self.scripts.enqueue(queue, ids, argv, idem)
+        if done.replayed_ids is not None:
+            ids = done.replayed_ids
+        statuses = ["queued"] * len(ids)
+        for i in done.scheduled:
+            statuses[i] = "scheduled"
+        return Submitted(ids, statuses, replayed=done.replayed_ids is not None)
 
     def _argv(self, jobs: Iterable[Submission | tuple[str, Any]]) -> tuple[list[str], list[str]]:
         """New ids for `jobs`, and their ARGV for enqueue.lua (one per job)."""

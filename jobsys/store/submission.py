@@ -32,6 +32,21 @@ class Submission:
     traceparent: str | None = None
 
 
+@dataclass(frozen=True)
+class Submitted:
+    """What a submit did."""
+
+    #: The jobs' ids, in the order given (a replay: the first request's).
+    ids: list[str]
+    #: Each job's status as the submit left it, decided in Redis by its clock:
+    #: "queued" (ready now, a `run_at` in the past too) or "scheduled" (due later).
+    #: A replay: as the first request left them.
+    statuses: list[str]
+    #: True when an Idempotency-Key named a repeat of an earlier request, which
+    #: queued nothing.
+    replayed: bool = False
+
+
 #: Payloads as JSON text (one encoder: `json.dumps` with options builds one per call).
 _dumps = json.JSONEncoder(separators=(",", ":")).encode
 #: The array of a job's fields (see `job_arg`): text as it is (UTF-8 on the wire),

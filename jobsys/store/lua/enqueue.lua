@@ -5,11 +5,13 @@
 -- claim.lua moves it to `ready`. rank = -priority * 2^40 + sequence number, so a
 -- higher priority runs first and equal priorities run in submission order.
 -- With an idempotency key, a repeat of the same request (same fingerprint) within
--- the key's TTL enqueues nothing and answers the first request's ids; the same
--- key with another fingerprint is refused.
+-- the key's TTL enqueues nothing and answers as the first request did; the same
+-- key with another fingerprint is refused. The key is one per deployment (not per
+-- queue) and the fingerprint covers the queue, so reusing a key for another queue
+-- is refused too.
 -- KEYS[1] ready ZSET   KEYS[2] scheduled ZSET   KEYS[3] wakeup ZSET   KEYS[4] seq STRING
--- KEYS[5] queues SET   KEYS[6] idempotency HASH (fingerprint, ids) or, without a
--- key, any other key (unused)   KEYS[7] the queue's `queued` index ZSET
+-- KEYS[5] queues SET   KEYS[6] idempotency HASH (fingerprint, ids, scheduled) or,
+-- without a key, any other key (unused)   KEYS[7] the queue's `queued` index ZSET
 -- KEYS[8] its `scheduled` index ZSET   KEYS[8+i] job HASH of the i-th job
 -- KEYS[#KEYS] metrics HASH of the queue ("submitted|<task>" += 1 per job)
 -- ARGV[1] queue name   ARGV[2] request fingerprint ('' = no idempotency key)
@@ -20,18 +22,21 @@
 --   the later counts), timeout in seconds ('' = none), traceparent ('' = none)],
 --   then, when the job has a payload, a newline and the payload's JSON text
 -- Job ids are UUID4s made by the caller, so no job hash exists yet (not checked).
--- Returns: {"new"}, or {"replay", id, ...} for a repeated request; the error
+-- Returns: {"new", i, ...}: the positions i (1-based) of the jobs now `scheduled`
+-- (due later than now, by the Redis clock); the others are `queued` (a past run_at
+-- too). For a repeated request {"replay", scheduled, id, ...}: the first request's
+-- positions of scheduled jobs as text ("2,5"; '' = none) and its ids. The error
 -- "IDEMPOTENCY_CONFLICT" for a reused key (nothing written).
 local queue = ARGV[1]
 local idem = ARGV[2] ~= ''
 local n = #KEYS - 9
 if idem then
-  local seen = redis.call('HMGET', KEYS[6], 'fingerprint', 'ids')
+  local seen = redis.call('HMGET', KEYS[6], 'fingerprint', 'ids', 'scheduled')
   if seen[1] then
     if seen[1] ~= ARGV[2] then
       return redis.error_reply('IDEMPOTENCY_CONFLICT')
     end
-    local out = {'replay'}
+    local out = {'replay', seen[3] or ''}
     for id in string.gmatch(seen[2], '[^,]+') do out[#out + 1] = id end
     return out
   end
@@ -44,6 +49,7 @@ local ids = idem and {} or nil
 local ranked, waiting = {}, {}  -- {rank, id, ...} for `ready`; ids for the index
 local dues, delayed = {}, {}  -- {due, id, ...} for `scheduled`; ids for the index
 local submitted = {}
+local out = {'new'}
 for i = 1, n do
   local j, payload = job_arg(ARGV[3 + i])
   local id, task, due, delay = j[1], j[2], j[5], j[6]
@@ -56,6 +62,7 @@ for i = 1, n do
   else
     dues[#dues + 1] = due; dues[#dues + 1] = id
     delayed[#delayed + 1] = id
+    out[#out + 1] = i
   end
   submitted[task] = (submitted[task] or 0) + 1
   if ids then ids[i] = id end
@@ -72,7 +79,8 @@ if last == n then
   redis.call('SADD', KEYS[5], queue)  -- the queue's first jobs: register it
 end
 if idem then
-  redis.call('HSET', KEYS[6], 'fingerprint', ARGV[2], 'ids', table.concat(ids, ','))
+  redis.call('HSET', KEYS[6], 'fingerprint', ARGV[2], 'ids', table.concat(ids, ','),
+    'scheduled', table.concat(out, ',', 2))
   redis.call('EXPIRE', KEYS[6], tonumber(ARGV[3]))
 end
-return {'new'}
+return out
