@@ -64,7 +64,7 @@ class SubmitLane:
             return self.app.wsgi_app(environ, start_response)
         extra: list[tuple[str, str]] = []
         try:
-            ids = self.state.store.submit_many(subs, queue=queue)
+            done = self.state.store.submit_jobs(subs, queue=queue)
         except TooManyQueues:
             # Refused before anything was written: Flask answers it (the same refusal).
             return self.app.wsgi_app(environ, start_response)
@@ -74,10 +74,10 @@ class SubmitLane:
         else:
             status = 202
             if path == "/submit":
-                answer = routes.submitted(req, subs[0], ids[0])
-                extra.append(("Location", routes.job_location("", ids[0])))
+                answer = routes.submitted(req, done.statuses[0], done.ids[0])
+                extra.append(("Location", routes.job_location("", done.ids[0])))
             else:
-                answer = routes.batch_submitted(ids)
+                answer = routes.batch_submitted(done.ids)
         data = f"{self.app.json.dumps(answer, separators=(',', ':'))}\n".encode()
         rid = headers.request_id(environ.get("HTTP_X_REQUEST_ID"))
         start_response(

@@ -31,6 +31,7 @@ from jobsys.api.schemas import (
 from jobsys.errors import ScheduleNotFound, StoreUnavailable
 from jobsys.settings import Settings
 from jobsys.store import HealthProbe, Store, Submission
+from jobsys.store import Submitted as StoreSubmitted
 
 bp = Blueprint("jobsys", __name__)
 logger = logging.getLogger(__name__)
@@ -66,20 +67,20 @@ def submit() -> ResponseReturnValue:
     """Queue one job: 202 with its id."""
     req = validation.submit_request(request)
     key = headers.idempotency_key(request.headers.get(headers.IDEMPOTENCY_HEADER))
-    sub = req.submission(_traceparent())
-    ids, replayed = _submit([sub], req.queue, key, req)
-    body = submitted(req, sub, ids[0])
+    done = _submit([req.submission(_traceparent())], req.queue, key, req)
+    ids, replayed = done.ids, done.replayed
+    body = submitted(req, done.statuses[0], ids[0])
     location = {"Location": job_location(request.script_root, ids[0])}
     if replayed:
         return body | {"replayed": True}, 200, location | {"Idempotent-Replayed": "true"}
     return body, 202, location
 
 
-def submitted(req: validation.SubmitRequest, sub: Submission, job_id: str) -> dict[str, Any]:
-    """The answer to a submit of `req` (as `sub`) that was queued as `job_id`."""
-    later = sub.delay_s > 0 or sub.run_at is not None
-    status: Literal["queued", "scheduled"] = "scheduled" if later else "queued"
-    return Submitted(status=status, task=req.task, id=job_id).to_api()
+def submitted(req: validation.SubmitRequest, status: str, job_id: str) -> dict[str, Any]:
+    """The answer to a submit of `req` that was queued as `job_id` with `status` (as
+    the store reports it: "scheduled" only when due later by the Redis clock)."""
+    shown: Literal["queued", "scheduled"] = "scheduled" if status == "scheduled" else "queued"
+    return Submitted(status=shown, task=req.task, id=job_id).to_api()
 
 
 def job_location(script_root: str, job_id: str) -> str:
@@ -93,8 +94,8 @@ def submit_batch() -> ResponseReturnValue:
     req = validation.batch_request(request)
     key = headers.idempotency_key(request.headers.get(headers.IDEMPOTENCY_HEADER))
     trace = _traceparent()
-    subs = [j.submission(trace) for j in req.jobs]
-    ids, replayed = _submit(subs, req.queue, key, req)
+    done = _submit([j.submission(trace) for j in req.jobs], req.queue, key, req)
+    ids, replayed = done.ids, done.replayed
     body = batch_submitted(ids)
     if replayed:
         return body | {"replayed": True}, 200, {"Idempotent-Replayed": "true"}
@@ -111,18 +112,16 @@ def _traceparent() -> str:
     return headers.traceparent(request.headers.get(headers.TRACEPARENT_HEADER))
 
 
-def _submit(
-    subs: list[Submission], queue: str, key: str | None, body: BaseModel
-) -> tuple[list[str], bool]:
-    """Queue `subs`; with an Idempotency-Key, only once per key: (ids, replayed).
+def _submit(subs: list[Submission], queue: str, key: str | None, body: BaseModel) -> StoreSubmitted:
+    """Queue `subs`; with an Idempotency-Key, only once per key (in the whole
+    deployment).
 
     "The same request" is the same path and the same validated body, whatever the
     order of its fields."""
-    store = state().store
     if key is None:
-        return store.submit_many(subs, queue=queue), False
+        return state().store.submit_jobs(subs, queue=queue)
     fingerprint = {"path": request.path, "body": body.model_dump(mode="json", exclude_unset=True)}
-    return store.submit_idempotent(subs, queue=queue, key=key, request=fingerprint)
+    return state().store.submit_jobs(subs, queue=queue, key=key, request=fingerprint)
 
 
 @bp.get("/jobs/<job_id>")

@@ -19,7 +19,7 @@ from jobsys.store.metrics import (
 from jobsys.store.schedules import ScheduleStore
 from jobsys.store.scripts import Claimed
 from jobsys.store.store import Store
-from jobsys.store.submission import Submission
+from jobsys.store.submission import Submission, Submitted
 from jobsys.store.workers import WorkerInfo
 from jobsys.store.workers import registration as worker_registration
 
@@ -36,6 +36,7 @@ __all__ = [
     "ScheduleStore",
     "Store",
     "Submission",
+    "Submitted",
     "WorkerInfo",
     "bucket_field",
     "connect",

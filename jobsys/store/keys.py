@@ -67,11 +67,15 @@ def sequence(queue: str) -> str:
     return f"jobsys:queue:{{{queue}}}:seq"
 
 
-def idempotency(queue: str, key_digest: str) -> str:
-    """HASH ``jobsys:queue:{q}:idem:<sha256 of the Idempotency-Key>``: the fingerprint
-    of the first request that used the key, and the ids it created. TTL:
-    IDEMPOTENCY_TTL_SECONDS."""
-    return f"jobsys:queue:{{{queue}}}:idem:{key_digest}"
+def idempotency(key_digest: str) -> str:
+    """HASH ``jobsys:idem:<sha256 of the Idempotency-Key>``: the first request that
+    used the key, whatever its queue (a key is one per deployment): its
+    ``fingerprint`` (which covers the queue), the ``ids`` it created and which of them
+    were ``scheduled`` (positions, see enqueue.lua). TTL: IDEMPOTENCY_TTL_SECONDS.
+
+    Not in the hash slot of a queue's keys: under Redis Cluster the check and the
+    submit can no longer be one script (see docs/architecture.md)."""
+    return f"jobsys:idem:{key_digest}"
 
 
 def schedules() -> str:

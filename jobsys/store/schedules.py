@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, cast
 from jobsys import stamps
 from jobsys.schedules import Schedule
 from jobsys.store import keys
-from jobsys.store.submission import Submission, job_args, new_job_id
+from jobsys.store.submission import Submission, job_arg, new_job_id
 from jobsys.store.translate import translate_errors
 
 if TYPE_CHECKING:
@@ -61,8 +61,9 @@ class ScheduleStore:
     def tick(self, schedule: Schedule, tick: datetime) -> str:
         """Enqueue the job of `tick` unless it was already: "enqueued", "seen" or "first"."""
         sub = Submission(schedule.task, schedule.payload)
-        job = job_args(new_job_id(), sub, self.store.settings.max_retries)
+        job_id = new_job_id()
+        job = job_arg(job_id, sub, self.store.settings.max_retries)
         with translate_errors():
             return self.store.scripts.tick(
-                schedule.queue, schedule.name, stamps.epoch_ms(tick), job
+                schedule.queue, schedule.name, stamps.epoch_ms(tick), job_id, job
             )

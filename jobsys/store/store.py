@@ -27,9 +27,16 @@ from jobsys.store.listing import DEFAULT_LIMIT, Listing, Page, queue_names
 from jobsys.store.metrics import THROUGHPUT_MINUTES, Deltas, QueueMetrics, QueueStats
 from jobsys.store.schedules import ScheduleStore
 from jobsys.store.scripts import Claimed, Idempotency, Retention, Scripts
-from jobsys.store.submission import Submission, job_args, new_job_ids
+from jobsys.store.submission import Submission, Submitted, job_arg, new_job_ids
 from jobsys.store.translate import translate_errors
 from jobsys.store.workers import WorkerInfo
+
+#: The arguments of `Store.submit` that make a job a plain (task, payload) pair.
+_PLAIN = (None, None, 0, 0.0, None, None)
+
+
+def _is_pair(job: Any) -> bool:
+    return type(job) is tuple and len(job) == 2
 
 
 class Store:
@@ -79,6 +86,8 @@ class Store:
         an explicit JSON ``null``. A job with `delay_s` or a future `run_at` is
         `scheduled` until then. A higher `priority` (-100..100) runs first.
         """
+        if (has_payload, max_retries, priority, delay_s, run_at, timeout_s) == _PLAIN:
+            return self.submit_many([(task, payload)], queue=queue)[0]  # no Submission
         sub = Submission(
             task, payload, has_payload, max_retries, priority, delay_s, run_at, timeout_s
         )
@@ -102,32 +111,58 @@ class Store:
     def submit_idempotent(
         self, jobs: Sequence[Submission], *, queue: str, key: str, request: Any
     ) -> tuple[list[str], bool]:
-        """Enqueue `jobs` once per Idempotency-Key `key`.
+        """Enqueue `jobs` once per Idempotency-Key `key`: (ids, replayed). See
+        `submit_jobs`."""
+        done = self.submit_jobs(jobs, queue=queue, key=key, request=request)
+        return done.ids, done.replayed
 
+    def submit_jobs(
+        self,
+        jobs: Sequence[Submission],
+        *,
+        queue: str = DEFAULT_QUEUE,
+        key: str | None = None,
+        request: Any = None,
+    ) -> Submitted:
+        """Enqueue `jobs` into `queue` atomically (all or none): their ids, and the
+        status each got ("queued", or "scheduled" when due later by the Redis clock:
+        what an answer to the client should say).
+
+        With an Idempotency-Key `key`, only once per key in the whole deployment:
         `request` is the request as the client sent it (any JSON value); a repeat
-        with an equal request within IDEMPOTENCY_TTL_SECONDS enqueues nothing.
-        Returns (ids, replayed). Raises `IdempotencyConflict` when `key` was used
-        with a different request.
+        with an equal request to the same `queue` within IDEMPOTENCY_TTL_SECONDS
+        enqueues nothing and returns the first request's outcome (``replayed``).
+        Raises `IdempotencyConflict` when `key` was used with a different request or
+        another queue (then nothing is written).
         """
-        canonical = json.dumps(request, sort_keys=True, separators=(",", ":"))
-        idem = Idempotency(
-            key_digest=hashlib.sha256(key.encode()).hexdigest(),
-            fingerprint=hashlib.sha256(canonical.encode()).hexdigest(),
-            ttl_s=self.settings.idempotency_ttl_s,
-        )
         ids, argv = self._argv(jobs)
+        idem = None
+        if key is not None:
+            # The queue is part of what "the same request" means, whether or not
+            # `request` names it (a key is one per deployment, not per queue).
+            canonical = json.dumps(
+                {"queue": queue, "request": request}, sort_keys=True, separators=(",", ":")
+            )
+            idem = Idempotency(
+                key_digest=hashlib.sha256(key.encode()).hexdigest(),
+                fingerprint=hashlib.sha256(canonical.encode()).hexdigest(),
+                ttl_s=self.settings.idempotency_ttl_s,
+            )
         with translate_errors():
-            earlier = self.scripts.enqueue(queue, ids, argv, idem)
-        return (earlier, True) if earlier is not None else (ids, False)
+            done = self.scripts.enqueue(queue, ids, argv, idem)
+        if done.replayed_ids is not None:
+            ids = done.replayed_ids
+        statuses = ["queued"] * len(ids)
+        for i in done.scheduled:
+            statuses[i] = "scheduled"
+        return Submitted(ids, statuses, replayed=done.replayed_ids is not None)
 
-    def _argv(self, jobs: Iterable[Submission | tuple[str, Any]]) -> tuple[list[str], list[Any]]:
-        """New ids for `jobs`, and their ARGV for enqueue.lua."""
-        subs = [j if isinstance(j, Submission) else Submission(*j) for j in jobs]
+    def _argv(self, jobs: Iterable[Submission | tuple[str, Any]]) -> tuple[list[str], list[str]]:
+        """New ids for `jobs`, and their ARGV for enqueue.lua (one per job)."""
+        subs = [j if isinstance(j, Submission) or _is_pair(j) else Submission(*j) for j in jobs]
         ids = new_job_ids(len(subs))
-        argv: list[Any] = []
-        for job_id, sub in zip(ids, subs, strict=True):
-            argv += job_args(job_id, sub, self.settings.max_retries)
-        return ids, argv
+        retries = self.settings.max_retries
+        return ids, [job_arg(i, sub, retries) for i, sub in zip(ids, subs, strict=True)]
 
     def get(self, job_id: str) -> Job:
         """The job with this id; raises `JobNotFound`."""

@@ -8,7 +8,7 @@ from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from jobsys.settings import Settings
-from jobsys.store import Store, keys, scripts
+from jobsys.store import Store, keys, scripts, submission
 from jobsys.store import metrics as m
 from jobsys.worker import Worker
 
@@ -50,12 +50,11 @@ def test_a_queue_has_series_for_at_most_100_task_names_then_other(
 
 def test_tick_counts_past_the_cap_under_other(store: Store, redis_client: redis.Redis) -> None:
     store.submit_many([(f"t{i:03d}", None) for i in range(100)], queue="cron")
-    job = [
-        "00000000-0000-4000-8000-000000000001", "late", "", 0, 0, 0, 0, "", "",
-    ]  # fmt: skip
-    assert store.scripts.tick("cron", "s", 1000, job) == "first"
-    job[0] = "00000000-0000-4000-8000-000000000002"
-    assert store.scripts.tick("cron", "s", 2000, job) == "enqueued"
+    first, second = "00000000-0000-4000-8000-000000000001", "00000000-0000-4000-8000-000000000002"
+    arg = submission.job_arg(first, ("late", None), 0)
+    assert store.scripts.tick("cron", "s", 1000, first, arg) == "first"
+    arg = submission.job_arg(second, ("late", None), 0)
+    assert store.scripts.tick("cron", "s", 2000, second, arg) == "enqueued"
     assert redis_client.hget(keys.metrics("cron"), f"submitted|{m.OTHER_TASK}") == "1"
 
 
@@ -88,6 +87,7 @@ def test_split_task(name: str, split: tuple[str, str]) -> None:
 
 def test_the_key_name_caches_of_queues_are_bounded() -> None:
     for i in range(1024 + 500):
-        scripts._enqueue_keys(f"queue-{i}")
-    for cached in (scripts._enqueue_keys, scripts._queue_keys, scripts._index_keys):
+        scripts._enqueue_call(f"queue-{i}")
+        scripts._index_keys(f"queue-{i}")
+    for cached in (scripts._enqueue_call, scripts._index_keys):
         assert cached.cache_info().currsize <= 1024

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import gc
+import json
+import threading
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -10,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 import redis
 
 from jobsys.errors import StoreUnavailable
-from jobsys.store import Store, Submission, keys
+from jobsys.store import Claimed, Store, Submission, keys
 from jobsys.store.library import library
 from jobsys.store.submission import new_job_id, new_job_ids
 
@@ -132,3 +135,62 @@ def test_created_at_is_the_redis_clock_across_second_boundaries(
         assert low - 0.0005 <= stamp <= high + 0.0005, (before, stamp, after)
         seconds.add(int(stamp))
     assert len(seconds) >= 2
+
+
+#: Texts that an encoding of a job's fields could trip on: newlines (the job
+#: argument's separator), JSON's own characters, NUL, non-ASCII and non-BMP text.
+_ODD_TEXTS = ["a\nb", '"]\n[', "\\", "\x00nul", "é\u2028\u2029", "😀 emoji", " ", "\r\n\t"]
+
+
+def test_every_field_of_a_job_round_trips_whatever_its_text(
+    store: Store, redis_client: redis.Redis
+) -> None:
+    """A job's fields reach its hash exactly: each job is one script argument (a JSON
+    array, then its payload's JSON text after a newline), which must not bend a task
+    name, a payload or a trace context, whatever characters they hold."""
+    payloads = [*_ODD_TEXTS, {"k\n": ["\n", 2**62, 0.1, None, "😀"]}, [], {}, 0, None]
+    subs = [Submission(t, t, priority=-100, max_retries=0, timeout_s=0.25) for t in _ODD_TEXTS]
+    subs += [Submission("t", p, True, traceparent="00-" + "a" * 32 + "-" + "b" * 16 + "-01")
+             for p in payloads]  # fmt: skip
+    run_at = datetime(2100, 1, 1, tzinfo=UTC)
+    subs.append(Submission("later\n", {"x": "\n"}, run_at=run_at, priority=100))
+    ids = store.submit_many(subs, queue="odd")
+    for job_id, sub in zip(ids, subs, strict=True):
+        fields = redis_client.hgetall(keys.job(job_id))
+        assert fields["task"] == sub.task
+        assert fields["payload"] == json.dumps(sub.payload, separators=(",", ":"))
+        assert fields["max_retries"] == str(3 if sub.max_retries is None else sub.max_retries)
+        assert fields.get("priority", "0") == str(sub.priority)
+        assert fields.get("traceparent") == sub.traceparent
+        assert fields.get("timeout_seconds") == (None if sub.timeout_s is None else "0.25")
+        assert fields["queue"] == "odd"
+    assert redis_client.hget(keys.job(ids[-1]), "run_at") == str(4102444800000)
+    # A (task, payload) pair takes a shorter road to the same argument.
+    pairs = [(t, p) for t in _ODD_TEXTS for p in (t, None)]
+    pair_ids = store.submit_many(pairs, queue="odd")
+    sub_ids = store.submit_many([Submission(t, p) for t, p in pairs], queue="odd")
+    for a, b in zip(pair_ids, sub_ids, strict=True):
+        assert _fields(redis_client, a) == _fields(redis_client, b)
+    assert redis_client.hget(keys.job(pair_ids[0]), "task") == _ODD_TEXTS[0]
+    # What a worker is handed is the same text.
+    by_id: dict[str, Claimed] = {}
+    while batch := store.claim("odd", "w1", 30, 100):  # half the queue at a time
+        by_id |= {c.id: c for c in batch}
+    for job_id, sub in zip(ids[:-1], subs[:-1], strict=True):
+        assert by_id[job_id].task == sub.task
+        assert by_id[job_id].payload_json == json.dumps(sub.payload, separators=(",", ":"))
+
+
+def test_a_thread_that_ends_gives_its_connection_back(
+    store: Store, redis_client: redis.Redis
+) -> None:
+    """Script calls use a client per thread (one connection of the pool): a thread
+    that ends returns it, so short-lived threads do not pile up connections."""
+    for n in range(30):
+        t = threading.Thread(target=store.submit, args=(f"t{n}",))
+        t.start()
+        t.join()
+    gc.collect()
+    jobsys_clients = [c for c in redis_client.client_list() if c.get("name") == "jobsys"]
+    assert len(jobsys_clients) <= 3
+    assert redis_client.zcard(keys.ready("default")) == 30

@@ -124,6 +124,7 @@ SUBMITS: list[tuple[str, bytes, dict[str, str], int]] = [
      "max_retries": 2, "timeout_seconds": 1.5, "queue": "q.1"}), JSON, 202),
     ("delayed", j({"task": "t", "delay_seconds": 60}), JSON, 202),
     ("run_at", j({"task": "t", "run_at": SOON}), JSON, 202),
+    ("past run_at", j({"task": "t", "run_at": "2020-01-01T00:00:00Z"}), JSON, 202),
     ("run_at over a year ahead", j({"task": "t", "run_at": "2999-01-01T00:00:00Z"}), JSON, 400),
     ("null payload", j({"task": "t", "payload": None}), JSON, 202),
     ("+json type", j({"task": "t"}), {"Content-Type": "application/x+json; charset=UTF-8"}, 202),

@@ -108,6 +108,18 @@ local function settle_cancelled(job_key, now, R)
   return true
 end
 
+-- One job's ARGV of enqueue.lua and tick.lua (made by submission.py's job_arg): a
+-- JSON array [id, task, max_retries, priority, run_at_ms, delay_ms, timeout,
+-- traceparent], then, when the job has a payload, a newline and the payload's JSON
+-- text. The array holds no raw newline (JSON escapes one inside a string), so the
+-- first newline ends it; the payload is kept verbatim, never decoded.
+-- Returns the array (a table) and the payload text ('' = none).
+local function job_arg(arg)
+  local nl = string.find(arg, '\n', 1, true)
+  if not nl then return cjson.decode(arg), '' end
+  return cjson.decode(string.sub(arg, 1, nl - 1)), string.sub(arg, nl + 1)
+end
+
 -- A scratch table for put_job: the fields every new job has, values filled in
 -- per job, so that a batch allocates one table, not one per job.
 local function job_fields()

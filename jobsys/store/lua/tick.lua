@@ -9,9 +9,11 @@
 -- failed, cancelled)
 -- KEYS[14] metrics HASH of the queue ("submitted|<task>" += 1; see metric_task)
 -- ARGV[1] tick (ms since the epoch)   ARGV[2] queue   ARGV[3] schedule name
--- ARGV[4..12] the job, as one job of enqueue.lua: id, task, payload JSON ('' = none),
---   max_retries, priority, run_at_ms, delay_ms, timeout in seconds ('' = none),
---   traceparent ('' = none); run_at_ms and delay_ms are ignored: a tick's job is due now
+-- ARGV[4] the job, one argument as one job of enqueue.lua (see job_arg in _lib.lua):
+--   the JSON array [id, task, max_retries, priority, run_at_ms, delay_ms, timeout in
+--   seconds ('' = none), traceparent ('' = none)], then, when the job has a payload,
+--   a newline and the payload's JSON text; run_at_ms and delay_ms are ignored: a
+--   tick's job is due now
 -- The job's hash also gets `schedule` (the name) and `tick` (the tick's time).
 -- Returns: "enqueued", "seen" (an earlier call took this tick) or "first".
 local tick = tonumber(ARGV[1])
@@ -25,9 +27,10 @@ if tick <= tonumber(last) then
 end
 local now = now_ms()
 local seq = redis.call('INCR', KEYS[5])
-local id, task = ARGV[4], ARGV[5]
-local rank = put_job(KEYS[7], job_fields(), task, ARGV[2], now, ARGV[6], ARGV[7],
-  tonumber(ARGV[8]), seq, 0, ARGV[11], ARGV[12], now)
+local j, payload = job_arg(ARGV[4])
+local id, task = j[1], j[2]
+local rank = put_job(KEYS[7], job_fields(), task, ARGV[2], now, payload, j[3], j[4], seq, 0,
+  j[7], j[8], now)
 redis.call('ZADD', KEYS[2], rank, id)
 reindex(indexes(KEYS, 8), id, nil, 'queued', now)
 redis.call('HSET', KEYS[7], 'schedule', ARGV[3], 'tick', tick)
