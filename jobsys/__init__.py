@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from jobsys.client import Client
 
 __all__ = ["Client", "JobContext", "Settings", "current_job", "task"]
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 
 def __getattr__(name: str) -> Any:

@@ -44,7 +44,7 @@ def test_help_lists_the_commands() -> None:
 
 def test_version() -> None:
     result = jobsys("--version")
-    assert (result.returncode, result.stdout) == (0, "jobsys, version 0.2.0\n")
+    assert (result.returncode, result.stdout) == (0, "jobsys, version 0.3.0\n")
 
 
 def test_the_jobsys_script_is_installed() -> None:
@@ -59,7 +59,7 @@ def test_the_jobsys_script_is_installed() -> None:
         text=True,
     )
     assert result.returncode == 0, result.stderr
-    assert "0.2.0" in result.stdout
+    assert "0.3.0" in result.stdout
 
 
 @pytest.mark.parametrize(
