@@ -18,12 +18,6 @@ def dlq() -> None:
 @dlq.command("list")
 @click.option("--task", help="Only this task.")
 @click.option("--queue", help="Only this queue [every queue].")
-@click.option(
-    "--include",
-    type=click.Choice(["payload", "result"]),
-    multiple=True,
-    help="Also show this field of each job (with --json); repeatable.",
-)
 @paging
 def dlq_list(
     task: str | None,

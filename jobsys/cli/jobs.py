@@ -199,12 +199,6 @@ def cancel(job_id: str, url: str | None, token: str | None) -> None:
 @click.option("--status", type=click.Choice([s.value for s in JobStatus]), help="Only this status.")
 @click.option("--task", help="Only this task (not indexed: a page may come back short).")
 @click.option("--queue", help="Only this queue [every queue].")
-@click.option(
-    "--include",
-    type=click.Choice(["payload", "result"]),
-    multiple=True,
-    help="Also show this field of each job (with --json); repeatable.",
-)
 @paging
 def jobs(
     status: str | None,

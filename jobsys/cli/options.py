@@ -70,12 +70,19 @@ def url_and_token(func: F) -> F:
 
 
 def paging(func: F) -> F:
-    """--limit, --cursor, --json, --url and --token: the options of a listing command."""
+    """--include, --limit, --cursor, --json, --url and --token: the options of a
+    listing command."""
     func = url_and_token(func)
     func = click.option("--json", "as_json", is_flag=True, help="Print the API's JSON answer.")(
         func
     )
     func = click.option("--cursor", help="Continue where the previous page ended.")(func)
+    func = click.option(
+        "--include",
+        type=click.Choice(["payload", "result"]),
+        multiple=True,
+        help="Also show this field of each job (with --json); repeatable.",
+    )(func)
     return click.option(
         "--limit", type=LIMIT, default=20, show_default=True, help="Jobs per page."
     )(func)
