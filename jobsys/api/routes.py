@@ -215,7 +215,12 @@ def list_jobs() -> ResponseReturnValue:
     """A page of jobs, newest status change first, with the cursor of the next page."""
     q = validation.list_query(request, validation.JobQuery)
     page = state().store.list_jobs(
-        status=q.status, task=q.task, queue=q.queue, limit=q.limit, cursor=q.cursor
+        status=q.status,
+        task=q.task,
+        queue=q.queue,
+        limit=q.limit,
+        cursor=q.cursor,
+        leave_out=q.left_out,
     )
     return _listed(JobPage(jobs=page.jobs, next_cursor=page.next_cursor), q)
 
@@ -225,7 +230,7 @@ def dead_letter() -> ResponseReturnValue:
     """A page of dead jobs (newest first), and how many the queue(s) hold."""
     q = validation.list_query(request, validation.DeadLetterQuery)
     page, total = state().store.dead_letter(
-        task=q.task, queue=q.queue, limit=q.limit, cursor=q.cursor
+        task=q.task, queue=q.queue, limit=q.limit, cursor=q.cursor, leave_out=q.left_out
     )
     body = DeadLetterPage(jobs=page.jobs, next_cursor=page.next_cursor, total=total)
     return _listed(body, q)

@@ -31,7 +31,7 @@ import base64
 import math
 import re
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from typing import cast
 
@@ -108,16 +108,19 @@ class Listing:
         task: str | None = None,
         limit: int = DEFAULT_LIMIT,
         cursor: str | None = None,
+        leave_out: Collection[str] = (),
     ) -> Page:
         """One page of the jobs in `statuses` (of `queue`, else of every queue),
-        newest first, starting after `cursor`."""
+        newest first, starting after `cursor`; without the fields `leave_out`."""
         after = decode_cursor(cursor) if cursor is not None else None
         indexes = [(q, s) for q in self.queues(queue) for s in statuses]
         if not indexes:
             return Page([], None)
         groups = list(_chunks(indexes, KEYS_PER_CALL))
         budget = max(math.ceil(TASK_SCAN_BUDGET / len(groups)), MIN_CALL_BUDGET)
-        answers = [self._scripts.page(g, limit, after, task, budget, True) for g in groups]
+        answers = [
+            self._scripts.page(g, limit, after, task, budget, True, leave_out) for g in groups
+        ]
         nxt, rows = merge(answers, limit)
         jobs = [Job.from_hash(job_id, fields) for job_id, _, fields in rows]
         return Page(jobs, encode_cursor(*nxt) if nxt else None)

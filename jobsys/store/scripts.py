@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, cast
@@ -348,14 +348,15 @@ class Scripts:
         task: str | None,
         budget: int,
         with_fields: bool,
+        leave_out: Collection[str] = (),
     ) -> tuple[tuple[int, str] | None, list[tuple[str, int, dict[str, str]]]]:
         """Read the indexes [(queue, status)] merged, newest first, after position
         `after` (see page.lua): (the position to continue from or None,
-        [(id, score, fields)])."""
+        [(id, score, fields)]), each job's fields but those in `leave_out`."""
         kinds = "".join("l" if s == keys.LIST_INDEXED_STATUS else "z" for _, s in indexes)
         args: list[Any] = [
             keys.JOB_PREFIX, limit, after[0] if after else "", after[1] if after else "",
-            task or "", budget, "1" if with_fields else "0", kinds,
+            task or "", budget, "1" if with_fields else "0", kinds, ",".join(sorted(leave_out)),
         ]  # fmt: skip
         index_keys = [keys.index(q, s) for q, s in indexes]
         score, member, flat = self._run("page", index_keys, args)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime
 from typing import Any, cast
 
@@ -210,13 +210,20 @@ class Store:
         queue: str | None = None,
         limit: int = DEFAULT_LIMIT,
         cursor: str | None = None,
+        leave_out: Collection[str] = (),
     ) -> Page:
-        """A page of jobs, newest status change first (see `jobsys.store.listing`).
-        Raises `InvalidJob` (field ``cursor``) for a cursor this API did not give out."""
+        """A page of jobs, newest status change first (see `jobsys.store.listing`),
+        without the fields `leave_out` (not even read out of Redis). Raises
+        `InvalidJob` (field ``cursor``) for a cursor this API did not give out."""
         statuses = [status] if status is not None else list(keys.INDEXED_STATUSES)
         with translate_errors():
             return self._listing.page(
-                statuses=statuses, queue=queue, task=task, limit=limit, cursor=cursor
+                statuses=statuses,
+                queue=queue,
+                task=task,
+                limit=limit,
+                cursor=cursor,
+                leave_out=leave_out,
             )
 
     def dead_letter(
@@ -226,12 +233,19 @@ class Store:
         queue: str | None = None,
         limit: int = DEFAULT_LIMIT,
         cursor: str | None = None,
+        leave_out: Collection[str] = (),
     ) -> tuple[Page, int]:
-        """A page of dead (`failed`) jobs, newest first, and how many dead jobs the
-        queue (or every queue) holds, whatever the task."""
+        """A page of dead (`failed`) jobs, newest first (without the fields
+        `leave_out`), and how many dead jobs the queue (or every queue) holds,
+        whatever the task."""
         with translate_errors():
             page = self._listing.page(
-                statuses=["failed"], queue=queue, task=task, limit=limit, cursor=cursor
+                statuses=["failed"],
+                queue=queue,
+                task=task,
+                limit=limit,
+                cursor=cursor,
+                leave_out=leave_out,
             )
             return page, self._listing.count(self._listing.queues(queue), "failed")
 

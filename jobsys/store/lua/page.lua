@@ -11,6 +11,8 @@
 -- ARGV[5] task filter ('' = any)   ARGV[6] budget: most index entries examined
 -- ARGV[7] "1": return each job's fields; "0": ids only
 -- ARGV[8] one character per key of KEYS: "z" a ZSET, "l" a completed LIST
+-- ARGV[9] job fields to leave out of each job's fields, comma-separated ('' = none):
+--   large ones (payload, result) a page does not show are not even sent
 -- Entries whose job hash is gone are skipped. The walk stops after `limit` jobs
 -- or `budget` examined entries, whichever comes first.
 -- Work per request: per ZSET, two ZCOUNTs and a binary search among equal scores
@@ -25,6 +27,9 @@ local prefix, limit = ARGV[1], tonumber(ARGV[2])
 local cursor_score, cursor_id = ARGV[3], ARGV[4]
 local task, budget, with_fields = ARGV[5], tonumber(ARGV[6]), ARGV[7] == '1'
 local kinds = ARGV[8]
+local leave_out = {}
+for name in string.gmatch(ARGV[9] or '', '[^,]+') do leave_out[name] = true end
+local leaving = next(leave_out) ~= nil
 local cursor_ms = tonumber(cursor_score)
 
 -- Bytewise a < b, as Redis orders equal scores (Lua's < follows the locale).
@@ -177,7 +182,18 @@ while true do
   end
   if ok then
     local fields = {}
-    if with_fields then fields = redis.call('HGETALL', key) end
+    if with_fields then
+      fields = redis.call('HGETALL', key)
+      if leaving then
+        local kept = {}
+        for i = 1, #fields, 2 do
+          if not leave_out[fields[i]] then
+            kept[#kept + 1] = fields[i]; kept[#kept + 1] = fields[i + 1]
+          end
+        end
+        fields = kept
+      end
+    end
     if #fields > 0 or not with_fields then
       jobs[#jobs + 1] = best_id
       jobs[#jobs + 1] = last_score
