@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 
-def _resolve(doc: dict[str, Any], node: Any) -> Any:
+def resolve(doc: dict[str, Any], node: Any) -> Any:
     while isinstance(node, dict) and "$ref" in node:
         target: Any = doc
         for part in node["$ref"].removeprefix("#/").split("/"):
@@ -24,12 +24,12 @@ def _schema_name(node: Any) -> str | None:
 def _content(doc: dict[str, Any], holder: dict[str, Any]) -> dict[str, str | None]:
     return {
         media: _schema_name(value.get("schema"))
-        for media, value in _resolve(doc, holder).get("content", {}).items()
+        for media, value in resolve(doc, holder).get("content", {}).items()
     }
 
 
 def _fields(doc: dict[str, Any], node: Any, at: str, out: dict[str, Any], seen: int = 0) -> None:
-    node = _resolve(doc, node)
+    node = resolve(doc, node)
     if not isinstance(node, dict) or seen > 8:
         return
     if "properties" in node:
@@ -42,7 +42,7 @@ def _fields(doc: dict[str, Any], node: Any, at: str, out: dict[str, Any], seen: 
     if "items" in node:
         _fields(doc, node["items"], f"{at}[]", out, seen + 1)
     for branch in node.get("anyOf", []) + node.get("oneOf", []):
-        resolved = _resolve(doc, branch)
+        resolved = resolve(doc, branch)
         if "properties" in resolved:
             _fields(doc, resolved, f"{at}|{','.join(sorted(resolved['properties']))}", out, seen)
         else:
@@ -54,7 +54,7 @@ def outline(doc: dict[str, Any], schemas: list[str] | None = None) -> dict[str, 
     operations: dict[str, Any] = {}
     for path, ops in doc["paths"].items():
         for method, op in ops.items():
-            params = [_resolve(doc, p) for p in op.get("parameters", [])]
+            params = [resolve(doc, p) for p in op.get("parameters", [])]
             body = op.get("requestBody")
             operations[f"{method.upper()} {path}"] = {
                 "operationId": op["operationId"],

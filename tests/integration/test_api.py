@@ -18,6 +18,7 @@ import redis
 from apps import close_app
 from flask import Flask
 from flask.testing import FlaskClient
+from openapi_outline import resolve
 
 from jobsys.api import create_app
 from jobsys.api.validation import MAX_BODY_BYTES, MAX_JSON_DEPTH, printable_pattern
@@ -418,15 +419,6 @@ def test_an_unexpected_error_is_a_json_500(settings: Settings):
 # -- the OpenAPI document -----------------------------------------------------------------
 
 
-def _resolve(doc: dict[str, Any], node: Any) -> Any:
-    while isinstance(node, dict) and "$ref" in node:
-        target: Any = doc
-        for part in node["$ref"].removeprefix("#/").split("/"):
-            target = target[part]
-        node = target
-    return node
-
-
 def test_openapi_documents_every_route_and_status(app: Flask, client: FlaskClient):
     r = client.get("/openapi.json")
     assert r.status_code == 200
@@ -453,7 +445,7 @@ def test_openapi_documents_every_route_and_status(app: Flask, client: FlaskClien
     # Every $ref resolves, and every error response carries the Error schema.
     text = json.dumps(doc)
     for ref in set(re.findall(r'"\$ref": "([^"]+)"', text)):
-        assert _resolve(doc, {"$ref": ref}) is not None, ref
+        assert resolve(doc, {"$ref": ref}) is not None, ref
     for ops in doc["paths"].values():
         for op in ops.values():
             for status, response in op["responses"].items():
@@ -463,7 +455,7 @@ def test_openapi_documents_every_route_and_status(app: Flask, client: FlaskClien
 
 
 def response_schema(doc: dict[str, Any], response: dict[str, Any]) -> Any:
-    return _resolve(doc, response)["content"]["application/json"]["schema"]
+    return resolve(doc, response)["content"]["application/json"]["schema"]
 
 
 def test_openapi_schemas_match_what_the_api_does(client: FlaskClient):
