@@ -29,8 +29,10 @@ pytest: $(BIN)/.installed
 
 test: lint pytest
 
+# Four test processes (pytest-xdist): these tests mostly wait on Redis and timers, so
+# they overlap well even on two cores; each process starts its own private Redis.
 test-fast: $(BIN)/.installed
-	$(BIN)/python -m pytest tests/unit tests/integration -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest tests/unit tests/integration -q -n 4 $(PYTEST_ARGS)
 
 # The full fault suite (tests/faults): real processes, signals, network namespaces
 # (needs root); writes its tables to docs/reliability.md. CI runs its fast subset.

@@ -39,7 +39,7 @@ JOB_FIELDS = ("task", "payload", "queue", "priority", "status", "max_retries", "
 def served(settings: Settings, submit_lane: bool) -> Iterator[int]:
     app = create_app(settings, submit_lane=submit_lane)
     server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
     thread.start()
     try:
         yield server.port
