@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
 from typing import Any
@@ -91,12 +92,29 @@ def _escape(text: str) -> str:
     return "".join(c if c.isprintable() else _escape_char(c) for c in text)
 
 
+#: A value that is bare as it is: printable ASCII but for space, ``"``, ``=`` and ``\\``
+#: (the usual ids, task and queue names, worker ids). Others take the full check.
+_BARE = re.compile(r"[!#-<>-\[\]-~]+").fullmatch
+#: Types whose text never needs quoting (digits, sign, ``.``, ``e``, inf, nan, True,
+#: None); exact types only, a subclass may change ``__str__``.
+_BARE_TYPES = frozenset({int, float, bool, type(None)})
+
+
 def logfmt_value(value: object) -> str:
     """`value` as a logfmt value: bare when it can be, else quoted and escaped."""
-    text = str(value)
-    if text and text.isprintable() and not any(c in text for c in ' ="\\'):
+    if type(value) in _BARE_TYPES:
+        return str(value)
+    text = value if type(value) is str else str(value)
+    if _BARE(text) or (text and text.isprintable() and not any(c in text for c in ' ="\\')):
         return text
     return '"' + "".join(_escape_char(c) for c in text) + '"'
+
+
+def _fields(record: logging.LogRecord) -> str:
+    """The extras of `record` as `` key=value`` each (empty text when none)."""
+    return "".join(
+        f" {k}={logfmt_value(v)}" for k, v in vars(record).items() if k not in _RECORD_ATTRS
+    )
 
 
 class TextFormatter(logging.Formatter):
@@ -106,9 +124,7 @@ class TextFormatter(logging.Formatter):
         """Render one record as a readable line."""
         message = _escape(record.getMessage())
         line = f"{_timestamp(record)} {record.levelname} {record.name} {message}"
-        extras = " ".join(f"{k}={logfmt_value(v)}" for k, v in _extras(record).items())
-        if extras:
-            line = f"{line} {extras}"
+        line += _fields(record)
         if record.exc_info:
             line = f"{line}\n{_indent(self.formatException(record.exc_info))}"
         if record.stack_info:

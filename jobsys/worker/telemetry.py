@@ -13,6 +13,8 @@ import threading
 import time
 from bisect import bisect_left
 from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from jobsys.errors import StoreUnavailable
@@ -44,11 +46,12 @@ class Telemetry:
     def started(self, queue: str, job: Claimed) -> None:
         """Count a handler start; on a first attempt, observe its wait."""
         wait_s = _wait_s(job) if job.attempt == 1 else None
+        names = _names(job.task)
         with self._lock:
             counts = self._deltas.counts
-            counts[(queue, counter_field("started", job.task))] += 1
+            counts[(queue, names.started)] += 1
             if wait_s is not None:
-                self._observe(queue, "wait_seconds", job.task, wait_s)
+                self._observe(queue, names.wait, wait_s)
 
     def settled(self, queue: str, outcomes: Iterable[tuple[str, str, float]]) -> None:
         """Count settled attempts: (task, verdict, run time in seconds) each."""
@@ -59,10 +62,11 @@ class Telemetry:
                 kind = _OUTCOMES.get(verdict)
                 if kind is None:  # "stale": another worker has the job now
                     continue
-                counts[(queue, counter_field(kind[0], task))] += 1
+                names = _names(task)
+                counts[(queue, names.outcomes[verdict])] += 1
                 if kind[1] is not None:
                     tp[(queue, minute, kind[1])] += 1
-                self._observe(queue, "run_seconds", task, run_s)
+                self._observe(queue, names.run, run_s)
 
     def recovered(self, queue: str, verdicts: Iterable[tuple[str, str]]) -> None:
         """Count jobs of dead workers taken back: (task, verdict) each."""
@@ -76,12 +80,12 @@ class Telemetry:
                     if kind[1] is not None:
                         tp[(queue, minute, kind[1])] += 1
 
-    def _observe(self, queue: str, name: str, task: str, seconds: float) -> None:
+    def _observe(self, queue: str, fields: _Histogram, seconds: float) -> None:
         # Caller holds the lock.
-        index = bisect_left(BUCKETS_S, seconds)
-        self._deltas.counts[(queue, bucket_field(name, index, task))] += 1
-        self._deltas.counts[(queue, counter_field(f"{name}_count", task))] += 1
-        self._deltas.sums[(queue, counter_field(f"{name}_sum", task))] += seconds
+        counts = self._deltas.counts
+        counts[(queue, fields.buckets[bisect_left(BUCKETS_S, seconds)])] += 1
+        counts[(queue, fields.count)] += 1
+        self._deltas.sums[(queue, fields.sum)] += seconds
 
     def take(self) -> Deltas:
         """The counts so far; starts afresh."""
@@ -109,6 +113,48 @@ class Telemetry:
             raise
         if now_ms is not None:
             self._offset_ms = now_ms - round(time.time() * 1000)
+
+
+@dataclass(frozen=True)
+class _Histogram:
+    """The hash fields of one histogram of one task."""
+
+    buckets: tuple[str, ...]
+    count: str
+    sum: str
+
+
+def _histogram(name: str, task: str) -> _Histogram:
+    return _Histogram(
+        tuple(bucket_field(name, i, task) for i in range(len(BUCKETS_S) + 1)),
+        counter_field(f"{name}_count", task),
+        counter_field(f"{name}_sum", task),
+    )
+
+
+@dataclass(frozen=True)
+class _TaskNames:
+    """Every hash field a worker counts a task's jobs in, made once per task."""
+
+    started: str
+    #: Settle verdict -> its counter's field.
+    outcomes: dict[str, str]
+    wait: _Histogram
+    run: _Histogram
+
+
+#: Most task names whose fields `_names` keeps (task names come from producers).
+NAMES_CACHE_SIZE = 1024
+
+
+@lru_cache(maxsize=NAMES_CACHE_SIZE)
+def _names(task: str) -> _TaskNames:
+    return _TaskNames(
+        started=counter_field("started", task),
+        outcomes={v: counter_field(kind[0], task) for v, kind in _OUTCOMES.items()},
+        wait=_histogram("wait_seconds", task),
+        run=_histogram("run_seconds", task),
+    )
 
 
 def _wait_s(job: Claimed) -> float | None:

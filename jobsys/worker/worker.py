@@ -179,7 +179,8 @@ class Worker:
                     break
                 job_event("started", job, queue, self.id)
                 self.telemetry.started(queue, job)
-                held = self.held().get(job.id)
+                with self._held_lock:  # not `held()`: a copy of every held job per job
+                    held = self._held.get(job.id)
                 context = held.context if held else JobContext(job.id, job.task, queue, job.attempt)
                 outcome = self._execute(job, context)
                 ran += 1

@@ -106,6 +106,14 @@ def fields(line: str) -> list[tuple[str, str]]:
         ("bell\x07 and \u2028", '"bell\\u0007 and \\u2028"'),
         ("", '""'),
         ("a=b", '"a=b"'),
+        ("host:123:ab12cd", "host:123:ab12cd"),
+        ("été", "été"),
+        ("end\n", '"end\\n"'),
+        ("café au lait", '"café au lait"'),
+        (-1.5, "-1.5"),
+        (float("nan"), "nan"),
+        (True, "True"),
+        (None, "None"),
     ],
 )
 def test_logfmt_values_are_quoted_and_escaped(value: object, shown: str) -> None:
