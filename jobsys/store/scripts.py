@@ -183,16 +183,16 @@ class Scripts:
         `IdempotencyConflict`, or `TooManyQueues` when `queue` is new and MAX_QUEUES
         queues exist.
         """
-        head, metrics_key, header = _enqueue_call(queue, self._max_queues)
+        head, metrics_key, queue_arg, header = _enqueue_call(queue, self._max_queues)
         # bytes: redis-py's encoder costs more per argument than str.encode here
         ks: list[str | bytes] = [*head, *[(keys.JOB_PREFIX + i).encode() for i in ids]]
         ks.append(metrics_key)
         if idempotency is not None:
             ks.append(keys.idempotency(idempotency.key_digest))
             header = (
-                f"{self._max_queues},{idempotency.ttl_s:d},{idempotency.fingerprint},{queue}"
-            ).encode()
-        args: list[Any] = [header, *[a.encode() for a in argv]]
+                f"{self._max_queues:d},{idempotency.ttl_s:d},{idempotency.fingerprint}".encode()
+            )
+        args: list[Any] = [queue_arg, header, *[a.encode() for a in argv]]
         try:
             answer = self._run("enqueue", ks, args)
         except ResponseError as e:
@@ -401,10 +401,11 @@ KEY_CACHE_SIZE = 1024
 
 
 @lru_cache(maxsize=KEY_CACHE_SIZE)
-def _enqueue_call(queue: str, max_queues: int = 0) -> tuple[tuple[bytes, ...], bytes, bytes]:
-    """KEYS[1..7] of enqueue.lua, the metrics key, and ARGV[1] (the header) without
-    an Idempotency-Key: made once per queue, and as bytes, which redis-py sends as
-    they are (it encodes every str argument in Python, per call)."""
+def _enqueue_call(queue: str, max_queues: int = 0) -> tuple[tuple[bytes, ...], bytes, bytes, bytes]:
+    """KEYS[1..7] of enqueue.lua, the metrics key, ARGV[1] (the queue) and ARGV[2]
+    (the header without an Idempotency-Key): made once per queue, and as bytes,
+    which redis-py sends as they are (it encodes every str argument in Python, per
+    call)."""
     head = (
         keys.ready(queue),
         keys.scheduled(queue),
@@ -414,8 +415,12 @@ def _enqueue_call(queue: str, max_queues: int = 0) -> tuple[tuple[bytes, ...], b
         keys.index(queue, "queued"),
         keys.index(queue, "scheduled"),
     )
-    header = f"{max_queues:d},,,{queue}"
-    return tuple(k.encode() for k in head), keys.metrics(queue).encode(), header.encode()
+    return (
+        tuple(k.encode() for k in head),
+        keys.metrics(queue).encode(),
+        queue.encode(),
+        str(max_queues).encode(),
+    )
 
 
 @lru_cache(maxsize=KEY_CACHE_SIZE)

@@ -15,11 +15,11 @@
 -- of the queue ("submitted|<task>" += 1 per job; past METRIC_TASKS task names,
 -- "submitted|(other)": see count_submitted in _lib.lua)   then, only with an
 -- idempotency key, the idempotency HASH (fingerprint, ids, scheduled), the last key
--- ARGV[1] the header, "<max_queues>,<ttl>,<fingerprint>,<queue>": max_queues is
---   the most queues KEYS[5] may hold (MAX_QUEUES; 0 = no cap): a queue not in it yet
---   is refused when it holds that many; ttl (seconds) and fingerprint (hex) of the
---   idempotency key, both empty without one; the queue's name is the rest (any text)
--- ARGV[1+i] the i-th job, one argument (see job_arg in _lib.lua): the JSON array
+-- ARGV[1] queue name   ARGV[2] the header: "<max_queues>" without an idempotency
+--   key, "<max_queues>,<ttl>,<fingerprint>" with one: max_queues is the most queues
+--   KEYS[5] may hold (MAX_QUEUES; 0 = no cap): a queue not in it yet is refused
+--   when it holds that many; ttl (seconds) and fingerprint (hex) of the key
+-- ARGV[2+i] the i-th job, one argument (see job_arg in _lib.lua): the JSON array
 --   [id, task, max_retries, priority (-100..100), run_at_ms (due time, ms since the
 --   epoch; 0 = none), delay_ms (0 = none; counted from the Redis clock; with run_at,
 --   the later counts), timeout in seconds ('' = none), traceparent ('' = none)],
@@ -34,8 +34,10 @@
 -- positions of scheduled jobs as text ("2,5"; '' = none) and its ids. The error
 -- "IDEMPOTENCY_CONFLICT" for a reused key, "TOO_MANY_QUEUES" for a new queue past
 -- max_queues (nothing written).
-local max_queues, ttl, fingerprint, queue = string.match(ARGV[1], '^(%d+),(%d*),(%x*),(.*)$')
-local idem = fingerprint ~= ''
+local queue, max_queues = ARGV[1], ARGV[2]
+local idem = string.find(max_queues, ',', 1, true) ~= nil  -- the usual: no key
+local ttl, fingerprint
+if idem then max_queues, ttl, fingerprint = string.match(max_queues, '^(%d+),(%d+),(%x+)$') end
 local idem_key = idem and KEYS[#KEYS] or nil
 local metrics_key = KEYS[idem and #KEYS - 1 or #KEYS]
 local n = #KEYS - (idem and 9 or 8)
@@ -71,7 +73,7 @@ local dues, delayed = {}, {}  -- {due, id, ...} for `scheduled`; ids for the ind
 local submitted = {}
 local out = {'new'}
 for i = 1, n do
-  local j, payload = job_arg(ARGV[1 + i])
+  local j, payload = job_arg(ARGV[2 + i])
   local id, task, due, delay = j[1], j[2], j[5], j[6]
   if delay > 0 then due = math.max(due, now + delay) end
   local rank = put_job(KEYS[7 + i], f, task, queue, created, payload, j[3], j[4],
