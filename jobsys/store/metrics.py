@@ -19,7 +19,7 @@ for `THROUGHPUT_RETENTION_S`.
 The task names of a queue's metrics are bounded (producers choose them freely):
 the first `MAX_TASKS_PER_QUEUE` names submitted to a queue get their own fields
 (enqueue.lua / tick.lua register a name with its ``submitted|<task>`` field, see
-``metric_task`` in _lib.lua); every other task is counted under `OTHER_TASK`.
+``count_submitted`` in _lib.lua); every other task is counted under `OTHER_TASK`.
 The workers count a task under its own name only when that field exists
 (`TaskLabels`), so a queue's hash holds at most ~46 fields per name.
 """

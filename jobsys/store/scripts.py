@@ -62,6 +62,10 @@ class Enqueued:
 
 _ALL_QUEUED = Enqueued(frozenset())
 
+#: FCALL's numkeys as bytes for the usual counts (redis-py would encode an int in
+#: Python on every call: repr, then encode).
+_NUMKEYS = tuple(str(i).encode() for i in range(64))
+
 
 @dataclass(frozen=True)
 class Claimed:
@@ -147,14 +151,16 @@ class Scripts:
         """Run script `name` (FCALL); load the library first when Redis lacks it."""
         fn = self._fn[name]
         client = self._thread_client()
+        n = len(keys_)
+        numkeys = cast(int, _NUMKEYS[n] if n < len(_NUMKEYS) else n)
         try:
-            return client.fcall(fn, len(keys_), *keys_, *args)
+            return client.fcall(fn, numkeys, *keys_, *args)
         except ResponseError as e:
             if not library_missing(e):
                 raise
         # Nothing ran: Redis does not have this version's library (yet).
         self.load()
-        return client.fcall(fn, len(keys_), *keys_, *args)
+        return client.fcall(fn, numkeys, *keys_, *args)
 
     def _run_ending(self, name: str, keys_: list[str], args: list[Any]) -> Any:
         """Run a script that may end jobs: the retention arguments go last."""
@@ -177,17 +183,16 @@ class Scripts:
         `IdempotencyConflict`, or `TooManyQueues` when `queue` is new and MAX_QUEUES
         queues exist.
         """
-        head, metrics_key, queue_arg = _enqueue_call(queue)
-        jobs = [keys.JOB_PREFIX + i for i in ids]
-        ks: list[str | bytes]
-        if idempotency is None:
-            ks = [*head, *jobs, metrics_key]
-            args: list[Any] = [queue_arg, b"", b"0", self._max_queues, *argv]
-        else:
-            ks = [*head[:5], keys.idempotency(idempotency.key_digest), *head[6:]]
-            ks += [*jobs, metrics_key]
-            args = [queue_arg, idempotency.fingerprint, idempotency.ttl_s, self._max_queues]
-            args += argv
+        head, metrics_key, queue_arg, header = _enqueue_call(queue, self._max_queues)
+        # bytes: redis-py's encoder costs more per argument than str.encode here
+        ks: list[str | bytes] = [*head, *[(keys.JOB_PREFIX + i).encode() for i in ids]]
+        ks.append(metrics_key)
+        if idempotency is not None:
+            ks.append(keys.idempotency(idempotency.key_digest))
+            header = (
+                f"{self._max_queues:d},{idempotency.ttl_s:d},{idempotency.fingerprint}".encode()
+            )
+        args: list[Any] = [queue_arg, header, *[a.encode() for a in argv]]
         try:
             answer = self._run("enqueue", ks, args)
         except ResponseError as e:
@@ -397,22 +402,26 @@ KEY_CACHE_SIZE = 1024
 
 
 @lru_cache(maxsize=KEY_CACHE_SIZE)
-def _enqueue_call(queue: str) -> tuple[tuple[bytes, ...], bytes, bytes]:
-    """KEYS[1..8] of enqueue.lua without an Idempotency-Key (KEYS[6]: the queues
-    SET, unused), the metrics key and ARGV[1] (the queue): made once per queue, and
-    as bytes, which redis-py sends as they are (it encodes every str argument in
-    Python, per call)."""
+def _enqueue_call(queue: str, max_queues: int = 0) -> tuple[tuple[bytes, ...], bytes, bytes, bytes]:
+    """KEYS[1..7] of enqueue.lua, the metrics key, ARGV[1] (the queue) and ARGV[2]
+    (the header without an Idempotency-Key): made once per queue, and as bytes,
+    which redis-py sends as they are (it encodes every str argument in Python, per
+    call)."""
     head = (
         keys.ready(queue),
         keys.scheduled(queue),
         keys.wakeup(queue),
         keys.sequence(queue),
         keys.queues(),
-        keys.queues(),
         keys.index(queue, "queued"),
         keys.index(queue, "scheduled"),
     )
-    return tuple(k.encode() for k in head), keys.metrics(queue).encode(), queue.encode()
+    return (
+        tuple(k.encode() for k in head),
+        keys.metrics(queue).encode(),
+        queue.encode(),
+        str(max_queues).encode(),
+    )
 
 
 @lru_cache(maxsize=KEY_CACHE_SIZE)

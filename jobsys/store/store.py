@@ -27,7 +27,7 @@ from jobsys.store.listing import DEFAULT_LIMIT, Listing, Page, queue_names
 from jobsys.store.metrics import THROUGHPUT_MINUTES, Deltas, QueueMetrics, QueueStats
 from jobsys.store.schedules import ScheduleStore
 from jobsys.store.scripts import Claimed, Idempotency, Retention, Scripts
-from jobsys.store.submission import Submission, Submitted, job_arg, new_job_ids
+from jobsys.store.submission import Submission, Submitted, job_arg, new_job_id, new_job_ids
 from jobsys.store.translate import translate_errors
 from jobsys.store.workers import WorkerInfo
 
@@ -87,7 +87,12 @@ class Store:
         `scheduled` until then. A higher `priority` (-100..100) runs first.
         """
         if (has_payload, max_retries, priority, delay_s, run_at, timeout_s) == _PLAIN:
-            return self.submit_many([(task, payload)], queue=queue)[0]  # no Submission
+            # The usual call: one (task, payload) pair, no Submission, no lists to build.
+            job_id = new_job_id()
+            arg = job_arg(job_id, (task, payload), self.settings.max_retries)
+            with translate_errors():
+                self.scripts.enqueue(queue, (job_id,), (arg,))
+            return job_id
         sub = Submission(
             task, payload, has_payload, max_retries, priority, delay_s, run_at, timeout_s
         )

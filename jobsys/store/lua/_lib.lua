@@ -314,15 +314,19 @@ end
 -- at most METRIC_TASKS task names get their own fields; the jobs of any other task
 -- are counted under OTHER_TASK. A name has its own fields once `submitted|<name>`
 -- exists (the workers check the same field); the field `tasks` counts those names.
--- Returns the name to count `task`'s submits under (registering it if there is room).
+-- Adds `count` submits of `task` to `submitted|<task>`, registering the name if
+-- there is room, else to `submitted|(other)`. A known name (the usual case) costs
+-- one HINCRBY: only when that HINCRBY created the field (its answer is `count`;
+-- a field is never 0) is `tasks` bumped, and past METRIC_TASKS both are undone
+-- (the field was made by this call, so HDEL undoes it exactly).
 -- Keep in step with jobsys/store/metrics.py (MAX_TASKS_PER_QUEUE, OTHER_TASK).
 local METRIC_TASKS = 100
 local OTHER_TASK = '(other)'
-local function metric_task(key, task)
-  if redis.call('HEXISTS', key, 'submitted|' .. task) == 1 then return task end
-  if tonumber(redis.call('HGET', key, 'tasks') or '0') >= METRIC_TASKS then
-    return OTHER_TASK
-  end
-  redis.call('HINCRBY', key, 'tasks', 1)
-  return task
+local function count_submitted(key, task, count)
+  local field = 'submitted|' .. task
+  if redis.call('HINCRBY', key, field, count) ~= count then return end  -- a known name
+  if redis.call('HINCRBY', key, 'tasks', 1) <= METRIC_TASKS then return end  -- registered
+  redis.call('HINCRBY', key, 'tasks', -1)
+  redis.call('HDEL', key, field)
+  redis.call('HINCRBY', key, 'submitted|' .. OTHER_TASK, count)
 end

@@ -10,34 +10,41 @@
 -- queue) and the fingerprint covers the queue, so reusing a key for another queue
 -- is refused too.
 -- KEYS[1] ready ZSET   KEYS[2] scheduled ZSET   KEYS[3] wakeup ZSET   KEYS[4] seq STRING
--- KEYS[5] queues SET   KEYS[6] idempotency HASH (fingerprint, ids, scheduled) or,
--- without a key, any other key (unused)   KEYS[7] the queue's `queued` index ZSET
--- KEYS[8] its `scheduled` index ZSET   KEYS[8+i] job HASH of the i-th job
--- KEYS[#KEYS] metrics HASH of the queue ("submitted|<task>" += 1 per job; past
---   METRIC_TASKS task names, "submitted|(other)": see metric_task in _lib.lua)
--- ARGV[1] queue name   ARGV[2] request fingerprint ('' = no idempotency key)
--- ARGV[3] idempotency TTL in seconds
--- ARGV[4] most queues KEYS[5] may hold (MAX_QUEUES; 0 = no cap): a queue not in it
---   yet is refused when it holds that many
--- ARGV[4+i] the i-th job, one argument (see job_arg in _lib.lua): the JSON array
+-- KEYS[5] queues SET   KEYS[6] the queue's `queued` index ZSET   KEYS[7] its
+-- `scheduled` index ZSET   KEYS[7+i] job HASH of the i-th job   then the metrics HASH
+-- of the queue ("submitted|<task>" += 1 per job; past METRIC_TASKS task names,
+-- "submitted|(other)": see count_submitted in _lib.lua)   then, only with an
+-- idempotency key, the idempotency HASH (fingerprint, ids, scheduled), the last key
+-- ARGV[1] queue name   ARGV[2] the header: "<max_queues>" without an idempotency
+--   key, "<max_queues>,<ttl>,<fingerprint>" with one: max_queues is the most queues
+--   KEYS[5] may hold (MAX_QUEUES; 0 = no cap): a queue not in it yet is refused
+--   when it holds that many; ttl (seconds) and fingerprint (hex) of the key
+-- ARGV[2+i] the i-th job, one argument (see job_arg in _lib.lua): the JSON array
 --   [id, task, max_retries, priority (-100..100), run_at_ms (due time, ms since the
 --   epoch; 0 = none), delay_ms (0 = none; counted from the Redis clock; with run_at,
 --   the later counts), timeout in seconds ('' = none), traceparent ('' = none)],
 --   then, when the job has a payload, a newline and the payload's JSON text
 -- Job ids are UUID4s made by the caller, so no job hash exists yet (not checked).
+-- A queue is registered in KEYS[5] by the submit that creates its sequence KEYS[4]
+-- (its first jobs; drop_queue.lua deletes both, tick.lua registers the same way):
+-- only that submit reads KEYS[5], so the usual submit pays no command for the cap.
 -- Returns: {"new", i, ...}: the positions i (1-based) of the jobs now `scheduled`
 -- (due later than now, by the Redis clock); the others are `queued` (a past run_at
 -- too). For a repeated request {"replay", scheduled, id, ...}: the first request's
 -- positions of scheduled jobs as text ("2,5"; '' = none) and its ids. The error
 -- "IDEMPOTENCY_CONFLICT" for a reused key, "TOO_MANY_QUEUES" for a new queue past
--- ARGV[4] (nothing written).
-local queue = ARGV[1]
-local idem = ARGV[2] ~= ''
-local n = #KEYS - 9
+-- max_queues (nothing written).
+local queue, max_queues = ARGV[1], ARGV[2]
+local idem = string.find(max_queues, ',', 1, true) ~= nil  -- the usual: no key
+local ttl, fingerprint
+if idem then max_queues, ttl, fingerprint = string.match(max_queues, '^(%d+),(%d+),(%x+)$') end
+local idem_key = idem and KEYS[#KEYS] or nil
+local metrics_key = KEYS[idem and #KEYS - 1 or #KEYS]
+local n = #KEYS - (idem and 9 or 8)
 if idem then
-  local seen = redis.call('HMGET', KEYS[6], 'fingerprint', 'ids', 'scheduled')
+  local seen = redis.call('HMGET', idem_key, 'fingerprint', 'ids', 'scheduled')
   if seen[1] then
-    if seen[1] ~= ARGV[2] then
+    if seen[1] ~= fingerprint then
       return redis.error_reply('IDEMPOTENCY_CONFLICT')
     end
     local out = {'replay', seen[3] or ''}
@@ -45,14 +52,20 @@ if idem then
     return out
   end
 end
-local new_queue = redis.call('SISMEMBER', KEYS[5], queue) == 0
-local max_queues = tonumber(ARGV[4])
-if new_queue and max_queues > 0 and redis.call('SCARD', KEYS[5]) >= max_queues then
-  return redis.error_reply('TOO_MANY_QUEUES')
+local last = redis.call('INCRBY', KEYS[4], n)
+if last == n and redis.call('SISMEMBER', KEYS[5], queue) == 0 then
+  -- A new sequence of a queue not registered: the queue's first jobs.
+  max_queues = tonumber(max_queues)
+  if max_queues > 0 and redis.call('SCARD', KEYS[5]) >= max_queues then
+    redis.call('DEL', KEYS[4])  -- undo the INCRBY: the sequence did not exist
+    return redis.error_reply('TOO_MANY_QUEUES')
+  end
+  -- Registered before any job is written: should a later step fail, the queue with
+  -- a sequence is still registered (only a new sequence registers).
+  redis.call('SADD', KEYS[5], queue)
 end
 local now = now_ms()
 local created = now  -- timestamps in a job hash: ms since the epoch (keys.stamp)
-local last = redis.call('INCRBY', KEYS[4], n)
 local f = job_fields()
 local ids = idem and {} or nil
 local ranked, waiting = {}, {}  -- {rank, id, ...} for `ready`; ids for the index
@@ -60,10 +73,10 @@ local dues, delayed = {}, {}  -- {due, id, ...} for `scheduled`; ids for the ind
 local submitted = {}
 local out = {'new'}
 for i = 1, n do
-  local j, payload = job_arg(ARGV[4 + i])
+  local j, payload = job_arg(ARGV[2 + i])
   local id, task, due, delay = j[1], j[2], j[5], j[6]
   if delay > 0 then due = math.max(due, now + delay) end
-  local rank = put_job(KEYS[8 + i], f, task, queue, created, payload, j[3], j[4],
+  local rank = put_job(KEYS[7 + i], f, task, queue, created, payload, j[3], j[4],
     last - n + i, due, j[7], j[8], now)
   if rank then
     ranked[#ranked + 1] = rank; ranked[#ranked + 1] = id
@@ -78,18 +91,13 @@ for i = 1, n do
 end
 zadd_pairs(KEYS[1], ranked)
 zadd_pairs(KEYS[2], dues)
-zadd_all(KEYS[7], now, waiting)
-zadd_all(KEYS[8], now, delayed)
+zadd_all(KEYS[6], now, waiting)
+zadd_all(KEYS[7], now, delayed)
 if #waiting > 0 then redis.call('ZADD', KEYS[3], 0, 'w') end
-for task, count in pairs(submitted) do
-  redis.call('HINCRBY', KEYS[#KEYS], 'submitted|' .. metric_task(KEYS[#KEYS], task), count)
-end
-if new_queue then
-  redis.call('SADD', KEYS[5], queue)  -- the queue's first jobs: register it
-end
+for task, count in pairs(submitted) do count_submitted(metrics_key, task, count) end
 if idem then
-  redis.call('HSET', KEYS[6], 'fingerprint', ARGV[2], 'ids', table.concat(ids, ','),
+  redis.call('HSET', idem_key, 'fingerprint', fingerprint, 'ids', table.concat(ids, ','),
     'scheduled', table.concat(out, ',', 2))
-  redis.call('EXPIRE', KEYS[6], tonumber(ARGV[3]))
+  redis.call('EXPIRE', idem_key, tonumber(ttl))
 end
 return out

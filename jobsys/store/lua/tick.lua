@@ -7,7 +7,7 @@
 -- KEYS[4] wakeup ZSET   KEYS[5] seq STRING   KEYS[6] queues SET   KEYS[7] new job HASH
 -- KEYS[8..13] the queue's status indexes (queued, scheduled, processing, completed,
 -- failed, cancelled)
--- KEYS[14] metrics HASH of the queue ("submitted|<task>" += 1; see metric_task)
+-- KEYS[14] metrics HASH of the queue ("submitted|<task>" += 1; see count_submitted)
 -- ARGV[1] tick (ms since the epoch)   ARGV[2] queue   ARGV[3] schedule name
 -- ARGV[4] the job, one argument as one job of enqueue.lua (see job_arg in _lib.lua):
 --   the JSON array [id, task, max_retries, priority, run_at_ms, delay_ms, timeout in
@@ -35,7 +35,7 @@ redis.call('ZADD', KEYS[2], rank, id)
 reindex(indexes(KEYS, 8), id, nil, 'queued', now)
 redis.call('HSET', KEYS[7], 'schedule', ARGV[3], 'tick', tick)
 redis.call('ZADD', KEYS[4], 0, 'w')
-redis.call('HINCRBY', KEYS[14], 'submitted|' .. metric_task(KEYS[14], task), 1)
+count_submitted(KEYS[14], task, 1)
 if seq == 1 then
   redis.call('SADD', KEYS[6], ARGV[2])  -- the queue's first job: register it
 end
