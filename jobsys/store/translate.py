@@ -16,7 +16,9 @@ class _TranslateErrors:
     redis-py makes each error answer an exception by its code, and strips the
     code from the text: OOM -> OutOfMemoryError, LOADING -> BusyLoadingError,
     READONLY, MASTERDOWN, TRYAGAIN -> their classes; so the class is what is
-    checked, never the text. (A class, so that one instance serves every call.)"""
+    checked. NOREPLICAS (a primary with `min-replicas-to-write` that lacks good
+    replicas) has no class of its own: a plain ResponseError whose text starts with
+    the code. (A class, so that one instance serves every call.)"""
 
     def __enter__(self) -> None:
         return None
@@ -35,6 +37,13 @@ class _TranslateErrors:
             | redis.exceptions.TryAgainError,
         ):
             raise StoreUnavailable(f"Redis cannot take writes now: {e}") from e
+        if isinstance(e, redis.ResponseError) and str(e).startswith(_UNAVAILABLE_CODES):
+            raise StoreUnavailable(f"Redis cannot take writes now: {e}") from e
+
+
+#: Error answers that mean "not now" rather than "wrong request" and that redis-py
+#: leaves as plain ResponseErrors.
+_UNAVAILABLE_CODES = ("NOREPLICAS ",)
 
 
 _TRANSLATE = _TranslateErrors()
