@@ -113,9 +113,8 @@ class Scripts:
 
     def _thread_client(self) -> redis.Redis:
         """This thread's client on one connection of the pool (`redis.Redis.client`),
-        so that a script call skips the pool's checkout and return (a small FCALL:
-        ~31 us of producer CPU through the pool, ~18-22 us this way, on a loaded
-        2-core machine).
+        so that a script call skips the pool's checkout and return, which cost about
+        a third of a small FCALL's producer CPU (docs/benchmarks.md).
 
         The pool checks a connection as it hands it out; this does the same check
         before every call: a connection with something to read holds an answer

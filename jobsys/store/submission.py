@@ -85,19 +85,18 @@ def job_arg(job_id: str, sub: Submission | tuple[str, Any], default_max_retries:
     job has a payload, a newline and the payload's JSON text, which the script
     stores verbatim. JSON as `json` writes it here never holds a raw newline (one
     inside a string is written ``\\n``; no indent), so the first newline ends the
-    array. One argument per job, made by C-speed encoders: redis-py encodes each
-    argument in Python (~0.5 us each), which made nine per job the bulk of a submit's
-    CPU time.
+    array. One argument per job, made by C encoders: redis-py encodes each argument
+    in Python, which made nine per job the bulk of a submit's CPU time.
     """
-    if type(sub) is tuple:  # the common (task, payload): every other field its default
+    if type(sub) is tuple:  # (task, payload): every other field its default
         task, payload = sub
-        # The encoder of a str is one C call; the id is UUID text, the rest ints.
-        head = f'["{job_id}",{_dumps_head(task)},{default_max_retries:d},0,0,0,"",""]'
-        return head if payload is None else f"{head}\n{_dumps(payload)}"
-    assert isinstance(sub, Submission)
-    has_payload = sub.payload is not None if sub.has_payload is None else sub.has_payload
-    head = _dumps_head(
-        [
+        has_payload = payload is not None
+        fields = [job_id, task, default_max_retries, 0, 0, 0, "", ""]
+    else:
+        assert isinstance(sub, Submission)
+        payload = sub.payload
+        has_payload = payload is not None if sub.has_payload is None else sub.has_payload
+        fields = [
             job_id,
             sub.task,
             default_max_retries if sub.max_retries is None else sub.max_retries,
@@ -107,5 +106,5 @@ def job_arg(job_id: str, sub: Submission | tuple[str, Any], default_max_retries:
             "" if sub.timeout_s is None else repr(float(sub.timeout_s)),
             sub.traceparent or "",
         ]
-    )
-    return f"{head}\n{_dumps(sub.payload)}" if has_payload else head
+    head = _dumps_head(fields)
+    return f"{head}\n{_dumps(payload)}" if has_payload else head
