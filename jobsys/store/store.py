@@ -113,14 +113,6 @@ class Store:
             self.scripts.enqueue(queue, ids, argv)
         return ids
 
-    def submit_idempotent(
-        self, jobs: Sequence[Submission], *, queue: str, key: str, request: Any
-    ) -> tuple[list[str], bool]:
-        """Enqueue `jobs` once per Idempotency-Key `key`: (ids, replayed). See
-        `submit_jobs`."""
-        done = self.submit_jobs(jobs, queue=queue, key=key, request=request)
-        return done.ids, done.replayed
-
     def submit_jobs(
         self,
         jobs: Sequence[Submission],

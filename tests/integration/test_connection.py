@@ -160,4 +160,4 @@ def test_error_answers_are_translated(store: Store, redis_client: redis.Redis) -
     assert store.get(store.submit("b")).task == "b"
     with pytest.raises(IdempotencyConflict):  # an error answer of a script
         for request in ({"n": 1}, {"n": 2}):
-            store.submit_idempotent([Submission("a")], queue="default", key="k", request=request)
+            store.submit_jobs([Submission("a")], queue="default", key="k", request=request)

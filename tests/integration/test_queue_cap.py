@@ -67,7 +67,7 @@ def test_the_store_raises_a_typed_error(settings: Settings) -> None:
             store.submit("t", queue="c")
         assert caught.value.queue == "c" and caught.value.limit == 2
         with pytest.raises(TooManyQueues):
-            store.submit_idempotent([], queue="c", key="k", request={})
+            store.submit_jobs([], queue="c", key="k", request={})
         store.submit("t", queue="a")  # an existing queue
     finally:
         store.close()

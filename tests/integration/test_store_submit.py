@@ -75,10 +75,9 @@ def test_submits_survive_a_flushed_function_library(
     redis_client.function_flush()
     batch = store.submit_many([("echo", 3), ("echo", 4)])
     redis_client.function_flush()
-    ids, replayed = store.submit_idempotent(
-        [Submission("echo", 5)], queue="default", key="k", request={"n": 5}
-    )
-    assert not replayed
+    done = store.submit_jobs([Submission("echo", 5)], queue="default", key="k", request={"n": 5})
+    ids = done.ids
+    assert not done.replayed
     everything = [first, second, *batch, *ids]
     assert [store.get(i).payload for i in everything] == [1, 2, 3, 4, 5]
     # Each job was enqueued exactly once, in order.
