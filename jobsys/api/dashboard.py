@@ -57,6 +57,5 @@ def _revalidate(response: Response) -> Response:
     response.cache_control.no_cache = True
     response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
     response.headers["X-Frame-Options"] = "DENY"  # frame-ancestors, for older browsers
-    response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Referrer-Policy"] = "no-referrer"
     return response

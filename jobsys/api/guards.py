@@ -183,8 +183,12 @@ def error_response(status: int, error: str, detail: str, field: str) -> Response
     return response
 
 
+#: The header every answer carries (the submit lane writes it too).
+NOSNIFF = ("X-Content-Type-Options", "nosniff")
+
+
 def _nosniff(response: Response) -> Response:
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault(*NOSNIFF)
     return response
 
 

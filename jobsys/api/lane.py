@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from werkzeug.exceptions import HTTPException
 from werkzeug.http import HTTP_STATUS_CODES
 
-from jobsys.api import auth, errors, headers, routes, validation
+from jobsys.api import auth, errors, guards, headers, routes, validation
 from jobsys.errors import JobsysError, StoreUnavailable, TooManyQueues
 
 if TYPE_CHECKING:
@@ -87,7 +87,7 @@ class SubmitLane:
                 ("Content-Length", str(len(data))),
                 *extra,
                 ("X-Request-ID", rid),
-                ("X-Content-Type-Options", "nosniff"),
+                guards.NOSNIFF,
             ],
         )
         return [data]
