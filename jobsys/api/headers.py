@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+import os
 import re
-import secrets
-import uuid
 from typing import Any
 
 from jobsys.errors import InvalidJob
@@ -27,7 +26,7 @@ def request_id(incoming: str | None) -> str:
     new random one."""
     if incoming is not None and REQUEST_ID.fullmatch(incoming):
         return incoming
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()
 
 
 def traceparent(header: str | None) -> str:
@@ -50,7 +49,8 @@ def traceparent(header: str | None) -> str:
 
 def new_traceparent() -> str:
     """A new trace: random trace id and parent id, sampled."""
-    return f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
+    ids = os.urandom(24).hex()
+    return f"00-{ids[:32]}-{ids[32:]}-01"
 
 
 def idempotency_key(key: str | None) -> str | None:

@@ -13,9 +13,11 @@ as the Flask handler does. A refusal that wrote nothing (TooManyQueues) is repla
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
+from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException
 from werkzeug.http import HTTP_STATUS_CODES
 
@@ -37,6 +39,15 @@ class SubmitLane:
         self.app = app
         self.authenticator = authenticator
         self.state = app.extensions[routes.STATE_KEY]
+        # Flask's JSON settings, in one encoder made once (its `dumps` merges its
+        # options into a new encoder on every call).
+        provider = cast(DefaultJSONProvider, app.json)
+        self._encode = json.JSONEncoder(
+            ensure_ascii=provider.ensure_ascii,
+            sort_keys=provider.sort_keys,
+            separators=(",", ":"),
+            default=provider.default,
+        ).encode
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
@@ -78,7 +89,7 @@ class SubmitLane:
                 extra.append(("Location", routes.job_location("", done.ids[0])))
             else:
                 answer = routes.batch_submitted(done.ids)
-        data = f"{self.app.json.dumps(answer, separators=(',', ':'))}\n".encode()
+        data = f"{self._encode(answer)}\n".encode()
         rid = headers.request_id(environ.get("HTTP_X_REQUEST_ID"))
         start_response(
             f"{status} {HTTP_STATUS_CODES[status].upper()}",

@@ -565,7 +565,7 @@ def parse_json(data: bytes) -> Any:
     except UnicodeDecodeError as e:
         raise InvalidJob("body", f"must be UTF-8 ({e.reason} at byte {e.start})") from None
     try:
-        value = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+        value = _DECODER.decode(text)
     except RecursionError:
         raise InvalidJob("body", f"must not nest deeper than {MAX_JSON_DEPTH} levels") from None
     except ValueError as e:  # JSONDecodeError, out-of-range numbers, huge integers
@@ -632,6 +632,11 @@ def _finite_float(text: str) -> float:
     if not math.isfinite(value):
         raise ValueError(f"number {_short(text)} is out of range")
     return value
+
+
+#: The body decoder: no NaN/Infinity, no out-of-range floats (made once: `json.loads`
+#: with options builds a decoder per call).
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
 
 
 #: A JSON string, escapes and all (unrolled: no backtracking per character).

@@ -6,8 +6,9 @@ called with FCALL. A call that finds Redis without this version's library (a new
 version, a Redis restart without persistence, FUNCTION FLUSH) ran nothing: the
 library is loaded and the call made again, once.
 
-Every call goes through the client's `fcall` (or a pipeline), so connecting,
-reconnecting, TLS, Sentinel and the error classes are redis-py's.
+Every call goes through a redis-py connection of the client's pool (`_fcall`) or a
+pipeline, so connecting, reconnecting, TLS, Sentinel and the error classes are
+redis-py's.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, cast
 
+import hiredis
 import redis
 from redis.exceptions import ResponseError
 
@@ -113,8 +115,7 @@ class Scripts:
 
     def _thread_client(self) -> redis.Redis:
         """This thread's client on one connection of the pool (`redis.Redis.client`),
-        so that a script call skips the pool's checkout and return, which cost about
-        a third of a small FCALL's producer CPU (docs/benchmarks.md).
+        so that a script call skips the pool's checkout and return.
 
         The pool checks a connection as it hands it out; this does the same check
         before every call: a connection with something to read holds an answer
@@ -153,13 +154,13 @@ class Scripts:
         n = len(keys_)
         numkeys = cast(int, _NUMKEYS[n] if n < len(_NUMKEYS) else n)
         try:
-            return client.fcall(fn, numkeys, *keys_, *args)
+            return _fcall(client, fn, numkeys, keys_, args)
         except ResponseError as e:
             if not library_missing(e):
                 raise
         # Nothing ran: Redis does not have this version's library (yet).
         self.load()
-        return client.fcall(fn, numkeys, *keys_, *args)
+        return _fcall(client, fn, numkeys, keys_, args)
 
     def _run_ending(self, name: str, keys_: list[str], args: list[Any]) -> Any:
         """Run a script that may end jobs: the retention arguments go last."""
@@ -454,6 +455,25 @@ def _claimed(flat: list[Any]) -> list[Claimed]:
         )
         for i in range(0, len(flat) - 1, 9)
     ]
+
+
+def _fcall(
+    client: redis.Redis, fn: bytes, numkeys: Any, keys_: Sequence[Any], args: Sequence[Any]
+) -> Any:
+    """FCALL on `client`'s one connection: the command packed by hiredis (the encoder
+    redis-py itself uses), then sent and read through the connection's public methods.
+
+    This is `client.fcall` without its per-call machinery (argument re-encoding in
+    Python, retry wrapper, lock, response callbacks: none applies to FCALL, and
+    retries are off; docs/architecture.md says what that saves). Connecting, TLS, auth and error handling stay redis-py's: a socket error or
+    timeout disconnects the connection, and a Sentinel-managed connection drops
+    itself on READONLY. Arguments are str, bytes or int.
+    """
+    conn = client.connection
+    assert conn is not None  # a single-connection client always has one
+    packed = hiredis.pack_command((b"FCALL", fn, numkeys, *keys_, *args))
+    conn.send_packed_command([packed])  # type: ignore[no-untyped-call]
+    return conn.read_response()
 
 
 def _text(value: Any) -> str:
