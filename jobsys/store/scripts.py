@@ -465,9 +465,10 @@ def _fcall(
 
     This is `client.fcall` without its per-call machinery (argument re-encoding in
     Python, retry wrapper, lock, response callbacks: none applies to FCALL, and
-    retries are off; docs/architecture.md says what that saves). Connecting, TLS, auth and error handling stay redis-py's: a socket error or
-    timeout disconnects the connection, and a Sentinel-managed connection drops
-    itself on READONLY. Arguments are str, bytes or int.
+    retries are off; docs/architecture.md says what that saves). Connecting, TLS,
+    auth and error handling stay redis-py's: a socket error or timeout disconnects
+    the connection, and a Sentinel-managed connection drops itself on READONLY.
+    Arguments are str, bytes or int.
     """
     conn = client.connection
     assert conn is not None  # a single-connection client always has one
