@@ -37,6 +37,7 @@ from flask import Blueprint, Flask, g, request
 from flask.typing import ResponseReturnValue
 
 from jobsys.api import guards
+from jobsys.api import operations as doc
 from jobsys.errors import Forbidden, Unauthorized
 from jobsys.settings import Settings
 
@@ -293,6 +294,7 @@ bp = Blueprint("auth", __name__)
 
 
 @bp.get("/auth/whoami")
+@doc.operation("whoami", {"200": ("`open` when the API has no tokens configured.", "WhoAmI")})
 def whoami() -> ResponseReturnValue:
-    """The role of the request's token: ``admin``, ``producer``, or ``open`` (no auth)."""
+    """The role of the request's token"""
     return {"role": current_role().value}

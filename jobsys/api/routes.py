@@ -13,6 +13,7 @@ from pydantic import BaseModel
 
 from jobsys.api import headers, openapi, validation
 from jobsys.api import metrics as api_metrics
+from jobsys.api import operations as doc
 from jobsys.api.schemas import (
     BatchSubmitted,
     DeadLetterPage,
@@ -63,8 +64,22 @@ def state() -> ApiState:
 
 
 @bp.post("/submit")
+@doc.operation(
+    "submitJob",
+    {
+        "202": ("Queued. `Location` is the job's URL.", "Submitted"),
+        "200": (doc.REPEAT, "Submitted"),
+    },
+    doc.SUBMIT,
+    "SubmitRequest",
+    headers.SUBMIT_HEADERS,
+    extra={
+        "headers": {"Location": {"schema": {"type": "string"}}},
+        "links": {"GetJob": doc.GET_JOB},
+    },
+)
 def submit() -> ResponseReturnValue:
-    """Queue one job: 202 with its id."""
+    """Queue a job"""
     req = validation.submit_request(request)
     key = headers.idempotency_key(request.headers.get(headers.IDEMPOTENCY_HEADER))
     done = _submit([req.submission(_traceparent())], req.queue, key, req)
@@ -89,8 +104,15 @@ def job_location(script_root: str, job_id: str) -> str:
 
 
 @bp.post("/submit/batch")
+@doc.operation(
+    "submitBatch",
+    {"202": ("All the jobs are queued.", "BatchSubmitted"), "200": (doc.REPEAT, "BatchSubmitted")},
+    doc.SUBMIT | {"413": "BatchTooLarge"},
+    "BatchRequest",
+    headers.SUBMIT_HEADERS,
+)
 def submit_batch() -> ResponseReturnValue:
-    """Queue many jobs in one atomic step: 202 with their ids, in order."""
+    """Queue many jobs at once, all or none"""
     req = validation.batch_request(request)
     key = headers.idempotency_key(request.headers.get(headers.IDEMPOTENCY_HEADER))
     trace = _traceparent()
@@ -125,22 +147,40 @@ def _submit(subs: list[Submission], queue: str, key: str | None, body: BaseModel
 
 
 @bp.get("/jobs/<job_id>")
+@doc.operation(
+    "getJob",
+    {"200": ("The job.", "Job")},
+    {"404": "NotFound", **doc.READ},
+    params=(
+        doc.JOB_ID | {"description": "The id `POST /submit` returned. Anything else is a 404."},
+    ),
+)
 def get_job(job_id: str) -> ResponseReturnValue:
-    """One job's state (404 when there is none with this id)."""
+    """A job's state"""
     return state().store.get(validation.canonical_job_id(job_id)).to_api()
 
 
 @bp.post("/jobs/<job_id>/cancel")
+@doc.operation(
+    "cancelJob",
+    {"200": ("The job after the cancellation.", "Job")},
+    {"404": "NotFound", "409": "Conflict", "415": "UnsupportedMediaType", **doc.READ},
+    params=(doc.JOB_ID,),
+)
 def cancel_job(job_id: str) -> ResponseReturnValue:
-    """Cancel a job: 200 with the job (`cancelled`, or still `processing` with
-    `cancel_requested`); 409 when it has already ended."""
+    """Cancel a job
+
+    A queued or scheduled job is cancelled at once and never runs. A running job is
+    asked to stop: it shows `cancel_requested` until its worker stops it (or it
+    finishes), then ends `cancelled`.
+    """
     return state().store.cancel(validation.canonical_job_id(job_id)).to_api()
 
 
 @bp.get("/queues")
+@doc.operation("listQueues", {"200": ("The queues, by name.", "Queues")}, doc.READ)
 def queues() -> ResponseReturnValue:
-    """Every queue with its depth (ready jobs), in-flight and scheduled counts, and its
-    throughput of the last 15 minutes."""
+    """Every queue with its counts"""
     stats = state().store.queue_stats()
     throughput = state().store.throughput([q.name for q in stats])
     views = [
@@ -150,8 +190,9 @@ def queues() -> ResponseReturnValue:
 
 
 @bp.get("/workers")
+@doc.operation("listWorkers", {"200": ("The live workers.", "Workers")}, doc.READ)
 def workers() -> ResponseReturnValue:
-    """Every live worker: where it runs, what it serves and runs now, its counts."""
+    """Every live worker"""
     st = state()
     live = st.store.live_workers(st.settings.worker_liveness_s)
     views = [WorkerView.model_validate(w, from_attributes=True) for w in live]
@@ -159,22 +200,44 @@ def workers() -> ResponseReturnValue:
 
 
 @bp.get("/metrics")
+@doc.operation(
+    "metrics",
+    {"200": ("The metrics.", None)},
+    doc.READ,
+    extra={"content": {"text/plain": {"schema": {"type": "string"}}}},
+)
 def metrics_text() -> ResponseReturnValue:
-    """Prometheus metrics, from the counters in Redis (the same from every process)."""
+    """Prometheus metrics
+
+    The Prometheus text exposition format (version 0.0.4), read from Redis at each
+    scrape: every API process answers alike.
+    """
     body = api_metrics.render(state().metrics)
     return body, 200, {"Content-Type": api_metrics.CONTENT_TYPE}
 
 
 @bp.get("/schedules")
+@doc.operation("listSchedules", {"200": ("The schedules, by name.", "Schedules")}, doc.READ)
 def list_schedules() -> ResponseReturnValue:
-    """Every periodic schedule, with its next run."""
+    """Every periodic schedule"""
     views = [Schedule.model_validate(s.to_api()) for s in state().store.schedules.all()]
     return Schedules(schedules=views).to_api()
 
 
 @bp.post("/schedules")
+@doc.operation(
+    "putSchedule",
+    {"201": ("Created.", "Schedule"), "200": ("Replaced the schedule of that name.", "Schedule")},
+    doc.WRITE | doc.READ | {"507": "StoreFull"},
+    "ScheduleRequest",
+)
 def put_schedule() -> ResponseReturnValue:
-    """Create (201) or replace (200) a periodic schedule, by name."""
+    """Create or replace a periodic schedule
+
+    At every tick of `cron` (UTC), exactly one job of `task` is queued, however many
+    workers run. Ticks missed while no worker ran are coalesced into one job for the
+    latest tick.
+    """
     schedule = validation.schedule_request(request).schedule()
     schedules = state().store.schedules
     existed = any(s.name == schedule.name for s in schedules.all())
@@ -183,16 +246,29 @@ def put_schedule() -> ResponseReturnValue:
 
 
 @bp.delete("/schedules/<name>")
+@doc.operation(
+    "deleteSchedule",
+    {"204": ("Removed.", None)},
+    {"404": "NotFound", "415": "UnsupportedMediaType", **doc.READ},
+    params=(headers.param("path", "name", None, type="string"),),
+)
 def delete_schedule(name: str) -> ResponseReturnValue:
-    """Remove a periodic schedule: 204, or 404 when there is none by that name."""
+    """Remove a periodic schedule"""
     if not state().store.schedules.delete(name):
         raise ScheduleNotFound(name)
     return "", 204
 
 
 @bp.get("/health")
+@doc.operation(
+    "health",
+    {
+        "200": ("Redis answered PING.", "Health"),
+        "503": ("Redis did not answer PING within about half a second.", "Health"),
+    },
+)
 def health() -> ResponseReturnValue:
-    """200 when Redis answers PING within `HEALTH_DEADLINE_S` (half a second), else 503."""
+    """Whether the API can reach Redis"""
     try:
         state().health.ping()
     except StoreUnavailable as e:
@@ -205,14 +281,26 @@ def health() -> ResponseReturnValue:
 
 
 @bp.get("/openapi.json")
+@doc.operation(
+    "openapi",
+    {"200": ("The OpenAPI document.", None)},
+    extra={"content": {"application/json": {"schema": {"type": "object"}}}},
+)
 def openapi_document() -> ResponseReturnValue:
-    """The OpenAPI 3.1 description of this API."""
-    return openapi.document(state().settings.auth_enabled)
+    """This document"""
+    return openapi.document(current_app, state().settings.auth_enabled)
 
 
 @bp.get("/jobs")
+@doc.operation(
+    "listJobs",
+    {"200": ("A page of jobs.", "JobPage")},
+    {"400": "BadQuery", **doc.READ},
+    params=doc.query_params(validation.JobQuery),
+    shared=doc.LISTING,
+)
 def list_jobs() -> ResponseReturnValue:
-    """A page of jobs, newest status change first, with the cursor of the next page."""
+    """List jobs, newest first, a page at a time"""
     q = validation.list_query(request, validation.JobQuery)
     page = state().store.list_jobs(
         status=q.status,
@@ -226,8 +314,15 @@ def list_jobs() -> ResponseReturnValue:
 
 
 @bp.get("/dead-letter")
+@doc.operation(
+    "listDeadLetter",
+    {"200": ("A page of dead jobs, with their error and history.", "DeadLetterPage")},
+    {"400": "BadQuery", **doc.READ},
+    params=doc.query_params(validation.DeadLetterQuery),
+    shared=doc.LISTING,
+)
 def dead_letter() -> ResponseReturnValue:
-    """A page of dead jobs (newest first), and how many the queue(s) hold."""
+    """Dead jobs (failed for good), newest first, a page at a time"""
     q = validation.list_query(request, validation.DeadLetterQuery)
     page, total = state().store.dead_letter(
         task=q.task, queue=q.queue, limit=q.limit, cursor=q.cursor, leave_out=q.left_out
@@ -242,16 +337,36 @@ def _listed(body: BaseModel, q: validation.DeadLetterQuery) -> dict[str, Any]:
 
 
 @bp.post("/dead-letter/retry")
+@doc.operation(
+    "retryDeadLetter",
+    {"200": ("What was retried.", "Retried")},
+    doc.WRITE | doc.READ,
+    "DeadLetterSelection",
+)
 def retry_dead() -> ResponseReturnValue:
-    """Replay dead jobs (by id, or by filter, or all) in chunks: 200 with the count."""
+    """Retry dead jobs
+
+    Each is queued again behind the jobs already waiting, with attempts back at 0, no
+    expiry, and `replayed`/`replayed_at` recording it. Done in chunks of 500, each
+    atomic; jobs that fail while a filtered retry runs are not part of it.
+    """
     ids, task, queue = _selected()
     out = state().store.retry_dead(ids, task=task, queue=queue)
     return Retried(retried=out.count, ids=out.ids, skipped=out.skipped).to_api()
 
 
 @bp.post("/dead-letter/purge")
+@doc.operation(
+    "purgeDeadLetter",
+    {"200": ("What was deleted.", "Purged")},
+    doc.WRITE | doc.READ,
+    "DeadLetterSelection",
+)
 def purge_dead() -> ResponseReturnValue:
-    """Delete dead jobs (by id, or by filter, or all) for good: 200 with the count."""
+    """Delete dead jobs for good
+
+    Deletes the jobs and their ids from the dead letter. Done in chunks of 500.
+    """
     ids, task, queue = _selected()
     out = state().store.purge_dead(ids, task=task, queue=queue)
     return Purged(purged=out.count, skipped=out.skipped).to_api()

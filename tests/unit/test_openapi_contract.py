@@ -14,7 +14,9 @@ from typing import Any
 import pytest
 from openapi_outline import outline
 
+from jobsys.api.app import create_app
 from jobsys.api.openapi import document
+from jobsys.settings import Settings
 
 BASELINE = Path(__file__).parent.parent / "data" / "openapi_baseline.json"
 
@@ -23,6 +25,7 @@ BASELINE = Path(__file__).parent.parent / "data" / "openapi_baseline.json"
 def test_the_document_keeps_every_operation_and_schema_field(mode: str) -> None:
     before: dict[str, Any] = json.loads(BASELINE.read_text())[mode]
     old_schemas = sorted({name.split(".")[0].split("|")[0] for name in before["schemas"]})
-    now = outline(document(auth_enabled=mode == "auth"), old_schemas)
+    app = create_app(Settings.from_env({}))
+    now = outline(document(app, auth_enabled=mode == "auth"), old_schemas)
     assert now["operations"] == before["operations"]
     assert now["schemas"] == before["schemas"]
