@@ -11,7 +11,7 @@ from flask.typing import ResponseReturnValue
 from prometheus_client import CollectorRegistry
 from pydantic import BaseModel
 
-from jobsys.api import headers, openapi, validation
+from jobsys.api import errors, headers, openapi, validation
 from jobsys.api import metrics as api_metrics
 from jobsys.api import operations as doc
 from jobsys.api.schemas import (
@@ -36,9 +36,6 @@ from jobsys.store import Submitted as StoreSubmitted
 
 bp = Blueprint("jobsys", __name__)
 logger = logging.getLogger(__name__)
-
-#: What a failed /health says; the reason is logged, never shown.
-HEALTH_FAILED = "Redis is unavailable (the API's log has the reason)"
 
 #: Key of `ApiState` in ``app.extensions``.
 STATE_KEY = "jobsys"
@@ -275,8 +272,10 @@ def health() -> ResponseReturnValue:
         # Anyone may call /health: the reason (Redis's host, port, error) goes to the log.
         logger.warning("health check failed: %s", e)
         # Also the shape of every other error, for clients that handle them uniformly.
-        error = {"error": "store unavailable", "detail": HEALTH_FAILED}
-        return Health(status="unavailable", redis=HEALTH_FAILED, **error).to_api(), 503
+        _, body = errors.store_error(e)
+        detail = body["detail"]
+        answer = Health(status="unavailable", redis=detail, error=body["error"], detail=detail)
+        return answer.to_api(), 503
     return Health(status="ok", redis="ok").to_api()
 
 

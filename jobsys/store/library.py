@@ -82,7 +82,7 @@ def library() -> Library:
         if any(f not in _FLAGS for f in given):
             raise RuntimeError(f"{name}.lua: unknown flags {given}")
         functions.append((name, ", ".join(f"'{f}'" for f in given), body))
-    helpers = (lua / "_lib.lua").read_text()
+    helpers = _constants() + (lua / "_lib.lua").read_text()
     lib = "jobsys_" + hashlib.sha256(repr((helpers, functions)).encode()).hexdigest()[:12]
     code = [f"#!lua name={lib}\n{helpers}\n"]
     for script, flags, body in functions:
@@ -92,6 +92,17 @@ def library() -> Library:
             f"callback=function(KEYS, ARGV)\n{body}\nend}}\n"
         )
     return Library(lib, "".join(code))
+
+
+def _constants() -> str:
+    """The Lua constants whose value Python owns, defined ahead of ``_lib.lua``."""
+    from jobsys.store import metrics  # noqa: PLC0415  # metrics imports this module
+
+    return (
+        "-- From Python (jobsys/store/library.py), not written in Lua:\n"
+        f"local METRIC_TASKS = {metrics.MAX_TASKS_PER_QUEUE:d}\n"
+        f"local OTHER_TASK = '{metrics.OTHER_TASK}'\n"
+    )
 
 
 def library_missing(e: ResponseError) -> bool:

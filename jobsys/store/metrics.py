@@ -55,7 +55,7 @@ THROUGHPUT_RETENTION_S = 3600
 THROUGHPUT_MINUTES = 15
 #: Most queues whose commands go out in one pipeline (GET /queues, GET /metrics).
 QUEUES_PER_PIPELINE = 200
-#: Most task names with their own series per queue (METRIC_TASKS in _lib.lua).
+#: Most task names with their own series per queue (METRIC_TASKS in the Lua library).
 MAX_TASKS_PER_QUEUE = 100
 #: The task label of the jobs of every other task.
 OTHER_TASK = "(other)"

@@ -319,9 +319,8 @@ end
 -- one HINCRBY: only when that HINCRBY created the field (its answer is `count`;
 -- a field is never 0) is `tasks` bumped, and past METRIC_TASKS both are undone
 -- (the field was made by this call, so HDEL undoes it exactly).
--- Keep in step with jobsys/store/metrics.py (MAX_TASKS_PER_QUEUE, OTHER_TASK).
-local METRIC_TASKS = 100
-local OTHER_TASK = '(other)'
+-- METRIC_TASKS and OTHER_TASK are defined ahead of this file by library.py, from
+-- jobsys/store/metrics.py (MAX_TASKS_PER_QUEUE, OTHER_TASK).
 local function count_submitted(key, task, count)
   local field = 'submitted|' .. task
   if redis.call('HINCRBY', key, field, count) ~= count then return end  -- a known name
