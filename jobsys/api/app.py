@@ -75,25 +75,13 @@ def create_app(
     authenticator = auth.Authenticator.from_settings(settings)
     auth.install(app, authenticator)
     guards.install(app)  # after auth: a request without a token gets 401 before 415
-    app.after_request(_add_request_id)
+    app.after_request(_add_answer_headers)
     if submit_lane:
         app.lane = SubmitLane(app, authenticator)
     return app
 
 
-#: Key of the request id in the WSGI environ (cheaper to reach than ``flask.g``).
-REQUEST_ID_KEY = "jobsys.request_id"
-
-
-def request_id() -> str:
-    """The id of the current request (see `_add_request_id`)."""
-    environ = request.environ
-    rid = environ.get(REQUEST_ID_KEY)
-    if rid is None:
-        rid = environ[REQUEST_ID_KEY] = headers.request_id(environ.get("HTTP_X_REQUEST_ID"))
-    return str(rid)
-
-
-def _add_request_id(response: Response) -> Response:
-    response.headers["X-Request-ID"] = request_id()
+def _add_answer_headers(response: Response) -> Response:
+    for name, value in headers.answer_headers(request.environ):
+        response.headers[name] = value
     return response

@@ -153,10 +153,9 @@ class NotJson(UnsupportedMediaType):
 
 
 def install(app: Flask) -> None:
-    """Add ``nosniff`` to every answer, and the answers to `NotJson` (415),
+    """Add the answers to `NotJson` (415),
     `HostNotAllowed` (400) and `TooManyAttempts` (429) to `app`. The checks themselves
     run in `auth.check_request`, the one gate before every view."""
-    app.after_request(_nosniff)
     app.register_error_handler(NotJson, _not_json)
     app.register_error_handler(HostNotAllowed, _host_not_allowed)
     app.register_error_handler(TooManyAttempts, _too_many_attempts)
@@ -180,15 +179,6 @@ def error_response(status: int, error: str, detail: str, field: str) -> Response
     # api.errors' shape; not imported from there, which imports auth, which imports this.
     response = jsonify({"error": error, "detail": detail, "field": field})
     response.status_code = status
-    return response
-
-
-#: The header every answer carries (the submit lane writes it too).
-NOSNIFF = ("X-Content-Type-Options", "nosniff")
-
-
-def _nosniff(response: Response) -> Response:
-    response.headers.setdefault(*NOSNIFF)
     return response
 
 

@@ -21,6 +21,16 @@ IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]{1,255}$"
 _IDEMPOTENCY_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
 
 
+#: A header every answer carries: no MIME sniffing.
+NOSNIFF = ("X-Content-Type-Options", "nosniff")
+
+
+def answer_headers(environ: dict[str, Any]) -> list[tuple[str, str]]:
+    """The headers every answer carries (Flask's, by an app hook, and the submit
+    lane's): the request's id (`request_id`) and `NOSNIFF`."""
+    return [("X-Request-ID", request_id(environ.get("HTTP_X_REQUEST_ID"))), NOSNIFF]
+
+
 def request_id(incoming: str | None) -> str:
     """The id of a request: its X-Request-ID header when that is a short token, else a
     new random one."""

@@ -21,7 +21,7 @@ from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException
 from werkzeug.http import HTTP_STATUS_CODES
 
-from jobsys.api import auth, errors, guards, headers, routes, validation
+from jobsys.api import auth, errors, headers, routes, validation
 from jobsys.errors import JobsysError, StoreUnavailable, TooManyQueues
 
 if TYPE_CHECKING:
@@ -90,15 +90,13 @@ class SubmitLane:
             else:
                 answer = routes.batch_submitted(done.ids)
         data = f"{self._encode(answer)}\n".encode()
-        rid = headers.request_id(environ.get("HTTP_X_REQUEST_ID"))
         start_response(
             f"{status} {HTTP_STATUS_CODES[status].upper()}",
             [
                 ("Content-Type", "application/json"),
                 ("Content-Length", str(len(data))),
                 *extra,
-                ("X-Request-ID", rid),
-                guards.NOSNIFF,
+                *headers.answer_headers(environ),
             ],
         )
         return [data]
