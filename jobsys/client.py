@@ -280,6 +280,16 @@ class Client:
         """Every queue with its counts and throughput (`GET /queues`)."""
         return list(self._object("GET", "/queues")["queues"])
 
+    # -- flow control (docs/flow-control.md) --------------------------------
+
+    def pause_queue(self, name: str) -> dict[str, Any]:
+        """Pause queue `name`: ``{"name", "paused"}``; `ClientError` 404 if unknown."""
+        return self._object("POST", f"/queues/{quote(name, safe='')}/pause")
+
+    def resume_queue(self, name: str) -> dict[str, Any]:
+        """Resume queue `name`: ``{"name", "paused"}``; `ClientError` 404 if unknown."""
+        return self._object("POST", f"/queues/{quote(name, safe='')}/resume")
+
     def workers(self) -> list[dict[str, Any]]:
         """Every live worker (`GET /workers`)."""
         return list(self._object("GET", "/workers")["workers"])

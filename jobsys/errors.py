@@ -38,6 +38,14 @@ class ScheduleNotFound(JobNotFound):
         self.job_id = name
 
 
+class QueueNotFound(JobNotFound):
+    """No queue has this name (it never had a job, or it was dropped)."""
+
+    def __init__(self, name: str) -> None:
+        JobsysError.__init__(self, f"no queue named {name!r}")
+        self.job_id = name
+
+
 class JobAlreadyFinished(JobsysError):
     """The job has ended (completed, failed or cancelled): it cannot be cancelled."""
 

@@ -87,6 +87,9 @@ ACCESS: dict[tuple[str, str], Access] = {
     ("DELETE", "/schedules/<name>"): Access.ADMIN,
     ("POST", "/dead-letter/retry"): Access.ADMIN,
     ("POST", "/dead-letter/purge"): Access.ADMIN,
+    # flow control (docs/flow-control.md)
+    ("POST", "/queues/<name>/pause"): Access.ADMIN,
+    ("POST", "/queues/<name>/resume"): Access.ADMIN,
 }
 
 #: The dashboard's static shell (HTML, JS, CSS: no data) is served under this

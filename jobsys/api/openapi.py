@@ -91,6 +91,7 @@ class Route:
 
 
 _JOB_ID = param("path", "job_id", None, type="string", format="uuid")
+_QUEUE = param("path", "name", None, type="string")
 _GET_JOB = {"operationId": "getJob", "parameters": {"job_id": "$response.body#/id"}}
 _ROUTES = {
     "POST /submit": Route(
@@ -174,6 +175,25 @@ _ROUTES = {
         "Every queue with its counts",
         {"200": ("The queues, by name.", "Queues")},
         _READ,
+    ),
+    # flow control (docs/flow-control.md)
+    "POST /queues/{name}/pause": Route(
+        "pauseQueue",
+        "Pause a queue",
+        {"200": ("The queue is paused.", "QueueState")},
+        {"404": "NotFound", "415": "UnsupportedMediaType", **_READ},
+        params=(_QUEUE,),
+        description="Submits are still accepted; no worker starts a job of the queue until it "
+        "is resumed; running jobs finish. A pause survives restarts (it is kept in Redis). "
+        "Pausing a paused queue changes nothing.",
+    ),
+    "POST /queues/{name}/resume": Route(
+        "resumeQueue",
+        "Resume a paused queue",
+        {"200": ("The queue is running.", "QueueState")},
+        {"404": "NotFound", "415": "UnsupportedMediaType", **_READ},
+        params=(_QUEUE,),
+        description="Workers start its waiting jobs again at once.",
     ),
     "GET /workers": Route(
         "listWorkers", "Every live worker", {"200": ("The live workers.", "Workers")}, _READ

@@ -75,6 +75,10 @@ class QueueView(ApiModel):
         description="The last 15 minutes (this one included), oldest first: jobs completed "
         "and attempts failed (retried or dead-lettered) in each minute (Redis clock)."
     )
+    paused: bool = Field(
+        description="Paused (POST /queues/<name>/pause): submits are accepted, no worker "
+        "starts its jobs, running ones finish."
+    )
 
 
 class Queues(ApiModel):
@@ -194,8 +198,16 @@ class Error(ApiModel):
     )
 
 
+class QueueState(ApiModel):
+    """The answer to POST /queues/<name>/pause and /resume (docs/flow-control.md)."""
+
+    name: str
+    paused: bool = Field(description="Whether the queue is paused now.")
+
+
 #: Every answer that is a component of the OpenAPI document, under its class name.
 ANSWERS = (
+    QueueState,  # flow control
     Submitted,
     BatchSubmitted,
     Schedule,

@@ -184,3 +184,13 @@ def throughput(queue: str, minute: int) -> str:
     ``failed`` in one minute (minutes since the epoch, Redis server clock). TTL:
     THROUGHPUT_RETENTION_S (one hour)."""
     return f"jobsys:queue:{{{queue}}}:throughput:{minute}"
+
+
+# -- flow control (docs/flow-control.md) ------------------------------------
+
+
+def flow(queue: str) -> str:
+    """HASH ``jobsys:queue:{q}:flow``: the flow control of queue q: ``paused`` ("1"
+    while paused; no field otherwise). Read by claim.lua at every claim, written by
+    pause.lua. TTL: none (it outlives the queue's jobs: a paused queue stays paused)."""
+    return f"jobsys:queue:{{{queue}}}:flow"

@@ -394,6 +394,13 @@ class Scripts:
         ks = [keys.dead_letter(), keys.index(queue, "failed"), *(keys.job(i) for i in ids)]
         return [_text(x) for x in self._run("purge", ks, [queue, *ids])]
 
+    # -- flow control (docs/flow-control.md) ------------------------------------
+
+    def pause(self, queue: str, paused: bool) -> bool:
+        """Pause (`paused`) or resume `queue`; whether it is paused now (see pause.lua)."""
+        ks = [keys.flow(queue), keys.ready(queue), keys.wakeup(queue)]
+        return bool(self._run("pause", ks, ["1" if paused else "0"]))
+
 
 #: Most queues whose key names each cache below keeps (queue names come from
 #: requests: unbounded caches would grow with every name ever sent).
@@ -434,6 +441,7 @@ def _claim_call(
 ) -> tuple[list[str], list[Any]]:
     ks = [keys.ready(queue), keys.scheduled(queue), keys.leases(queue), keys.wakeup(queue)]
     ks += _index_keys(queue)
+    ks.append(keys.flow(queue))  # flow control (docs/flow-control.md)
     return ks, [keys.JOB_PREFIX, worker, lease_ms, max_jobs, promote]
 
 

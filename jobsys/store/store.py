@@ -23,6 +23,7 @@ from jobsys.settings import Settings
 from jobsys.store import keys, metrics, workers
 from jobsys.store.connection import connect
 from jobsys.store.deadletter import DeadLetter, Outcome
+from jobsys.store.flow import FlowControl
 from jobsys.store.listing import DEFAULT_LIMIT, Listing, Page, queue_names
 from jobsys.store.metrics import THROUGHPUT_MINUTES, Deltas, QueueMetrics, QueueStats
 from jobsys.store.schedules import ScheduleStore
@@ -60,6 +61,8 @@ class Store:
         self._dead = DeadLetter(self.redis, self.scripts, self._listing)
         #: The periodic schedules.
         self.schedules = ScheduleStore(self)
+        #: Flow control: pause/resume, job control by id (docs/flow-control.md).
+        self.flow = FlowControl(self.redis, self.scripts)
 
     def close(self) -> None:
         """Close the pooled connections."""
@@ -185,11 +188,14 @@ class Store:
                     pipe.zcard(keys.scheduled(q))
                     pipe.zcard(keys.index(q, "failed"))
                     pipe.zrange(keys.index(q, "queued"), 0, 0, withscores=True)
+                    pipe.hexists(keys.flow(q), "paused")  # flow control
                 counts = pipe.execute()
                 for i, q in enumerate(part):
-                    depth, in_flight, scheduled, dead, oldest = counts[5 * i : 5 * i + 5]
+                    depth, in_flight, scheduled, dead, oldest, paused = counts[6 * i : 6 * i + 6]
                     age = round(max(0.0, (now_ms - oldest[0][1]) / 1000), 3) if oldest else None
-                    stats.append(QueueStats(q, depth, in_flight, scheduled, dead, age))
+                    stats.append(
+                        QueueStats(q, depth, in_flight, scheduled, dead, age, bool(paused))
+                    )
         return stats
 
     def drop_queue(self, queue: str) -> str:

@@ -10,15 +10,19 @@
 -- KEYS[5..10] the queue's status indexes (queued, scheduled, processing, completed,
 -- failed, cancelled): a promoted `scheduled` job moves to `queued`, a claimed one
 -- to `processing`
+-- KEYS[11] the queue's flow HASH (flow control, docs/flow-control.md): `paused`
 -- ARGV[1] job key prefix ("job:"; job hashes are ARGV[1] .. id, known only while running)
 -- ARGV[2] worker id   ARGV[3] lease_ms   ARGV[4] max jobs   ARGV[5] max retries to promote
 -- Returns: a flat array, 9 entries per job: id, attempt, task, payload JSON or false,
 -- max_retries, timeout in seconds or false, created_at, run_at or false, traceparent
 -- or false; then one last entry, the claim time (ms, Redis clock; the wait metric is
 -- measured up to it). Re-adds the wakeup marker when ready jobs remain, so that the
--- next idle worker wakes up too.
+-- next idle worker wakes up too. A paused queue answers no job (and leaves the
+-- wakeup marker unset: pause.lua sets it again at resume).
 local prefix, worker = ARGV[1], ARGV[2]
 local now = now_ms()
+-- flow control: a paused queue starts nothing (docs/flow-control.md).
+if redis.call('HEXISTS', KEYS[11], 'paused') == 1 then return {now} end
 local idx = indexes(KEYS, 5)
 local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, tonumber(ARGV[5]))
 for _, id in ipairs(due) do
