@@ -290,6 +290,25 @@ class Client:
         """Resume queue `name`: ``{"name", "paused"}``; `ClientError` 404 if unknown."""
         return self._object("POST", f"/queues/{quote(name, safe='')}/resume")
 
+    def promote(self, job_id: str) -> dict[str, Any]:
+        """Run a scheduled or backing-off job now; the job afterwards. `ClientError`
+        404 if unknown, 409 in another status."""
+        return self._object("POST", f"/jobs/{quote(job_id, safe='')}/promote")
+
+    def retry(self, job_id: str) -> dict[str, Any]:
+        """Queue a failed job again; the job afterwards. `ClientError` 404 if unknown,
+        409 when it is not failed."""
+        return self._object("POST", f"/jobs/{quote(job_id, safe='')}/retry")
+
+    def set_priority(self, job_id: str, priority: int) -> dict[str, Any]:
+        """Give a waiting job a new priority; the job afterwards. `ClientError` 404 if
+        unknown, 409 once it has started."""
+        path = f"/jobs/{quote(job_id, safe='')}"
+        answer = self._request("PATCH", path, {"priority": priority})
+        if not isinstance(answer, dict):
+            raise ClientError(0, "bad_response", f"PATCH {path} answered {answer!r}")
+        return answer
+
     def workers(self) -> list[dict[str, Any]]:
         """Every live worker (`GET /workers`)."""
         return list(self._object("GET", "/workers")["workers"])

@@ -55,6 +55,16 @@ class JobAlreadyFinished(JobsysError):
         self.status = status
 
 
+class JobStateConflict(JobsysError):
+    """The job is not in a status the action applies to (HTTP 409), e.g. promoting a
+    job that is already running (flow control, docs/flow-control.md)."""
+
+    def __init__(self, job_id: str, status: str, action: str, needs: str) -> None:
+        super().__init__(f"job {job_id} is {status}: {action} needs {needs}")
+        self.job_id = job_id
+        self.status = status
+
+
 class IdempotencyConflict(JobsysError):
     """An Idempotency-Key was used again with a different request."""
 

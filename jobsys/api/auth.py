@@ -90,6 +90,9 @@ ACCESS: dict[tuple[str, str], Access] = {
     # flow control (docs/flow-control.md)
     ("POST", "/queues/<name>/pause"): Access.ADMIN,
     ("POST", "/queues/<name>/resume"): Access.ADMIN,
+    ("POST", "/jobs/<job_id>/promote"): Access.ADMIN,
+    ("POST", "/jobs/<job_id>/retry"): Access.ADMIN,
+    ("PATCH", "/jobs/<job_id>"): Access.ADMIN,
 }
 
 #: The dashboard's static shell (HTML, JS, CSS: no data) is served under this

@@ -1,4 +1,5 @@
-"""The flow-control endpoints (docs/flow-control.md): pause and resume a queue.
+"""The flow-control endpoints (docs/flow-control.md): pause and resume a queue;
+promote, retry and re-prioritise one job by id.
 
 Admin-only, as every endpoint missing from api/auth.py's ACCESS table. Each
 handler validates, calls the Store's `flow`, serialises.
@@ -6,9 +7,10 @@ handler validates, calls the Store's `flow`, serialises.
 
 from __future__ import annotations
 
-from flask import Blueprint
+from flask import Blueprint, request
 from flask.typing import ResponseReturnValue
 
+from jobsys.api import validation
 from jobsys.api.routes import state
 from jobsys.api.schemas import QueueState
 from jobsys.errors import QueueNotFound
@@ -29,6 +31,37 @@ def resume_queue(name: str) -> ResponseReturnValue:
     """Resume a paused queue: 200 with its state; 404 for an unknown queue."""
     paused = state().store.flow.set_paused(_queue(name), False)
     return QueueState(name=name, paused=paused).to_api()
+
+
+@bp.post("/jobs/<job_id>/promote")
+def promote_job(job_id: str) -> ResponseReturnValue:
+    """Run now a scheduled job or a retry in its backoff: 200 with the job; 409 in
+    any other status; 404 when unknown."""
+    job_id = validation.canonical_job_id(job_id)
+    store = state().store
+    store.flow.promote(job_id)
+    return store.get(job_id).to_api()
+
+
+@bp.post("/jobs/<job_id>/retry")
+def retry_job(job_id: str) -> ResponseReturnValue:
+    """Queue a failed job again (attempts 0, out of the dead letter): 200 with the
+    job; 409 when it is not failed; 404 when unknown."""
+    job_id = validation.canonical_job_id(job_id)
+    store = state().store
+    store.flow.retry(job_id)
+    return store.get(job_id).to_api()
+
+
+@bp.patch("/jobs/<job_id>")
+def patch_job(job_id: str) -> ResponseReturnValue:
+    """Change a waiting job's priority: 200 with the job; 409 once it has started;
+    404 when unknown."""
+    job_id = validation.canonical_job_id(job_id)
+    body = validation.job_patch(request)
+    store = state().store
+    store.flow.reprioritize(job_id, body.priority)
+    return store.get(job_id).to_api()
 
 
 def _queue(name: str) -> str:

@@ -26,6 +26,7 @@ from jobsys.api.headers import REQUEST_ID_HEADER, SUBMIT_HEADERS, param
 from jobsys.api.validation import (
     BatchRequest,
     DeadLetterQuery,
+    JobPatch,
     JobQuery,
     ScheduleRequest,
     Selection,
@@ -38,7 +39,8 @@ _REQUEST_ID = {"X-Request-ID": {"$ref": "#/components/headers/X-Request-ID"}}
 
 #: The models of components.schemas, each under its name (and its nested models under theirs).
 _MODELS: dict[str, Any] = {
-    m.__name__: m for m in (SubmitRequest, BatchRequest, ScheduleRequest, Job, *schemas.ANSWERS)
+    m.__name__: m
+    for m in (SubmitRequest, BatchRequest, ScheduleRequest, JobPatch, Job, *schemas.ANSWERS)
 } | {"DeadLetterSelection": Selection}
 
 #: Every operation may answer these.
@@ -194,6 +196,35 @@ _ROUTES = {
         {"404": "NotFound", "415": "UnsupportedMediaType", **_READ},
         params=(_QUEUE,),
         description="Workers start its waiting jobs again at once.",
+    ),
+    "POST /jobs/{job_id}/promote": Route(
+        "promoteJob",
+        "Run a scheduled or backing-off job now",
+        {"200": ("The job, now queued and ready to run.", "Job")},
+        {"404": "NotFound", "409": "StateConflict", "415": "UnsupportedMediaType", **_READ},
+        params=(_JOB_ID,),
+        description="A `scheduled` job (delay or run_at) or a retry waiting out its backoff "
+        "moves to the ready jobs at its place (its rank), as if its due time had come now. "
+        "One atomic step (promote.lua).",
+    ),
+    "POST /jobs/{job_id}/retry": Route(
+        "retryJob",
+        "Queue a failed job again",
+        {"200": ("The job, queued again.", "Job")},
+        {"404": "NotFound", "409": "StateConflict", "415": "UnsupportedMediaType", **_READ},
+        params=(_JOB_ID,),
+        description="As POST /dead-letter/retry for one job: attempts back at 0, out of the "
+        "dead letter, queued behind the jobs waiting. One atomic step (replay.lua).",
+    ),
+    "PATCH /jobs/{job_id}": Route(
+        "patchJob",
+        "Change a waiting job's priority",
+        {"200": ("The job with its new priority.", "Job")},
+        {**_WRITE, "404": "NotFound", "409": "StateConflict", **_READ},
+        "JobPatch",
+        params=(_JOB_ID,),
+        description="Only a job that has not started (`queued` or `scheduled`). One atomic "
+        "step (reprioritize.lua).",
     ),
     "GET /workers": Route(
         "listWorkers", "Every live worker", {"200": ("The live workers.", "Workers")}, _READ

@@ -321,6 +321,28 @@ class ScheduleRequest(BaseModel):
         return Schedule(self.name, self.cron, self.task, self.payload, self.queue)
 
 
+class JobPatch(BaseModel):
+    """The JSON body of PATCH /jobs/<id> (flow control, docs/flow-control.md)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, title="JobPatch")
+
+    priority: int = Field(
+        ge=MIN_PRIORITY,
+        le=MAX_PRIORITY,
+        description=(
+            f"The job's new priority, {MIN_PRIORITY} to {MAX_PRIORITY}. Among the jobs of "
+            "that priority it keeps its submission order."
+        ),
+    )
+
+    @field_validator("priority", mode="before")
+    @classmethod
+    def _whole_number(cls, value: Any) -> Any:
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        return value
+
+
 #: A task name to filter by (any characters: it only has to match).
 TaskFilter = Annotated[str, Field(min_length=1, max_length=MAX_TASK_CHARS)]
 #: A job id in a body: a UUID, in any case; lower-cased.
@@ -499,6 +521,11 @@ def selection(request: Request) -> ByIds | All | ByFilter:
     """Validate the body of ``POST /dead-letter/retry`` and ``/dead-letter/purge``."""
     body = _json_body(request)
     return _validate(_SELECTIONS[_selected(body)], body)
+
+
+def job_patch(request: Request) -> JobPatch:
+    """Validate the body of ``PATCH /jobs/<id>``."""
+    return _validate(JobPatch, _json_body(request))
 
 
 def list_query(request: Request, model: type[Q]) -> Q:

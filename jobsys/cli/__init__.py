@@ -2,8 +2,8 @@
 
 Run the system: ``api``, ``worker``, ``dev`` (servers.py). Talk to the API:
 ``submit``, ``status``, ``cancel``, ``jobs`` (jobs.py), ``dlq list|retry|purge``
-(dlq.py), ``workers`` and ``stats`` (stats.py), ``queues list|pause|resume``
-(flow.py).
+(dlq.py), ``workers`` and ``stats`` (stats.py), ``queues list|pause|resume``,
+``promote``, ``retry``, ``priority`` (flow.py).
 
 Every command reads the environment once (`Settings.from_env`); a bad variable
 prints ``error: <message>`` and exits 2. Exit codes of ``submit --wait``: 0 the
@@ -40,6 +40,10 @@ for _command in (
     dlq.dlq,
     stats.workers,
     stats.stats,
-    flow.queues,  # flow control (docs/flow-control.md)
+    # flow control (docs/flow-control.md)
+    flow.queues,
+    flow.promote,
+    flow.retry,
+    flow.priority,
 ):
     main.add_command(_command)

@@ -40,6 +40,8 @@ NAMES = (
     "drop_queue",
     # flow control (docs/flow-control.md)
     "pause",
+    "promote",
+    "reprioritize",
 )
 
 

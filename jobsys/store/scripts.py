@@ -401,6 +401,17 @@ class Scripts:
         ks = [keys.flow(queue), keys.ready(queue), keys.wakeup(queue)]
         return bool(self._run("pause", ks, ["1" if paused else "0"]))
 
+    def promote(self, queue: str, job_id: str) -> str:
+        """Run a job of `queue` that waits for a due time now (see promote.lua for
+        the answers)."""
+        ks = [keys.job(job_id), keys.ready(queue), keys.scheduled(queue), keys.wakeup(queue)]
+        return _text(self._run("promote", [*ks, *_index_keys(queue)], [job_id]))
+
+    def reprioritize(self, queue: str, job_id: str, priority: int) -> str:
+        """Give a waiting job of `queue` a new priority (see reprioritize.lua)."""
+        ks = [keys.job(job_id), keys.ready(queue)]
+        return _text(self._run("reprioritize", ks, [job_id, priority]))
+
 
 #: Most queues whose key names each cache below keeps (queue names come from
 #: requests: unbounded caches would grow with every name ever sent).

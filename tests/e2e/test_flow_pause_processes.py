@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -66,3 +67,27 @@ def test_a_paused_queue_with_1000_jobs_starts_none_then_runs_all_after_resume(
             p.signal(signal.SIGTERM)
             p.wait(15)
             p.stop()
+
+
+def test_job_control_from_the_cli(tmp_path: Path, env: dict[str, str]) -> None:
+    api, base = start_api(tmp_path, env)
+    env = env | {"JOBSYS_URL": base}
+    try:
+        with Client(base) as client:
+            delayed = client.submit("echo", 1, delay_seconds=3600)
+            waiting = client.submit("echo", 2)
+            done = cli(env, "priority", waiting, "7")
+            assert done.returncode == 0, done.stderr
+            assert json.loads(done.stdout)["priority"] == 7
+            done = cli(env, "promote", delayed)
+            assert done.returncode == 0, done.stderr
+            assert json.loads(done.stdout)["status"] == "queued"
+            done = cli(env, "promote", delayed)
+            assert done.returncode == 1 and "queued" in done.stderr
+            done = cli(env, "retry", waiting)
+            assert done.returncode == 1 and "failed job" in done.stderr
+            assert cli(env, "priority", waiting, "101").returncode == 2
+    finally:
+        api.signal(signal.SIGTERM)
+        api.wait(15)
+        api.stop()
