@@ -37,7 +37,14 @@ from jobsys.models import JobStatus
 from jobsys.settings import DEFAULT_API_URL
 
 #: Statuses after which a job never changes again.
-FINISHED = frozenset({JobStatus.COMPLETED.value, JobStatus.FAILED.value, JobStatus.CANCELLED.value})
+FINISHED = frozenset(
+    {
+        JobStatus.COMPLETED.value,
+        JobStatus.FAILED.value,
+        JobStatus.CANCELLED.value,
+        JobStatus.EXPIRED.value,  # flow control (docs/flow-control.md)
+    }
+)
 
 
 class _Omitted(enum.Enum):
@@ -88,6 +95,8 @@ class Client:
         max_retries: int | None = None,
         timeout_seconds: float | None = None,
         idempotency_key: str | None = None,
+        expires_at: datetime | str | None = None,
+        ttl_seconds: float | None = None,
     ) -> str:
         """Submit a job and return its id.
 
@@ -103,6 +112,9 @@ class Client:
             timeout_seconds: longest one attempt may run before it is stopped.
             idempotency_key: makes retrying this call safe: the same key with the same
                 job returns the first call's id instead of queueing another job.
+            expires_at: if the job has not started by then it never runs and ends
+                ``expired`` (docs/flow-control.md).
+            ttl_seconds: as `expires_at`, counted from the submit.
         """
         body: dict[str, Any] = {"task": task}
         if payload is not OMITTED:
@@ -114,6 +126,10 @@ class Client:
             "run_at": run_at.isoformat() if isinstance(run_at, datetime) else run_at,
             "max_retries": max_retries,
             "timeout_seconds": timeout_seconds,
+            "expires_at": (
+                expires_at.isoformat() if isinstance(expires_at, datetime) else expires_at
+            ),
+            "ttl_seconds": ttl_seconds,
         }
         body |= {k: v for k, v in options.items() if v is not None}
         answer = self._request("POST", "/submit", body, _idempotency(idempotency_key))

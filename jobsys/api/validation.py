@@ -233,6 +233,29 @@ class BatchJob(BaseModel):
         json_schema_extra=_drop_default,
     )
 
+    # -- flow control (docs/flow-control.md) --
+    expires_at: DueTime | None = Field(
+        default=None,
+        strict=False,  # parse the RFC 3339 text of JSON into a datetime
+        description=(
+            "If the job has not started by this time (an RFC 3339 date-time, at most a year "
+            "ahead) it never runs and ends `expired`. Retries of a job that started are "
+            "not affected."
+        ),
+        json_schema_extra=_drop_default,
+    )
+    ttl_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        le=MAX_DELAY_S,
+        allow_inf_nan=False,
+        description=(
+            "As expires_at, counted from the submit (Redis clock): at most a year. With "
+            "expires_at too, the earlier of the two counts."
+        ),
+        json_schema_extra=_drop_default,
+    )
+
     @field_validator("priority", "max_retries", mode="before")
     @classmethod
     def _whole_number(cls, value: Any) -> Any:
@@ -253,6 +276,8 @@ class BatchJob(BaseModel):
             run_at=self.run_at,
             timeout_s=self.timeout_seconds,
             traceparent=traceparent,
+            expires_at=self.expires_at,
+            ttl_s=self.ttl_seconds,
         )
 
     @property

@@ -64,6 +64,15 @@ def _parse_payload(ctx: click.Context, param: click.Parameter, value: str | None
     metavar="S",
     help="Stop an attempt that runs longer than S seconds.",
 )
+# flow control (docs/flow-control.md)
+@click.option(
+    "--ttl",
+    "ttl_s",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="S",
+    help="Never run unless started within S seconds (then it ends expired).",
+)
+@click.option("--expires-at", metavar="TIME", help="Never run unless started by this time.")
 @url_and_token
 def submit(
     task: str,
@@ -76,6 +85,8 @@ def submit(
     run_at: str | None,
     max_retries: int | None,
     job_timeout_s: float | None,
+    ttl_s: float | None,
+    expires_at: str | None,
     url: str | None,
     token: str | None,
 ) -> None:
@@ -95,6 +106,8 @@ def submit(
             run_at=run_at,
             max_retries=max_retries,
             timeout_seconds=job_timeout_s,
+            ttl_seconds=ttl_s,
+            expires_at=expires_at,
         )
         if not wait:
             click.echo(job_id)

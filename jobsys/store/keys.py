@@ -194,3 +194,12 @@ def flow(queue: str) -> str:
     while paused; no field otherwise). Read by claim.lua at every claim, written by
     pause.lua. TTL: none (it outlives the queue's jobs: a paused queue stays paused)."""
     return f"jobsys:queue:{{{queue}}}:flow"
+
+
+def expired_index(queue: str) -> str:
+    """ZSET ``jobsys:queue:{q}:idx:expired`` (`index` of status `expired`): q's jobs
+    that ended `expired`; score = when (ms, Redis clock). Written by claim.lua, which
+    prunes the entries older than COMPLETED_RETENTION_SECONDS (their hashes' TTL).
+    Not one of `INDEXED_STATUSES` (the scripts' index keys), so that no script's KEYS
+    change; listings read it as one more status index. TTL: none."""
+    return index(queue, "expired")

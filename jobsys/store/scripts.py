@@ -212,7 +212,9 @@ class Scripts:
         self, queue: str, worker: str, lease_ms: int, max_jobs: int, promote: int = 100
     ) -> list[Claimed]:
         """Lease up to `max_jobs` of the oldest ready jobs (see claim.lua)."""
-        ks, args = _claim_call(queue, worker, lease_ms, max_jobs, promote)
+        ks, args = _claim_call(
+            queue, worker, lease_ms, max_jobs, promote, self._retention.completed_s
+        )
         return _claimed(self._run("claim", ks, args))
 
     def wait_then_claim(
@@ -232,7 +234,9 @@ class Scripts:
         connection's buffer while BZPOPMIN blocks and runs it the moment it
         returns, so a submit reaches an idle worker without a second round trip.
         """
-        ks, args = _claim_call(queue, worker, lease_ms, max_jobs, promote)
+        ks, args = _claim_call(
+            queue, worker, lease_ms, max_jobs, promote, self._retention.completed_s
+        )
         pipe = self._client.pipeline(transaction=False)
         pipe.bzpopmin([keys.wakeup(q) for q in wake_queues], timeout=timeout_s)
         pipe.fcall(self._fn["claim"], len(ks), *ks, *args)
@@ -448,12 +452,12 @@ def _index_keys(queue: str) -> tuple[str, ...]:
 
 
 def _claim_call(
-    queue: str, worker: str, lease_ms: int, max_jobs: int, promote: int
+    queue: str, worker: str, lease_ms: int, max_jobs: int, promote: int, expired_ttl_s: int
 ) -> tuple[list[str], list[Any]]:
     ks = [keys.ready(queue), keys.scheduled(queue), keys.leases(queue), keys.wakeup(queue)]
     ks += _index_keys(queue)
-    ks.append(keys.flow(queue))  # flow control (docs/flow-control.md)
-    return ks, [keys.JOB_PREFIX, worker, lease_ms, max_jobs, promote]
+    ks += [keys.flow(queue), keys.expired_index(queue)]  # flow control (docs/flow-control.md)
+    return ks, [keys.JOB_PREFIX, worker, lease_ms, max_jobs, promote, expired_ttl_s]
 
 
 def _claimed(flat: list[Any]) -> list[Claimed]:

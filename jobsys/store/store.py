@@ -218,7 +218,8 @@ class Store:
         """A page of jobs, newest status change first (see `jobsys.store.listing`),
         without the fields `leave_out` (not even read out of Redis). Raises
         `InvalidJob` (field ``cursor``) for a cursor this API did not give out."""
-        statuses = [status] if status is not None else list(keys.INDEXED_STATUSES)
+        # flow control: `expired` has an index of its own (keys.expired_index)
+        statuses = [status] if status is not None else [*keys.INDEXED_STATUSES, "expired"]
         with translate_errors():
             return self._listing.page(
                 statuses=statuses,

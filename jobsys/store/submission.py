@@ -30,6 +30,11 @@ class Submission:
     timeout_s: float | None = None
     #: W3C trace context (``traceparent`` header) the job belongs to, if any.
     traceparent: str | None = None
+    #: Flow control (docs/flow-control.md): if the job has not started by then it
+    #: never runs and ends `expired`; `ttl_s` counts from the submit (Redis clock);
+    #: with both, the earlier counts.
+    expires_at: datetime | None = None
+    ttl_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -81,7 +86,8 @@ def job_arg(job_id: str, sub: Submission | tuple[str, Any], default_max_retries:
     payload") becomes a script argument.
 
     A JSON array ``[id, task, max_retries, priority, run_at_ms, delay_ms, timeout,
-    traceparent]`` (run_at_ms 0, timeout and traceparent '' = none), then, when the
+    traceparent]`` (run_at_ms 0, timeout and traceparent '' = none), with, only for a
+    job that expires, ``expires_at_ms, ttl_ms`` after them (0 = none), then, when the
     job has a payload, a newline and the payload's JSON text, which the script
     stores verbatim. JSON as `json` writes it here never holds a raw newline (one
     inside a string is written ``\\n``; no indent), so the first newline ends the
@@ -106,5 +112,10 @@ def job_arg(job_id: str, sub: Submission | tuple[str, Any], default_max_retries:
             "" if sub.timeout_s is None else repr(float(sub.timeout_s)),
             sub.traceparent or "",
         ]
+        if sub.expires_at is not None or sub.ttl_s is not None:  # flow control: expiry
+            fields += [
+                stamps.epoch_ms(sub.expires_at) if sub.expires_at is not None else 0,
+                stamps.duration_ms(sub.ttl_s) if sub.ttl_s is not None else 0,
+            ]
     head = _dumps_head(fields)
     return f"{head}\n{_dumps(payload)}" if has_payload else head
