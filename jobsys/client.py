@@ -97,6 +97,8 @@ class Client:
         idempotency_key: str | None = None,
         expires_at: datetime | str | None = None,
         ttl_seconds: float | None = None,
+        unique_key: str | None = None,
+        unique_for_seconds: float | None = None,
     ) -> str:
         """Submit a job and return its id.
 
@@ -115,6 +117,9 @@ class Client:
             expires_at: if the job has not started by then it never runs and ends
                 ``expired`` (docs/flow-control.md).
             ttl_seconds: as `expires_at`, counted from the submit.
+            unique_key: while a job of the queue with this key waits or runs (or
+                within `unique_for_seconds` of its submit), no other is queued: the
+                id returned is that job's.
         """
         body: dict[str, Any] = {"task": task}
         if payload is not OMITTED:
@@ -130,6 +135,8 @@ class Client:
                 expires_at.isoformat() if isinstance(expires_at, datetime) else expires_at
             ),
             "ttl_seconds": ttl_seconds,
+            "unique_key": unique_key,
+            "unique_for_seconds": unique_for_seconds,
         }
         body |= {k: v for k, v in options.items() if v is not None}
         answer = self._request("POST", "/submit", body, _idempotency(idempotency_key))

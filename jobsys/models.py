@@ -194,6 +194,7 @@ class Job(ApiModel):
         None, description="If it has not started by then, it never runs and ends `expired`."
     )
     expired_at: Stamp | None = Field(None, description="When it ended `expired`.")
+    unique_key: str | None = Field(None, description="The unique_key it was submitted with.")
     traceparent: str | None = Field(
         None,
         description="The W3C trace context of the submit (its valid `traceparent` header, "

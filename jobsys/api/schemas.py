@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from jobsys.models import ApiModel, IsoTime, Job
+from jobsys.models import ApiModel, IsoTime, Job, JobStatus
 from jobsys.store import CURSOR_PATTERN
 
 JobId = Annotated[str, Field(json_schema_extra={"format": "uuid"})]
@@ -30,12 +30,18 @@ Replayed = Annotated[
 class Submitted(ApiModel):
     """The answer to POST /submit."""
 
-    status: Literal["queued", "scheduled"] = Field(
-        description="`scheduled` when the job has a delay or a run_at ahead."
+    status: JobStatus = Field(
+        description="`scheduled` when the job has a delay or a run_at ahead, else `queued`; "
+        "for a duplicate (a unique_key held by another job), that job's status now."
     )
     task: str
     id: JobId
     replayed: Replayed = None
+    duplicate: bool | None = Field(
+        default=None,
+        description="Present (true) when a job with the same unique_key held it: nothing was "
+        "queued, `id` is that job's (docs/flow-control.md).",
+    )
 
 
 class BatchSubmitted(ApiModel):

@@ -13,6 +13,7 @@ import math
 import re
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Annotated, Any, ClassVar, Literal, TypeVar
@@ -28,6 +29,7 @@ from pydantic import (
     Field,
     Tag,
     ValidationError,
+    ValidationInfo,
     field_validator,
 )
 from pydantic_core import ErrorDetails, PydanticSerializationError, to_json
@@ -146,6 +148,16 @@ TaskName = Annotated[
             "and no separators but the space)."
         ),
         # Fuzzers draw tasks from the document's pattern: the rule as a regex.
+        json_schema_extra=lambda schema: schema.update(pattern=printable_pattern()),
+    ),
+    AfterValidator(_printable),
+]
+#: A unique key of a job (flow control, docs/flow-control.md): as a task name.
+UniqueKey = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=MAX_TASK_CHARS,
         json_schema_extra=lambda schema: schema.update(pattern=printable_pattern()),
     ),
     AfterValidator(_printable),
@@ -292,6 +304,40 @@ class SubmitRequest(BatchJob):
     model_config = ConfigDict(extra="forbid", strict=True, title="SubmitRequest")
 
     queue: QueueName = DEFAULT_QUEUE
+    # -- flow control (docs/flow-control.md): not in a batch's jobs --
+    unique_key: UniqueKey | None = Field(
+        default=None,
+        description=(
+            "While a job of the queue with this key waits or runs (or within "
+            "unique_for_seconds of the first submit), a submit with it queues nothing and "
+            'answers 200 with that job\'s id and "duplicate": true. 1 to 200 printable '
+            "characters. Not with an Idempotency-Key."
+        ),
+        json_schema_extra=_drop_default,
+    )
+    unique_for_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        le=MAX_DELAY_S,
+        allow_inf_nan=False,
+        description="With unique_key: the key also holds this long from the first submit, "
+        "even once its job has ended (at most a year).",
+        json_schema_extra=_drop_default,
+    )
+
+    @field_validator("unique_for_seconds")
+    @classmethod
+    def _window_needs_a_key(cls, value: float | None, info: ValidationInfo) -> float | None:
+        if value is not None and info.data.get("unique_key") is None:
+            raise ValueError("needs a unique_key")
+        return value
+
+    def submission(self, traceparent: str | None = None) -> Submission:
+        """What the store needs to queue this job (in trace `traceparent`)."""
+        sub = super().submission(traceparent)
+        if self.unique_key is None:
+            return sub
+        return replace(sub, unique_key=self.unique_key, unique_for_s=self.unique_for_seconds)
 
 
 class BatchRequest(BaseModel):

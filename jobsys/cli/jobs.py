@@ -73,6 +73,16 @@ def _parse_payload(ctx: click.Context, param: click.Parameter, value: str | None
     help="Never run unless started within S seconds (then it ends expired).",
 )
 @click.option("--expires-at", metavar="TIME", help="Never run unless started by this time.")
+@click.option(
+    "--unique-key", metavar="K", help="Queue nothing while a job with key K waits or runs."
+)
+@click.option(
+    "--unique-for",
+    "unique_for_s",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="S",
+    help="With --unique-key: the key also holds S seconds from the first submit.",
+)
 @url_and_token
 def submit(
     task: str,
@@ -87,6 +97,8 @@ def submit(
     job_timeout_s: float | None,
     ttl_s: float | None,
     expires_at: str | None,
+    unique_key: str | None,
+    unique_for_s: float | None,
     url: str | None,
     token: str | None,
 ) -> None:
@@ -108,6 +120,8 @@ def submit(
             timeout_seconds=job_timeout_s,
             ttl_seconds=ttl_s,
             expires_at=expires_at,
+            unique_key=unique_key,
+            unique_for_seconds=unique_for_s,
         )
         if not wait:
             click.echo(job_id)

@@ -203,3 +203,11 @@ def expired_index(queue: str) -> str:
     Not one of `INDEXED_STATUSES` (the scripts' index keys), so that no script's KEYS
     change; listings read it as one more status index. TTL: none."""
     return index(queue, "expired")
+
+
+def unique(queue: str, key_digest: str) -> str:
+    """STRING ``jobsys:queue:{q}:unique:<sha256 of the unique_key>``: the job of queue q
+    that holds a unique key, and the end of its window: ``"<id> <ms>"`` (ms 0: no
+    window). Written by enqueue_unique.lua. TTL: max(window, COMPLETED_RETENTION_SECONDS)
+    (none when retention is 0)."""
+    return f"jobsys:queue:{{{queue}}}:unique:{key_digest}"

@@ -42,6 +42,7 @@ NAMES = (
     "pause",
     "promote",
     "reprioritize",
+    "enqueue_unique",
 )
 
 

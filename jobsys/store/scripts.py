@@ -12,6 +12,7 @@ reconnecting, TLS, Sentinel and the error classes are redis-py's.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 from collections.abc import Collection, Sequence
@@ -404,6 +405,27 @@ class Scripts:
         """Pause (`paused`) or resume `queue`; whether it is paused now (see pause.lua)."""
         ks = [keys.flow(queue), keys.ready(queue), keys.wakeup(queue)]
         return bool(self._run("pause", ks, ["1" if paused else "0"]))
+
+    def enqueue_unique(
+        self, queue: str, job_id: str, arg: str, unique_key: str, window_ms: int
+    ) -> tuple[str, str, str] | bool:
+        """Submit one job that carries `unique_key` (see enqueue_unique.lua): True when it
+        was queued `scheduled`, False when `queued`; (id, status, task) of the job that
+        holds the key when it was a duplicate. Raises `TooManyQueues`."""
+        digest = hashlib.sha256(unique_key.encode()).hexdigest()
+        head, metrics_key, queue_arg, max_queues = _enqueue_call(queue, self._max_queues)
+        ks: list[str | bytes] = [*head, keys.job(job_id), metrics_key, keys.unique(queue, digest)]
+        args: list[Any] = [queue_arg, max_queues, arg, window_ms, keys.JOB_PREFIX]
+        args += [self._retention.completed_s, unique_key]
+        try:
+            answer = self._run("enqueue_unique", ks, args)
+        except ResponseError as e:
+            if "TOO_MANY_QUEUES" in str(e):
+                raise TooManyQueues(queue, self._max_queues) from None
+            raise
+        if _text(answer[0]) == "duplicate":
+            return _text(answer[1]), _text(answer[2]), _text(answer[3])
+        return len(answer) > 1
 
     def promote(self, queue: str, job_id: str) -> str:
         """Run a job of `queue` that waits for a due time now (see promote.lua for

@@ -17,7 +17,7 @@ from typing import Any, cast
 import redis
 
 from jobsys import stamps
-from jobsys.errors import JobAlreadyFinished, JobNotFound
+from jobsys.errors import InvalidJob, JobAlreadyFinished, JobNotFound
 from jobsys.models import DEFAULT_QUEUE, Job
 from jobsys.settings import Settings
 from jobsys.store import keys, metrics, workers
@@ -135,6 +135,10 @@ class Store:
         Raises `IdempotencyConflict` when `key` was used with a different request or
         another queue (then nothing is written).
         """
+        if jobs and jobs[0].unique_key is not None:  # flow control
+            if len(jobs) > 1:
+                raise InvalidJob("unique_key", "only a single submit may carry one")
+            return self._submit_unique(jobs[0], queue, key)
         ids, argv = self._argv(jobs)
         idem = None
         if key is not None:
@@ -156,6 +160,26 @@ class Store:
         for i in done.scheduled:
             statuses[i] = "scheduled"
         return Submitted(ids, statuses, replayed=done.replayed_ids is not None)
+
+    def _submit_unique(self, job: Submission, queue: str, key: str | None) -> Submitted:
+        """Submit `job`, which carries a unique key, in one atomic step with the check
+        of its key (see enqueue_unique.lua; docs/flow-control.md)."""
+        assert job.unique_key is not None
+        if key is not None:
+            raise InvalidJob(
+                "unique_key",
+                "cannot be combined with an Idempotency-Key: a unique submit is already "
+                "safe to repeat (a repeat answers the same job)",
+            )
+        job_id = new_job_id()
+        arg = job_arg(job_id, job, self.settings.max_retries)
+        window_ms = stamps.duration_ms(job.unique_for_s) if job.unique_for_s else 0
+        with translate_errors():
+            done = self.scripts.enqueue_unique(queue, job_id, arg, job.unique_key, window_ms)
+        if isinstance(done, tuple):
+            held, status, task = done
+            return Submitted([held], [status], duplicate=True, task=task)
+        return Submitted([job_id], ["scheduled" if done else "queued"])
 
     def _argv(self, jobs: Iterable[Submission | tuple[str, Any]]) -> tuple[list[str], list[str]]:
         """New ids for `jobs`, and their ARGV for enqueue.lua (one per job)."""

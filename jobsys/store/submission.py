@@ -35,6 +35,10 @@ class Submission:
     #: with both, the earlier counts.
     expires_at: datetime | None = None
     ttl_s: float | None = None
+    #: Flow control: while a job of the queue with this key waits or runs (or within
+    #: `unique_for_s` of the first submit), a submit with it queues nothing.
+    unique_key: str | None = None
+    unique_for_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,11 @@ class Submitted:
     #: True when an Idempotency-Key named a repeat of an earlier request, which
     #: queued nothing.
     replayed: bool = False
+    #: Flow control: True when a job with the same unique key held it, which queued
+    #: nothing; `ids` and `statuses` are that job's (its current status).
+    duplicate: bool = False
+    #: For a duplicate: the task of the job that holds the key.
+    task: str | None = None
 
 
 #: Payloads as JSON text (one encoder: `json.dumps` with options builds one per call).

@@ -130,7 +130,7 @@ def submit(body: Any) -> Any:
     return answer("/submit", body, parse)
 
 
-SUBMIT_FIELDS = BATCH_FIELDS + ", queue"
+SUBMIT_FIELDS = BATCH_FIELDS + ", queue, unique_key, unique_for_seconds"
 
 
 @pytest.mark.parametrize(
