@@ -37,7 +37,14 @@ from jobsys.models import JobStatus
 from jobsys.settings import DEFAULT_API_URL
 
 #: Statuses after which a job never changes again.
-FINISHED = frozenset({JobStatus.COMPLETED.value, JobStatus.FAILED.value, JobStatus.CANCELLED.value})
+FINISHED = frozenset(
+    {
+        JobStatus.COMPLETED.value,
+        JobStatus.FAILED.value,
+        JobStatus.CANCELLED.value,
+        JobStatus.EXPIRED.value,  # flow control (docs/flow-control.md)
+    }
+)
 
 
 class _Omitted(enum.Enum):
@@ -88,6 +95,10 @@ class Client:
         max_retries: int | None = None,
         timeout_seconds: float | None = None,
         idempotency_key: str | None = None,
+        expires_at: datetime | str | None = None,
+        ttl_seconds: float | None = None,
+        unique_key: str | None = None,
+        unique_for_seconds: float | None = None,
     ) -> str:
         """Submit a job and return its id.
 
@@ -103,6 +114,12 @@ class Client:
             timeout_seconds: longest one attempt may run before it is stopped.
             idempotency_key: makes retrying this call safe: the same key with the same
                 job returns the first call's id instead of queueing another job.
+            expires_at: if the job has not started by then it never runs and ends
+                ``expired`` (docs/flow-control.md).
+            ttl_seconds: as `expires_at`, counted from the submit.
+            unique_key: while a job of the queue with this key waits or runs (or
+                within `unique_for_seconds` of its submit), no other is queued: the
+                id returned is that job's.
         """
         body: dict[str, Any] = {"task": task}
         if payload is not OMITTED:
@@ -114,6 +131,12 @@ class Client:
             "run_at": run_at.isoformat() if isinstance(run_at, datetime) else run_at,
             "max_retries": max_retries,
             "timeout_seconds": timeout_seconds,
+            "expires_at": (
+                expires_at.isoformat() if isinstance(expires_at, datetime) else expires_at
+            ),
+            "ttl_seconds": ttl_seconds,
+            "unique_key": unique_key,
+            "unique_for_seconds": unique_for_seconds,
         }
         body |= {k: v for k, v in options.items() if v is not None}
         answer = self._request("POST", "/submit", body, _idempotency(idempotency_key))
@@ -279,6 +302,35 @@ class Client:
     def queues(self) -> list[dict[str, Any]]:
         """Every queue with its counts and throughput (`GET /queues`)."""
         return list(self._object("GET", "/queues")["queues"])
+
+    # -- flow control (docs/flow-control.md) --------------------------------
+
+    def pause_queue(self, name: str) -> dict[str, Any]:
+        """Pause queue `name`: ``{"name", "paused"}``; `ClientError` 404 if unknown."""
+        return self._object("POST", f"/queues/{quote(name, safe='')}/pause")
+
+    def resume_queue(self, name: str) -> dict[str, Any]:
+        """Resume queue `name`: ``{"name", "paused"}``; `ClientError` 404 if unknown."""
+        return self._object("POST", f"/queues/{quote(name, safe='')}/resume")
+
+    def promote(self, job_id: str) -> dict[str, Any]:
+        """Run a scheduled or backing-off job now; the job afterwards. `ClientError`
+        404 if unknown, 409 in another status."""
+        return self._object("POST", f"/jobs/{quote(job_id, safe='')}/promote")
+
+    def retry(self, job_id: str) -> dict[str, Any]:
+        """Queue a failed job again; the job afterwards. `ClientError` 404 if unknown,
+        409 when it is not failed."""
+        return self._object("POST", f"/jobs/{quote(job_id, safe='')}/retry")
+
+    def set_priority(self, job_id: str, priority: int) -> dict[str, Any]:
+        """Give a waiting job a new priority; the job afterwards. `ClientError` 404 if
+        unknown, 409 once it has started."""
+        path = f"/jobs/{quote(job_id, safe='')}"
+        answer = self._request("PATCH", path, {"priority": priority})
+        if not isinstance(answer, dict):
+            raise ClientError(0, "bad_response", f"PATCH {path} answered {answer!r}")
+        return answer
 
     def workers(self) -> list[dict[str, Any]]:
         """Every live worker (`GET /workers`)."""

@@ -38,11 +38,29 @@ class ScheduleNotFound(JobNotFound):
         self.job_id = name
 
 
+class QueueNotFound(JobNotFound):
+    """No queue has this name (it never had a job, or it was dropped)."""
+
+    def __init__(self, name: str) -> None:
+        JobsysError.__init__(self, f"no queue named {name!r}")
+        self.job_id = name
+
+
 class JobAlreadyFinished(JobsysError):
     """The job has ended (completed, failed or cancelled): it cannot be cancelled."""
 
     def __init__(self, job_id: str, status: str) -> None:
         super().__init__(f"job {job_id} has already ended: it is {status}")
+        self.job_id = job_id
+        self.status = status
+
+
+class JobStateConflict(JobsysError):
+    """The job is not in a status the action applies to (HTTP 409), e.g. promoting a
+    job that is already running (flow control, docs/flow-control.md)."""
+
+    def __init__(self, job_id: str, status: str, action: str, needs: str) -> None:
+        super().__init__(f"job {job_id} is {status}: {action} needs {needs}")
         self.job_id = job_id
         self.status = status
 

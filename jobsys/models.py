@@ -43,6 +43,9 @@ class JobStatus(StrEnum):
     FAILED = "failed"
     #: Cancelled (``POST /jobs/<id>/cancel``): before it ran, or stopped while running.
     CANCELLED = "cancelled"
+    #: Not started by its ``expires_at`` (given at submit as ``expires_at`` or
+    #: ``ttl_seconds``): it never runs (docs/flow-control.md).
+    EXPIRED = "expired"
 
 
 #: Lowest and highest job priority; higher runs first, 0 is the default.
@@ -187,6 +190,11 @@ class Job(ApiModel):
         json_schema_extra={"minimum": 1},
     )
     replayed_at: Stamp | None = Field(None, description="When it was last retried from there.")
+    expires_at: Stamp | None = Field(
+        None, description="If it has not started by then, it never runs and ends `expired`."
+    )
+    expired_at: Stamp | None = Field(None, description="When it ended `expired`.")
+    unique_key: str | None = Field(None, description="The unique_key it was submitted with.")
     traceparent: str | None = Field(
         None,
         description="The W3C trace context of the submit (its valid `traceparent` header, "

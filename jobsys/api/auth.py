@@ -88,6 +88,12 @@ ACCESS: dict[tuple[str, str], Access] = {
     ("DELETE", "/schedules/<name>"): Access.ADMIN,
     ("POST", "/dead-letter/retry"): Access.ADMIN,
     ("POST", "/dead-letter/purge"): Access.ADMIN,
+    # flow control (docs/flow-control.md)
+    ("POST", "/queues/<name>/pause"): Access.ADMIN,
+    ("POST", "/queues/<name>/resume"): Access.ADMIN,
+    ("POST", "/jobs/<job_id>/promote"): Access.ADMIN,
+    ("POST", "/jobs/<job_id>/retry"): Access.ADMIN,
+    ("PATCH", "/jobs/<job_id>"): Access.ADMIN,
 }
 
 #: The dashboard's static shell (HTML, JS, CSS: no data) is served under this

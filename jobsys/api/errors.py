@@ -26,6 +26,7 @@ from jobsys.errors import (
     InvalidJob,
     JobAlreadyFinished,
     JobNotFound,
+    JobStateConflict,
     JobsysError,
     StoreFull,
     StoreUnavailable,
@@ -51,6 +52,9 @@ ERRORS = {
     "(`field` is Host; see HostNotAllowed).",
     "NotFound": "No job has this id (ids are UUIDs), no schedule this name, or no such route.",
     "Conflict": "The job has already ended (completed, failed or cancelled).",
+    "StateConflict": "The job is not in a status this action applies to: promote needs a "
+    "scheduled job or a retry waiting out its backoff, retry a failed job, a priority change "
+    "a job that has not started (docs/flow-control.md). `detail` says its status.",
     "IdempotencyConflict": "The Idempotency-Key was already used with a different request "
     "(`field`: Idempotency-Key), or the queue does not exist and MAX_QUEUES queues already do "
     "(`field`: queue). Nothing was queued.",
@@ -95,6 +99,7 @@ def register(app: Flask) -> None:
     app.register_error_handler(JobNotFound, _job_not_found)
     app.register_error_handler(JobAlreadyFinished, _job_finished)
     app.register_error_handler(IdempotencyConflict, _idempotency_conflict)
+    app.register_error_handler(JobStateConflict, _job_finished)  # flow control: also a 409
     app.register_error_handler(TooManyQueues, _too_many_queues)
     app.register_error_handler(StoreUnavailable, _store_unavailable)
     app.register_error_handler(Unauthorized, _unauthorized)
@@ -113,7 +118,7 @@ def _job_not_found(e: JobNotFound) -> Response:
     return error_response(404, "not found", str(e))
 
 
-def _job_finished(e: JobAlreadyFinished) -> Response:
+def _job_finished(e: JobAlreadyFinished | JobStateConflict) -> Response:
     return error_response(409, "conflict", str(e))
 
 

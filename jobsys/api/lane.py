@@ -67,6 +67,8 @@ class SubmitLane:
             trace = headers.traceparent(environ.get("HTTP_TRACEPARENT"))
             if path == "/submit":
                 req = validation.submit_body(content_type, body)
+                if req.unique_key is not None:  # flow control: its answers are Flask's
+                    return self.app.wsgi_app(environ, start_response)
                 subs, queue = [req.submission(trace)], req.queue
             else:
                 batch = validation.batch_body(content_type, body)

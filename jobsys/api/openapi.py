@@ -26,6 +26,7 @@ from jobsys.api.headers import REQUEST_ID_HEADER
 from jobsys.api.operations import ATTR, REF, Operation
 from jobsys.api.validation import (
     BatchRequest,
+    JobPatch,
     ScheduleRequest,
     Selection,
     SubmitRequest,
@@ -39,7 +40,8 @@ _REQUEST_ID = {"X-Request-ID": {"$ref": "#/components/headers/X-Request-ID"}}
 
 #: The models of components.schemas, each under its name (and its nested models under theirs).
 _MODELS: dict[str, Any] = {
-    m.__name__: m for m in (SubmitRequest, BatchRequest, ScheduleRequest, Job, *schemas.ANSWERS)
+    m.__name__: m
+    for m in (SubmitRequest, BatchRequest, ScheduleRequest, JobPatch, Job, *schemas.ANSWERS)
 } | {"DeadLetterSelection": Selection}
 
 #: Every operation may answer these.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass
-from typing import Any, Literal, cast
+from typing import Any, cast
 
 from flask import Blueprint, current_app, request
 from flask.typing import ResponseReturnValue
@@ -30,6 +30,7 @@ from jobsys.api.schemas import (
     WorkerView,
 )
 from jobsys.errors import ScheduleNotFound, StoreUnavailable
+from jobsys.models import JobStatus
 from jobsys.settings import Settings
 from jobsys.store import HealthProbe, Store, Submission
 from jobsys.store import Submitted as StoreSubmitted
@@ -83,6 +84,14 @@ def submit() -> ResponseReturnValue:
     ids, replayed = done.ids, done.replayed
     body = submitted(req, done.statuses[0], ids[0])
     location = {"Location": job_location(request.script_root, ids[0])}
+    if done.duplicate:  # flow control: a unique key held by that job (docs/flow-control.md)
+        body = Submitted(
+            status=JobStatus(done.statuses[0]),
+            task=done.task or req.task,
+            id=ids[0],
+            duplicate=True,
+        ).to_api()
+        return body, 200, location
     if replayed:
         return body | {"replayed": True}, 200, location | {"Idempotent-Replayed": "true"}
     return body, 202, location
@@ -91,7 +100,7 @@ def submit() -> ResponseReturnValue:
 def submitted(req: validation.SubmitRequest, status: str, job_id: str) -> dict[str, Any]:
     """The answer to a submit of `req` that was queued as `job_id` with `status` (as
     the store reports it: "scheduled" only when due later by the Redis clock)."""
-    shown: Literal["queued", "scheduled"] = "scheduled" if status == "scheduled" else "queued"
+    shown = JobStatus.SCHEDULED if status == "scheduled" else JobStatus.QUEUED
     return Submitted(status=shown, task=req.task, id=job_id).to_api()
 
 

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from jobsys.models import ApiModel, IsoTime, Job
+from jobsys.models import ApiModel, IsoTime, Job, JobStatus
 from jobsys.store import CURSOR_PATTERN
 
 JobId = Annotated[str, Field(json_schema_extra={"format": "uuid"})]
@@ -30,12 +30,18 @@ Replayed = Annotated[
 class Submitted(ApiModel):
     """The answer to POST /submit."""
 
-    status: Literal["queued", "scheduled"] = Field(
-        description="`scheduled` when the job has a delay or a run_at ahead."
+    status: JobStatus = Field(
+        description="`scheduled` when the job has a delay or a run_at ahead, else `queued`; "
+        "for a duplicate (a unique_key held by another job), that job's status now."
     )
     task: str
     id: JobId
     replayed: Replayed = None
+    duplicate: bool | None = Field(
+        default=None,
+        description="Present (true) when a job with the same unique_key held it: nothing was "
+        "queued, `id` is that job's (docs/flow-control.md).",
+    )
 
 
 class BatchSubmitted(ApiModel):
@@ -74,6 +80,10 @@ class QueueView(ApiModel):
     throughput: list[Minute] = Field(
         description="The last 15 minutes (this one included), oldest first: jobs completed "
         "and attempts failed (retried or dead-lettered) in each minute (Redis clock)."
+    )
+    paused: bool = Field(
+        description="Paused (POST /queues/<name>/pause): submits are accepted, no worker "
+        "starts its jobs, running ones finish."
     )
 
 
@@ -194,8 +204,16 @@ class Error(ApiModel):
     )
 
 
+class QueueState(ApiModel):
+    """The answer to POST /queues/<name>/pause and /resume (docs/flow-control.md)."""
+
+    name: str
+    paused: bool = Field(description="Whether the queue is paused now.")
+
+
 #: Every answer that is a component of the OpenAPI document, under its class name.
 ANSWERS = (
+    QueueState,  # flow control
     Submitted,
     BatchSubmitted,
     Schedule,

@@ -13,6 +13,7 @@ import math
 import re
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Annotated, Any, ClassVar, Literal, TypeVar
@@ -28,6 +29,7 @@ from pydantic import (
     Field,
     Tag,
     ValidationError,
+    ValidationInfo,
     field_validator,
 )
 from pydantic_core import ErrorDetails, PydanticSerializationError, to_json
@@ -150,6 +152,16 @@ TaskName = Annotated[
     ),
     AfterValidator(_printable),
 ]
+#: A unique key of a job (flow control, docs/flow-control.md): as a task name.
+UniqueKey = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=MAX_TASK_CHARS,
+        json_schema_extra=lambda schema: schema.update(pattern=printable_pattern()),
+    ),
+    AfterValidator(_printable),
+]
 #: A job's payload: any JSON value of at most MAX_PAYLOAD_BYTES.
 Payload = Annotated[
     Any,
@@ -233,6 +245,29 @@ class BatchJob(BaseModel):
         json_schema_extra=_drop_default,
     )
 
+    # -- flow control (docs/flow-control.md) --
+    expires_at: DueTime | None = Field(
+        default=None,
+        strict=False,  # parse the RFC 3339 text of JSON into a datetime
+        description=(
+            "If the job has not started by this time (an RFC 3339 date-time, at most a year "
+            "ahead) it never runs and ends `expired`. Retries of a job that started are "
+            "not affected."
+        ),
+        json_schema_extra=_drop_default,
+    )
+    ttl_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        le=MAX_DELAY_S,
+        allow_inf_nan=False,
+        description=(
+            "As expires_at, counted from the submit (Redis clock): at most a year. With "
+            "expires_at too, the earlier of the two counts."
+        ),
+        json_schema_extra=_drop_default,
+    )
+
     @field_validator("priority", "max_retries", mode="before")
     @classmethod
     def _whole_number(cls, value: Any) -> Any:
@@ -253,6 +288,8 @@ class BatchJob(BaseModel):
             run_at=self.run_at,
             timeout_s=self.timeout_seconds,
             traceparent=traceparent,
+            expires_at=self.expires_at,
+            ttl_s=self.ttl_seconds,
         )
 
     @property
@@ -267,6 +304,40 @@ class SubmitRequest(BatchJob):
     model_config = ConfigDict(extra="forbid", strict=True, title="SubmitRequest")
 
     queue: QueueName = DEFAULT_QUEUE
+    # -- flow control (docs/flow-control.md): not in a batch's jobs --
+    unique_key: UniqueKey | None = Field(
+        default=None,
+        description=(
+            "While a job of the queue with this key waits or runs (or within "
+            "unique_for_seconds of the first submit), a submit with it queues nothing and "
+            'answers 200 with that job\'s id and "duplicate": true. 1 to 200 printable '
+            "characters. Not with an Idempotency-Key."
+        ),
+        json_schema_extra=_drop_default,
+    )
+    unique_for_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        le=MAX_DELAY_S,
+        allow_inf_nan=False,
+        description="With unique_key: the key also holds this long from the first submit, "
+        "even once its job has ended (at most a year).",
+        json_schema_extra=_drop_default,
+    )
+
+    @field_validator("unique_for_seconds")
+    @classmethod
+    def _window_needs_a_key(cls, value: float | None, info: ValidationInfo) -> float | None:
+        if value is not None and info.data.get("unique_key") is None:
+            raise ValueError("needs a unique_key")
+        return value
+
+    def submission(self, traceparent: str | None = None) -> Submission:
+        """What the store needs to queue this job (in trace `traceparent`)."""
+        sub = super().submission(traceparent)
+        if self.unique_key is None:
+            return sub
+        return replace(sub, unique_key=self.unique_key, unique_for_s=self.unique_for_seconds)
 
 
 class BatchRequest(BaseModel):
@@ -319,6 +390,28 @@ class ScheduleRequest(BaseModel):
     def schedule(self) -> Schedule:
         """The schedule this request describes."""
         return Schedule(self.name, self.cron, self.task, self.payload, self.queue)
+
+
+class JobPatch(BaseModel):
+    """The JSON body of PATCH /jobs/<id> (flow control, docs/flow-control.md)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, title="JobPatch")
+
+    priority: int = Field(
+        ge=MIN_PRIORITY,
+        le=MAX_PRIORITY,
+        description=(
+            f"The job's new priority, {MIN_PRIORITY} to {MAX_PRIORITY}. Among the jobs of "
+            "that priority it keeps its submission order."
+        ),
+    )
+
+    @field_validator("priority", mode="before")
+    @classmethod
+    def _whole_number(cls, value: Any) -> Any:
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        return value
 
 
 #: A task name to filter by (any characters: it only has to match).
@@ -499,6 +592,11 @@ def selection(request: Request) -> ByIds | All | ByFilter:
     """Validate the body of ``POST /dead-letter/retry`` and ``/dead-letter/purge``."""
     body = _json_body(request)
     return _validate(_SELECTIONS[_selected(body)], body)
+
+
+def job_patch(request: Request) -> JobPatch:
+    """Validate the body of ``PATCH /jobs/<id>``."""
+    return _validate(JobPatch, _json_body(request))
 
 
 def list_query(request: Request, model: type[Q]) -> Q:

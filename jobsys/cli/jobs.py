@@ -64,6 +64,25 @@ def _parse_payload(ctx: click.Context, param: click.Parameter, value: str | None
     metavar="S",
     help="Stop an attempt that runs longer than S seconds.",
 )
+# flow control (docs/flow-control.md)
+@click.option(
+    "--ttl",
+    "ttl_s",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="S",
+    help="Never run unless started within S seconds (then it ends expired).",
+)
+@click.option("--expires-at", metavar="TIME", help="Never run unless started by this time.")
+@click.option(
+    "--unique-key", metavar="K", help="Queue nothing while a job with key K waits or runs."
+)
+@click.option(
+    "--unique-for",
+    "unique_for_s",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="S",
+    help="With --unique-key: the key also holds S seconds from the first submit.",
+)
 @url_and_token
 def submit(
     task: str,
@@ -76,6 +95,10 @@ def submit(
     run_at: str | None,
     max_retries: int | None,
     job_timeout_s: float | None,
+    ttl_s: float | None,
+    expires_at: str | None,
+    unique_key: str | None,
+    unique_for_s: float | None,
     url: str | None,
     token: str | None,
 ) -> None:
@@ -95,6 +118,10 @@ def submit(
             run_at=run_at,
             max_retries=max_retries,
             timeout_seconds=job_timeout_s,
+            ttl_seconds=ttl_s,
+            expires_at=expires_at,
+            unique_key=unique_key,
+            unique_for_seconds=unique_for_s,
         )
         if not wait:
             click.echo(job_id)

@@ -62,7 +62,7 @@ def queues_table(queues: list[dict[str, Any]]) -> Table:
         failed = sum(int(x.get("failed", 0)) for x in minutes)
         oldest = q.get("oldest_age_seconds")
         table.add_row(
-            str(q.get("name", "?")),
+            str(q.get("name", "?")) + (" (paused)" if q.get("paused") else ""),
             str(q.get("depth", 0)),
             str(q.get("in_flight", 0)),
             str(q.get("scheduled", 0)),

@@ -184,3 +184,30 @@ def throughput(queue: str, minute: int) -> str:
     ``failed`` in one minute (minutes since the epoch, Redis server clock). TTL:
     THROUGHPUT_RETENTION_S (one hour)."""
     return f"jobsys:queue:{{{queue}}}:throughput:{minute}"
+
+
+# -- flow control (docs/flow-control.md) ------------------------------------
+
+
+def flow(queue: str) -> str:
+    """HASH ``jobsys:queue:{q}:flow``: the flow control of queue q: ``paused`` ("1"
+    while paused; no field otherwise). Read by claim.lua at every claim, written by
+    pause.lua. TTL: none (it outlives the queue's jobs: a paused queue stays paused)."""
+    return f"jobsys:queue:{{{queue}}}:flow"
+
+
+def expired_index(queue: str) -> str:
+    """ZSET ``jobsys:queue:{q}:idx:expired`` (`index` of status `expired`): q's jobs
+    that ended `expired`; score = when (ms, Redis clock). Written by claim.lua, which
+    prunes the entries older than COMPLETED_RETENTION_SECONDS (their hashes' TTL).
+    Not one of `INDEXED_STATUSES` (the scripts' index keys), so that no script's KEYS
+    change; listings read it as one more status index. TTL: none."""
+    return index(queue, "expired")
+
+
+def unique(queue: str, key_digest: str) -> str:
+    """STRING ``jobsys:queue:{q}:unique:<sha256 of the unique_key>``: the job of queue q
+    that holds a unique key, and the end of its window: ``"<id> <ms>"`` (ms 0: no
+    window). Written by enqueue_unique.lua. TTL: max(window, COMPLETED_RETENTION_SECONDS)
+    (none when retention is 0)."""
+    return f"jobsys:queue:{{{queue}}}:unique:{key_digest}"

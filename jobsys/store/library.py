@@ -38,6 +38,11 @@ NAMES = (
     "worker_beat",
     "workers_live",
     "drop_queue",
+    # flow control (docs/flow-control.md)
+    "pause",
+    "promote",
+    "reprioritize",
+    "enqueue_unique",
 )
 
 

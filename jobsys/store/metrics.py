@@ -204,6 +204,8 @@ class QueueStats:
     dead: int = 0
     #: Seconds since the oldest `queued` job became queued (None: none is).
     oldest_age_seconds: float | None = None
+    #: Paused: no worker starts its jobs (flow control, docs/flow-control.md).
+    paused: bool = False
 
     def to_api(self) -> dict[str, Any]:
         """The JSON form used by `GET /queues`."""
@@ -214,6 +216,7 @@ class QueueStats:
             "scheduled": self.scheduled,
             "dead": self.dead,
             "oldest_age_seconds": self.oldest_age_seconds,
+            "paused": self.paused,
         }
 
 

@@ -13,6 +13,7 @@ redis-py's.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 from collections.abc import Collection, Sequence
@@ -213,7 +214,9 @@ class Scripts:
         self, queue: str, worker: str, lease_ms: int, max_jobs: int, promote: int = 100
     ) -> list[Claimed]:
         """Lease up to `max_jobs` of the oldest ready jobs (see claim.lua)."""
-        ks, args = _claim_call(queue, worker, lease_ms, max_jobs, promote)
+        ks, args = _claim_call(
+            queue, worker, lease_ms, max_jobs, promote, self._retention.completed_s
+        )
         return _claimed(self._run("claim", ks, args))
 
     def wait_then_claim(
@@ -233,7 +236,9 @@ class Scripts:
         connection's buffer while BZPOPMIN blocks and runs it the moment it
         returns, so a submit reaches an idle worker without a second round trip.
         """
-        ks, args = _claim_call(queue, worker, lease_ms, max_jobs, promote)
+        ks, args = _claim_call(
+            queue, worker, lease_ms, max_jobs, promote, self._retention.completed_s
+        )
         pipe = self._client.pipeline(transaction=False)
         pipe.bzpopmin([keys.wakeup(q) for q in wake_queues], timeout=timeout_s)
         pipe.fcall(self._fn["claim"], len(ks), *ks, *args)
@@ -395,6 +400,45 @@ class Scripts:
         ks = [keys.dead_letter(), keys.index(queue, "failed"), *(keys.job(i) for i in ids)]
         return [_text(x) for x in self._run("purge", ks, [queue, *ids])]
 
+    # -- flow control (docs/flow-control.md) ------------------------------------
+
+    def pause(self, queue: str, paused: bool) -> bool:
+        """Pause (`paused`) or resume `queue`; whether it is paused now (see pause.lua)."""
+        ks = [keys.flow(queue), keys.ready(queue), keys.wakeup(queue)]
+        return bool(self._run("pause", ks, ["1" if paused else "0"]))
+
+    def enqueue_unique(
+        self, queue: str, job_id: str, arg: str, unique_key: str, window_ms: int
+    ) -> tuple[str, str, str] | bool:
+        """Submit one job that carries `unique_key` (see enqueue_unique.lua): True when it
+        was queued `scheduled`, False when `queued`; (id, status, task) of the job that
+        holds the key when it was a duplicate. Raises `TooManyQueues`."""
+        digest = hashlib.sha256(unique_key.encode()).hexdigest()
+        head, metrics_key, queue_arg, max_queues = _enqueue_call(queue, self._max_queues)
+        ks: list[str | bytes] = [*head, keys.job(job_id), metrics_key, keys.unique(queue, digest)]
+        args: list[Any] = [queue_arg, max_queues, arg, window_ms, keys.JOB_PREFIX]
+        args += [self._retention.completed_s, unique_key]
+        try:
+            answer = self._run("enqueue_unique", ks, args)
+        except ResponseError as e:
+            if "TOO_MANY_QUEUES" in str(e):
+                raise TooManyQueues(queue, self._max_queues) from None
+            raise
+        if _text(answer[0]) == "duplicate":
+            return _text(answer[1]), _text(answer[2]), _text(answer[3])
+        return len(answer) > 1
+
+    def promote(self, queue: str, job_id: str) -> str:
+        """Run a job of `queue` that waits for a due time now (see promote.lua for
+        the answers)."""
+        ks = [keys.job(job_id), keys.ready(queue), keys.scheduled(queue), keys.wakeup(queue)]
+        return _text(self._run("promote", [*ks, *_index_keys(queue)], [job_id]))
+
+    def reprioritize(self, queue: str, job_id: str, priority: int) -> str:
+        """Give a waiting job of `queue` a new priority (see reprioritize.lua)."""
+        ks = [keys.job(job_id), keys.ready(queue)]
+        return _text(self._run("reprioritize", ks, [job_id, priority]))
+
 
 #: Most queues whose key names each cache below keeps (queue names come from
 #: requests: unbounded caches would grow with every name ever sent).
@@ -431,11 +475,12 @@ def _index_keys(queue: str) -> tuple[str, ...]:
 
 
 def _claim_call(
-    queue: str, worker: str, lease_ms: int, max_jobs: int, promote: int
+    queue: str, worker: str, lease_ms: int, max_jobs: int, promote: int, expired_ttl_s: int
 ) -> tuple[list[str], list[Any]]:
     ks = [keys.ready(queue), keys.scheduled(queue), keys.leases(queue), keys.wakeup(queue)]
     ks += _index_keys(queue)
-    return ks, [keys.JOB_PREFIX, worker, lease_ms, max_jobs, promote]
+    ks += [keys.flow(queue), keys.expired_index(queue)]  # flow control (docs/flow-control.md)
+    return ks, [keys.JOB_PREFIX, worker, lease_ms, max_jobs, promote, expired_ttl_s]
 
 
 def _claimed(flat: list[Any]) -> list[Claimed]:

@@ -17,12 +17,13 @@ from typing import Any, cast
 import redis
 
 from jobsys import stamps
-from jobsys.errors import JobAlreadyFinished, JobNotFound
+from jobsys.errors import InvalidJob, JobAlreadyFinished, JobNotFound
 from jobsys.models import DEFAULT_QUEUE, Job
 from jobsys.settings import Settings
 from jobsys.store import keys, metrics, workers
 from jobsys.store.connection import connect
 from jobsys.store.deadletter import DeadLetter, Outcome
+from jobsys.store.flow import FlowControl
 from jobsys.store.listing import DEFAULT_LIMIT, Listing, Page, queue_names
 from jobsys.store.metrics import THROUGHPUT_MINUTES, Deltas, QueueMetrics, QueueStats
 from jobsys.store.schedules import ScheduleStore
@@ -60,6 +61,8 @@ class Store:
         self._dead = DeadLetter(self.redis, self.scripts, self._listing)
         #: The periodic schedules.
         self.schedules = ScheduleStore(self)
+        #: Flow control: pause/resume, job control by id (docs/flow-control.md).
+        self.flow = FlowControl(self.redis, self.scripts)
 
     def close(self) -> None:
         """Close the pooled connections."""
@@ -132,6 +135,10 @@ class Store:
         Raises `IdempotencyConflict` when `key` was used with a different request or
         another queue (then nothing is written).
         """
+        if jobs and jobs[0].unique_key is not None:  # flow control
+            if len(jobs) > 1:
+                raise InvalidJob("unique_key", "only a single submit may carry one")
+            return self._submit_unique(jobs[0], queue, key)
         ids, argv = self._argv(jobs)
         idem = None
         if key is not None:
@@ -153,6 +160,26 @@ class Store:
         for i in done.scheduled:
             statuses[i] = "scheduled"
         return Submitted(ids, statuses, replayed=done.replayed_ids is not None)
+
+    def _submit_unique(self, job: Submission, queue: str, key: str | None) -> Submitted:
+        """Submit `job`, which carries a unique key, in one atomic step with the check
+        of its key (see enqueue_unique.lua; docs/flow-control.md)."""
+        assert job.unique_key is not None
+        if key is not None:
+            raise InvalidJob(
+                "unique_key",
+                "cannot be combined with an Idempotency-Key: a unique submit is already "
+                "safe to repeat (a repeat answers the same job)",
+            )
+        job_id = new_job_id()
+        arg = job_arg(job_id, job, self.settings.max_retries)
+        window_ms = stamps.duration_ms(job.unique_for_s) if job.unique_for_s else 0
+        with translate_errors():
+            done = self.scripts.enqueue_unique(queue, job_id, arg, job.unique_key, window_ms)
+        if isinstance(done, tuple):
+            held, status, task = done
+            return Submitted([held], [status], duplicate=True, task=task)
+        return Submitted([job_id], ["scheduled" if done else "queued"])
 
     def _argv(self, jobs: Iterable[Submission | tuple[str, Any]]) -> tuple[list[str], list[str]]:
         """New ids for `jobs`, and their ARGV for enqueue.lua (one per job)."""
@@ -185,11 +212,14 @@ class Store:
                     pipe.zcard(keys.scheduled(q))
                     pipe.zcard(keys.index(q, "failed"))
                     pipe.zrange(keys.index(q, "queued"), 0, 0, withscores=True)
+                    pipe.hexists(keys.flow(q), "paused")  # flow control
                 counts = pipe.execute()
                 for i, q in enumerate(part):
-                    depth, in_flight, scheduled, dead, oldest = counts[5 * i : 5 * i + 5]
+                    depth, in_flight, scheduled, dead, oldest, paused = counts[6 * i : 6 * i + 6]
                     age = round(max(0.0, (now_ms - oldest[0][1]) / 1000), 3) if oldest else None
-                    stats.append(QueueStats(q, depth, in_flight, scheduled, dead, age))
+                    stats.append(
+                        QueueStats(q, depth, in_flight, scheduled, dead, age, bool(paused))
+                    )
         return stats
 
     def drop_queue(self, queue: str) -> str:
@@ -212,7 +242,8 @@ class Store:
         """A page of jobs, newest status change first (see `jobsys.store.listing`),
         without the fields `leave_out` (not even read out of Redis). Raises
         `InvalidJob` (field ``cursor``) for a cursor this API did not give out."""
-        statuses = [status] if status is not None else list(keys.INDEXED_STATUSES)
+        # flow control: `expired` has an index of its own (keys.expired_index)
+        statuses = [status] if status is not None else [*keys.INDEXED_STATUSES, "expired"]
         with translate_errors():
             return self._listing.page(
                 statuses=statuses,

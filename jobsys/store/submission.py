@@ -30,6 +30,15 @@ class Submission:
     timeout_s: float | None = None
     #: W3C trace context (``traceparent`` header) the job belongs to, if any.
     traceparent: str | None = None
+    #: Flow control (docs/flow-control.md): if the job has not started by then it
+    #: never runs and ends `expired`; `ttl_s` counts from the submit (Redis clock);
+    #: with both, the earlier counts.
+    expires_at: datetime | None = None
+    ttl_s: float | None = None
+    #: Flow control: while a job of the queue with this key waits or runs (or within
+    #: `unique_for_s` of the first submit), a submit with it queues nothing.
+    unique_key: str | None = None
+    unique_for_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -45,6 +54,11 @@ class Submitted:
     #: True when an Idempotency-Key named a repeat of an earlier request, which
     #: queued nothing.
     replayed: bool = False
+    #: Flow control: True when a job with the same unique key held it, which queued
+    #: nothing; `ids` and `statuses` are that job's (its current status).
+    duplicate: bool = False
+    #: For a duplicate: the task of the job that holds the key.
+    task: str | None = None
 
 
 #: Payloads as JSON text (one encoder: `json.dumps` with options builds one per call).
@@ -81,7 +95,8 @@ def job_arg(job_id: str, sub: Submission | tuple[str, Any], default_max_retries:
     payload") becomes a script argument.
 
     A JSON array ``[id, task, max_retries, priority, run_at_ms, delay_ms, timeout,
-    traceparent]`` (run_at_ms 0, timeout and traceparent '' = none), then, when the
+    traceparent]`` (run_at_ms 0, timeout and traceparent '' = none), with, only for a
+    job that expires, ``expires_at_ms, ttl_ms`` after them (0 = none), then, when the
     job has a payload, a newline and the payload's JSON text, which the script
     stores verbatim. JSON as `json` writes it here never holds a raw newline (one
     inside a string is written ``\\n``; no indent), so the first newline ends the
@@ -106,5 +121,10 @@ def job_arg(job_id: str, sub: Submission | tuple[str, Any], default_max_retries:
             "" if sub.timeout_s is None else repr(float(sub.timeout_s)),
             sub.traceparent or "",
         ]
+        if sub.expires_at is not None or sub.ttl_s is not None:  # flow control: expiry
+            fields += [
+                stamps.epoch_ms(sub.expires_at) if sub.expires_at is not None else 0,
+                stamps.duration_ms(sub.ttl_s) if sub.ttl_s is not None else 0,
+            ]
     head = _dumps_head(fields)
     return f"{head}\n{_dumps(payload)}" if has_payload else head

@@ -233,6 +233,23 @@ def test_the_overview_shows_live_queue_depths(page: Any, system: System) -> None
     expect(page).to_have_url(f"{system.dashboard}#/jobs?queue={queue}")
 
 
+def test_the_overview_pauses_and_resumes_a_queue(page: Any, system: System) -> None:
+    queue = unique("held")  # no worker serves it
+    system.submit({"task": "hello", "queue": queue})
+    page.goto(system.dashboard)
+    row = page.locator(f"tr[data-queue='{queue}']")
+    row.get_by_test_id(f"pause-{queue}").click()
+    expect(row.get_by_test_id(f"paused-{queue}")).to_have_text("paused")  # the 2 s refresh
+    paused = {
+        q["name"]: q["paused"]
+        for q in requests.get(f"{system.base}/queues", timeout=5).json()["queues"]
+    }
+    assert paused[queue] is True
+    expect(row.get_by_test_id(f"pause-{queue}")).to_have_text("Resume")
+    row.get_by_test_id(f"pause-{queue}").click()
+    expect(row.get_by_test_id(f"paused-{queue}")).to_have_count(0)
+
+
 def test_a_submitted_job_reaches_completed_on_its_page(page: Any, system: System) -> None:
     job_id = system.submit({"task": "echo", "queue": "served", "payload": {"n": [1, 2, 3]}})
     page.goto(f"{system.dashboard}#/job/{job_id}")

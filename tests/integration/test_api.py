@@ -473,6 +473,10 @@ def test_openapi_schemas_match_what_the_api_does(client: FlaskClient):
         "run_at",
         "max_retries",
         "timeout_seconds",
+        "expires_at",  # flow control (docs/flow-control.md)
+        "ttl_seconds",
+        "unique_key",
+        "unique_for_seconds",
     }
     task = submit["properties"]["task"]
     assert (task["minLength"], task["maxLength"]) == (1, 200)

@@ -90,7 +90,14 @@ def test_queue_stats_count_each_queue(settings: Settings, store: Store) -> None:
     stats = {q.name: q.to_api() for q in store.queue_stats()}
     age = stats["a"].pop("oldest_age_seconds")
     assert 0 <= age < 5
-    assert stats["a"] == {"name": "a", "depth": 2, "in_flight": 1, "scheduled": 0, "dead": 0}
+    assert stats["a"] == {
+        "name": "a",
+        "depth": 2,
+        "in_flight": 1,
+        "scheduled": 0,
+        "dead": 0,
+        "paused": False,
+    }
     assert stats["b"] == {
         "name": "b",
         "depth": 0,
@@ -98,6 +105,7 @@ def test_queue_stats_count_each_queue(settings: Settings, store: Store) -> None:
         "scheduled": 1,
         "dead": 0,
         "oldest_age_seconds": None,
+        "paused": False,
     }
 
 

@@ -329,3 +329,35 @@ local function count_submitted(key, task, count)
   redis.call('HDEL', key, field)
   redis.call('HINCRBY', key, 'submitted|' .. OTHER_TASK, count)
 end
+
+-- -- flow control (docs/flow-control.md) -------------------------------------
+
+-- The deadline (ms) of a job of enqueue.lua's ARGV, decoded by job_arg (`j`): its
+-- 9th and 10th entries, present only for a job that expires: expires_at_ms and
+-- ttl_ms (counted from `now`, the Redis clock), 0 = none; with both, the earlier.
+-- Returns nil for a job without one.
+local function deadline_of(j, now)
+  local at, ttl = j[9] or 0, j[10] or 0
+  if ttl > 0 then at = (at > 0) and math.min(at, now + ttl) or now + ttl end
+  if at > 0 then return at end
+  return nil
+end
+
+-- Ends a job that was not started by its `expires_at`: status `expired`,
+-- `expired_at`, no rank, the TTL of ended jobs (`ttl_s`, 0 = keep); from the
+-- `queued` index (idx) to the `expired` index ZSET `expired_key`. The caller has
+-- taken it out of `ready`.
+local function expire_job(job_key, id, now, idx, expired_key, ttl_s)
+  redis.call('HSET', job_key, 'status', 'expired', 'expired_at', now)
+  redis.call('HDEL', job_key, 'rank', 'next_attempt_at')
+  expire_ended(job_key, ttl_s)
+  redis.call('ZREM', idx.queued, id)
+  redis.call('ZADD', expired_key, now, id)
+end
+
+-- Drops from the `expired` index the ids whose hash has expired (score < now - ttl).
+local function prune_expired(expired_key, now, ttl_s)
+  if ttl_s <= 0 then return end
+  redis.call('ZREMRANGEBYSCORE', expired_key, '-inf',
+    '(' .. string.format('%.0f', now - ttl_s * 1000))
+end

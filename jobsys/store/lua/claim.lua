@@ -10,15 +10,23 @@
 -- KEYS[5..10] the queue's status indexes (queued, scheduled, processing, completed,
 -- failed, cancelled): a promoted `scheduled` job moves to `queued`, a claimed one
 -- to `processing`
+-- KEYS[11] the queue's flow HASH (flow control, docs/flow-control.md): `paused`
+-- KEYS[12] the queue's `expired` index ZSET (flow control): a job popped that has
+-- not started yet (attempts 0) and whose `expires_at` has come (now >= it, Redis
+-- clock) is not claimed: it ends `expired` (see expire_job in _lib.lua)
 -- ARGV[1] job key prefix ("job:"; job hashes are ARGV[1] .. id, known only while running)
 -- ARGV[2] worker id   ARGV[3] lease_ms   ARGV[4] max jobs   ARGV[5] max retries to promote
+-- ARGV[6] TTL in seconds of an expired job (COMPLETED_RETENTION_SECONDS; 0 = keep)
 -- Returns: a flat array, 9 entries per job: id, attempt, task, payload JSON or false,
 -- max_retries, timeout in seconds or false, created_at, run_at or false, traceparent
 -- or false; then one last entry, the claim time (ms, Redis clock; the wait metric is
 -- measured up to it). Re-adds the wakeup marker when ready jobs remain, so that the
--- next idle worker wakes up too.
+-- next idle worker wakes up too. A paused queue answers no job (and leaves the
+-- wakeup marker unset: pause.lua sets it again at resume).
 local prefix, worker = ARGV[1], ARGV[2]
 local now = now_ms()
+-- flow control: a paused queue starts nothing (docs/flow-control.md).
+if redis.call('HEXISTS', KEYS[11], 'paused') == 1 then return {now} end
 local idx = indexes(KEYS, 5)
 local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, tonumber(ARGV[5]))
 for _, id in ipairs(due) do
@@ -46,9 +54,13 @@ for i = 1, #popped, 2 do
   local id = popped[i]
   local key = prefix .. id
   local f = redis.call('HMGET', key, 'status', 'task', 'payload', 'max_retries',
-    'timeout_seconds', 'created_at', 'run_at', 'traceparent')
+    'timeout_seconds', 'created_at', 'run_at', 'traceparent', 'expires_at', 'attempts')
   -- A job whose hash is gone (deleted by an operator) or no longer queued is dropped.
-  if f[1] == 'queued' then
+  -- flow control: one not started by its deadline never starts (docs/flow-control.md).
+  if f[1] == 'queued' and f[9] and f[10] == '0' and now >= tonumber(f[9]) then
+    expire_job(key, id, now, idx, KEYS[12], tonumber(ARGV[6]))
+    prune_expired(KEYS[12], now, tonumber(ARGV[6]))
+  elseif f[1] == 'queued' then
     local attempt = redis.call('HINCRBY', key, 'attempts', 1)
     redis.call('HSET', key, 'status', 'processing', 'started_at', started, 'worker', worker)
     redis.call('HDEL', key, 'next_attempt_at')

@@ -22,7 +22,8 @@
 -- ARGV[2+i] the i-th job, one argument (see job_arg in _lib.lua): the JSON array
 --   [id, task, max_retries, priority (-100..100), run_at_ms (due time, ms since the
 --   epoch; 0 = none), delay_ms (0 = none; counted from the Redis clock; with run_at,
---   the later counts), timeout in seconds ('' = none), traceparent ('' = none)],
+--   the later counts), timeout in seconds ('' = none), traceparent ('' = none)
+--   (flow control, only for a job that expires:) expires_at_ms, ttl_ms (0 = none)],
 --   then, when the job has a payload, a newline and the payload's JSON text
 -- Job ids are UUID4s made by the caller, so no job hash exists yet (not checked).
 -- A queue is registered in KEYS[5] by the submit that creates its sequence KEYS[4]
@@ -78,6 +79,9 @@ for i = 1, n do
   if delay > 0 then due = math.max(due, now + delay) end
   local rank = put_job(KEYS[7 + i], f, task, queue, created, payload, j[3], j[4],
     last - n + i, due, j[7], j[8], now)
+  -- flow control: a deadline to start by (docs/flow-control.md; claim.lua enforces it)
+  local expires = j[9] and deadline_of(j, now)
+  if expires then redis.call('HSET', KEYS[7 + i], 'expires_at', expires) end
   if rank then
     ranked[#ranked + 1] = rank; ranked[#ranked + 1] = id
     waiting[#waiting + 1] = id

@@ -5,7 +5,7 @@ import { badge, confirmDialog, duration, errorBanner, h, jsonBlock, timeCell, to
 
 export const TITLE = "Job";
 const REFRESH_MS = 2000;
-const ENDED = new Set(["completed", "failed", "cancelled"]);
+const ENDED = new Set(["completed", "failed", "cancelled", "expired"]);
 
 function field(label, value, testid = null) {
   return h("div.field", { "data-field": testid }, h("dt", {}, label), h("dd", {}, value ?? h("span.muted", {}, "—")));
@@ -70,6 +70,8 @@ export async function mount(root, params, ctx) {
       j.completed_at ? field("Completed", h("span", {}, timeCell(j.completed_at), j.started_at ? h("span.muted", {}, ` (ran ${seconds(j.started_at, j.completed_at)})`) : null), "completed_at") : null,
       j.failed_at ? field("Failed", timeCell(j.failed_at), "failed_at") : null,
       j.cancelled_at ? field("Cancelled", timeCell(j.cancelled_at), "cancelled_at") : null,
+      j.expires_at ? field("Expires", timeCell(j.expires_at), "expires_at") : null,
+      j.expired_at ? field("Expired", timeCell(j.expired_at), "expired_at") : null,
       j.replayed ? field("Retried from dead letter", h("span", {}, `${j.replayed}× `, timeCell(j.replayed_at))) : null,
       j.timeout_seconds ? field("Timeout", duration(j.timeout_seconds)) : null,
       j.schedule ? field("Schedule", `${j.schedule}${j.tick ? ` (tick ${j.tick})` : ""}`) : null,

@@ -2,7 +2,7 @@
 
 import { api } from "./api.js";
 import { mergeThroughput, throughputChart } from "./chart.js";
-import { duration, empty, errorBanner, fmtInt, h, notAvailable } from "./ui.js";
+import { duration, empty, errorBanner, fmtInt, h, notAvailable, toast } from "./ui.js";
 
 export const TITLE = "Overview";
 const REFRESH_MS = 2000;
@@ -76,12 +76,39 @@ export async function mount(root, _params, ctx) {
     } else {
       chart.replaceChildren(throughputChart(series));
     }
-    table.replaceChildren(queueTable(queues));
+    table.replaceChildren(queueTable(queues, ctx));
     updated.textContent = `· updated ${new Date().toLocaleTimeString("en-GB")}`;
   });
 }
 
-function queueTable(queues) {
+// Pause or resume a queue (flow control, docs/flow-control.md); admin only.
+async function setPaused(name, paused, button) {
+  button.disabled = true;
+  try {
+    await api(`/queues/${encodeURIComponent(name)}/${paused ? "pause" : "resume"}`, { method: "POST" });
+    toast(paused ? `Queue ${name} paused` : `Queue ${name} resumed`);
+  } catch (e) {
+    toast(`${e.message}${e.detail ? `: ${e.detail}` : ""}`, "error");
+    button.disabled = false;
+  }
+}
+
+function pauseButton(q, ctx) {
+  const admin = ctx.isAdmin();
+  const paused = Boolean(q.paused);
+  return h(
+    "button.small",
+    {
+      "data-testid": `pause-${q.name}`,
+      disabled: !admin,
+      title: admin ? null : "needs an admin token",
+      onclick: (ev) => setPaused(q.name, !paused, ev.currentTarget),
+    },
+    paused ? "Resume" : "Pause",
+  );
+}
+
+function queueTable(queues, ctx) {
   if (!queues.length) return empty("No queues yet", "A queue appears when its first job is submitted.");
   const max = Math.max(1, ...queues.map((q) => q.depth || 0));
   const rows = [...queues]
@@ -90,18 +117,19 @@ function queueTable(queues) {
       h(
         "tr",
         { "data-queue": q.name },
-        h("td", {}, h("a", { href: `#/jobs?queue=${encodeURIComponent(q.name)}` }, q.name)),
+        h("td", {}, h("a", { href: `#/jobs?queue=${encodeURIComponent(q.name)}` }, q.name), q.paused ? h("span.badge.status-cancelling", { "data-testid": `paused-${q.name}` }, "paused") : null),
         h("td.num", { "data-col": "depth" }, h("div.depth", {}, h("span.bar", { style: { width: `${Math.round(((q.depth || 0) / max) * 100)}%` } }), h("span", {}, fmtInt(q.depth)))),
         h("td.num", { "data-col": "in_flight" }, fmtInt(q.in_flight)),
         h("td.num", { "data-col": "scheduled" }, fmtInt(q.scheduled)),
         h("td.num", { "data-col": "dead" }, "dead" in q ? (q.dead ? h("a.dead-link", { href: `#/dead-letter?queue=${encodeURIComponent(q.name)}` }, fmtInt(q.dead)) : "0") : h("span.muted", {}, "n/a")),
         h("td.num", { "data-col": "oldest" }, "oldest_age_seconds" in q ? duration(q.oldest_age_seconds) : h("span.muted", {}, "n/a")),
+        h("td", { "data-col": "flow" }, "paused" in q ? pauseButton(q, ctx) : null),
       ),
     );
   return h(
     "table.grid-table",
     { "data-testid": "queues-table" },
-    h("thead", {}, h("tr", {}, h("th", {}, "Queue"), h("th.num", {}, "Ready"), h("th.num", {}, "In flight"), h("th.num", {}, "Scheduled"), h("th.num", {}, "Dead"), h("th.num", {}, "Oldest waiting"))),
+    h("thead", {}, h("tr", {}, h("th", {}, "Queue"), h("th.num", {}, "Ready"), h("th.num", {}, "In flight"), h("th.num", {}, "Scheduled"), h("th.num", {}, "Dead"), h("th.num", {}, "Oldest waiting"), h("th", {}, ""))),
     h("tbody", {}, rows),
   );
 }
