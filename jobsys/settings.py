@@ -64,6 +64,10 @@ class Settings:
     #: REDIS_SENTINEL_PASSWORD or REDIS_SENTINEL_PASSWORD_FILE: the Sentinels' own
     #: password (``requirepass`` in sentinel.conf; the data nodes' is REDIS_URL's).
     redis_sentinel_password: str | None = field(default=None, repr=False)
+    #: REDIS_WAIT_REPLICAS: replicas a submit must reach (WAIT) before its 202 (0: none).
+    redis_wait_replicas: int = 0
+    #: REDIS_WAIT_TIMEOUT_SECONDS: longest a submit waits for them; then it is a 503.
+    redis_wait_timeout_s: float = 1.0
     #: SIMULATED_WORK_SECONDS: how long a task with no handler "works".
     simulated_work_s: float = 2.0
     #: MAX_RETRIES: retries after the first attempt (3 means 4 attempts in all).
@@ -164,6 +168,8 @@ class Settings:
             redis_sentinels=sentinels,
             redis_sentinel_master=env.get("REDIS_SENTINEL_MASTER", "").strip() or None,
             redis_sentinel_password=_secret(env, "REDIS_SENTINEL_PASSWORD"),
+            redis_wait_replicas=reader.get("REDIS_WAIT_REPLICAS", _non_negative_int, 0),
+            redis_wait_timeout_s=reader.get("REDIS_WAIT_TIMEOUT_SECONDS", _positive_float, 1.0),
             simulated_work_s=reader.get("SIMULATED_WORK_SECONDS", _non_negative_float, 2.0),
             max_retries=reader.get("MAX_RETRIES", _non_negative_int, 3),
             retry_backoff_s=reader.get("RETRY_BACKOFF_SECONDS", _non_negative_float, 1.0),
@@ -210,6 +216,12 @@ class Settings:
             raise ConfigError(
                 "REDIS_SENTINEL_PASSWORD (or its _FILE form) is set but REDIS_SENTINELS is "
                 "not: the data node's password goes in REDIS_URL"
+            )
+        if settings.redis_wait_timeout_s >= settings.redis_socket_timeout_s:
+            raise ConfigError(
+                f"REDIS_WAIT_TIMEOUT_SECONDS={settings.redis_wait_timeout_s} must be less than "
+                f"REDIS_SOCKET_TIMEOUT_SECONDS={settings.redis_socket_timeout_s}: the socket "
+                "would time out before the replicas' answer"
             )
         both = set(settings.producer_tokens) & set(settings.admin_tokens)
         if both:

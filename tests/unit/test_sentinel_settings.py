@@ -54,6 +54,13 @@ def test_a_sentinel_password_without_sentinels_is_refused() -> None:
         Settings.from_env({"REDIS_SENTINEL_PASSWORD": "pw"})
 
 
+def test_the_wait_timeout_must_end_before_the_socket_times_out() -> None:
+    with pytest.raises(ConfigError, match=r"REDIS_WAIT_TIMEOUT_SECONDS=5\.0 must be less than"):
+        Settings.from_env({"REDIS_WAIT_TIMEOUT_SECONDS": "5"})
+    with pytest.raises(ConfigError, match="REDIS_WAIT_REPLICAS='-1' is invalid"):
+        Settings.from_env({"REDIS_WAIT_REPLICAS": "-1"})
+
+
 @pytest.mark.parametrize(
     "error",
     [

@@ -65,6 +65,8 @@ VALID = [
     ("JOBSYS_ALLOW_OPEN", "1", "allow_open", True),
     ("JOBSYS_PUBLISHED_HOST", "127.0.0.1", "published_host", "127.0.0.1"),
     ("REDIS_SOCKET_TIMEOUT_SECONDS", "1.5", "redis_socket_timeout_s", 1.5),
+    ("REDIS_WAIT_REPLICAS", "1", "redis_wait_replicas", 1),
+    ("REDIS_WAIT_TIMEOUT_SECONDS", "0.25", "redis_wait_timeout_s", 0.25),
     ("LOG_LEVEL", "debug", "log_level", "DEBUG"),
     ("LOG_FORMAT", "JSON", "log_format", "json"),
     ("LOG_FORMAT", "text", "log_format", "text"),
