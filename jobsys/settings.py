@@ -60,6 +60,14 @@ class Settings:
     redis_sentinels: tuple[tuple[str, int], ...] = ()
     #: REDIS_SENTINEL_MASTER: the name the Sentinels monitor the primary by.
     redis_sentinel_master: str | None = None
+    # -- Sentinel failover (issue 13) --
+    #: REDIS_SENTINEL_PASSWORD or REDIS_SENTINEL_PASSWORD_FILE: the Sentinels' own
+    #: password (``requirepass`` in sentinel.conf; the data nodes' is REDIS_URL's).
+    redis_sentinel_password: str | None = field(default=None, repr=False)
+    #: REDIS_WAIT_REPLICAS: replicas a submit must reach (WAIT) before its 202 (0: none).
+    redis_wait_replicas: int = 0
+    #: REDIS_WAIT_TIMEOUT_SECONDS: longest a submit waits for them; then it is a 503.
+    redis_wait_timeout_s: float = 1.0
     #: SIMULATED_WORK_SECONDS: how long a task with no handler "works".
     simulated_work_s: float = 2.0
     #: MAX_RETRIES: retries after the first attempt (3 means 4 attempts in all).
@@ -159,6 +167,9 @@ class Settings:
             redis_configured=configured or bool(sentinels),
             redis_sentinels=sentinels,
             redis_sentinel_master=env.get("REDIS_SENTINEL_MASTER", "").strip() or None,
+            redis_sentinel_password=_secret(env, "REDIS_SENTINEL_PASSWORD"),
+            redis_wait_replicas=reader.get("REDIS_WAIT_REPLICAS", _non_negative_int, 0),
+            redis_wait_timeout_s=reader.get("REDIS_WAIT_TIMEOUT_SECONDS", _positive_float, 1.0),
             simulated_work_s=reader.get("SIMULATED_WORK_SECONDS", _non_negative_float, 2.0),
             max_retries=reader.get("MAX_RETRIES", _non_negative_int, 3),
             retry_backoff_s=reader.get("RETRY_BACKOFF_SECONDS", _non_negative_float, 1.0),
@@ -200,6 +211,17 @@ class Settings:
             raise ConfigError(
                 "set REDIS_SENTINELS and REDIS_SENTINEL_MASTER together (the Sentinels, "
                 "and the name they monitor the primary by), or neither"
+            )
+        if settings.redis_sentinel_password is not None and not settings.redis_sentinels:
+            raise ConfigError(
+                "REDIS_SENTINEL_PASSWORD (or its _FILE form) is set but REDIS_SENTINELS is "
+                "not: the data node's password goes in REDIS_URL"
+            )
+        if settings.redis_wait_timeout_s >= settings.redis_socket_timeout_s:
+            raise ConfigError(
+                f"REDIS_WAIT_TIMEOUT_SECONDS={settings.redis_wait_timeout_s} must be less than "
+                f"REDIS_SOCKET_TIMEOUT_SECONDS={settings.redis_socket_timeout_s}: the socket "
+                "would time out before the replicas' answer"
             )
         both = set(settings.producer_tokens) & set(settings.admin_tokens)
         if both:
@@ -387,6 +409,32 @@ def _check_tokens(name: str, tokens: list[str]) -> tuple[str, ...]:
                 "A-Z a-z 0-9 - . _ ~ + / (and = at the end)"
             )
     return tuple(dict.fromkeys(tokens))  # without repeats, in order
+
+
+def _secret(env: Mapping[str, str], name: str) -> str | None:
+    """The secret in variable `name` or in the file `name`_FILE (a Docker secret: one
+    trailing newline is dropped). Set but empty is an error, never "no password";
+    messages never quote the secret."""
+    file_name = f"{name}_FILE"
+    inline = env.get(name)
+    path = env.get(file_name)
+    if inline is not None and path is not None:
+        raise ConfigError(f"set {name} or {file_name}, not both")
+    if path is not None:
+        if not path.strip():
+            raise ConfigError(f"{file_name} is set but empty: name a file, or unset it")
+        try:
+            text = Path(path.strip()).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{file_name}={path!r} cannot be read: {e}") from None
+        inline, name = text.removesuffix("\n").removesuffix("\r"), file_name
+    if inline is None:
+        return None
+    if not inline:
+        raise ConfigError(f"{name} is set but empty: give the password, or unset it")
+    if any(c in inline for c in "\r\n\0"):
+        raise ConfigError(f"{name}: the password holds a line break or NUL")
+    return inline
 
 
 def _client_token(env: Mapping[str, str]) -> str | None:

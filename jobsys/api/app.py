@@ -59,6 +59,8 @@ def create_app(
         settings = store.settings if store is not None else Settings.from_env()
     if store is None:
         timeout_s = min(settings.redis_socket_timeout_s, STORE_TIMEOUT_S)
+        if settings.redis_wait_replicas:  # a submit also waits for its replicas
+            timeout_s += settings.redis_wait_timeout_s
         store = Store(settings, client=connect(settings, socket_timeout_s=timeout_s))
     health = HealthProbe(settings, HEALTH_DEADLINE_S)
 

@@ -7,9 +7,9 @@ from typing import Any
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
-from redis.sentinel import Sentinel
 
 from jobsys.settings import Settings
+from jobsys.store.sentinel import EpochSentinel, FollowingPool, watcher_for
 
 
 def connect(settings: Settings, *, socket_timeout_s: float | None = None) -> redis.Redis:
@@ -21,10 +21,12 @@ def connect(settings: Settings, *, socket_timeout_s: float | None = None) -> red
     retried Lua script could otherwise run twice.
 
     Through Sentinel, REDIS_URL gives only the data nodes' credentials, database
-    and TLS. A connection asks the Sentinels for the primary whenever it connects,
-    and one that finds its node demoted (a READONLY answer, after a failover) is
-    closed and raises ConnectionError (so: `StoreUnavailable`); the next call
-    connects to the new primary.
+    and TLS. A connection asks the Sentinels for the primary whenever it connects
+    (the newest answer of all of them), checks with ROLE that it reached a primary,
+    and reconnects after any Sentinel announces a switch; one that meets a demoted
+    node's READONLY (or MASTERDOWN, LOADING, TRYAGAIN, NOREPLICAS) is closed and
+    that call raises (so: `StoreUnavailable`); the next call connects afresh
+    (jobsys.store.sentinel).
     """
     timeout = socket_timeout_s if socket_timeout_s is not None else settings.redis_socket_timeout_s
     options: dict[str, Any] = {
@@ -48,12 +50,20 @@ def connect(settings: Settings, *, socket_timeout_s: float | None = None) -> red
             options[name] = value
     if issubclass(node.connection_class, redis.SSLConnection):
         options["ssl"] = True
-    sentinel = Sentinel(
-        list(settings.redis_sentinels),
-        sentinel_kwargs={
-            "socket_timeout": min(timeout, 2.0),
-            "socket_connect_timeout": min(timeout, 2.0),
-        },
+    sentinels = list(settings.redis_sentinels)
+    name = settings.redis_sentinel_master or ""
+    sentinel_kwargs = sentinel_options(settings, min(timeout, 2.0))
+    sentinel = EpochSentinel(sentinels, sentinel_kwargs=sentinel_kwargs)
+    watcher = watcher_for(sentinels, name, sentinel_kwargs)
+    master: redis.Redis = sentinel.master_for(
+        name, connection_pool_class=FollowingPool, watcher=watcher, **options
     )
-    master: redis.Redis = sentinel.master_for(settings.redis_sentinel_master or "", **options)
     return master
+
+
+def sentinel_options(settings: Settings, timeout_s: float) -> dict[str, Any]:
+    """redis-py's options for the connections to the Sentinels themselves."""
+    options: dict[str, Any] = {"socket_timeout": timeout_s, "socket_connect_timeout": timeout_s}
+    if settings.redis_sentinel_password is not None:
+        options["password"] = settings.redis_sentinel_password
+    return options

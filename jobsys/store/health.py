@@ -8,7 +8,8 @@ delay). The probe instead keeps connections of
 its own that send nothing on connect (RESP2, no client name, no library info, no
 SELECT: PING needs none), and gives the connect and the PING together one deadline.
 With REDIS_SENTINELS, each probe first asks the Sentinels for the primary's
-address (within the same deadline) and PINGs that node.
+address (within the same deadline; the newest answer of all of them) and PINGs
+that node.
 """
 
 from __future__ import annotations
@@ -21,10 +22,11 @@ import redis
 from redis.backoff import NoBackoff
 from redis.connection import Connection, parse_url
 from redis.retry import Retry
-from redis.sentinel import Sentinel
 
 from jobsys.errors import StoreUnavailable
 from jobsys.settings import Settings
+from jobsys.store.connection import sentinel_options
+from jobsys.store.sentinel import EpochSentinel
 from jobsys.store.translate import translate_errors
 
 #: Idle connections kept for the next probes (one per concurrent probe at most).
@@ -57,12 +59,9 @@ class HealthProbe:
         self._lock = threading.Lock()
         self._master = settings.redis_sentinel_master or ""
         self._sentinel = (
-            Sentinel(
+            EpochSentinel(
                 list(settings.redis_sentinels),
-                sentinel_kwargs={
-                    "socket_timeout": deadline_s,
-                    "socket_connect_timeout": deadline_s,
-                },
+                sentinel_kwargs=sentinel_options(settings, deadline_s),
             )
             if settings.redis_sentinels
             else None

@@ -26,7 +26,7 @@ import redis
 from redis.exceptions import ResponseError
 
 from jobsys import stamps
-from jobsys.errors import IdempotencyConflict, TooManyQueues
+from jobsys.errors import IdempotencyConflict, StoreUnavailable, TooManyQueues
 from jobsys.store import keys
 from jobsys.store.library import NAMES, library, library_missing
 
@@ -95,12 +95,19 @@ class Scripts:
     """The Lua scripts bound to one Redis client, one method per transition."""
 
     def __init__(
-        self, client: redis.Redis, retention: Retention | None = None, max_queues: int = 0
+        self,
+        client: redis.Redis,
+        retention: Retention | None = None,
+        max_queues: int = 0,
+        wait: tuple[int, float] = (0, 0.0),
     ) -> None:
         self._client = client
         self._retention = retention or Retention()
         #: MAX_QUEUES (0: no cap), checked by enqueue.lua.
         self._max_queues = max_queues
+        #: REDIS_WAIT_REPLICAS and REDIS_WAIT_TIMEOUT_SECONDS: an enqueue is followed
+        #: by WAIT (see `_run_replicated`).
+        self._wait_replicas, self._wait_timeout_s = wait
         self._lib = library()
         # bytes: redis-py sends them as they are (a str it encodes on every call)
         self._fn = {n: self._lib.function(n).encode() for n in NAMES}
@@ -163,6 +170,35 @@ class Scripts:
         self.load()
         return _fcall(client, fn, numkeys, keys_, args)
 
+    def _run_replicated(self, name: str, keys_: Sequence[str | bytes], args: Sequence[Any]) -> Any:
+        """`_run`, then WAIT for REDIS_WAIT_REPLICAS replicas on the same connection
+        (one pipeline, so one round trip plus the replicas' acknowledgement).
+
+        Raises `StoreUnavailable` when fewer acknowledge within the timeout: the
+        script did run on the primary, but a failover now could lose it, so the
+        caller must not be told it is safe (a 503 says "unknown"; an
+        Idempotency-Key makes the retry safe)."""
+        n, timeout_ms = self._wait_replicas, max(1, round(self._wait_timeout_s * 1000))
+        for attempt in (1, 2):
+            pipe = self._client.pipeline(transaction=False)
+            pipe.fcall(self._fn[name], len(keys_), *keys_, *args)
+            pipe.wait(n, timeout_ms)
+            try:
+                answer, acked = pipe.execute()
+            except ResponseError as e:
+                if attempt == 2 or not library_missing(e):
+                    raise
+                self.load()  # nothing ran: Redis lacks this version's library
+                continue
+            if int(acked) < n:
+                raise StoreUnavailable(
+                    f"the write reached {acked} of {n} replicas within "
+                    f"{self._wait_timeout_s} s (REDIS_WAIT_REPLICAS): it is on the primary "
+                    "but may be lost by a failover"
+                )
+            return answer
+        raise AssertionError("unreachable")
+
     def _run_ending(self, name: str, keys_: list[str], args: list[Any]) -> Any:
         """Run a script that may end jobs: the retention arguments go last."""
         r = self._retention
@@ -182,7 +218,8 @@ class Scripts:
         Returns which jobs the script made `scheduled`, or, when `idempotency` names a
         repeat of an earlier request, that request's ids and scheduled jobs. Raises
         `IdempotencyConflict`, or `TooManyQueues` when `queue` is new and MAX_QUEUES
-        queues exist.
+        queues exist, or `StoreUnavailable` when REDIS_WAIT_REPLICAS replicas did not
+        acknowledge the write in time.
         """
         head, metrics_key, queue_arg, header = _enqueue_call(queue, self._max_queues)
         # bytes: redis-py's encoder costs more per argument than str.encode here
@@ -195,7 +232,10 @@ class Scripts:
             )
         args: list[Any] = [queue_arg, header, *[a.encode() for a in argv]]
         try:
-            answer = self._run("enqueue", ks, args)
+            if self._wait_replicas:
+                answer = self._run_replicated("enqueue", ks, args)
+            else:
+                answer = self._run("enqueue", ks, args)
         except ResponseError as e:
             if "IDEMPOTENCY_CONFLICT" in str(e):
                 raise IdempotencyConflict(queue) from None

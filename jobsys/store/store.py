@@ -54,6 +54,7 @@ class Store:
                 settings.dead_letter_max_length,
             ),
             settings.max_queues,
+            (settings.redis_wait_replicas, settings.redis_wait_timeout_s),
         )
         self._listing = Listing(self.redis, self.scripts)
         #: Which task names have their own metrics series (the worker's flushes).

@@ -65,6 +65,8 @@ VALID = [
     ("JOBSYS_ALLOW_OPEN", "1", "allow_open", True),
     ("JOBSYS_PUBLISHED_HOST", "127.0.0.1", "published_host", "127.0.0.1"),
     ("REDIS_SOCKET_TIMEOUT_SECONDS", "1.5", "redis_socket_timeout_s", 1.5),
+    ("REDIS_WAIT_REPLICAS", "1", "redis_wait_replicas", 1),
+    ("REDIS_WAIT_TIMEOUT_SECONDS", "0.25", "redis_wait_timeout_s", 0.25),
     ("LOG_LEVEL", "debug", "log_level", "DEBUG"),
     ("LOG_FORMAT", "JSON", "log_format", "json"),
     ("LOG_FORMAT", "text", "log_format", "text"),
@@ -97,6 +99,8 @@ def test_every_settings_field_has_a_variable_tested() -> None:
     derived = {"redis_url", "redis_configured"}  # from REDIS_URL / REDIS_HOST / REDIS_PORT
     # Read only together (test_sentinels_and_their_master_name_are_read_together).
     derived |= {"redis_sentinels", "redis_sentinel_master"}
+    # Needs REDIS_SENTINELS too (tests/unit/test_sentinel_settings.py).
+    derived |= {"redis_sentinel_password"}
     assert {f.name for f in fields(Settings)} - derived == {field for _, _, field, _ in VALID}
 
 
