@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import enum
 import json
+import math
 import time
 from collections.abc import Callable, Iterable
 from datetime import datetime
@@ -38,6 +39,8 @@ from jobsys.settings import DEFAULT_API_URL
 
 #: Statuses after which a job never changes again.
 FINISHED = frozenset({JobStatus.COMPLETED.value, JobStatus.FAILED.value, JobStatus.CANCELLED.value})
+#: Longest long-poll of `Client.wait` without `on_update` (the API allows up to 60 s).
+LONG_POLL_S = 30.0
 
 
 class _Omitted(enum.Enum):
@@ -239,38 +242,57 @@ class Client:
         self,
         job_id: str,
         timeout_s: float | None = None,
-        poll_s: float = 0.2,
+        poll_s: float = 1.0,
         on_update: Callable[[dict[str, Any]], None] | None = None,
     ) -> dict[str, Any]:
-        """Poll the job until it is ``completed``, ``failed`` or ``cancelled``, and return it.
+        """Wait until the job is ``completed``, ``failed`` or ``cancelled``, and return it.
+
+        Long-polls ``GET /jobs/<id>?wait=``: the API answers the moment the job ends.
 
         Args:
             job_id: the job to follow.
             timeout_s: give up after this long (None: never).
-            poll_s: pause between polls.
-            on_update: called with the job on the first poll and whenever it changes.
+            poll_s: with `on_update`, the longest one request waits (so a change that
+                is not an end, e.g. progress, shows within it); without, requests wait
+                up to `LONG_POLL_S`. An API that answers at once is asked every `poll_s`.
+            on_update: called with the job on the first answer and whenever it changes.
 
         Raises:
             TimeoutError: the job had not finished after `timeout_s`.
             ClientError: an HTTP error or an unreachable API (not retried).
         """
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        chunk = poll_s if on_update is not None else max(poll_s, LONG_POLL_S)
         last: dict[str, Any] | None = None
+        asked = 0.0
         while True:
-            job = self.get(job_id)
+            started = time.monotonic()
+            job = self._wait_once(job_id, asked)
             if job != last:
                 last = job
                 if on_update is not None:
                     on_update(job)
             if job.get("status") in FINISHED:
                 return job
-            pause = poll_s
-            if deadline is not None:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise TimeoutError(f"job {job_id} still {job.get('status')} after {timeout_s}s")
-                pause = min(pause, remaining)
-            time.sleep(pause)
+            now = time.monotonic()
+            remaining = math.inf if deadline is None else deadline - now
+            if remaining <= 0:
+                raise TimeoutError(f"job {job_id} still {job.get('status')} after {timeout_s}s")
+            if now - started < asked / 2:  # the API did not hold the request: poll
+                time.sleep(min(poll_s, remaining))
+                remaining = math.inf if deadline is None else deadline - time.monotonic()
+            asked = max(0.0, min(chunk, remaining))
+
+    def _wait_once(self, job_id: str, wait_s: float) -> dict[str, Any]:
+        """`GET /jobs/<id>?wait=<wait_s>`; the HTTP timeout leaves room for the wait."""
+        path = f"/jobs/{quote(job_id, safe='')}"
+        if wait_s <= 0:
+            return self._object("GET", path)
+        query = f"?wait={wait_s:.3f}"
+        answer = self._request("GET", path + query, timeout_s=self.timeout_s + wait_s)
+        if not isinstance(answer, dict):
+            raise ClientError(0, "bad_response", f"GET {path} answered {answer!r}")
+        return answer
 
     def whoami(self) -> str:
         """The role the API gives this client's token: ``admin``, ``producer`` or ``open``."""
@@ -306,7 +328,12 @@ class Client:
         return answer
 
     def _request(
-        self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+        timeout_s: float | None = None,
     ) -> Any:
         url = self.base_url + path
         if method not in {"GET", "HEAD"}:
@@ -318,7 +345,7 @@ class Client:
                 url,
                 json=body,
                 headers=headers,
-                timeout=self.timeout_s,
+                timeout=timeout_s if timeout_s is not None else self.timeout_s,
                 allow_redirects=False,
             )
         except (requests.ConnectionError, requests.Timeout) as e:

@@ -11,6 +11,7 @@ from jobsys.api import auth, dashboard, errors, guards, headers, routes
 from jobsys.api import metrics as api_metrics
 from jobsys.api.lane import SubmitLane
 from jobsys.api.validation import MAX_BODY_BYTES
+from jobsys.api.waiting import Waiters
 from jobsys.settings import Settings
 from jobsys.store import HealthProbe, Store, connect
 
@@ -66,7 +67,7 @@ def create_app(
     app.json = _JSONProvider(app)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.extensions[routes.STATE_KEY] = routes.ApiState(
-        settings, store, health, api_metrics.make_registry(store, settings)
+        settings, store, health, api_metrics.make_registry(store, settings), Waiters(store.events)
     )
     app.register_blueprint(routes.bp)
     app.register_blueprint(auth.bp)

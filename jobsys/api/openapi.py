@@ -26,6 +26,7 @@ from jobsys.api.headers import REQUEST_ID_HEADER, SUBMIT_HEADERS, param
 from jobsys.api.validation import (
     BatchRequest,
     DeadLetterQuery,
+    JobGetQuery,
     JobQuery,
     ScheduleRequest,
     Selection,
@@ -154,10 +155,14 @@ _ROUTES = {
         "getJob",
         "A job's state",
         {"200": ("The job.", "Job")},
-        {"404": "NotFound", **_READ},
+        {"400": "BadQuery", "404": "NotFound", **_READ},
         params=(
             {**_JOB_ID, "description": "The id `POST /submit` returned. Anything else is a 404."},
+            *_query_params(JobGetQuery),
         ),
+        description="With `wait`, a long-poll: the answer comes as soon as the job is "
+        "completed, failed or cancelled, or with its state when the time is up "
+        "(docs/events.md).",
     ),
     "POST /jobs/{job_id}/cancel": Route(
         "cancelJob",

@@ -28,6 +28,7 @@ from jobsys.api.schemas import (
     Workers,
     WorkerView,
 )
+from jobsys.api.waiting import Waiters
 from jobsys.errors import ScheduleNotFound, StoreUnavailable
 from jobsys.settings import Settings
 from jobsys.store import HealthProbe, Store, Submission
@@ -55,6 +56,8 @@ class ApiState:
     health: HealthProbe
     #: What GET /metrics renders (reads Redis at each scrape).
     metrics: CollectorRegistry
+    #: The requests waiting for a job to end (GET /jobs/<id>?wait=).
+    waiters: Waiters
 
 
 def state() -> ApiState:
@@ -126,8 +129,15 @@ def _submit(subs: list[Submission], queue: str, key: str | None, body: BaseModel
 
 @bp.get("/jobs/<job_id>")
 def get_job(job_id: str) -> ResponseReturnValue:
-    """One job's state (404 when there is none with this id)."""
-    return state().store.get(validation.canonical_job_id(job_id)).to_api()
+    """One job's state (404 when there is none with this id). With ``?wait=<s>``, as
+    soon as it is final, or as it is after s seconds (long-poll; api/waiting.py)."""
+    job_id = validation.canonical_job_id(job_id)
+    wait = validation.list_query(request, validation.JobGetQuery).wait
+    store = state().store
+    job = store.get(job_id)
+    if wait:
+        job = state().waiters.wait(job, wait, lambda: store.get(job_id))
+    return job.to_api()
 
 
 @bp.post("/jobs/<job_id>/cancel")

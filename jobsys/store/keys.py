@@ -184,3 +184,12 @@ def throughput(queue: str, minute: int) -> str:
     ``failed`` in one minute (minutes since the epoch, Redis server clock). TTL:
     THROUGHPUT_RETENTION_S (one hour)."""
     return f"jobsys:queue:{{{queue}}}:throughput:{minute}"
+
+
+def events(queue: str) -> str:
+    """STREAM ``jobsys:queue:{q}:events``: one entry per state change of a job of queue
+    q (fields ``type``, ``job``, and ``attempt`` / ``progress`` where they apply),
+    appended by the script that makes the change; trimmed to about EVENTS_MAX_LEN
+    entries (``XADD ... MAXLEN ~``). Read by GET /events and the long-poll of
+    GET /jobs/<id>?wait= (see docs/events.md). TTL: none."""
+    return f"jobsys:queue:{{{queue}}}:events"

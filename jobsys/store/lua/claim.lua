@@ -10,8 +10,11 @@
 -- KEYS[5..10] the queue's status indexes (queued, scheduled, processing, completed,
 -- failed, cancelled): a promoted `scheduled` job moves to `queued`, a claimed one
 -- to `processing`
+-- KEYS[11] the events STREAM (last; see emit in _lib.lua: `queued` for a scheduled job
+-- that became due, `started` for each job claimed)
 -- ARGV[1] job key prefix ("job:"; job hashes are ARGV[1] .. id, known only while running)
 -- ARGV[2] worker id   ARGV[3] lease_ms   ARGV[4] max jobs   ARGV[5] max retries to promote
+-- ARGV[6] EVENTS_MAX_LEN (last)
 -- Returns: a flat array, 9 entries per job: id, attempt, task, payload JSON or false,
 -- max_retries, timeout in seconds or false, created_at, run_at or false, traceparent
 -- or false; then one last entry, the claim time (ms, Redis clock; the wait metric is
@@ -29,6 +32,7 @@ for _, id in ipairs(due) do
     if f[2] == 'scheduled' then
       redis.call('HSET', prefix .. id, 'status', 'queued')
       reindex(idx, id, 'scheduled', 'queued', now)
+      emit(KEYS[#KEYS], ARGV[#ARGV], 'queued', id)
     end
   end
 end
@@ -54,6 +58,7 @@ for i = 1, #popped, 2 do
     redis.call('HDEL', key, 'next_attempt_at')
     redis.call('ZADD', KEYS[3], deadline, id)
     claimed[#claimed + 1] = id
+    emit(KEYS[#KEYS], ARGV[#ARGV], 'started', id, 'attempt', attempt)
     out[#out + 1] = id
     out[#out + 1] = attempt
     out[#out + 1] = f[2]
