@@ -25,7 +25,7 @@ import enum
 import json
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from types import TracebackType
 from typing import Any
@@ -294,6 +294,45 @@ class Client:
             raise ClientError(0, "bad_response", f"GET {path} answered {answer!r}")
         return answer
 
+    def events(
+        self,
+        queues: Iterable[str] = ("default",),
+        types: Iterable[str] | None = None,
+        last_event_id: str | None = None,
+        reconnect: bool = True,
+    ) -> Iterator[dict[str, Any]]:
+        """Follow `GET /events` (Server-Sent Events): yield each event's JSON, with its
+        SSE id under ``"event_id"`` (pass it back as `last_event_id` to resume there).
+
+        Starts from now, or after `last_event_id`. With `reconnect`, a dropped
+        connection is opened again with the last id received (no gap within the
+        stream's retained window); without, the iterator ends when it drops.
+
+        Raises:
+            ClientError: an HTTP error answer (a bad query, a refused token).
+        """
+        query = {"queue": ",".join(queues), "types": ",".join(types) if types else None}
+        url = self.base_url + "/events" + _query(query)
+        while True:
+            headers = {"Accept": "text/event-stream"}
+            if last_event_id:
+                headers["Last-Event-ID"] = last_event_id
+            try:
+                with self._session.get(
+                    url, headers=headers, stream=True, timeout=(self.timeout_s, 60)
+                ) as response:
+                    if response.status_code >= 400:
+                        raise _error_from(response)
+                    for event in _sse_messages(response.iter_lines(decode_unicode=True)):
+                        last_event_id = event["event_id"]
+                        yield event
+            except (requests.ConnectionError, requests.Timeout) as e:
+                if not reconnect:
+                    raise ApiUnreachable(self.base_url, _reason(e)) from e
+            if not reconnect:
+                return
+            time.sleep(0.5)
+
     def whoami(self) -> str:
         """The role the API gives this client's token: ``admin``, ``producer`` or ``open``."""
         return str(self._object("GET", "/auth/whoami")["role"])
@@ -362,6 +401,24 @@ class Client:
             raise ClientError(
                 response.status_code, "bad_response", f"not JSON: {response.text[:200]!r}"
             ) from e
+
+
+def _sse_messages(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
+    """The events of a Server-Sent Events text, line by line: each message's JSON
+    ``data`` with its ``id`` under ``"event_id"`` (comments and messages without
+    data skipped)."""
+    event_id, data = "", list[str]()
+    for line in lines:
+        if line == "":
+            if data:
+                event = json.loads("\n".join(data))
+                event["event_id"] = event_id
+                yield event
+            data = []
+        elif line.startswith("id:"):
+            event_id = line[3:].strip()
+        elif line.startswith("data:"):
+            data.append(line[5:].lstrip())
 
 
 def _query(params: dict[str, Any]) -> str:

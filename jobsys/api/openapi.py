@@ -22,6 +22,7 @@ import jobsys
 from jobsys.api import schemas
 from jobsys.api.auth import Access, access_for
 from jobsys.api.errors import ERROR_HEADERS, ERRORS
+from jobsys.api.event_query import EventsQuery
 from jobsys.api.headers import REQUEST_ID_HEADER, SUBMIT_HEADERS, param
 from jobsys.api.validation import (
     BatchRequest,
@@ -173,6 +174,22 @@ _ROUTES = {
         description="A queued or scheduled job is cancelled at once and never runs. A running "
         "job is asked to stop: it shows `cancel_requested` until its worker stops it (or it "
         "finishes), then ends `cancelled`.",
+    ),
+    "GET /events": Route(
+        "streamEvents",
+        "The events of one or more queues, as Server-Sent Events",
+        {"200": ("An endless `text/event-stream`.", None)},
+        {"400": "BadQuery", **_READ},
+        params=(
+            *_query_params(EventsQuery),
+            param("header", "Last-Event-ID", None, type="string"),
+        ),
+        description="Every state change of a job of the queue(s) from now on, or after "
+        "`Last-Event-ID` (the `id:` of the last event a client received) within the "
+        "retained window (`EVENTS_MAX_LEN` events per queue). Each message: `id:`, `event:` "
+        "(the type) and `data:` (JSON: `id`, `type`, `job_id`, `queue`, `at`, and `attempt`, "
+        "`progress`, `replayed` where they apply). See docs/events.md.",
+        extra={"content": {"text/event-stream": {"schema": {"type": "string"}}}},
     ),
     "GET /queues": Route(
         "listQueues",

@@ -2,7 +2,7 @@
 
 Run the system: ``api``, ``worker``, ``dev`` (servers.py). Talk to the API:
 ``submit``, ``status``, ``cancel``, ``jobs`` (jobs.py), ``dlq list|retry|purge``
-(dlq.py), ``workers`` and ``stats`` (stats.py).
+(dlq.py), ``workers`` and ``stats`` (stats.py), ``events`` (events.py).
 
 Every command reads the environment once (`Settings.from_env`); a bad variable
 prints ``error: <message>`` and exits 2. Exit codes of ``submit --wait``: 0 the
@@ -15,7 +15,7 @@ from __future__ import annotations
 import click
 
 from jobsys import __version__
-from jobsys.cli import dlq, jobs, servers, stats
+from jobsys.cli import dlq, events, jobs, servers, stats
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -39,5 +39,6 @@ for _command in (
     dlq.dlq,
     stats.workers,
     stats.stats,
+    events.events,
 ):
     main.add_command(_command)
