@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import enum
 import json
+import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from types import TracebackType
 from typing import Any
@@ -45,6 +46,8 @@ FINISHED = frozenset(
         JobStatus.EXPIRED.value,  # flow control (docs/flow-control.md)
     }
 )
+#: Longest long-poll of `Client.wait` without `on_update` (the API allows up to 60 s).
+LONG_POLL_S = 30.0
 
 
 class _Omitted(enum.Enum):
@@ -262,38 +265,96 @@ class Client:
         self,
         job_id: str,
         timeout_s: float | None = None,
-        poll_s: float = 0.2,
+        poll_s: float = 1.0,
         on_update: Callable[[dict[str, Any]], None] | None = None,
     ) -> dict[str, Any]:
-        """Poll the job until it is ``completed``, ``failed`` or ``cancelled``, and return it.
+        """Wait until the job is ``completed``, ``failed`` or ``cancelled``, and return it.
+
+        Long-polls ``GET /jobs/<id>?wait=``: the API answers the moment the job ends.
 
         Args:
             job_id: the job to follow.
             timeout_s: give up after this long (None: never).
-            poll_s: pause between polls.
-            on_update: called with the job on the first poll and whenever it changes.
+            poll_s: with `on_update`, the longest one request waits (so a change that
+                is not an end, e.g. progress, shows within it); without, requests wait
+                up to `LONG_POLL_S`. An API that answers at once is asked every `poll_s`.
+            on_update: called with the job on the first answer and whenever it changes.
 
         Raises:
             TimeoutError: the job had not finished after `timeout_s`.
             ClientError: an HTTP error or an unreachable API (not retried).
         """
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        chunk = poll_s if on_update is not None else max(poll_s, LONG_POLL_S)
         last: dict[str, Any] | None = None
+        asked = 0.0
         while True:
-            job = self.get(job_id)
+            started = time.monotonic()
+            job = self._wait_once(job_id, asked)
             if job != last:
                 last = job
                 if on_update is not None:
                     on_update(job)
             if job.get("status") in FINISHED:
                 return job
-            pause = poll_s
-            if deadline is not None:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise TimeoutError(f"job {job_id} still {job.get('status')} after {timeout_s}s")
-                pause = min(pause, remaining)
-            time.sleep(pause)
+            now = time.monotonic()
+            remaining = math.inf if deadline is None else deadline - now
+            if remaining <= 0:
+                raise TimeoutError(f"job {job_id} still {job.get('status')} after {timeout_s}s")
+            if now - started < asked / 2:  # the API did not hold the request: poll
+                time.sleep(min(poll_s, remaining))
+                remaining = math.inf if deadline is None else deadline - time.monotonic()
+            asked = max(0.0, min(chunk, remaining))
+
+    def _wait_once(self, job_id: str, wait_s: float) -> dict[str, Any]:
+        """`GET /jobs/<id>?wait=<wait_s>`; the HTTP timeout leaves room for the wait."""
+        path = f"/jobs/{quote(job_id, safe='')}"
+        if wait_s <= 0:
+            return self._object("GET", path)
+        query = f"?wait={wait_s:.3f}"
+        answer = self._request("GET", path + query, timeout_s=self.timeout_s + wait_s)
+        if not isinstance(answer, dict):
+            raise ClientError(0, "bad_response", f"GET {path} answered {answer!r}")
+        return answer
+
+    def events(
+        self,
+        queues: Iterable[str] = ("default",),
+        types: Iterable[str] | None = None,
+        last_event_id: str | None = None,
+        reconnect: bool = True,
+    ) -> Iterator[dict[str, Any]]:
+        """Follow `GET /events` (Server-Sent Events): yield each event's JSON, with its
+        SSE id under ``"event_id"`` (pass it back as `last_event_id` to resume there).
+
+        Starts from now, or after `last_event_id`. With `reconnect`, a dropped
+        connection is opened again with the last id received (no gap within the
+        stream's retained window); without, the iterator ends when it drops.
+
+        Raises:
+            ClientError: an HTTP error answer (a bad query, a refused token).
+        """
+        query = {"queue": ",".join(queues), "types": ",".join(types) if types else None}
+        url = self.base_url + "/events" + _query(query)
+        while True:
+            headers = {"Accept": "text/event-stream"}
+            if last_event_id:
+                headers["Last-Event-ID"] = last_event_id
+            try:
+                with self._session.get(
+                    url, headers=headers, stream=True, timeout=(self.timeout_s, 60)
+                ) as response:
+                    if response.status_code >= 400:
+                        raise _error_from(response)
+                    for event in _sse_messages(response.iter_lines(decode_unicode=True)):
+                        last_event_id = event["event_id"]
+                        yield event
+            except (requests.ConnectionError, requests.Timeout) as e:
+                if not reconnect:
+                    raise ApiUnreachable(self.base_url, _reason(e)) from e
+            if not reconnect:
+                return
+            time.sleep(0.5)
 
     def whoami(self) -> str:
         """The role the API gives this client's token: ``admin``, ``producer`` or ``open``."""
@@ -358,7 +419,12 @@ class Client:
         return answer
 
     def _request(
-        self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+        timeout_s: float | None = None,
     ) -> Any:
         url = self.base_url + path
         if method not in {"GET", "HEAD"}:
@@ -370,7 +436,7 @@ class Client:
                 url,
                 json=body,
                 headers=headers,
-                timeout=self.timeout_s,
+                timeout=timeout_s if timeout_s is not None else self.timeout_s,
                 allow_redirects=False,
             )
         except (requests.ConnectionError, requests.Timeout) as e:
@@ -387,6 +453,24 @@ class Client:
             raise ClientError(
                 response.status_code, "bad_response", f"not JSON: {response.text[:200]!r}"
             ) from e
+
+
+def _sse_messages(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
+    """The events of a Server-Sent Events text, line by line: each message's JSON
+    ``data`` with its ``id`` under ``"event_id"`` (comments and messages without
+    data skipped)."""
+    event_id, data = "", list[str]()
+    for line in lines:
+        if line == "":
+            if data:
+                event = json.loads("\n".join(data))
+                event["event_id"] = event_id
+                yield event
+            data = []
+        elif line.startswith("id:"):
+            event_id = line[3:].strip()
+        elif line.startswith("data:"):
+            data.append(line[5:].lstrip())
 
 
 def _query(params: dict[str, Any]) -> str:

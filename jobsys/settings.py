@@ -154,6 +154,11 @@ class Settings:
     #: longest a client is locked out.
     auth_lockout_s: float = 60.0
 
+    # -- events and webhooks (issue 14, docs/events.md) --
+    #: EVENTS_MAX_LEN: about how many events each queue's event stream keeps (the
+    #: window a GET /events client may resume in; trimmed approximately).
+    events_max_len: int = 10_000
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Read and validate the environment (``os.environ`` by default)."""
@@ -206,6 +211,8 @@ class Settings:
             allowed_hosts=reader.get("JOBSYS_ALLOWED_HOSTS", host_names, None),
             auth_max_failures=reader.get("JOBSYS_AUTH_MAX_FAILURES", _non_negative_int, 10),
             auth_lockout_s=reader.get("JOBSYS_AUTH_LOCKOUT_SECONDS", _positive_float, 60.0),
+            # events and webhooks (issue 14)
+            events_max_len=reader.get("EVENTS_MAX_LEN", _positive_int, 10_000),
         )
         if bool(settings.redis_sentinels) != bool(settings.redis_sentinel_master):
             raise ConfigError(

@@ -7,10 +7,11 @@ from typing import TYPE_CHECKING, Any
 from flask import Flask, Response, request
 from flask.json.provider import DefaultJSONProvider
 
-from jobsys.api import auth, dashboard, errors, flow, guards, headers, routes
+from jobsys.api import auth, dashboard, errors, events, flow, guards, headers, routes
 from jobsys.api import metrics as api_metrics
 from jobsys.api.lane import SubmitLane
 from jobsys.api.validation import MAX_BODY_BYTES
+from jobsys.api.waiting import Waiters
 from jobsys.settings import Settings
 from jobsys.store import HealthProbe, Store, connect
 
@@ -68,12 +69,13 @@ def create_app(
     app.json = _JSONProvider(app)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.extensions[routes.STATE_KEY] = routes.ApiState(
-        settings, store, health, api_metrics.make_registry(store, settings)
+        settings, store, health, api_metrics.make_registry(store, settings), Waiters(store.events)
     )
     app.register_blueprint(routes.bp)
     app.register_blueprint(auth.bp)
     app.register_blueprint(dashboard.bp)
     app.register_blueprint(flow.bp)  # flow control (docs/flow-control.md)
+    app.register_blueprint(events.bp)
     errors.register(app)
     authenticator = auth.Authenticator.from_settings(settings)
     auth.install(app, authenticator)

@@ -82,6 +82,7 @@ ACCESS: dict[tuple[str, str], Access] = {
     ("GET", "/metrics"): Access.PRODUCER,
     ("GET", "/openapi.json"): Access.PRODUCER,
     ("GET", "/auth/whoami"): Access.PRODUCER,
+    ("GET", "/events"): Access.PRODUCER,
     # Admin-only whether listed or not; listed for the reader.
     ("POST", "/jobs/<job_id>/cancel"): Access.ADMIN,
     ("POST", "/schedules"): Access.ADMIN,

@@ -29,6 +29,7 @@ from jobsys.api.schemas import (
     Workers,
     WorkerView,
 )
+from jobsys.api.waiting import Waiters
 from jobsys.errors import ScheduleNotFound, StoreUnavailable
 from jobsys.models import JobStatus
 from jobsys.settings import Settings
@@ -54,6 +55,8 @@ class ApiState:
     health: HealthProbe
     #: What GET /metrics renders (reads Redis at each scrape).
     metrics: CollectorRegistry
+    #: The requests waiting for a job to end (GET /jobs/<id>?wait=).
+    waiters: Waiters
 
 
 def state() -> ApiState:
@@ -156,14 +159,27 @@ def _submit(subs: list[Submission], queue: str, key: str | None, body: BaseModel
 @doc.operation(
     "getJob",
     {"200": ("The job.", "Job")},
-    {"404": "NotFound", **doc.READ},
+    {"400": "BadQuery", "404": "NotFound", **doc.READ},
     params=(
         doc.JOB_ID | {"description": "The id `POST /submit` returned. Anything else is a 404."},
+        *doc.query_params(validation.JobGetQuery),
     ),
 )
 def get_job(job_id: str) -> ResponseReturnValue:
-    """A job's state"""
-    return state().store.get(validation.canonical_job_id(job_id)).to_api()
+    """A job's state
+
+    With `wait`, a long-poll: the answer comes as soon as the job is completed,
+    failed, cancelled or expired, or with its state when the time is up
+    (docs/events.md).
+    """
+    # The long-poll waits in api/waiting.py.
+    job_id = validation.canonical_job_id(job_id)
+    wait = validation.list_query(request, validation.JobGetQuery).wait
+    store = state().store
+    job = store.get(job_id)
+    if wait:
+        job = state().waiters.wait(job, wait, lambda: store.get(job_id))
+    return job.to_api()
 
 
 @bp.post("/jobs/<job_id>/cancel")

@@ -81,7 +81,7 @@ MAX_JSON_VALUES = MAX_BODY_BYTES
 MAX_JSON_DEPTH = 128
 
 M = TypeVar("M", bound=BaseModel)
-Q = TypeVar("Q", bound="DeadLetterQuery")
+Q = TypeVar("Q", bound=BaseModel)
 
 #: A job id: a UUID, in any case (answered in lower case).
 JOB_ID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
@@ -482,6 +482,26 @@ class JobQuery(DeadLetterQuery):
     )
 
 
+#: Longest long-poll of GET /jobs/<id>?wait= (seconds).
+MAX_WAIT_S = 60
+
+
+class JobGetQuery(BaseModel):
+    """The query of GET /jobs/<id> (other parameters are ignored)."""
+
+    model_config = ConfigDict(frozen=True, json_schema_extra=never_null)
+
+    wait: float | None = Field(
+        None,
+        ge=0,
+        le=MAX_WAIT_S,
+        allow_inf_nan=False,
+        description="Long-poll: answer as soon as the job is final (completed, failed, "
+        "cancelled, expired), or with its current state after this many seconds "
+        f"(0 to {MAX_WAIT_S}; default 0: at once).",
+    )
+
+
 class _Selection(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
@@ -600,7 +620,7 @@ def job_patch(request: Request) -> JobPatch:
 
 
 def list_query(request: Request, model: type[Q]) -> Q:
-    """Validate the query of ``GET /jobs`` (`JobQuery`) or ``/dead-letter``."""
+    """Validate the query of ``GET /jobs`` (`JobQuery`), ``/dead-letter`` or ``/jobs/<id>``."""
     return _validate(model, request.args.to_dict())
 
 

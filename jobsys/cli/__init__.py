@@ -3,7 +3,7 @@
 Run the system: ``api``, ``worker``, ``dev`` (servers.py). Talk to the API:
 ``submit``, ``status``, ``cancel``, ``jobs`` (jobs.py), ``dlq list|retry|purge``
 (dlq.py), ``workers`` and ``stats`` (stats.py), ``queues list|pause|resume``,
-``promote``, ``retry``, ``priority`` (flow.py).
+``promote``, ``retry``, ``priority`` (flow.py), ``events`` (events.py).
 
 Every command reads the environment once (`Settings.from_env`); a bad variable
 prints ``error: <message>`` and exits 2. Exit codes of ``submit --wait``: 0 the
@@ -16,7 +16,7 @@ from __future__ import annotations
 import click
 
 from jobsys import __version__
-from jobsys.cli import dlq, flow, jobs, servers, stats
+from jobsys.cli import dlq, events, flow, jobs, servers, stats
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -45,5 +45,6 @@ for _command in (
     flow.promote,
     flow.retry,
     flow.priority,
+    events.events,
 ):
     main.add_command(_command)

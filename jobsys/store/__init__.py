@@ -6,6 +6,7 @@ redis-py exception (tests/unit/test_store_boundary.py and ruff's TID251 check).
 """
 
 from jobsys.store.connection import connect
+from jobsys.store.events import EVENT_TYPES, FINAL_EVENTS, ORIGIN_EVENT_ID, Event, EventLog
 from jobsys.store.health import HealthProbe
 from jobsys.store.listing import CURSOR_PATTERN, DEFAULT_LIMIT, MAX_LIMIT
 from jobsys.store.metrics import (
@@ -27,9 +28,14 @@ __all__ = [
     "BUCKETS_S",
     "CURSOR_PATTERN",
     "DEFAULT_LIMIT",
+    "EVENT_TYPES",
+    "FINAL_EVENTS",
     "MAX_LIMIT",
+    "ORIGIN_EVENT_ID",
     "Claimed",
     "Deltas",
+    "Event",
+    "EventLog",
     "HealthProbe",
     "QueueMetrics",
     "QueueStats",

@@ -211,3 +211,12 @@ def unique(queue: str, key_digest: str) -> str:
     window). Written by enqueue_unique.lua. TTL: max(window, COMPLETED_RETENTION_SECONDS)
     (none when retention is 0)."""
     return f"jobsys:queue:{{{queue}}}:unique:{key_digest}"
+
+
+def events(queue: str) -> str:
+    """STREAM ``jobsys:queue:{q}:events``: one entry per state change of a job of queue
+    q (fields ``type``, ``job``, and ``attempt`` / ``progress`` where they apply),
+    appended by the script that makes the change; trimmed to about EVENTS_MAX_LEN
+    entries (``XADD ... MAXLEN ~``). Read by GET /events and the long-poll of
+    GET /jobs/<id>?wait= (see docs/events.md). TTL: none."""
+    return f"jobsys:queue:{{{queue}}}:events"

@@ -65,6 +65,9 @@ class Enqueued:
 
 _ALL_QUEUED = Enqueued(frozenset())
 
+#: EVENTS_MAX_LEN's default: about how many events each queue's stream keeps.
+DEFAULT_EVENTS_MAX_LEN = 10_000
+
 #: FCALL's numkeys as bytes for the usual counts (redis-py would encode an int in
 #: Python on every call: repr, then encode).
 _NUMKEYS = tuple(str(i).encode() for i in range(64))
@@ -100,6 +103,7 @@ class Scripts:
         retention: Retention | None = None,
         max_queues: int = 0,
         wait: tuple[int, float] = (0, 0.0),
+        events_max_len: int = DEFAULT_EVENTS_MAX_LEN,
     ) -> None:
         self._client = client
         self._retention = retention or Retention()
@@ -108,6 +112,9 @@ class Scripts:
         #: REDIS_WAIT_REPLICAS and REDIS_WAIT_TIMEOUT_SECONDS: an enqueue is followed
         #: by WAIT (see `_run_replicated`).
         self._wait_replicas, self._wait_timeout_s = wait
+        # Events: EVENTS_MAX_LEN, the last ARGV of every script that emits (see emit
+        # in _lib.lua), whose events stream is its last key.
+        self._events_max_len = str(events_max_len).encode()
         self._lib = library()
         # bytes: redis-py sends them as they are (a str it encodes on every call)
         self._fn = {n: self._lib.function(n).encode() for n in NAMES}
@@ -203,7 +210,7 @@ class Scripts:
         """Run a script that may end jobs: the retention arguments go last."""
         r = self._retention
         tail = [r.completed_s, r.failed_s, r.dead_letter_max, keys.JOB_PREFIX]
-        return self._run(name, keys_, [*args, *tail])
+        return self._run(name, keys_, [*args, *tail, self._events_max_len])
 
     def enqueue(
         self,
@@ -224,13 +231,13 @@ class Scripts:
         head, metrics_key, queue_arg, header = _enqueue_call(queue, self._max_queues)
         # bytes: redis-py's encoder costs more per argument than str.encode here
         ks: list[str | bytes] = [*head, *[(keys.JOB_PREFIX + i).encode() for i in ids]]
-        ks.append(metrics_key)
+        ks += [metrics_key, _events_key(queue)]
         if idempotency is not None:
             ks.append(keys.idempotency(idempotency.key_digest))
             header = (
                 f"{self._max_queues:d},{idempotency.ttl_s:d},{idempotency.fingerprint}".encode()
             )
-        args: list[Any] = [queue_arg, header, *[a.encode() for a in argv]]
+        args: list[Any] = [queue_arg, header, *[a.encode() for a in argv], self._events_max_len]
         try:
             if self._wait_replicas:
                 answer = self._run_replicated("enqueue", ks, args)
@@ -250,13 +257,17 @@ class Scripts:
             return Enqueued(scheduled, [_text(x) for x in answer[2:]])
         return Enqueued(frozenset(int(p) - 1 for p in answer[1:]))
 
+    def _claim_call(
+        self, queue: str, worker: str, lease_ms: int, max_jobs: int, promote: int
+    ) -> tuple[list[str], list[Any]]:
+        ttl_s, max_len = self._retention.completed_s, self._events_max_len
+        return _claim_call(queue, worker, lease_ms, max_jobs, promote, ttl_s, max_len)
+
     def claim(
         self, queue: str, worker: str, lease_ms: int, max_jobs: int, promote: int = 100
     ) -> list[Claimed]:
         """Lease up to `max_jobs` of the oldest ready jobs (see claim.lua)."""
-        ks, args = _claim_call(
-            queue, worker, lease_ms, max_jobs, promote, self._retention.completed_s
-        )
+        ks, args = self._claim_call(queue, worker, lease_ms, max_jobs, promote)
         return _claimed(self._run("claim", ks, args))
 
     def wait_then_claim(
@@ -276,9 +287,7 @@ class Scripts:
         connection's buffer while BZPOPMIN blocks and runs it the moment it
         returns, so a submit reaches an idle worker without a second round trip.
         """
-        ks, args = _claim_call(
-            queue, worker, lease_ms, max_jobs, promote, self._retention.completed_s
-        )
+        ks, args = self._claim_call(queue, worker, lease_ms, max_jobs, promote)
         pipe = self._client.pipeline(transaction=False)
         pipe.bzpopmin([keys.wakeup(q) for q in wake_queues], timeout=timeout_s)
         pipe.fcall(self._fn["claim"], len(ks), *ks, *args)
@@ -300,6 +309,7 @@ class Scripts:
         for job_id, attempt, result_json in jobs:
             ks.append(keys.job(job_id))
             args += [job_id, attempt, result_json]
+        ks.append(keys.events(queue))
         return [_text(x) for x in self._run_ending("complete", ks, args)]
 
     def fail(self, queue: str, worker: str, jobs: Sequence[tuple[str, int, str, int]]) -> list[str]:
@@ -317,19 +327,20 @@ class Scripts:
         for job_id, attempt, error, backoff_ms in jobs:
             ks.append(keys.job(job_id))
             args += [job_id, attempt, error, backoff_ms]
+        ks.append(keys.events(queue))
         return [_text(x) for x in self._run_ending("fail", ks, args)]
 
     def release(self, queue: str, job_id: str, worker: str, attempt: int) -> bool:
         """Hand an unfinished job back without counting the attempt (see release.lua)."""
         ks = [keys.job(job_id), keys.leases(queue), keys.ready(queue), keys.wakeup(queue)]
-        ks += _index_keys(queue)
+        ks += [*_index_keys(queue), keys.events(queue)]
         return bool(self._run_ending("release", ks, [job_id, worker, attempt]))
 
     def recover(self, queue: str, max_jobs: int = 100) -> list[tuple[str, str, str]]:
         """Take back jobs whose lease ran out: [(id, "retry" | "dead" | "cancelled", task)]
         (see recover.lua)."""
         ks = [keys.leases(queue), keys.ready(queue), keys.dead_letter(), keys.wakeup(queue)]
-        ks += _index_keys(queue)
+        ks += [*_index_keys(queue), keys.events(queue)]
         flat = self._run_ending("recover", ks, [keys.JOB_PREFIX, max_jobs])
         return [
             (_text(flat[i]), _text(flat[i + 1]), _text(flat[i + 2])) for i in range(0, len(flat), 3)
@@ -347,11 +358,11 @@ class Scripts:
         return [_text(x) for x in lost], [_text(x) for x in cancel]
 
     def progress(
-        self, job_id: str, worker: str, attempt: int, fraction: float, message: str
+        self, queue: str, job_id: str, worker: str, attempt: int, fraction: float, message: str
     ) -> bool:
         """Record a running job's progress, fenced (see progress.lua)."""
-        args = [worker, attempt, repr(float(fraction)), message]
-        return bool(self._run("progress", [keys.job(job_id)], args))
+        args = [worker, attempt, repr(float(fraction)), message, job_id, self._events_max_len]
+        return bool(self._run("progress", [keys.job(job_id), keys.events(queue)], args))
 
     def tick(self, queue: str, schedule: str, tick_ms: int, job_id: str, job: str) -> str:
         """Enqueue the job `job_id` whose ARGV is `job` (`submission.job_arg`) for tick
@@ -367,8 +378,10 @@ class Scripts:
             keys.job(job_id),
             *_index_keys(queue),
             keys.metrics(queue),
+            keys.events(queue),
         ]
-        return _text(self._run("tick", ks, [tick_ms, queue, schedule, job]))
+        args = [tick_ms, queue, schedule, job, self._events_max_len]
+        return _text(self._run("tick", ks, args))
 
     def worker_beat(
         self, pipe: redis.client.Pipeline, worker: str, ttl_ms: int, fields: dict[str, Any]
@@ -388,6 +401,7 @@ class Scripts:
     def cancel(self, queue: str, job_id: str) -> str:
         """Cancel a job of `queue` (see cancel.lua for the answers)."""
         ks = [keys.job(job_id), keys.ready(queue), keys.scheduled(queue), *_index_keys(queue)]
+        ks.append(keys.events(queue))
         return _text(self._run_ending("cancel", ks, [job_id]))
 
     def page(
@@ -424,6 +438,7 @@ class Scripts:
         ks = [
             keys.queues(), keys.ready(queue), keys.scheduled(queue), keys.leases(queue),
             keys.wakeup(queue), keys.sequence(queue), keys.metrics(queue), *_index_keys(queue),
+            keys.events(queue),
         ]  # fmt: skip
         return _text(self._run("drop_queue", ks, [queue, keys.JOB_PREFIX]))
 
@@ -431,8 +446,9 @@ class Scripts:
         """Put the `failed` jobs among `ids` (all of `queue`) back to work; the ids
         replayed (see replay.lua)."""
         ks = [keys.dead_letter(), keys.ready(queue), keys.wakeup(queue), keys.sequence(queue)]
-        ks += [*_index_keys(queue), *(keys.job(i) for i in ids)]
-        return [_text(x) for x in self._run("replay", ks, [queue, *ids])]
+        ks += [*_index_keys(queue), *(keys.job(i) for i in ids), keys.events(queue)]
+        args = [queue, *ids, self._events_max_len]
+        return [_text(x) for x in self._run("replay", ks, args)]
 
     def purge(self, queue: str, ids: Sequence[str]) -> list[str]:
         """Delete the `failed` jobs among `ids` (all of `queue`); the ids deleted
@@ -456,8 +472,9 @@ class Scripts:
         digest = hashlib.sha256(unique_key.encode()).hexdigest()
         head, metrics_key, queue_arg, max_queues = _enqueue_call(queue, self._max_queues)
         ks: list[str | bytes] = [*head, keys.job(job_id), metrics_key, keys.unique(queue, digest)]
+        ks.append(keys.events(queue))
         args: list[Any] = [queue_arg, max_queues, arg, window_ms, keys.JOB_PREFIX]
-        args += [self._retention.completed_s, unique_key]
+        args += [self._retention.completed_s, unique_key, self._events_max_len]
         try:
             answer = self._run("enqueue_unique", ks, args)
         except ResponseError as e:
@@ -472,7 +489,8 @@ class Scripts:
         """Run a job of `queue` that waits for a due time now (see promote.lua for
         the answers)."""
         ks = [keys.job(job_id), keys.ready(queue), keys.scheduled(queue), keys.wakeup(queue)]
-        return _text(self._run("promote", [*ks, *_index_keys(queue)], [job_id]))
+        ks += [*_index_keys(queue), keys.events(queue)]
+        return _text(self._run("promote", ks, [job_id, self._events_max_len]))
 
     def reprioritize(self, queue: str, job_id: str, priority: int) -> str:
         """Give a waiting job of `queue` a new priority (see reprioritize.lua)."""
@@ -509,18 +527,32 @@ def _enqueue_call(queue: str, max_queues: int = 0) -> tuple[tuple[bytes, ...], b
 
 
 @lru_cache(maxsize=KEY_CACHE_SIZE)
+def _events_key(queue: str) -> bytes:
+    """The events stream of `queue` (enqueue.lua's key after the metrics HASH), as bytes."""
+    return keys.events(queue).encode()
+
+
+@lru_cache(maxsize=KEY_CACHE_SIZE)
 def _index_keys(queue: str) -> tuple[str, ...]:
     """The status indexes of `queue`, in the order the scripts take them."""
     return tuple(keys.index(queue, s) for s in keys.INDEXED_STATUSES)
 
 
 def _claim_call(
-    queue: str, worker: str, lease_ms: int, max_jobs: int, promote: int, expired_ttl_s: int
+    queue: str,
+    worker: str,
+    lease_ms: int,
+    max_jobs: int,
+    promote: int,
+    expired_ttl_s: int,
+    events_max_len: bytes,
 ) -> tuple[list[str], list[Any]]:
     ks = [keys.ready(queue), keys.scheduled(queue), keys.leases(queue), keys.wakeup(queue)]
     ks += _index_keys(queue)
     ks += [keys.flow(queue), keys.expired_index(queue)]  # flow control (docs/flow-control.md)
-    return ks, [keys.JOB_PREFIX, worker, lease_ms, max_jobs, promote, expired_ttl_s]
+    ks.append(keys.events(queue))  # last: see emit in _lib.lua
+    args = [keys.JOB_PREFIX, worker, lease_ms, max_jobs, promote, expired_ttl_s, events_max_len]
+    return ks, args
 
 
 def _claimed(flat: list[Any]) -> list[Claimed]:

@@ -23,6 +23,7 @@ from jobsys.settings import Settings
 from jobsys.store import keys, metrics, workers
 from jobsys.store.connection import connect
 from jobsys.store.deadletter import DeadLetter, Outcome
+from jobsys.store.events import EventLog
 from jobsys.store.flow import FlowControl
 from jobsys.store.listing import DEFAULT_LIMIT, Listing, Page, queue_names
 from jobsys.store.metrics import THROUGHPUT_MINUTES, Deltas, QueueMetrics, QueueStats
@@ -55,6 +56,7 @@ class Store:
             ),
             settings.max_queues,
             (settings.redis_wait_replicas, settings.redis_wait_timeout_s),
+            settings.events_max_len,
         )
         self._listing = Listing(self.redis, self.scripts)
         #: Which task names have their own metrics series (the worker's flushes).
@@ -64,6 +66,8 @@ class Store:
         self.schedules = ScheduleStore(self)
         #: Flow control: pause/resume, job control by id (docs/flow-control.md).
         self.flow = FlowControl(self.redis, self.scripts)
+        #: The per-queue event streams (docs/events.md).
+        self.events = EventLog(self.redis)
 
     def close(self) -> None:
         """Close the pooled connections."""
@@ -377,11 +381,11 @@ class Store:
         return self.get(job_id)
 
     def progress(
-        self, job_id: str, worker: str, attempt: int, fraction: float, message: str
+        self, queue: str, job_id: str, worker: str, attempt: int, fraction: float, message: str
     ) -> bool:
-        """Record a running job's progress; False when the worker lost its lease."""
+        """Record a running job of `queue`'s progress; False when the worker lost its lease."""
         with translate_errors():
-            return self.scripts.progress(job_id, worker, attempt, fraction, message)
+            return self.scripts.progress(queue, job_id, worker, attempt, fraction, message)
 
     def heartbeat(
         self, queue: str, worker: str, lease_s: float, held: list[tuple[str, int]]

@@ -182,7 +182,7 @@ class Worker:
                 with self._held_lock:  # not `held()`: a copy of every held job per job
                     held = self._held.get(job.id)
                 context = held.context if held else JobContext(job.id, job.task, queue, job.attempt)
-                outcome = self._execute(job, context)
+                outcome = self._execute(queue, job, context)
                 ran += 1
                 self._observe(outcome.duration_s)
                 finished.append(Finished(job, outcome))
@@ -196,13 +196,13 @@ class Worker:
             self._release(queue, claimed[ran:])
         return ran
 
-    def _execute(self, job: Claimed, context: JobContext) -> Outcome:
+    def _execute(self, queue: str, job: Claimed, context: JobContext) -> Outcome:
         if context.cancel_requested:  # cancelled while it waited in the batch
             return Outcome(ok=False, error="cancelled before it started")
 
         def report(fraction: float, message: str) -> None:
             try:
-                self.store.progress(job.id, self.id, job.attempt, fraction, message)
+                self.store.progress(queue, job.id, self.id, job.attempt, fraction, message)
             except StoreUnavailable as e:  # progress is best effort
                 logger.debug("job %s: progress not recorded: %s", job.id, e)
 

@@ -505,3 +505,29 @@ def _serves(routes: Any, path: str) -> bool:
     except NotFound:
         return False
     return True
+
+
+def test_the_job_page_follows_the_event_stream_instead_of_polling(
+    page: Any, system: System
+) -> None:
+    """A job that runs 8 s: its page reads it once and then on each of its events
+    (started, completed) through GET /events, where polling every 2 s would have read it
+    five times or more."""
+    needs(system, "/events")
+    reads: list[str] = []
+    streams: list[str] = []
+
+    def on_request(request: Any) -> None:
+        path = urlsplit(request.url).path
+        if path.startswith("/events"):
+            streams.append(request.url)
+        elif path.startswith("/jobs/"):
+            reads.append(request.url)
+
+    page.on("request", on_request)
+    job_id = system.submit({"task": "sleep", "queue": "served", "payload": 8})
+    page.goto(f"{system.dashboard}#/job/{job_id}")
+    expect(page.locator("[data-field=status] .badge")).to_have_text("processing")
+    expect(page.locator("[data-field=status] .badge")).to_have_text("completed", timeout=20_000)
+    assert streams and "queue=served" in streams[0]
+    assert len(reads) <= 3, reads

@@ -122,6 +122,6 @@ def test_progress_from_a_child_process_reaches_redis(worker: Worker, store: Stor
 def test_a_stale_worker_cannot_write_progress(store: Store) -> None:
     job_id = store.submit("echo")
     claimed = store.claim("default", "w", 30, 1)[0]
-    assert store.progress(job_id, "w", claimed.attempt, 0.5, "") is True
-    assert store.progress(job_id, "other", claimed.attempt, 0.9, "") is False
+    assert store.progress("default", job_id, "w", claimed.attempt, 0.5, "") is True
+    assert store.progress("default", job_id, "other", claimed.attempt, 0.9, "") is False
     assert store.get(job_id).progress == 0.5

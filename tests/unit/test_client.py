@@ -34,7 +34,7 @@ class FakeApi(ThreadingHTTPServer):
 
     def answer(self, method: str, path: str, body: Any) -> tuple[int, Any]:
         self.requests.append((method, path, body))
-        script = self.routes.get(f"{method} {path}")
+        script = self.routes.get(f"{method} {path.partition('?')[0]}")
         if not script:
             return 404, {"error": "not found", "detail": f"no route {path}"}
         return script.pop(0) if len(script) > 1 else script[0]

@@ -58,6 +58,7 @@ VALID = [
     ("FAILED_RETENTION_SECONDS", "0", "failed_retention_s", 0),
     ("DEAD_LETTER_MAX_LENGTH", "500", "dead_letter_max_length", 500),
     ("MAX_QUEUES", "20", "max_queues", 20),
+    ("EVENTS_MAX_LEN", "500", "events_max_len", 500),
     ("MAX_QUEUES", "0", "max_queues", 0),
     ("API_WORKERS", "4", "api_workers", 4),
     ("API_THREADS", "16", "api_threads", 16),
@@ -106,6 +107,7 @@ def test_every_settings_field_has_a_variable_tested() -> None:
 
 #: (variable, bad value)
 INVALID = [
+    ("EVENTS_MAX_LEN", "0"),
     ("JOBSYS_ALLOWED_HOSTS", "localhost:5001"),
     ("JOBSYS_ALLOWED_HOSTS", "http://api"),
     ("JOBSYS_ALLOWED_HOSTS", "api,,localhost"),

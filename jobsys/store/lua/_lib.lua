@@ -38,12 +38,13 @@ local function holds_lease(job_key, worker, attempt)
   return f[1] == 'processing' and f[2] == worker and f[3] == attempt
 end
 
--- Retention, passed as the LAST FOUR of ARGV (the script's) of every script that ends jobs:
+-- Retention, passed as the four ARGV (the script's) before the last (EVENTS_MAX_LEN,
+-- see emit) of every script that ends jobs:
 -- completed_s (TTL of completed and cancelled jobs; 0 = keep), failed_s (TTL of
 -- failed jobs; 0 = keep), dead_max (most ids in dead_letter; 0 = no cap), and the
 -- job key prefix ("job:"; dead_letter holds ids, so its jobs' keys are derived).
 local function retention(ARGV)
-  local n = #ARGV
+  local n = #ARGV - 1
   return {
     completed = tonumber(ARGV[n - 3]), failed = tonumber(ARGV[n - 2]),
     dead_max = tonumber(ARGV[n - 1]), prefix = ARGV[n],
@@ -360,4 +361,27 @@ local function prune_expired(expired_key, now, ttl_s)
   if ttl_s <= 0 then return end
   redis.call('ZREMRANGEBYSCORE', expired_key, '-inf',
     '(' .. string.format('%.0f', now - ttl_s * 1000))
+end
+
+-- Events (docs/events.md): appends one entry to a queue's events STREAM (see
+-- keys.events): `type` (queued, scheduled, started, progress, retried, completed,
+-- failed, dead_lettered, cancelled), `job` (the id), then the field/value pairs of
+-- `...`. Every script that changes a job's state calls it in the same step, so an
+-- event exists exactly when its change does. `maxlen` (EVENTS_MAX_LEN) bounds the
+-- stream (MAXLEN ~: trimmed by whole nodes, so it may hold slightly more).
+-- By convention the stream is the LAST of a script's KEYS and maxlen the LAST of
+-- its ARGV (enqueue.lua: the stream is the key after the metrics HASH).
+local function emit(stream, maxlen, type, id, ...)
+  redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 'type', type, 'job', id, ...)
+end
+
+-- The events of a failed attempt's outcome (fail.lua, recover.lua): verdict 'retry'
+-- -> `retried`; 'dead' -> `failed`, then `dead_lettered`; 'cancelled' -> `cancelled`.
+local function emit_failed(stream, maxlen, verdict, id, attempt)
+  if verdict == 'dead' then
+    emit(stream, maxlen, 'failed', id, 'attempt', attempt)
+    emit(stream, maxlen, 'dead_lettered', id, 'attempt', attempt)
+  else
+    emit(stream, maxlen, verdict == 'retry' and 'retried' or verdict, id, 'attempt', attempt)
+  end
 end

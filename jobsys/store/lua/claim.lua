@@ -14,9 +14,12 @@
 -- KEYS[12] the queue's `expired` index ZSET (flow control): a job popped that has
 -- not started yet (attempts 0) and whose `expires_at` has come (now >= it, Redis
 -- clock) is not claimed: it ends `expired` (see expire_job in _lib.lua)
+-- KEYS[13] the events STREAM (last; see emit in _lib.lua: `queued` for a scheduled job
+-- that became due, `started` for each job claimed, `expired` for each job expired)
 -- ARGV[1] job key prefix ("job:"; job hashes are ARGV[1] .. id, known only while running)
 -- ARGV[2] worker id   ARGV[3] lease_ms   ARGV[4] max jobs   ARGV[5] max retries to promote
 -- ARGV[6] TTL in seconds of an expired job (COMPLETED_RETENTION_SECONDS; 0 = keep)
+-- ARGV[7] EVENTS_MAX_LEN (last)
 -- Returns: a flat array, 9 entries per job: id, attempt, task, payload JSON or false,
 -- max_retries, timeout in seconds or false, created_at, run_at or false, traceparent
 -- or false; then one last entry, the claim time (ms, Redis clock; the wait metric is
@@ -37,6 +40,7 @@ for _, id in ipairs(due) do
     if f[2] == 'scheduled' then
       redis.call('HSET', prefix .. id, 'status', 'queued')
       reindex(idx, id, 'scheduled', 'queued', now)
+      emit(KEYS[#KEYS], ARGV[#ARGV], 'queued', id)
     end
   end
 end
@@ -60,12 +64,14 @@ for i = 1, #popped, 2 do
   if f[1] == 'queued' and f[9] and f[10] == '0' and now >= tonumber(f[9]) then
     expire_job(key, id, now, idx, KEYS[12], tonumber(ARGV[6]))
     prune_expired(KEYS[12], now, tonumber(ARGV[6]))
+    emit(KEYS[#KEYS], ARGV[#ARGV], 'expired', id)
   elseif f[1] == 'queued' then
     local attempt = redis.call('HINCRBY', key, 'attempts', 1)
     redis.call('HSET', key, 'status', 'processing', 'started_at', started, 'worker', worker)
     redis.call('HDEL', key, 'next_attempt_at')
     redis.call('ZADD', KEYS[3], deadline, id)
     claimed[#claimed + 1] = id
+    emit(KEYS[#KEYS], ARGV[#ARGV], 'started', id, 'attempt', attempt)
     out[#out + 1] = id
     out[#out + 1] = attempt
     out[#out + 1] = f[2]

@@ -11,7 +11,7 @@
 -- KEYS[1] queues SET   KEYS[2] ready ZSET   KEYS[3] scheduled ZSET   KEYS[4] leases ZSET
 -- KEYS[5] wakeup ZSET   KEYS[6] seq STRING   KEYS[7] metrics HASH
 -- KEYS[8..13] the queue's status indexes (queued, scheduled, processing, completed,
--- failed, cancelled)
+-- failed, cancelled)   KEYS[14] the events STREAM (deleted with the rest)
 -- ARGV[1] queue   ARGV[2] job key prefix ("job:")
 -- Returns: "dropped", "unknown" (not a registered queue) or "not_empty".
 local queue, prefix = ARGV[1], ARGV[2]

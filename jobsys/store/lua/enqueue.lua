@@ -13,7 +13,8 @@
 -- KEYS[5] queues SET   KEYS[6] the queue's `queued` index ZSET   KEYS[7] its
 -- `scheduled` index ZSET   KEYS[7+i] job HASH of the i-th job   then the metrics HASH
 -- of the queue ("submitted|<task>" += 1 per job; past METRIC_TASKS task names,
--- "submitted|(other)": see count_submitted in _lib.lua)   then, only with an
+-- "submitted|(other)": see count_submitted in _lib.lua)   then the events STREAM
+-- (see emit in _lib.lua: `queued` or `scheduled` per job)   then, only with an
 -- idempotency key, the idempotency HASH (fingerprint, ids, scheduled), the last key
 -- ARGV[1] queue name   ARGV[2] the header: "<max_queues>" without an idempotency
 --   key, "<max_queues>,<ttl>,<fingerprint>" with one: max_queues is the most queues
@@ -25,6 +26,7 @@
 --   the later counts), timeout in seconds ('' = none), traceparent ('' = none)
 --   (flow control, only for a job that expires:) expires_at_ms, ttl_ms (0 = none)],
 --   then, when the job has a payload, a newline and the payload's JSON text
+-- ARGV[#ARGV] EVENTS_MAX_LEN (last)
 -- Job ids are UUID4s made by the caller, so no job hash exists yet (not checked).
 -- A queue is registered in KEYS[5] by the submit that creates its sequence KEYS[4]
 -- (its first jobs; drop_queue.lua deletes both, tick.lua registers the same way):
@@ -40,8 +42,9 @@ local idem = string.find(max_queues, ',', 1, true) ~= nil  -- the usual: no key
 local ttl, fingerprint
 if idem then max_queues, ttl, fingerprint = string.match(max_queues, '^(%d+),(%d+),(%x+)$') end
 local idem_key = idem and KEYS[#KEYS] or nil
-local metrics_key = KEYS[idem and #KEYS - 1 or #KEYS]
-local n = #KEYS - (idem and 9 or 8)
+local events_key = KEYS[idem and #KEYS - 1 or #KEYS]
+local metrics_key = KEYS[idem and #KEYS - 2 or #KEYS - 1]
+local n = #KEYS - (idem and 10 or 9)
 if idem then
   local seen = redis.call('HMGET', idem_key, 'fingerprint', 'ids', 'scheduled')
   if seen[1] then
@@ -90,6 +93,7 @@ for i = 1, n do
     delayed[#delayed + 1] = id
     out[#out + 1] = i
   end
+  emit(events_key, ARGV[#ARGV], rank and 'queued' or 'scheduled', id)
   submitted[task] = (submitted[task] or 0) + 1
   if ids then ids[i] = id end
 end

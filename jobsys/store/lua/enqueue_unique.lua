@@ -14,6 +14,8 @@
 -- ARGV[4] window in ms (0 = none)   ARGV[5] job key prefix ("job:")
 -- ARGV[6] retention in seconds of ended jobs (COMPLETED_RETENTION_SECONDS; 0 = keep)
 -- ARGV[7] the unique key as given (stored in the job's hash as `unique_key`)
+-- KEYS[11] the events STREAM (last; see emit in _lib.lua: `queued` or `scheduled`)
+-- ARGV[8] EVENTS_MAX_LEN (last)
 -- The unique key's TTL is max(window, retention): it outlives its job's hash by no
 -- more than that, and a key whose job has ended (and whose window has passed) is
 -- taken over by the next submit.
@@ -60,6 +62,7 @@ else
   out[2] = 1
 end
 count_submitted(KEYS[9], task, 1)
+emit(KEYS[#KEYS], ARGV[#ARGV], rank and 'queued' or 'scheduled', id)
 redis.call('SET', KEYS[10], id .. ' ' .. string.format('%.0f', window > 0 and now + window or 0))
 local ttl_ms = math.max(window, tonumber(ARGV[6]) * 1000)
 if tonumber(ARGV[6]) > 0 and ttl_ms > 0 then redis.call('PEXPIRE', KEYS[10], ttl_ms) end

@@ -8,9 +8,10 @@
 -- KEYS[1] leases ZSET   KEYS[2] scheduled ZSET   KEYS[3] dead_letter LIST
 -- KEYS[4] ready ZSET   KEYS[5] wakeup ZSET   KEYS[6..11] the queue's status indexes
 -- (queued, scheduled, processing, completed, failed, cancelled)
--- KEYS[11+i] job HASH of the i-th job
+-- KEYS[11+i] job HASH of the i-th job   then the events STREAM (last; see emit in
+-- _lib.lua: `retried`, `failed` then `dead_lettered`, or `cancelled` per job)
 -- ARGV[1] worker id   ARGV[2+4(i-1)..] per job: id, attempt, error text, backoff_ms;
--- then the four retention arguments (see _lib.lua)
+-- then the four retention arguments (see _lib.lua); then EVENTS_MAX_LEN (last)
 -- A job whose cancellation was requested ends `cancelled` instead (no retry).
 -- Returns: one entry per job: "retry", "dead", "cancelled", or "stale" when its
 -- lease was lost (nothing written for that job).
@@ -21,7 +22,7 @@ local idx = indexes(KEYS, 6)
 local K = {scheduled = KEYS[2], dead = KEYS[3], ready = KEYS[4], wakeup = KEYS[5]}
 local to = {retry = 'queued', dead = 'failed', cancelled = 'cancelled'}
 local out = {}
-for i = 1, #KEYS - 11 do
+for i = 1, #KEYS - 12 do
   local key = KEYS[11 + i]
   local a = 2 + 4 * (i - 1)
   local id, attempt, err, backoff = ARGV[a], ARGV[a + 1], ARGV[a + 2], tonumber(ARGV[a + 3])
@@ -38,6 +39,7 @@ for i = 1, #KEYS - 11 do
       out[i] = retry_or_bury(key, id, attempt, f[1], f[2], backoff, K, err, now, R)
     end
     reindex(idx, id, 'processing', to[out[i]], now)
+    emit_failed(KEYS[#KEYS], ARGV[#ARGV], out[i], id, attempt)
   end
 end
 prune(idx, now, R)

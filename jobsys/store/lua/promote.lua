@@ -7,7 +7,9 @@
 -- KEYS[1] job HASH   KEYS[2] ready ZSET   KEYS[3] scheduled ZSET   KEYS[4] wakeup ZSET
 -- KEYS[5..10] the queue's status indexes (queued, scheduled, processing, completed,
 -- failed, cancelled)
--- ARGV[1] id
+-- KEYS[11] the events STREAM (last; see emit in _lib.lua: `queued` for a `scheduled`
+-- job, which becomes `queued`; a retry promoted out of its backoff stays `queued`, no event)
+-- ARGV[1] id   ARGV[2] EVENTS_MAX_LEN (last)
 -- Returns: "promoted"; "missing"; "ready" for a queued job already in `ready`; or the
 -- status of a job that waits for nothing ("processing", "completed", ...). Nothing is
 -- written but for "promoted".
@@ -22,6 +24,7 @@ redis.call('HDEL', KEYS[1], 'next_attempt_at')
 if status == 'scheduled' then
   redis.call('HSET', KEYS[1], 'status', 'queued', 'run_at', now)
   reindex(indexes(KEYS, 5), ARGV[1], 'scheduled', 'queued', now)
+  emit(KEYS[#KEYS], ARGV[#ARGV], 'queued', ARGV[1])
 end
 redis.call('ZADD', KEYS[4], 0, 'w')
 return 'promoted'

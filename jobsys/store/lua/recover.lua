@@ -8,8 +8,10 @@
 -- KEYS[5..10] the queue's status indexes (queued, scheduled, processing, completed,
 -- failed, cancelled)
 -- The lost attempt is appended to the job's `history`.
+-- KEYS[11] the events STREAM (last; see emit in _lib.lua: `retried`, `failed` then
+-- `dead_lettered`, or `cancelled` per job)
 -- ARGV[1] job key prefix ("job:"; job hashes are ARGV[1] .. id)   ARGV[2] max jobs;
--- then the four retention arguments (see _lib.lua)
+-- then the four retention arguments (see _lib.lua); then EVENTS_MAX_LEN (last)
 -- A job whose cancellation was requested ends `cancelled` instead.
 -- Returns: a flat array, 3 entries per job: id, "retry", "dead" or "cancelled", task.
 local prefix = ARGV[1]
@@ -33,6 +35,7 @@ for _, id in ipairs(expired) do
       out[#out + 1] = 'cancelled'
       out[#out + 1] = f[7]
       reindex(idx, id, 'processing', 'cancelled', now)
+      emit(KEYS[#KEYS], ARGV[#ARGV], 'cancelled', id, 'attempt', f[3])
     else
       record_failure(key, f[3], f[2], f[6], now, err)
       local verdict = retry_or_bury(key, id, f[3], f[4], f[5], 0, K, err, now, R)
@@ -40,6 +43,7 @@ for _, id in ipairs(expired) do
       out[#out + 1] = verdict
       out[#out + 1] = f[7]
       reindex(idx, id, 'processing', verdict == 'dead' and 'failed' or 'queued', now)
+      emit_failed(KEYS[#KEYS], ARGV[#ARGV], verdict, id, f[3])
     end
   end
 end

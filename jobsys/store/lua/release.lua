@@ -5,8 +5,9 @@
 -- KEYS[1] job HASH   KEYS[2] leases ZSET   KEYS[3] ready ZSET   KEYS[4] wakeup ZSET
 -- KEYS[5..10] the queue's status indexes (queued, scheduled, processing, completed,
 -- failed, cancelled)
+-- KEYS[11] the events STREAM (last; see emit in _lib.lua: `queued` or `cancelled`)
 -- ARGV[1] id   ARGV[2] worker id   ARGV[3] attempt; then the four retention
--- arguments (see _lib.lua)
+-- arguments (see _lib.lua); then EVENTS_MAX_LEN (last)
 -- A job whose cancellation was requested ends `cancelled` instead.
 -- Returns: 1 when handed back (or cancelled), 0 when the lease was already lost
 -- (nothing written).
@@ -18,6 +19,7 @@ local idx = indexes(KEYS, 5)
 if settle_cancelled(KEYS[1], now, retention(ARGV)) then
   redis.call('ZREM', KEYS[2], ARGV[1])
   reindex(idx, ARGV[1], 'processing', 'cancelled', now)
+  emit(KEYS[#KEYS], ARGV[#ARGV], 'cancelled', ARGV[1], 'attempt', ARGV[3])
   return 1
 end
 redis.call('HINCRBY', KEYS[1], 'attempts', -1)
@@ -27,4 +29,5 @@ redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZADD', KEYS[3], redis.call('HGET', KEYS[1], 'rank'), ARGV[1])
 redis.call('ZADD', KEYS[4], 0, 'w')
 reindex(idx, ARGV[1], 'processing', 'queued', now)
+emit(KEYS[#KEYS], ARGV[#ARGV], 'queued', ARGV[1])
 return 1

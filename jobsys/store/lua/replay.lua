@@ -6,15 +6,16 @@
 -- `history` stay. Ids that are not `failed` jobs of this queue are skipped.
 -- KEYS[1] dead_letter LIST   KEYS[2] ready ZSET   KEYS[3] wakeup ZSET   KEYS[4] seq STRING
 -- KEYS[5..10] the queue's status indexes (queued, scheduled, processing, completed,
--- failed, cancelled)   KEYS[10+i] job HASH of the i-th job
--- ARGV[1] queue   ARGV[1+i] id of the i-th job
+-- failed, cancelled)   KEYS[10+i] job HASH of the i-th job   then the events STREAM
+-- (last; see emit in _lib.lua: `queued` per job replayed)
+-- ARGV[1] queue   ARGV[1+i] id of the i-th job   then EVENTS_MAX_LEN (last)
 -- Returns: the ids replayed.
 local queue = ARGV[1]
 local now = now_ms()
 local stamp = now
 local idx = indexes(KEYS, 5)
 local out = {}
-for i = 1, #KEYS - 10 do
+for i = 1, #KEYS - 11 do
   local key, id = KEYS[10 + i], ARGV[1 + i]
   local f = redis.call('HMGET', key, 'status', 'queue', 'priority')
   if f[1] == 'failed' and f[2] == queue then
@@ -30,6 +31,7 @@ for i = 1, #KEYS - 10 do
     -- dead_letter is newest first and retry-all goes newest first: found near the head.
     redis.call('LREM', KEYS[1], 1, id)
     out[#out + 1] = id
+    emit(KEYS[#KEYS], ARGV[#ARGV], 'queued', id, 'replayed', 1)
   end
 end
 zrem_all(idx.failed, out)

@@ -8,6 +8,7 @@
 -- KEYS[8..13] the queue's status indexes (queued, scheduled, processing, completed,
 -- failed, cancelled)
 -- KEYS[14] metrics HASH of the queue ("submitted|<task>" += 1; see count_submitted)
+-- KEYS[15] the events STREAM (last; see emit in _lib.lua: `queued`)
 -- ARGV[1] tick (ms since the epoch)   ARGV[2] queue   ARGV[3] schedule name
 -- ARGV[4] the job, one argument as one job of enqueue.lua (see job_arg in _lib.lua):
 --   the JSON array [id, task, max_retries, priority, run_at_ms, delay_ms, timeout in
@@ -15,6 +16,7 @@
 --   a newline and the payload's JSON text; run_at_ms and delay_ms are ignored: a
 --   tick's job is due now
 -- The job's hash also gets `schedule` (the name) and `tick` (the tick's time).
+-- ARGV[5] EVENTS_MAX_LEN (last)
 -- Returns: "enqueued", "seen" (an earlier call took this tick) or "first".
 local tick = tonumber(ARGV[1])
 local last = redis.call('GET', KEYS[1])
@@ -36,6 +38,7 @@ reindex(indexes(KEYS, 8), id, nil, 'queued', now)
 redis.call('HSET', KEYS[7], 'schedule', ARGV[3], 'tick', tick)
 redis.call('ZADD', KEYS[4], 0, 'w')
 count_submitted(KEYS[14], task, 1)
+emit(KEYS[#KEYS], ARGV[#ARGV], 'queued', id)
 if seq == 1 then
   redis.call('SADD', KEYS[6], ARGV[2])  -- the queue's first job: register it
 end

@@ -84,3 +84,54 @@ export async function api(path, { method = "GET", query = null, body = undefined
   }
   return data;
 }
+
+/**
+ * Follow GET /events for `queues` (Server-Sent Events read with fetch, so the Bearer
+ * token goes along, which EventSource cannot send): `onEvent(data)` for each event;
+ * reconnects with Last-Event-ID after a drop. Returns a function that stops it.
+ * `onUnavailable(err)` is called once if the API has no /events (then nothing follows).
+ */
+export function followEvents(queues, { types = null, onEvent, onUnavailable = () => {} }) {
+  const abort = new AbortController();
+  let lastId = "";
+  const url = new URL(BASE + "/events", window.location.origin);
+  url.searchParams.set("queue", queues.join(","));
+  if (types) url.searchParams.set("types", types.join(","));
+  (async () => {
+    while (!abort.signal.aborted) {
+      const headers = { Accept: "text/event-stream" };
+      const token = getToken();
+      if (token) headers.Authorization = `Bearer ${token}`;
+      if (lastId) headers["Last-Event-ID"] = lastId;
+      try {
+        const response = await fetch(url, { headers, cache: "no-store", signal: abort.signal });
+        if (!response.ok) {
+          onUnavailable(new ApiError(response.status, `HTTP ${response.status}`, "", "/events"));
+          return;
+        }
+        const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+        let buffer = "";
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (done) break;
+          buffer += value;
+          let end;
+          while ((end = buffer.indexOf("\n\n")) >= 0) {
+            const message = buffer.slice(0, end);
+            buffer = buffer.slice(end + 2);
+            let data = "";
+            for (const line of message.split("\n")) {
+              if (line.startsWith("id:")) lastId = line.slice(3).trim();
+              else if (line.startsWith("data:")) data += line.slice(5).trim();
+            }
+            if (data) onEvent(JSON.parse(data));
+          }
+        }
+      } catch (e) {
+        if (abort.signal.aborted) return;
+      }
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+  })();
+  return () => abort.abort();
+}

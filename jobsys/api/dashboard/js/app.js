@@ -1,6 +1,6 @@
 // The dashboard's shell: sign-in, the hash router, and the timers of the current view.
 
-import { api, getToken, setToken, setUnauthorizedHandler } from "./api.js";
+import { api, followEvents, getToken, setToken, setUnauthorizedHandler } from "./api.js";
 import { h, refreshTimes } from "./ui.js";
 import * as overview from "./overview.js";
 import * as jobs from "./jobs.js";
@@ -17,10 +17,25 @@ const ROUTES = {
   workers,
 };
 
-/** What the views get: the caller's role and a way to run code periodically. */
+/** What the views get: the caller's role and ways to run code periodically or on events. */
 const ctx = {
   role: "unknown",
   timers: [],
+  streams: [],
+  /**
+   * Call fn(event) for each event of `queues` (GET /events, docs/events.md) until the
+   * view changes; when the API has no event stream, run fn(null) every `fallbackMs`.
+   * Returns a function that stops following.
+   */
+  onEvents(queues, fn, { types = null, fallbackMs = 2000 } = {}) {
+    const stop = followEvents(queues, {
+      types,
+      onEvent: fn,
+      onUnavailable: () => this.every(fallbackMs, () => fn(null)),
+    });
+    this.streams.push(stop);
+    return stop;
+  },
   /** Run fn now and then every `ms` (until the view changes); skips while one is running. */
   every(ms, fn) {
     let busy = false;
@@ -59,6 +74,8 @@ let generation = 0;
 async function render() {
   for (const t of ctx.timers) clearInterval(t);
   ctx.timers = [];
+  for (const stop of ctx.streams) stop();
+  ctx.streams = [];
   const gen = ++generation;
   const { name, params } = parseHash();
   for (const a of document.querySelectorAll("#nav a")) {
@@ -76,7 +93,7 @@ async function render() {
   document.title = `${view.TITLE || name} · jobsys`;
   // A view checks `alive()` after each await, so a slow answer for a page the user
   // has left never draws over the next one.
-  await view.mount(root, params, { ...ctx, alive: () => gen === generation, timers: ctx.timers });
+  await view.mount(root, params, { ...ctx, alive: () => gen === generation, timers: ctx.timers, streams: ctx.streams });
 }
 
 // ---- sign-in ----------------------------------------------------------------------

@@ -98,7 +98,8 @@ export async function mount(root, params, ctx) {
     ].filter(Boolean));
   }
 
-  ctx.every(REFRESH_MS, async () => {
+  // Read the job once, then again on each event of it (GET /events): no polling.
+  const refresh = coalesce(async () => {
     if (last && ENDED.has(last.status)) return; // a finished job no longer changes
     try {
       const j = await api(`/jobs/${encodeURIComponent(id)}`);
@@ -120,4 +121,33 @@ export async function mount(root, params, ctx) {
       }
     }
   });
+  await refresh();
+  if (!ctx.alive() || !last || ENDED.has(last.status)) return;
+  ctx.onEvents([last.queue || "default"], (e) => {
+    if (e === null || e.job_id === id) refresh();
+  }, { fallbackMs: REFRESH_MS });
+}
+
+/** fn, but a call while one runs only asks for one more run after it. */
+function coalesce(fn) {
+  let running = null;
+  let again = false;
+  const run = async () => {
+    if (running) {
+      again = true;
+      return running;
+    }
+    running = (async () => {
+      do {
+        again = false;
+        await fn();
+      } while (again);
+    })();
+    try {
+      await running;
+    } finally {
+      running = null;
+    }
+  };
+  return run;
 }

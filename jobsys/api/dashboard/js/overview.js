@@ -1,11 +1,16 @@
-// Overview: live counts per queue, workers alive and the throughput chart (every 2 s).
+// Overview: live counts per queue, workers alive and the throughput chart: redrawn on
+// the queues' events (GET /events, at most once a second) and every 10 s (workers).
 
 import { api } from "./api.js";
 import { mergeThroughput, throughputChart } from "./chart.js";
 import { duration, empty, errorBanner, fmtInt, h, notAvailable, toast } from "./ui.js";
 
 export const TITLE = "Overview";
-const REFRESH_MS = 2000;
+const REFRESH_MS = 10000;
+// Fewest ms between two redraws caused by events.
+const EVENT_REDRAW_MS = 1000;
+// Most queues followed (GET /events takes up to 16).
+const MAX_FOLLOWED = 16;
 
 function sum(queues, field) {
   if (!queues.length || !queues.some((q) => field in q)) return null;
@@ -30,7 +35,7 @@ export async function mount(root, _params, ctx) {
   const updated = h("span.muted.small", { "data-testid": "updated" }, "");
   const dot = h("span.dot");
   root.append(
-    h("div.page-head", {}, h("h1", {}, "Overview"), h("div.live", {}, dot, "live · every 2 s ", updated)),
+    h("div.page-head", {}, h("h1", {}, "Overview"), h("div.live", {}, dot, "live ", updated)),
     banner,
     cards,
     h("section.card", {}, h("div.card-head", {}, h("h2", {}, "Throughput"), h("span.muted.small", {}, "jobs finished per minute, last 15 minutes, all queues"),
@@ -38,16 +43,49 @@ export async function mount(root, _params, ctx) {
     h("section.card", {}, h("div.card-head", {}, h("h2", {}, "Queues")), table),
   );
 
-  ctx.every(REFRESH_MS, async () => {
+  let followed = "";
+  let stopFollowing = null;
+  let pollingFast = false;
+  let redrawAt = 0;
+  let timer = null;
+  const onEvent = () => {
+    // Coalesce a burst of events into one redraw per EVENT_REDRAW_MS.
+    if (timer) return;
+    const wait = Math.max(0, redrawAt + EVENT_REDRAW_MS - Date.now());
+    timer = setTimeout(() => { timer = null; redraw(); }, wait);
+  };
+  // Follow the events of every queue; past MAX_FOLLOWED queues, redraw every 2 s instead.
+  const follow = (queues) => {
+    const names = queues.map((x) => x.name).sort();
+    if (names.length > MAX_FOLLOWED) {
+      if (stopFollowing) stopFollowing();
+      stopFollowing = null;
+      followed = "";
+      if (!pollingFast) {
+        pollingFast = true;
+        ctx.every(2000, redraw);
+      }
+      return;
+    }
+    if (!names.length || names.join(",") === followed) return;
+    if (stopFollowing) stopFollowing();
+    followed = names.join(",");
+    stopFollowing = ctx.onEvents(names, onEvent, { fallbackMs: 2000 });
+  };
+  const redraw = async () => {
+    redrawAt = Date.now();
     const [q, w] = await Promise.allSettled([api("/queues"), api("/workers")]);
     if (!ctx.alive()) return;
     banner.replaceChildren();
     dot.classList.toggle("stale", q.status === "rejected");
     if (q.status === "rejected") {
       banner.append(errorBanner(q.reason, "Queues"));
+      // Try again in 2 s (no event may come to redraw it).
+      if (!timer) timer = setTimeout(() => { timer = null; if (ctx.alive()) redraw(); }, 2000);
       return; // keep the last good numbers on screen
     }
     const queues = q.value.queues || [];
+    if (!pollingFast) follow(queues);
     let workersValue = "n/a";
     let workersHint = "GET /workers not available";
     if (w.status === "fulfilled") {
@@ -78,7 +116,8 @@ export async function mount(root, _params, ctx) {
     }
     table.replaceChildren(queueTable(queues, ctx));
     updated.textContent = `· updated ${new Date().toLocaleTimeString("en-GB")}`;
-  });
+  };
+  ctx.every(REFRESH_MS, redraw);
 }
 
 // Pause or resume a queue (flow control, docs/flow-control.md); admin only.
