@@ -76,6 +76,10 @@ class Settings:
     tasks_module: str | None = None
     #: WORKER_CONCURRENCY: jobs one worker process runs at once.
     worker_concurrency: int = 1
+    # -- async handlers, process pool (issue 15) --
+    #: ASYNC_CONCURRENCY: async (``async def``) jobs one worker process runs at once
+    #: on its event loop, beside its WORKER_CONCURRENCY sync ones.
+    async_concurrency: int = 100
     #: WORKER_QUEUES: the queues a worker serves, "a,b,c" (strict order) or
     #: "a:5,b:2,c:1" (weighted random order); see `parse_queue_spec`.
     worker_queues: tuple[tuple[str, int], ...] = (("default", 0),)
@@ -167,6 +171,7 @@ class Settings:
             shutdown_grace_s=reader.get("SHUTDOWN_GRACE_SECONDS", _non_negative_float, 30.0),
             tasks_module=env.get("JOBSYS_TASKS") or None,
             worker_concurrency=reader.get("WORKER_CONCURRENCY", _positive_int, 1),
+            async_concurrency=reader.get("ASYNC_CONCURRENCY", _positive_int, 100),
             worker_queues=reader.get("WORKER_QUEUES", parse_queue_spec, (("default", 0),)),
             worker_prefetch=reader.get("WORKER_PREFETCH", _positive_int, 100),
             worker_poll_s=reader.get("WORKER_POLL_SECONDS", _positive_float, 1.0),

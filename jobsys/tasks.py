@@ -11,17 +11,23 @@ its handlers on import::
         return {"width": 100}
 
 A handler takes the job's payload (any JSON value, ``None`` when none was given)
-and returns a JSON-serialisable result. A task with no handler simulates work
-for ``SIMULATED_WORK_SECONDS``; the task ``fail`` always raises.
+and returns a JSON-serialisable result. It may be an ``async def`` function: the
+worker runs those on its event loop (`jobsys.worker.aio`). When its payload
+parameter is annotated with a pydantic model, it receives an instance of that
+model, validated from the payload. A task with no handler simulates work for
+``SIMULATED_WORK_SECONDS``; the task ``fail`` always raises.
 """
 
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
 import sys
 import threading
+import typing
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from jobsys.errors import TaskNotFound
@@ -30,7 +36,20 @@ from jobsys.schedules import periodic
 Handler = Callable[[Any], Any]
 F = TypeVar("F", bound=Handler)
 
-_registry: dict[str, Handler] = {}
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One registered task: its handler and what `@task` said about it."""
+
+    name: str
+    fn: Handler
+    #: An ``async def`` handler: it runs on the worker's event loop.
+    is_async: bool = False
+    #: The pydantic model annotating the payload parameter, else None.
+    model: Any = None
+
+
+_registry: dict[str, TaskSpec] = {}
 _lock = threading.Lock()
 
 
@@ -46,16 +65,51 @@ def task(name: str, *, cron: str | None = None, queue: str = "default") -> Calla
         periodic(cron, name, queue=queue)
 
     def register(fn: F) -> F:
+        spec = TaskSpec(
+            name=name,
+            fn=fn,
+            is_async=inspect.iscoroutinefunction(fn),
+            model=payload_model(fn),
+        )
         with _lock:
-            _registry[name] = fn
+            _registry[name] = spec
         return fn
 
     return register
 
 
+def payload_model(fn: Callable[..., Any]) -> Any:
+    """The pydantic model annotating `fn`'s first parameter, or None.
+
+    Duck-typed (`model_validate` and `model_json_schema`), so that registering a
+    task does not import pydantic.
+    """
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):  # a builtin or C callable: no signature
+        return None
+    if not params:
+        return None
+    try:
+        hint = typing.get_type_hints(fn).get(params[0].name)
+    except Exception:  # an annotation that does not resolve: treat as untyped
+        return None
+    if isinstance(hint, type) and all(
+        hasattr(hint, a) for a in ("model_validate", "model_json_schema")
+    ):
+        return hint
+    return None
+
+
+def spec_for(name: str) -> TaskSpec | None:
+    """The registration of task `name`, or None when it has no handler."""
+    return _registry.get(name)
+
+
 def handler_for(name: str) -> Handler | None:
     """The registered handler of `name`, or None when it has none."""
-    return _registry.get(name)
+    spec = _registry.get(name)
+    return spec.fn if spec is not None else None
 
 
 def registered() -> list[str]:

@@ -73,9 +73,21 @@ def api(host: str, port: int, workers: int | None, threads: int | None) -> None:
     metavar="SPEC",
     help="Queues to serve: a,b,c (strict order) or a:5,b:1 (weighted) [WORKER_QUEUES].",
 )
-def worker(concurrency: int | None, tasks_module: str | None, queues: str | None) -> None:
+@click.option(
+    "--async-concurrency",
+    type=click.IntRange(min=1),
+    help="Async jobs run at once on the event loop [ASYNC_CONCURRENCY].",
+)
+def worker(
+    concurrency: int | None,
+    tasks_module: str | None,
+    queues: str | None,
+    async_concurrency: int | None,
+) -> None:
     """Run a worker: claim jobs, run their handlers, record the outcome."""
     settings = load_settings()
+    if async_concurrency is not None:
+        settings = settings.with_overrides(async_concurrency=async_concurrency)
     if queues is not None:
         try:
             settings = settings.with_overrides(worker_queues=parse_queue_spec(queues))

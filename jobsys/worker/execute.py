@@ -35,36 +35,53 @@ def execute(job: Claimed, simulated_work_s: float, context: JobContext) -> Outco
     """Run the handler of `job` and capture its result or error. Never raises."""
     start = time.perf_counter()
     try:
-        payload = json.loads(job.payload_json) if job.payload_json is not None else None
+        payload = decode_payload(job)
         with running(context):
             result = _call(job.task, payload, simulated_work_s)
-    except tasks.RetryAfter as e:
+    # User task code runs here: any exception it raises (even SystemExit) is a
+    # failed attempt, never a dead worker.
+    except (Exception, SystemExit) as e:
+        return raised(job, e, start)
+    return succeeded(result, start)
+
+
+def decode_payload(job: Claimed) -> Any:
+    """The payload a handler receives: the JSON value (None when none was given)."""
+    return json.loads(job.payload_json) if job.payload_json is not None else None
+
+
+def succeeded(result: Any, start: float) -> Outcome:
+    """The outcome of a handler that returned `result` (a failure if it is not JSON)."""
+    try:
+        result_json = json.dumps(result, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError, RecursionError) as e:
+        return failed(f"result is not JSON-serialisable: {e}", start)
+    return Outcome(ok=True, result_json=result_json, duration_s=time.perf_counter() - start)
+
+
+def raised(job: Claimed, e: BaseException, start: float) -> Outcome:
+    """The outcome of a handler that raised `e`: a failed attempt (RetryAfter
+    asks for its own delay); the traceback goes to the log."""
+    if isinstance(e, tasks.RetryAfter):
         return Outcome(
             ok=False,
             error=f"RetryAfter: {e}"[:MAX_ERROR_CHARS],
             duration_s=time.perf_counter() - start,
             retry_after_s=e.seconds,
         )
-    # User task code runs here: any exception it raises (even SystemExit) is a
-    # failed attempt, never a dead worker.
-    except (Exception, SystemExit) as e:
-        logger.warning(
-            "job %s task=%s attempt=%d raised %s",
-            job.id,
-            logfmt_value(job.task),
-            job.attempt,
-            type(e).__name__,
-            exc_info=True,
-        )
-        return _failed(f"{type(e).__name__}: {e}", start)
-    try:
-        result_json = json.dumps(result, separators=(",", ":"), allow_nan=False)
-    except (TypeError, ValueError, RecursionError) as e:
-        return _failed(f"result is not JSON-serialisable: {e}", start)
-    return Outcome(ok=True, result_json=result_json, duration_s=time.perf_counter() - start)
+    logger.warning(
+        "job %s task=%s attempt=%d raised %s",
+        job.id,
+        logfmt_value(job.task),
+        job.attempt,
+        type(e).__name__,
+        exc_info=e,
+    )
+    return failed(f"{type(e).__name__}: {e}", start)
 
 
-def _failed(error: str, start: float) -> Outcome:
+def failed(error: str, start: float) -> Outcome:
+    """A failed attempt with `error` (cut to MAX_ERROR_CHARS), begun at `start`."""
     return Outcome(ok=False, error=error[:MAX_ERROR_CHARS], duration_s=time.perf_counter() - start)
 
 

@@ -10,6 +10,10 @@ Threads of one worker process:
   lease ran out (recover.lua) every ``min(worker_poll_s, job_lease_s / 10)``.
   Handlers never run on it, so a busy handler cannot starve it.
 - the main thread, which only waits for SIGTERM/SIGINT.
+- once a job of an ``async def`` task comes, an event loop thread that runs those
+  jobs, up to ``async_concurrency`` at once, and its I/O thread (`aio.AsyncRunner`).
+  A runner thread hands such a job over and goes on claiming; while async jobs
+  run, leases are renewed and cancellations looked for every `ASYNC_BEAT_S`.
 
 `run_once()` does one claim → run → settle step on the caller's thread, so the
 state machine can be tested step by step.
@@ -28,9 +32,11 @@ import time
 from dataclasses import dataclass
 from types import FrameType
 
+from jobsys import tasks
 from jobsys.errors import StoreUnavailable
 from jobsys.settings import Settings
 from jobsys.store import Claimed, Store, worker_registration
+from jobsys.worker.aio import AsyncRunner
 from jobsys.worker.child import execute_in_child
 from jobsys.worker.context import JobContext
 from jobsys.worker.events import job_event
@@ -55,6 +61,9 @@ SCHEDULER_INTERVAL_S = 1.0
 #: Within a batch, finished jobs are settled at least this often (or, when the round
 #: trip is longer, every `BATCH_ROUND_TRIPS` round trips).
 SETTLE_INTERVAL_S = 0.005
+#: While async jobs run, the heartbeat comes at least this often, so that a cancel
+#: request stops one well within a second.
+ASYNC_BEAT_S = 0.25
 
 
 def make_worker_id() -> str:
@@ -111,6 +120,8 @@ class Worker:
         # Moving average of how long a settle takes (about one round trip to Redis);
         # None until one is timed.
         self._round_trip_s: float | None = None
+        # The event loop of async handlers: made when the first async job comes.
+        self._aio: AsyncRunner | None = None
 
     # -- one step ------------------------------------------------------------
 
@@ -182,6 +193,18 @@ class Worker:
                 with self._held_lock:  # not `held()`: a copy of every held job per job
                     held = self._held.get(job.id)
                 context = held.context if held else JobContext(job.id, job.task, queue, job.attempt)
+                spec = tasks.spec_for(job.task)
+                if spec is not None and spec.is_async:
+                    aio = self.async_runner()
+                    if finished and not aio.has_free_slot():  # settle before waiting
+                        self._settle(queue, finished)
+                        finished, last_settle = [], time.monotonic()
+                    if not aio.submit(queue, job, context, self.stopping):
+                        break
+                    ran += 1
+                    # Handing over costs next to nothing: batches of async jobs are big.
+                    self._observe(0.0)
+                    continue
                 outcome = self._execute(job, context)
                 ran += 1
                 self._observe(outcome.duration_s)
@@ -196,15 +219,31 @@ class Worker:
             self._release(queue, claimed[ran:])
         return ran
 
+    def async_runner(self) -> AsyncRunner:
+        """The event loop of async handlers, started on first use."""
+        with self._held_lock:
+            if self._aio is None:
+                self._aio = AsyncRunner(
+                    self.settings.async_concurrency, self._settle, self._report_progress
+                )
+            return self._aio
+
+    def wait_async(self, timeout_s: float) -> bool:
+        """Wait until every async job handed over has run and been settled."""
+        return self._aio is None or self._aio.wait_idle(timeout_s)
+
+    def _report_progress(self, job: Claimed, fraction: float, message: str) -> None:
+        try:
+            self.store.progress(job.id, self.id, job.attempt, fraction, message)
+        except StoreUnavailable as e:  # progress is best effort
+            logger.debug("job %s: progress not recorded: %s", job.id, e)
+
     def _execute(self, job: Claimed, context: JobContext) -> Outcome:
         if context.cancel_requested:  # cancelled while it waited in the batch
             return Outcome(ok=False, error="cancelled before it started")
 
         def report(fraction: float, message: str) -> None:
-            try:
-                self.store.progress(job.id, self.id, job.attempt, fraction, message)
-            except StoreUnavailable as e:  # progress is best effort
-                logger.debug("job %s: progress not recorded: %s", job.id, e)
+            self._report_progress(job, fraction, message)
 
         context.reporter = report
         if job.timeout_s is None:
@@ -339,13 +378,18 @@ class Worker:
     def _heartbeat_loop(self) -> None:
         # At least every second, so that handlers hear of cancellations promptly.
         interval = max(0.05, min(self.settings.job_lease_s / 3, 1.0))
-        next_beat = next_recover = next_schedule = time.monotonic()
+        next_beat = next_flush = next_recover = next_schedule = time.monotonic()
         while not self._heartbeat_stop.is_set():
             now = time.monotonic()
+            async_running = self._aio is not None and self._aio.running > 0
+            beat = min(interval, ASYNC_BEAT_S) if async_running else interval
+            next_beat = min(next_beat, now + beat)
             try:
                 if now >= next_beat:
-                    next_beat = now + interval
+                    next_beat = now + beat
                     self.heartbeat_once()
+                if now >= next_flush:
+                    next_flush = now + interval
                     self.flush_telemetry()
                 if now >= next_recover and not self.stopping.is_set():
                     self.recover_once()
@@ -355,12 +399,14 @@ class Worker:
                     next_schedule = now + SCHEDULER_INTERVAL_S
             except StoreUnavailable as e:
                 logger.warning("heartbeat: Redis unreachable: %s", e)
-                next_beat = next_recover = next_schedule = now + 1.0
+                next_beat = next_flush = next_recover = next_schedule = now + 1.0
             # The top of a long-lived loop: log anything unexpected and go on.
             except Exception:
                 logger.exception("heartbeat: unexpected error")
-                next_beat = next_recover = next_schedule = now + 1.0
-            wake = min(next_beat, next_recover, next_schedule)
+                next_beat = next_flush = next_recover = next_schedule = now + 1.0
+            wake = min(next_beat, next_flush, next_recover, next_schedule)
+            if not async_running and self._aio is not None:
+                wake = min(wake, time.monotonic() + ASYNC_BEAT_S)  # notice async jobs start
             self._heartbeat_stop.wait(max(0.0, wake - time.monotonic()))
 
     # -- the runner loop -----------------------------------------------------
@@ -423,6 +469,8 @@ class Worker:
         deadline = time.monotonic() + grace
         for t in runners:
             t.join(max(0.0, deadline - time.monotonic()))
+        if self._aio is not None:
+            self._aio.stop(max(0.0, deadline - time.monotonic()))
         self.release_held()
         self._heartbeat_stop.set()
         heartbeat.join(2.0)
