@@ -80,6 +80,10 @@ class Settings:
     #: ASYNC_CONCURRENCY: async (``async def``) jobs one worker process runs at once
     #: on its event loop, beside its WORKER_CONCURRENCY sync ones.
     async_concurrency: int = 100
+    #: UNKNOWN_TASKS: what happens to a job of a task no live worker serves:
+    #: ``simulate`` (SIMULATED_WORK_SECONDS of work, then completed) or ``reject``
+    #: (the API answers 400; a worker fails such a job at once, without retries).
+    unknown_tasks: str = "simulate"
     #: WORKER_QUEUES: the queues a worker serves, "a,b,c" (strict order) or
     #: "a:5,b:2,c:1" (weighted random order); see `parse_queue_spec`.
     worker_queues: tuple[tuple[str, int], ...] = (("default", 0),)
@@ -172,6 +176,7 @@ class Settings:
             tasks_module=env.get("JOBSYS_TASKS") or None,
             worker_concurrency=reader.get("WORKER_CONCURRENCY", _positive_int, 1),
             async_concurrency=reader.get("ASYNC_CONCURRENCY", _positive_int, 100),
+            unknown_tasks=reader.get("UNKNOWN_TASKS", _unknown_tasks, "simulate"),
             worker_queues=reader.get("WORKER_QUEUES", parse_queue_spec, (("default", 0),)),
             worker_prefetch=reader.get("WORKER_PREFETCH", _positive_int, 100),
             worker_poll_s=reader.get("WORKER_POLL_SECONDS", _positive_float, 1.0),
@@ -513,6 +518,13 @@ def _worker_class(raw: str) -> str:
     if raw not in {"gevent", "gthread"}:
         raise ValueError("must be gevent or gthread")
     return raw
+
+
+def _unknown_tasks(raw: str) -> str:
+    mode = raw.strip().lower()
+    if mode not in {"simulate", "reject"}:
+        raise ValueError("must be simulate or reject")
+    return mode
 
 
 def _log_format(raw: str) -> str:

@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 import redis
+from pydantic import BaseModel
 
 from jobsys import current_job, task
 from jobsys.tasks import RetryAfter
@@ -152,3 +153,22 @@ async def async_blocking(payload: Any) -> Any:
 async def async_boom(payload: Any) -> Any:
     await asyncio.sleep(0)
     raise ValueError(f"async boom: {payload}")
+
+
+class Resize(BaseModel):
+    """The payload of `typed-resize`."""
+
+    width: int
+    height: int = 100
+
+
+@task("typed-resize", max_retries=5, priority=7)
+def typed_resize(payload: Resize) -> Any:
+    """A typed task: it receives a `Resize`, validated from the payload."""
+    assert isinstance(payload, Resize)
+    return {"model": type(payload).__name__, "area": payload.width * payload.height}
+
+
+@task("with-defaults", queue="defaults-q", max_retries=0, timeout_seconds=30, priority=5)
+def with_defaults(payload: Any) -> Any:
+    return "ok"

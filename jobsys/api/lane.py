@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING
 from werkzeug.exceptions import HTTPException
 from werkzeug.http import HTTP_STATUS_CODES
 
-from jobsys.api import auth, errors, guards, headers, routes, validation
-from jobsys.errors import JobsysError, StoreUnavailable, TooManyQueues
+from jobsys.api import auth, catalog, errors, guards, headers, routes, validation
+from jobsys.errors import InvalidJob, JobsysError, StoreUnavailable, TooManyQueues
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -56,16 +56,21 @@ class SubmitLane:
             trace = headers.traceparent(environ.get("HTTP_TRACEPARENT"))
             if path == "/submit":
                 req = validation.submit_body(content_type, body)
-                subs, queue = [req.submission(trace)], req.queue
+                jobs: list[validation.BatchJob] = [req]
+                queue, queue_given = req.queue, "queue" in req.model_fields_set
             else:
                 batch = validation.batch_body(content_type, body)
-                subs, queue = [j.submission(trace) for j in batch.jobs], batch.queue
+                jobs, queue, queue_given = batch.jobs, batch.queue, True
         except (JobsysError, HTTPException):
             return self.app.wsgi_app(environ, start_response)
         extra: list[tuple[str, str]] = []
         try:
+            # The task catalog (api/catalog.py) reads Redis: an outage is answered here.
+            subs, queue = catalog.for_app(self.app).prepare(
+                jobs, [j.submission(trace) for j in jobs], queue, queue_given
+            )
             done = self.state.store.submit_jobs(subs, queue=queue)
-        except TooManyQueues:
+        except (TooManyQueues, InvalidJob):
             # Refused before anything was written: Flask answers it (the same refusal).
             return self.app.wsgi_app(environ, start_response)
         except StoreUnavailable as e:

@@ -178,6 +178,16 @@ _ROUTES = {
     "GET /workers": Route(
         "listWorkers", "Every live worker", {"200": ("The live workers.", "Workers")}, _READ
     ),
+    "GET /tasks": Route(
+        "listTasks",
+        "Every task a live worker serves",
+        {"200": ("The tasks, by name.", "Tasks")},
+        _READ,
+        description="What live workers publish of their `@task` handlers: sync or async, the "
+        "defaults a submit gets for the fields it leaves out (`queue` for POST /submit only), "
+        "and the JSON Schema of a typed payload, which POST /submit checks (a 400 naming the "
+        "field). A task a worker starts serving shows within about a second.",
+    ),
     "GET /metrics": Route(
         "metrics",
         "Prometheus metrics",

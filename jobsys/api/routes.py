@@ -11,7 +11,7 @@ from flask.typing import ResponseReturnValue
 from prometheus_client import CollectorRegistry
 from pydantic import BaseModel
 
-from jobsys.api import headers, openapi, validation
+from jobsys.api import catalog, headers, openapi, validation
 from jobsys.api import metrics as api_metrics
 from jobsys.api.schemas import (
     BatchSubmitted,
@@ -25,6 +25,7 @@ from jobsys.api.schemas import (
     Schedule,
     Schedules,
     Submitted,
+    Tasks,
     Workers,
     WorkerView,
 )
@@ -67,7 +68,10 @@ def submit() -> ResponseReturnValue:
     """Queue one job: 202 with its id."""
     req = validation.submit_request(request)
     key = headers.idempotency_key(request.headers.get(headers.IDEMPOTENCY_HEADER))
-    done = _submit([req.submission(_traceparent())], req.queue, key, req)
+    subs, queue = catalog.for_app(current_app).prepare(
+        [req], [req.submission(_traceparent())], req.queue, "queue" in req.model_fields_set
+    )
+    done = _submit(subs, queue, key, req)
     ids, replayed = done.ids, done.replayed
     body = submitted(req, done.statuses[0], ids[0])
     location = {"Location": job_location(request.script_root, ids[0])}
@@ -94,7 +98,10 @@ def submit_batch() -> ResponseReturnValue:
     req = validation.batch_request(request)
     key = headers.idempotency_key(request.headers.get(headers.IDEMPOTENCY_HEADER))
     trace = _traceparent()
-    done = _submit([j.submission(trace) for j in req.jobs], req.queue, key, req)
+    subs, queue = catalog.for_app(current_app).prepare(
+        req.jobs, [j.submission(trace) for j in req.jobs], req.queue, True
+    )
+    done = _submit(subs, queue, key, req)
     ids, replayed = done.ids, done.replayed
     body = batch_submitted(ids)
     if replayed:
@@ -156,6 +163,13 @@ def workers() -> ResponseReturnValue:
     live = st.store.live_workers(st.settings.worker_liveness_s)
     views = [WorkerView.model_validate(w, from_attributes=True) for w in live]
     return Workers(workers=views).to_api()
+
+
+@bp.get("/tasks")
+def list_tasks() -> ResponseReturnValue:
+    """Every task a live worker serves: its kind, defaults and payload schema."""
+    found = catalog.for_app(current_app).tasks()
+    return Tasks.model_validate({"tasks": catalog.views(found)}).to_api()
 
 
 @bp.get("/metrics")

@@ -5,6 +5,7 @@ The API, the worker and the CLI import only the names below: nothing outside
 redis-py exception (tests/unit/test_store_boundary.py and ruff's TID251 check).
 """
 
+from jobsys.store.catalog import TASKS_FIELD
 from jobsys.store.connection import connect
 from jobsys.store.health import HealthProbe
 from jobsys.store.listing import CURSOR_PATTERN, DEFAULT_LIMIT, MAX_LIMIT
@@ -28,6 +29,7 @@ __all__ = [
     "CURSOR_PATTERN",
     "DEFAULT_LIMIT",
     "MAX_LIMIT",
+    "TASKS_FIELD",
     "Claimed",
     "Deltas",
     "HealthProbe",

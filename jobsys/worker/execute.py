@@ -29,6 +29,13 @@ class Outcome:
     duration_s: float = 0.0
     #: The handler raised RetryAfter: retry after this long instead of the backoff.
     retry_after_s: float | None = None
+    #: No retry can help (a payload its task's model refuses, an unknown task under
+    #: UNKNOWN_TASKS=reject): the job fails at once, whatever retries it has left.
+    final: bool = False
+
+
+class InvalidPayload(Exception):
+    """A typed task's payload does not validate against its model."""
 
 
 def execute(job: Claimed, simulated_work_s: float, context: JobContext) -> Outcome:
@@ -46,8 +53,26 @@ def execute(job: Claimed, simulated_work_s: float, context: JobContext) -> Outco
 
 
 def decode_payload(job: Claimed) -> Any:
-    """The payload a handler receives: the JSON value (None when none was given)."""
+    """The payload a handler receives: the JSON value (None when none was given),
+    or, for a typed task, an instance of its model. Raises `InvalidPayload`."""
+    spec = tasks.spec_for(job.task)
+    if spec is not None and spec.model is not None:
+        try:
+            return spec.model.model_validate_json(job.payload_json or "null")
+        # pydantic's ValidationError (a ValueError), caught without importing pydantic.
+        except ValueError as e:
+            raise InvalidPayload(f"payload does not match {spec.model.__name__}: {e}") from e
     return json.loads(job.payload_json) if job.payload_json is not None else None
+
+
+def final_failure(error: str, start: float) -> Outcome:
+    """A failed attempt that ends the job at once (no retry)."""
+    return Outcome(
+        ok=False,
+        error=error[:MAX_ERROR_CHARS],
+        duration_s=time.perf_counter() - start,
+        final=True,
+    )
 
 
 def succeeded(result: Any, start: float) -> Outcome:
@@ -62,6 +87,8 @@ def succeeded(result: Any, start: float) -> Outcome:
 def raised(job: Claimed, e: BaseException, start: float) -> Outcome:
     """The outcome of a handler that raised `e`: a failed attempt (RetryAfter
     asks for its own delay); the traceback goes to the log."""
+    if isinstance(e, InvalidPayload):
+        return final_failure(str(e), start)
     if isinstance(e, tasks.RetryAfter):
         return Outcome(
             ok=False,

@@ -21,6 +21,7 @@ state machine can be tested step by step.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import random
@@ -35,12 +36,12 @@ from types import FrameType
 from jobsys import tasks
 from jobsys.errors import StoreUnavailable
 from jobsys.settings import Settings
-from jobsys.store import Claimed, Store, worker_registration
+from jobsys.store import TASKS_FIELD, Claimed, Store, worker_registration
 from jobsys.worker.aio import AsyncRunner
 from jobsys.worker.child import execute_in_child
 from jobsys.worker.context import JobContext
 from jobsys.worker.events import job_event
-from jobsys.worker.execute import Outcome, execute
+from jobsys.worker.execute import Outcome, execute, final_failure
 from jobsys.worker.queues import QueueOrder
 from jobsys.worker.scheduler import Scheduler
 from jobsys.worker.settle import MAX_RECONNECT_DELAY_S, Finished, Settler
@@ -64,6 +65,9 @@ SETTLE_INTERVAL_S = 0.005
 #: While async jobs run, the heartbeat comes at least this often, so that a cancel
 #: request stops one well within a second.
 ASYNC_BEAT_S = 0.25
+#: The registration carries the worker's task catalog (GET /tasks) on its first
+#: heartbeat and every this many after (its HASH keeps the field in between).
+CATALOG_EVERY_BEATS = 30
 
 
 def make_worker_id() -> str:
@@ -122,6 +126,7 @@ class Worker:
         self._round_trip_s: float | None = None
         # The event loop of async handlers: made when the first async job comes.
         self._aio: AsyncRunner | None = None
+        self._flushes = 0
 
     # -- one step ------------------------------------------------------------
 
@@ -241,6 +246,15 @@ class Worker:
     def _execute(self, job: Claimed, context: JobContext) -> Outcome:
         if context.cancel_requested:  # cancelled while it waited in the batch
             return Outcome(ok=False, error="cancelled before it started")
+        if (
+            self.settings.unknown_tasks == "reject"
+            and job.task != tasks.BUILTIN_FAIL
+            and tasks.spec_for(job.task) is None
+        ):
+            return final_failure(
+                f"unknown task {job.task!r}: no handler in this worker (UNKNOWN_TASKS=reject)",
+                time.perf_counter(),
+            )
 
         def report(fraction: float, message: str) -> None:
             self._report_progress(job, fraction, message)
@@ -356,9 +370,10 @@ class Worker:
                 self.telemetry.recovered(queue, [(t, v) for _, v, t in taken])
         return recovered
 
-    def registration(self) -> dict[str, object]:
-        """What this worker tells GET /workers (renewed with every heartbeat)."""
-        return worker_registration(
+    def registration(self, with_catalog: bool = False) -> dict[str, object]:
+        """What this worker tells GET /workers (renewed with every heartbeat); with
+        `with_catalog`, also the tasks it serves (GET /tasks)."""
+        fields = worker_registration(
             host=socket.gethostname(),
             pid=os.getpid(),
             queues=list(self.queues),
@@ -368,12 +383,22 @@ class Worker:
             processed=self.completed + self.failed,
             failed=self.failed,
         )
+        if with_catalog:
+            fields[TASKS_FIELD] = json.dumps(tasks.catalog(), separators=(",", ":"))
+        return fields
 
     def flush_telemetry(self) -> None:
         """Renew the registration and write the counts of the last second. Raises
         `StoreUnavailable` (the counts are kept for the next call)."""
         ttl_s = max(10.0, 3 * self.settings.worker_liveness_s)
-        self.telemetry.flush(self.store, self.id, self.registration(), ttl_s)
+        with_catalog = self._flushes % CATALOG_EVERY_BEATS == 0
+        registration = self.registration(with_catalog)
+        # False: Redis had lost the function library (now loaded again) and the
+        # registration was not written: write it now.
+        if self.telemetry.flush(self.store, self.id, registration, ttl_s) or self.telemetry.flush(
+            self.store, self.id, registration, ttl_s
+        ):
+            self._flushes += 1
 
     def _heartbeat_loop(self) -> None:
         # At least every second, so that handlers hear of cancellations promptly.
