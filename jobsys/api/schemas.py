@@ -96,6 +96,11 @@ class WorkerView(ApiModel):
     last_heartbeat: IsoTime
     processed: Count = Field(description="Attempts it finished (completed or failed).")
     failed: Count = Field(description="Attempts of it that failed.")
+    supervisor: str | None = Field(
+        default=None,
+        description="`<host>:<pid>` of the supervisor it runs under (`jobsys worker "
+        "--processes`); absent for a worker process of its own.",
+    )
 
 
 class Workers(ApiModel):

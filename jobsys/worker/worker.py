@@ -42,6 +42,7 @@ from jobsys.worker.child import execute_in_child
 from jobsys.worker.context import JobContext
 from jobsys.worker.events import job_event
 from jobsys.worker.execute import Outcome, execute, final_failure
+from jobsys.worker.pool import Supervisor, resident_mb
 from jobsys.worker.queues import QueueOrder
 from jobsys.worker.scheduler import Scheduler
 from jobsys.worker.settle import MAX_RECONNECT_DELAY_S, Finished, Settler
@@ -94,8 +95,14 @@ class Worker:
         settings: Settings,
         store: Store | None = None,
         worker_id: str | None = None,
+        supervisor: str | None = None,
     ) -> None:
         self.settings = settings
+        #: The supervisor (``<host>:<pid>``) of `jobsys worker --processes` this
+        #: process runs under; only then does it recycle itself (pool.py).
+        self.supervisor = supervisor
+        #: Jobs started (handed to a handler), for WORKER_MAX_JOBS_PER_CHILD.
+        self.started = 0
         self.store = store if store is not None else Store(settings)
         self.order = QueueOrder(settings.worker_queues)
         self.queues = self.order.names
@@ -191,8 +198,11 @@ class Worker:
         ran = 0
         try:
             for job in claimed:
+                if self._recycle_due():
+                    self.request_stop()
                 if self.stopping.is_set():
                     break
+                self.started += 1
                 job_event("started", job, queue, self.id)
                 self.telemetry.started(queue, job)
                 with self._held_lock:  # not `held()`: a copy of every held job per job
@@ -242,6 +252,28 @@ class Worker:
             self.store.progress(job.id, self.id, job.attempt, fraction, message)
         except StoreUnavailable as e:  # progress is best effort
             logger.debug("job %s: progress not recorded: %s", job.id, e)
+
+    def _recycle_due(self) -> bool:
+        limit = self.settings.worker_max_jobs_per_child
+        if self.supervisor is None or not limit or self.started < limit:
+            return False
+        if not self.stopping.is_set():
+            logger.info("worker %s: %d jobs started: recycling", self.id, self.started)
+        return True
+
+    def _check_memory(self) -> None:
+        ceiling = self.settings.worker_max_memory_mb
+        if self.supervisor is None or not ceiling or self.stopping.is_set():
+            return
+        rss = resident_mb()
+        if rss is not None and rss > ceiling:
+            logger.warning(
+                "worker %s: resident memory %.0f MB over WORKER_MAX_MEMORY_MB=%d: recycling",
+                self.id,
+                rss,
+                ceiling,
+            )
+            self.request_stop()
 
     def _execute(self, job: Claimed, context: JobContext) -> Outcome:
         if context.cancel_requested:  # cancelled while it waited in the batch
@@ -382,6 +414,7 @@ class Worker:
             current_jobs=sorted(self.held()),
             processed=self.completed + self.failed,
             failed=self.failed,
+            supervisor=self.supervisor,
         )
         if with_catalog:
             fields[TASKS_FIELD] = json.dumps(tasks.catalog(), separators=(",", ":"))
@@ -416,6 +449,7 @@ class Worker:
                 if now >= next_flush:
                     next_flush = now + interval
                     self.flush_telemetry()
+                    self._check_memory()
                 if now >= next_recover and not self.stopping.is_set():
                     self.recover_once()
                     next_recover = now + self.recover_interval_s
@@ -559,8 +593,16 @@ class Worker:
 
 
 def run_worker(settings: Settings) -> int:
-    """Entry point of `jobsys worker`: load the tasks module, run until stopped."""
+    """Entry point of `jobsys worker`: load the tasks module, run until stopped; with
+    WORKER_PROCESSES > 1 or a recycling limit, supervise that many worker processes
+    (pool.py) instead."""
     from jobsys import tasks  # noqa: PLC0415
 
+    if (
+        settings.worker_processes > 1
+        or settings.worker_max_jobs_per_child
+        or settings.worker_max_memory_mb
+    ):
+        return Supervisor(settings).run()
     tasks.load(settings.tasks_module)
     return Worker(settings).run()
