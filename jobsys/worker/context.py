@@ -11,7 +11,7 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
 
 #: Progress reports closer together than this are dropped (but for the last, 1.0).
@@ -77,6 +77,16 @@ class JobContext:
 def current_job() -> JobContext | None:
     """The job the calling handler runs, or None outside a handler."""
     return _current.get()
+
+
+def set_current(job: JobContext | None) -> Token[JobContext | None]:
+    """Make `job` the current job; `reset_current` with the token undoes it."""
+    return _current.set(job)
+
+
+def reset_current(token: Token[JobContext | None]) -> None:
+    """Undo the `set_current` that returned `token`."""
+    _current.reset(token)
 
 
 @contextmanager

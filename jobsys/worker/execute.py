@@ -11,12 +11,16 @@ from typing import Any
 from jobsys import tasks
 from jobsys.logs import logfmt_value
 from jobsys.store import Claimed
-from jobsys.worker.context import JobContext, running
+from jobsys.worker.context import JobContext, reset_current, set_current
 
 logger = logging.getLogger(__name__)
 
 #: Longest error text kept in the job hash; the full traceback goes to the log.
 MAX_ERROR_CHARS = 2000
+
+#: A result as compact JSON (made once: `json.dumps` with options builds an encoder
+#: per call).
+_encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
 
 
 @dataclass(frozen=True)
@@ -41,14 +45,18 @@ class InvalidPayload(Exception):
 def execute(job: Claimed, simulated_work_s: float, context: JobContext) -> Outcome:
     """Run the handler of `job` and capture its result or error. Never raises."""
     start = time.perf_counter()
+    # `running` as a bare set/reset, not a `with` (a context manager costs a
+    # generator per job on the hot path).
+    token = set_current(context)
     try:
         payload = decode_payload(job)
-        with running(context):
-            result = _call(job.task, payload, simulated_work_s)
+        result = _call(job.task, payload, simulated_work_s)
     # User task code runs here: any exception it raises (even SystemExit) is a
     # failed attempt, never a dead worker.
     except (Exception, SystemExit) as e:
         return raised(job, e, start)
+    finally:
+        reset_current(token)
     return succeeded(result, start)
 
 
@@ -78,7 +86,7 @@ def final_failure(error: str, start: float) -> Outcome:
 def succeeded(result: Any, start: float) -> Outcome:
     """The outcome of a handler that returned `result` (a failure if it is not JSON)."""
     try:
-        result_json = json.dumps(result, separators=(",", ":"), allow_nan=False)
+        result_json = _encode(result)
     except (TypeError, ValueError, RecursionError) as e:
         return failed(f"result is not JSON-serialisable: {e}", start)
     return Outcome(ok=True, result_json=result_json, duration_s=time.perf_counter() - start)
