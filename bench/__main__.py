@@ -3,6 +3,7 @@
     python -m bench            # default: 10,000 jobs, 3 repeats, 2 worker processes (< 10 min)
     python -m bench --quick    # 2,000 jobs, no scaling workload (< 2 min once the venvs exist)
     python -m bench --smoke    # tiny: jobsys and Huey (jobsys alone without the network), for CI
+    python -m bench --job incr # drains of jobs that each make one INCR on their own connection
 
 See README.md ("Benchmarks") for what is measured and how.
 """
@@ -45,6 +46,9 @@ class Plan:
     http_connections: int = 16
     http_batch: int = 100
     submit_many_batch: int = 1000
+    #: What each job does (bench.runners.common.JOB): noop, incr or async. A run of
+    #: another job than noop runs the drain workload only.
+    job: str = "noop"
 
 
 MODES = {
@@ -82,6 +86,14 @@ def parse(argv: list[str] | None) -> tuple[Plan, Path, float]:
     p.add_argument("--repeat", type=int, help="runs of each workload (the median is reported)")
     p.add_argument("--workers", type=int, help="worker processes per system (2)")
     p.add_argument("--no-scaling", action="store_true", help="skip the 1/2/4-worker workload")
+    p.add_argument(
+        "--job",
+        choices=JOBS,
+        default="noop",
+        help="what each job does: noop (default); incr, one INCR on the worker's own Redis "
+        "connection; async, that INCR awaited in an async handler (systems with async "
+        "handlers only). Not noop: drains only, results in <stem>-<job>.*",
+    )
     p.add_argument("--out", type=Path, default=REPO / "bench" / "results", help="results dir")
     p.add_argument(
         "--wait-quiet",
@@ -106,7 +118,16 @@ def parse(argv: list[str] | None) -> tuple[Plan, Path, float]:
         plan = replace(plan, workers=args.workers)
     if args.no_scaling:
         plan = replace(plan, scaling=())
+    if args.job != "noop":
+        names = [n for n in plan.systems if args.job != "async" or n in ASYNC_SYSTEMS]
+        plan = replace(plan, job=args.job, systems=names)
     return plan, args.out, args.wait_quiet
+
+
+#: The jobs a run may be made of (see Plan.job).
+JOBS = ("noop", "incr", "async")
+#: The systems whose handlers can be async (the `async` job).
+ASYNC_SYSTEMS = ("jobsys", "saq", "arq")
 
 
 def log(msg: str) -> None:
@@ -158,6 +179,8 @@ class Runner:
 
     def all(self) -> None:
         self.drains()
+        if self.plan.job != "noop":
+            return
         self.latencies()
         if any(s.name == "jobsys" for s in self.systems):
             self.submit_paths()
@@ -235,6 +258,7 @@ class Runner:
 
 def main(argv: list[str] | None = None) -> int:
     plan, out_dir, wait_quiet_s = parse(argv)
+    os.environ["BENCH_JOB"] = plan.job  # to every producer and worker (Bench.env)
     systems, notes = prepare(plan)
     deadline = time.monotonic() + wait_quiet_s
     if wait_quiet_s:
@@ -247,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     scratch = Path(tempfile.mkdtemp(prefix="jobsys-bench-"))
     names = ",".join(s.name for s in systems)
     log(
-        f"mode={plan.mode} systems={names} N={plan.jobs} repeat={plan.repeat} "
+        f"mode={plan.mode} job={plan.job} systems={names} N={plan.jobs} repeat={plan.repeat} "
         f"workers={plan.workers}; logs in {scratch} (deleted unless a run fails)"
     )
     busy = cpu_busy()
@@ -305,6 +329,7 @@ def describe(plan: Plan, bench: Bench, systems: list[System]) -> dict[str, Any]:
     return {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "mode": plan.mode,
+        "job": plan.job,
         "jobs": plan.jobs,
         "repeat": plan.repeat,
         "workers": plan.workers,

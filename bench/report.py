@@ -163,6 +163,14 @@ def _ratio(mine: dict[str, float] | None, theirs: dict[str, float] | None, low: 
     return f"{r:.2f}x"
 
 
+#: How the report names the jobs of a run, by `--job`.
+JOB_WORDS = {
+    "noop": "no-op jobs",
+    "incr": "jobs that each make one INCR on the worker process's own Redis connection",
+    "async": "async jobs (an async handler that awaits one INCR through redis.asyncio)",
+}
+
+
 def markdown(meta: dict[str, Any], summary: dict[str, Any], goals: list[dict[str, Any]]) -> str:
     j = summary.get("jobsys", {})
     rows = list(summary.items())
@@ -176,7 +184,8 @@ def markdown(meta: dict[str, Any], summary: dict[str, Any], goals: list[dict[str
         "server for every system, `FLUSHALL` between runs. jobsys at "
         f"{meta['jobsys_commit']}.",
         "",
-        f"N = {meta['jobs']:,} no-op jobs per drain run (fewer for the slowest systems: see the "
+        f"N = {meta['jobs']:,} {JOB_WORDS[meta.get('job', 'noop')]} per drain run (fewer for "
+        "the slowest systems: see the "
         f"N column), **{w} worker processes** per system, {meta['repeat']} repeats of every "
         "workload: each cell is the **median**, with the min-max spread of the repeats. "
         "Every worker process, the producer and Redis share the same "
@@ -353,9 +362,12 @@ def write(
     """Write STEM.json, STEM.md and (when matplotlib is there) STEM.png.
 
     STEM is ``latest`` for a default run (what the README links), else the mode
-    (``quick``, ``smoke``), so a smoke run in CI never overwrites the published results.
+    (``quick``, ``smoke``), so a smoke run in CI never overwrites the published results;
+    ``-<job>`` follows for a run of another job than noop (``latest-incr``).
     """
     stem = "latest" if meta["mode"] == "default" else meta["mode"]
+    if meta.get("job", "noop") != "noop":  # python -m bench --job incr: latest-incr.*
+        stem = f"{stem}-{meta['job']}"
     out_dir.mkdir(parents=True, exist_ok=True)
     meta.setdefault("command", " ".join(["python -m bench", *sys.argv[1:]]))
     summary = summarise(runs, systems)

@@ -84,6 +84,23 @@ class Settings:
     tasks_module: str | None = None
     #: WORKER_CONCURRENCY: jobs one worker process runs at once.
     worker_concurrency: int = 1
+    # -- async handlers, process pool (issue 15) --
+    #: ASYNC_CONCURRENCY: async (``async def``) jobs one worker process runs at once
+    #: on its event loop, beside its WORKER_CONCURRENCY sync ones.
+    async_concurrency: int = 100
+    #: UNKNOWN_TASKS: what happens to a job of a task no live worker serves:
+    #: ``simulate`` (SIMULATED_WORK_SECONDS of work, then completed) or ``reject``
+    #: (the API answers 400; a worker fails such a job at once, without retries).
+    unknown_tasks: str = "simulate"
+    #: WORKER_PROCESSES: worker processes `jobsys worker` runs under one supervisor
+    #: (``auto``: one per CPU core). 1 with no recycling: a single process, no supervisor.
+    worker_processes: int = 1
+    #: WORKER_MAX_JOBS_PER_CHILD: a supervised worker process that has started this
+    #: many jobs stops cleanly and is replaced (0: never).
+    worker_max_jobs_per_child: int = 0
+    #: WORKER_MAX_MEMORY_MB: a supervised worker process whose resident memory passes
+    #: this stops cleanly and is replaced (0: no ceiling).
+    worker_max_memory_mb: int = 0
     #: WORKER_QUEUES: the queues a worker serves, "a,b,c" (strict order) or
     #: "a:5,b:2,c:1" (weighted random order); see `parse_queue_spec`.
     worker_queues: tuple[tuple[str, int], ...] = (("default", 0),)
@@ -183,6 +200,11 @@ class Settings:
             shutdown_grace_s=reader.get("SHUTDOWN_GRACE_SECONDS", _non_negative_float, 30.0),
             tasks_module=env.get("JOBSYS_TASKS") or None,
             worker_concurrency=reader.get("WORKER_CONCURRENCY", _positive_int, 1),
+            async_concurrency=reader.get("ASYNC_CONCURRENCY", _positive_int, 100),
+            unknown_tasks=reader.get("UNKNOWN_TASKS", _unknown_tasks, "simulate"),
+            worker_processes=reader.get("WORKER_PROCESSES", worker_processes, 1),
+            worker_max_jobs_per_child=reader.get("WORKER_MAX_JOBS_PER_CHILD", _non_negative_int, 0),
+            worker_max_memory_mb=reader.get("WORKER_MAX_MEMORY_MB", _non_negative_int, 0),
             worker_queues=reader.get("WORKER_QUEUES", parse_queue_spec, (("default", 0),)),
             worker_prefetch=reader.get("WORKER_PREFETCH", _positive_int, 100),
             worker_poll_s=reader.get("WORKER_POLL_SECONDS", _positive_float, 1.0),
@@ -563,6 +585,23 @@ def _worker_class(raw: str) -> str:
     if raw not in {"gevent", "gthread"}:
         raise ValueError("must be gevent or gthread")
     return raw
+
+
+def worker_processes(raw: str) -> int:
+    """``auto`` (one per CPU core) or a whole number of at least 1."""
+    if raw.strip().lower() == "auto":
+        return os.cpu_count() or 1
+    try:
+        return _positive_int(raw)
+    except ValueError:
+        raise ValueError("must be auto or a whole number >= 1") from None
+
+
+def _unknown_tasks(raw: str) -> str:
+    mode = raw.strip().lower()
+    if mode not in {"simulate", "reject"}:
+        raise ValueError("must be simulate or reject")
+    return mode
 
 
 def _log_format(raw: str) -> str:

@@ -26,6 +26,7 @@ PRODUCER_ALLOWED = frozenset(
         ("GET", "/schedules"),
         ("GET", "/dead-letter"),
         ("GET", "/workers"),
+        ("GET", "/tasks"),
         ("GET", "/metrics"),
         ("GET", "/openapi.json"),
         ("GET", "/auth/whoami"),

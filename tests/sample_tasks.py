@@ -6,11 +6,13 @@ side effect that counts executions independently of jobsys's own bookkeeping.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from typing import Any
 
 import redis
+from pydantic import BaseModel
 
 from jobsys import current_job, task
 from jobsys.tasks import RetryAfter
@@ -103,3 +105,70 @@ def fail_until_fixed(payload: Any) -> Any:
     if not _redis().exists("test:fixed"):
         raise RuntimeError("not fixed yet")
     return "fixed"
+
+
+@task("async-sleep")
+async def async_sleep(payload: Any) -> Any:
+    """Await `payload` seconds (1 when none); answer the job's id as current_job() sees it."""
+    job = current_job()
+    assert job is not None
+    await asyncio.sleep(float(payload) if payload is not None else 1.0)
+    assert current_job() is job  # each asyncio task keeps its own current job
+    return {"id": job.id}
+
+
+@task("async-steps")
+async def async_steps(payload: Any) -> Any:
+    """Report progress in `payload["n"]` steps of `payload["pause"]` seconds each."""
+    job = current_job()
+    assert job is not None
+    n, pause = int(payload["n"]), float(payload["pause"])
+    for i in range(n):
+        await asyncio.sleep(pause)
+        job.progress((i + 1) / n, f"step {i + 1} of {n}")
+    return n
+
+
+@task("async-cancellable")
+async def async_cancellable(payload: Any) -> Any:
+    """Await `payload` seconds; record in ``test:cancelled`` a CancelledError seen."""
+    job = current_job()
+    assert job is not None
+    try:
+        await asyncio.sleep(float(payload))
+    except asyncio.CancelledError:
+        _redis().rpush("test:cancelled", job.id)
+        raise
+    return "ran to the end"
+
+
+@task("async-blocking")
+async def async_blocking(payload: Any) -> Any:
+    """Block the event loop for `payload` seconds (what a handler must not do)."""
+    time.sleep(float(payload))
+    return "blocked"
+
+
+@task("async-boom")
+async def async_boom(payload: Any) -> Any:
+    await asyncio.sleep(0)
+    raise ValueError(f"async boom: {payload}")
+
+
+class Resize(BaseModel):
+    """The payload of `typed-resize`."""
+
+    width: int
+    height: int = 100
+
+
+@task("typed-resize", max_retries=5, priority=7)
+def typed_resize(payload: Resize) -> Any:
+    """A typed task: it receives a `Resize`, validated from the payload."""
+    assert isinstance(payload, Resize)
+    return {"model": type(payload).__name__, "area": payload.width * payload.height}
+
+
+@task("with-defaults", queue="defaults-q", max_retries=0, timeout_seconds=30, priority=5)
+def with_defaults(payload: Any) -> Any:
+    return "ok"

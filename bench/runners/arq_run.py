@@ -8,11 +8,11 @@ from typing import Any, ClassVar
 from arq import create_pool
 from arq.connections import RedisSettings
 
-from bench.runners.common import record, redis_url, run_async
+from bench.runners.common import awork, redis_url, run_async
 
 
 async def noop(ctx: dict[str, Any], seq: int) -> None:
-    record(seq)
+    await awork(seq)
 
 
 class WorkerSettings:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import Celery
 
-from bench.runners.common import record, redis_url, run_sync
+from bench.runners.common import redis_url, run_sync, work
 
 # Celery's defaults otherwise: no result backend, prefetch multiplier 4, acks early.
 app = Celery("bench", broker=redis_url())
@@ -12,7 +12,7 @@ app = Celery("bench", broker=redis_url())
 
 @app.task
 def noop(seq: int) -> None:
-    record(seq)
+    work(seq)
 
 
 def main(argv: list[str]) -> None:

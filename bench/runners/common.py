@@ -26,6 +26,41 @@ RECORD_BYTES = 32
 _fd: int | None = None
 _fd_pid = 0
 
+#: What each job does besides its record (``python -m bench --job``): ``noop``
+#: nothing; ``incr`` one INCR through the worker process's own Redis client (a
+#: second connection, not the system's), sync in sync handlers and through
+#: redis.asyncio in async ones (saq, arq); ``async`` the same INCR awaited in an
+#: async handler (jobsys's ``async def`` task, saq, arq).
+JOB = os.environ.get("BENCH_JOB", "noop")
+INCR_KEY = "bench:incr"
+_client: object = None
+_aclient: object = None
+_client_pid = 0
+
+
+def work(seq: int) -> None:
+    """The body of a sync handler: the record, then the JOB's work."""
+    record(seq)
+    if JOB != "noop":
+        global _client, _client_pid
+        if _client is None or _client_pid != os.getpid():
+            import redis  # noqa: PLC0415  (each peer venv has redis-py)
+
+            _client, _client_pid = redis.Redis.from_url(redis_url()), os.getpid()
+        _client.incr(INCR_KEY)  # type: ignore[attr-defined]
+
+
+async def awork(seq: int) -> None:
+    """The body of an async handler: the record, then the JOB's work, awaited."""
+    record(seq)
+    if JOB != "noop":
+        global _aclient
+        if _aclient is None:
+            import redis.asyncio  # noqa: PLC0415
+
+            _aclient = redis.asyncio.Redis.from_url(redis_url())
+        await _aclient.incr(INCR_KEY)  # type: ignore[attr-defined]
+
 
 def record(seq: int) -> None:
     """The job: append ``seq`` and the current time to this process's record file."""

@@ -5,14 +5,14 @@ from __future__ import annotations
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 
-from bench.runners.common import record, redis_url, run_sync
+from bench.runners.common import redis_url, run_sync, work
 
 dramatiq.set_broker(RedisBroker(url=redis_url()))
 
 
 @dramatiq.actor
 def noop(seq: int) -> None:
-    record(seq)
+    work(seq)
 
 
 def main(argv: list[str]) -> None:

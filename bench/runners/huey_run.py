@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from huey import RedisHuey
 
-from bench.runners.common import record, redis_url, run_sync
+from bench.runners.common import redis_url, run_sync, work
 
 huey = RedisHuey("bench", url=redis_url())
 
 
 @huey.task()
 def noop(seq: int) -> None:
-    record(seq)
+    work(seq)
 
 
 def main(argv: list[str]) -> None:

@@ -5,11 +5,11 @@ from __future__ import annotations
 from redis import Redis
 from rq import Queue
 
-from bench.runners.common import record, redis_url, run_sync
+from bench.runners.common import redis_url, run_sync, work
 
 
 def noop(seq: int) -> None:
-    record(seq)
+    work(seq)
 
 
 def main(argv: list[str]) -> None:

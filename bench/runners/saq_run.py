@@ -7,11 +7,11 @@ from typing import Any
 
 from saq import Queue
 
-from bench.runners.common import record, redis_url, run_async
+from bench.runners.common import awork, redis_url, run_async
 
 
 async def noop(ctx: dict[str, Any], *, seq: int) -> None:
-    record(seq)
+    await awork(seq)
 
 
 # saq's defaults otherwise (concurrency 10 per worker process).

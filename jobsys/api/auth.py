@@ -79,6 +79,7 @@ ACCESS: dict[tuple[str, str], Access] = {
     ("GET", "/schedules"): Access.PRODUCER,
     ("GET", "/dead-letter"): Access.PRODUCER,
     ("GET", "/workers"): Access.PRODUCER,
+    ("GET", "/tasks"): Access.PRODUCER,
     ("GET", "/metrics"): Access.PRODUCER,
     ("GET", "/openapi.json"): Access.PRODUCER,
     ("GET", "/auth/whoami"): Access.PRODUCER,

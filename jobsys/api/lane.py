@@ -21,8 +21,8 @@ from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException
 from werkzeug.http import HTTP_STATUS_CODES
 
-from jobsys.api import auth, errors, headers, routes, validation
-from jobsys.errors import JobsysError, StoreUnavailable, TooManyQueues
+from jobsys.api import auth, catalog, errors, headers, routes, validation
+from jobsys.errors import InvalidJob, JobsysError, StoreUnavailable, TooManyQueues
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -69,16 +69,21 @@ class SubmitLane:
                 req = validation.submit_body(content_type, body)
                 if req.unique_key is not None:  # flow control: its answers are Flask's
                     return self.app.wsgi_app(environ, start_response)
-                subs, queue = [req.submission(trace)], req.queue
+                jobs: list[validation.BatchJob] = [req]
+                queue, queue_given = req.queue, "queue" in req.model_fields_set
             else:
                 batch = validation.batch_body(content_type, body)
-                subs, queue = [j.submission(trace) for j in batch.jobs], batch.queue
+                jobs, queue, queue_given = batch.jobs, batch.queue, True
         except (JobsysError, HTTPException):
             return self.app.wsgi_app(environ, start_response)
         extra: list[tuple[str, str]] = []
         try:
+            # The task catalog (api/catalog.py) reads Redis: an outage is answered here.
+            subs, queue = catalog.for_app(self.app).prepare(
+                jobs, [j.submission(trace) for j in jobs], queue, queue_given
+            )
             done = self.state.store.submit_jobs(subs, queue=queue)
-        except TooManyQueues:
+        except (TooManyQueues, InvalidJob):
             # Refused before anything was written: Flask answers it (the same refusal).
             return self.app.wsgi_app(environ, start_response)
         except StoreUnavailable as e:

@@ -11,7 +11,7 @@ from flask.typing import ResponseReturnValue
 from prometheus_client import CollectorRegistry
 from pydantic import BaseModel
 
-from jobsys.api import errors, headers, openapi, validation
+from jobsys.api import catalog, errors, headers, openapi, validation
 from jobsys.api import metrics as api_metrics
 from jobsys.api import operations as doc
 from jobsys.api.schemas import (
@@ -26,6 +26,7 @@ from jobsys.api.schemas import (
     Schedule,
     Schedules,
     Submitted,
+    Tasks,
     Workers,
     WorkerView,
 )
@@ -83,7 +84,10 @@ def submit() -> ResponseReturnValue:
     """Queue a job"""
     req = validation.submit_request(request)
     key = headers.idempotency_key(request.headers.get(headers.IDEMPOTENCY_HEADER))
-    done = _submit([req.submission(_traceparent())], req.queue, key, req)
+    subs, queue = catalog.for_app(current_app).prepare(
+        [req], [req.submission(_traceparent())], req.queue, "queue" in req.model_fields_set
+    )
+    done = _submit(subs, queue, key, req)
     ids, replayed = done.ids, done.replayed
     body = submitted(req, done.statuses[0], ids[0])
     location = {"Location": job_location(request.script_root, ids[0])}
@@ -125,7 +129,10 @@ def submit_batch() -> ResponseReturnValue:
     req = validation.batch_request(request)
     key = headers.idempotency_key(request.headers.get(headers.IDEMPOTENCY_HEADER))
     trace = _traceparent()
-    done = _submit([j.submission(trace) for j in req.jobs], req.queue, key, req)
+    subs, queue = catalog.for_app(current_app).prepare(
+        req.jobs, [j.submission(trace) for j in req.jobs], req.queue, True
+    )
+    done = _submit(subs, queue, key, req)
     ids, replayed = done.ids, done.replayed
     body = batch_submitted(ids)
     if replayed:
@@ -219,6 +226,20 @@ def workers() -> ResponseReturnValue:
     live = st.store.live_workers(st.settings.worker_liveness_s)
     views = [WorkerView.model_validate(w, from_attributes=True) for w in live]
     return Workers(workers=views).to_api()
+
+
+@bp.get("/tasks")
+@doc.operation("listTasks", {"200": ("The tasks, by name.", "Tasks")}, doc.READ)
+def list_tasks() -> ResponseReturnValue:
+    """Every task a live worker serves
+
+    What live workers publish of their `@task` handlers: sync or async, the defaults
+    a submit gets for the fields it leaves out (`queue` for POST /submit only), and
+    the JSON Schema of a typed payload, which POST /submit checks (a 400 naming the
+    field). A task a worker starts serving shows within about a second.
+    """
+    found = catalog.for_app(current_app).tasks()
+    return Tasks.model_validate({"tasks": catalog.views(found)}).to_api()
 
 
 @bp.get("/metrics")

@@ -106,6 +106,11 @@ class WorkerView(ApiModel):
     last_heartbeat: IsoTime
     processed: Count = Field(description="Attempts it finished (completed or failed).")
     failed: Count = Field(description="Attempts of it that failed.")
+    supervisor: str | None = Field(
+        default=None,
+        description="`<host>:<pid>` of the supervisor it runs under (`jobsys worker "
+        "--processes`); absent for a worker process of its own.",
+    )
 
 
 class Workers(ApiModel):
@@ -113,6 +118,36 @@ class Workers(ApiModel):
 
     workers: list[WorkerView] = Field(
         description="Live workers (last heartbeat within WORKER_LIVENESS_SECONDS), by id."
+    )
+
+
+class TaskView(ApiModel):
+    """One task that live workers serve (GET /tasks)."""
+
+    name: str
+    kind: Literal["sync", "async"] = Field(
+        description="`async`: an `async def` handler, run on its worker's event loop."
+    )
+    queue: str | None = Field(
+        default=None, description="Default queue of a POST /submit that names none."
+    )
+    max_retries: int | None = Field(default=None, ge=0, description="Default max_retries.")
+    timeout_seconds: float | None = Field(default=None, gt=0, description="Default timeout.")
+    priority: int | None = Field(default=None, description="Default priority.")
+    payload_schema: dict[str, Any] | None = Field(
+        default=None,
+        description="The JSON Schema of the payload, when the handler's payload parameter is "
+        "annotated with a pydantic model; a submit's payload is checked against it.",
+    )
+    workers: int = Field(ge=1, description="Live workers that serve it.")
+
+
+class Tasks(ApiModel):
+    """The answer to GET /tasks."""
+
+    tasks: list[TaskView] = Field(
+        description="Every task a live worker serves, by name (a default is shown only when "
+        "the task sets it)."
     )
 
 
@@ -220,6 +255,7 @@ ANSWERS = (
     Schedules,
     Queues,
     Workers,
+    Tasks,
     JobPage,
     DeadLetterPage,
     Retried,

@@ -9,7 +9,7 @@ import click
 
 from jobsys.cli.options import EXIT_FAILED, EXIT_USAGE, PORT, fail, load_settings
 from jobsys.errors import ConfigError, JobsysError, TaskNotFound
-from jobsys.settings import Settings
+from jobsys.settings import Settings, worker_processes
 from jobsys.worker.queues import parse_queue_spec
 
 #: The help of --host: what it takes to bind wider than loopback.
@@ -73,9 +73,49 @@ def api(host: str, port: int, workers: int | None, threads: int | None) -> None:
     metavar="SPEC",
     help="Queues to serve: a,b,c (strict order) or a:5,b:1 (weighted) [WORKER_QUEUES].",
 )
-def worker(concurrency: int | None, tasks_module: str | None, queues: str | None) -> None:
+@click.option(
+    "--async-concurrency",
+    type=click.IntRange(min=1),
+    help="Async jobs run at once on the event loop [ASYNC_CONCURRENCY].",
+)
+@click.option(
+    "--processes",
+    metavar="P",
+    help="Worker processes under one supervisor; auto: one per core [WORKER_PROCESSES].",
+)
+@click.option(
+    "--max-jobs-per-child",
+    type=click.IntRange(min=0),
+    help="Replace a worker process after it started N jobs; 0: never [WORKER_MAX_JOBS_PER_CHILD].",
+)
+@click.option(
+    "--max-memory-per-child",
+    type=click.IntRange(min=0),
+    metavar="MB",
+    help="Replace a worker process whose memory passes MB; 0: never [WORKER_MAX_MEMORY_MB].",
+)
+def worker(
+    concurrency: int | None,
+    tasks_module: str | None,
+    queues: str | None,
+    async_concurrency: int | None,
+    processes: str | None,
+    max_jobs_per_child: int | None,
+    max_memory_per_child: int | None,
+) -> None:
     """Run a worker: claim jobs, run their handlers, record the outcome."""
     settings = load_settings()
+    if async_concurrency is not None:
+        settings = settings.with_overrides(async_concurrency=async_concurrency)
+    if processes is not None:
+        try:
+            settings = settings.with_overrides(worker_processes=worker_processes(processes))
+        except ValueError as e:
+            raise click.BadParameter(str(e), param_hint="--processes") from None
+    if max_jobs_per_child is not None:
+        settings = settings.with_overrides(worker_max_jobs_per_child=max_jobs_per_child)
+    if max_memory_per_child is not None:
+        settings = settings.with_overrides(worker_max_memory_mb=max_memory_per_child)
     if queues is not None:
         try:
             settings = settings.with_overrides(worker_queues=parse_queue_spec(queues))

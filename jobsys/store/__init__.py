@@ -5,6 +5,7 @@ The API, the worker and the CLI import only the names below: nothing outside
 redis-py exception (tests/unit/test_store_boundary.py and ruff's TID251 check).
 """
 
+from jobsys.store.catalog import TASKS_FIELD
 from jobsys.store.connection import connect
 from jobsys.store.events import EVENT_TYPES, FINAL_EVENTS, ORIGIN_EVENT_ID, Event, EventLog
 from jobsys.store.health import HealthProbe
@@ -32,6 +33,7 @@ __all__ = [
     "FINAL_EVENTS",
     "MAX_LIMIT",
     "ORIGIN_EVENT_ID",
+    "TASKS_FIELD",
     "Claimed",
     "Deltas",
     "Event",

@@ -166,7 +166,8 @@ def workers() -> str:
 
 def worker(worker_id: str) -> str:
     """HASH ``jobsys:worker:<id>``: one worker's registration (host, pid, queues,
-    concurrency, started_at, current_jobs, processed, failed). TTL: a few liveness
+    concurrency, started_at, current_jobs, processed, failed; tasks: the JSON catalog
+    of the tasks it serves, see store/catalog.py). TTL: a few liveness
     windows, renewed by every heartbeat; deleted at a graceful stop."""
     return f"jobsys:worker:{worker_id}"
 

@@ -20,7 +20,7 @@ from jobsys import stamps
 from jobsys.errors import InvalidJob, JobAlreadyFinished, JobNotFound
 from jobsys.models import DEFAULT_QUEUE, Job
 from jobsys.settings import Settings
-from jobsys.store import keys, metrics, workers
+from jobsys.store import catalog, keys, metrics, workers
 from jobsys.store.connection import connect
 from jobsys.store.deadletter import DeadLetter, Outcome
 from jobsys.store.events import EventLog
@@ -348,8 +348,10 @@ class Store:
     def fail_many(
         self, queue: str, worker: str, jobs: Sequence[tuple[str, int, str, float]]
     ) -> list[str]:
-        """Record failed attempts [(id, attempt, error, backoff_s)] in one step."""
-        items = [(i, a, e, stamps.duration_ms(b)) for i, a, e, b in jobs]
+        """Record failed attempts [(id, attempt, error, backoff_s)] in one step; a
+        negative backoff_s fails the job for good (no retry)."""
+        # A negative backoff: no retry, whatever retries are left (-1 to fail.lua).
+        items = [(i, a, e, stamps.duration_ms(b) if b >= 0 else -1) for i, a, e, b in jobs]
         with translate_errors():
             return self.scripts.fail(queue, worker, items)
 
@@ -415,6 +417,10 @@ class Store:
     def live_workers(self, window_s: float) -> list[WorkerInfo]:
         """Every worker with a heartbeat in the last `window_s` seconds, by id."""
         return workers.live(self, window_s)
+
+    def task_catalog(self, window_s: float) -> dict[str, dict[str, Any]]:
+        """Every task a worker live in the last `window_s` seconds serves, by name."""
+        return catalog.live(self, window_s)
 
     def live_worker_ids(self, window_s: float) -> list[str]:
         """The ids of the live workers (forgetting the others)."""

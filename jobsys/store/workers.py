@@ -37,6 +37,9 @@ class WorkerInfo:
     processed: int
     #: Attempts that failed (retried or dead-lettered).
     failed: int
+    #: ``<host>:<pid>`` of the supervisor of `jobsys worker --processes` it runs
+    #: under, or None for a worker process of its own.
+    supervisor: str | None = None
 
     @classmethod
     def from_hash(cls, worker_id: str, fields: dict[str, str]) -> WorkerInfo:
@@ -52,6 +55,7 @@ class WorkerInfo:
             last_heartbeat=fields.get("last_heartbeat", ""),
             processed=int(fields.get("processed", "0")),
             failed=int(fields.get("failed", "0")),
+            supervisor=fields.get("supervisor") or None,
         )
 
     def to_api(self) -> dict[str, Any]:
@@ -67,7 +71,7 @@ class WorkerInfo:
             "last_heartbeat": self.last_heartbeat,
             "processed": self.processed,
             "failed": self.failed,
-        }
+        } | ({"supervisor": self.supervisor} if self.supervisor else {})
 
 
 def registration(
@@ -79,9 +83,10 @@ def registration(
     current_jobs: list[str],
     processed: int,
     failed: int,
+    supervisor: str | None = None,
 ) -> dict[str, Any]:
     """The HASH fields a worker registers (worker_beat.lua adds last_heartbeat)."""
-    return {
+    return ({"supervisor": supervisor} if supervisor else {}) | {
         "host": host,
         "pid": pid,
         "queues": json.dumps(queues),

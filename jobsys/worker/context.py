@@ -1,12 +1,17 @@
-"""What a running handler can know about its job: `jobsys.current_job()`."""
+"""What a running handler can know about its job: `jobsys.current_job()`.
+
+The current job lives in a `contextvars.ContextVar`: each runner thread and each
+asyncio task of the event loop has its own, so `current_job()` answers right in
+sync and async handlers alike.
+"""
 
 from __future__ import annotations
 
 import math
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
 
 #: Progress reports closer together than this are dropped (but for the last, 1.0).
@@ -14,7 +19,7 @@ PROGRESS_INTERVAL_S = 0.1
 
 Reporter = Callable[[float, str], None]
 
-_local = threading.local()
+_current: ContextVar[JobContext | None] = ContextVar("jobsys_current_job", default=None)
 
 
 @dataclass
@@ -31,6 +36,9 @@ class JobContext:
     #: Where progress goes (set by the worker); None: nowhere.
     reporter: Reporter | None = field(default=None, repr=False)
     _last_report: float = field(default=-math.inf, repr=False)
+    #: Called (on the heartbeat thread) when cancellation is requested: an async
+    #: job's runner sets it to cancel the job's asyncio task.
+    on_cancel: Callable[[], None] | None = field(default=None, repr=False)
 
     def progress(self, fraction: float, message: str = "") -> None:
         """Report how far the job has got: `fraction` from 0.0 to 1.0, and a short
@@ -54,25 +62,39 @@ class JobContext:
 
         A handler that runs long should check it now and then and return early;
         the job then ends `cancelled`. The worker learns of the request at its
-        next heartbeat (within about a second).
+        next heartbeat (within about a second). An async handler needs no check:
+        its task is cancelled (`asyncio.CancelledError` at its current `await`).
         """
         return self._cancel
 
     def request_cancel(self) -> None:
         """Mark the job as asked to cancel (the worker calls this)."""
         self._cancel = True
+        if self.on_cancel is not None:
+            self.on_cancel()
 
 
 def current_job() -> JobContext | None:
     """The job the calling handler runs, or None outside a handler."""
-    return getattr(_local, "job", None)
+    return _current.get()
+
+
+def set_current(job: JobContext | None) -> Token[JobContext | None]:
+    """Make `job` the current job; `reset_current` with the token undoes it."""
+    return _current.set(job)
+
+
+def reset_current(token: Token[JobContext | None]) -> None:
+    """Undo the `set_current` that returned `token`."""
+    _current.reset(token)
 
 
 @contextmanager
 def running(job: JobContext) -> Iterator[JobContext]:
-    """Make `job` the current job of this thread while the handler runs."""
-    _local.job = job
+    """Make `job` the current job of this thread (or asyncio task) while the
+    handler runs."""
+    token = _current.set(job)
     try:
         yield job
     finally:
-        _local.job = None
+        _current.reset(token)

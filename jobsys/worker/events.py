@@ -13,7 +13,9 @@ ran), and, when the job carries a W3C trace context, ``trace_id`` and
 from __future__ import annotations
 
 import logging
-import sys
+import os
+import threading
+import time
 from typing import Any
 
 from jobsys.store import Claimed
@@ -58,11 +60,56 @@ def job_event(
         fields["traceparent"] = job.traceparent
     fields.update(more)
     args = (job.id, event.replace("_", "-"), f" {message}" if message else "")
-    # `logger.log` would look up its caller by walking the stack (findCaller), a
-    # good part of a record's cost; the caller is always this line of this function,
-    # so the record is made with it as it is and handled the same way.
-    line = sys._getframe().f_lineno
-    record = logger.makeRecord(
-        logger.name, level, __file__, line, "job %s %s%s", args, None, "job_event", fields
-    )
-    logger.handle(record)
+    logger.handle(_record(level, args, fields))
+
+
+#: The text of every job event (its args: id, event, message).
+_MSG = "job %s %s%s"
+_local = threading.local()
+
+
+def _record(level: int, args: tuple[Any, ...], fields: dict[str, Any]) -> logging.LogRecord:
+    """A LogRecord of a job event, made as `logger.makeRecord` would, cheaper.
+
+    `logger.log` would look up its caller by walking the stack (findCaller); the
+    caller is always `job_event`, so the record names it as it is. And
+    `LogRecord.__init__` works out, per record, what never changes for one thread of
+    one process (file and module names, process and thread ids and names): the
+    record copies those from a first record made the standard way for this thread
+    and level, and sets only the time, the args and the fields. With a record
+    factory other than LogRecord installed (which may add values of its own per
+    record), every record is made by the factory.
+    """
+    if logging.getLogRecordFactory() is not logging.LogRecord:
+        return logger.makeRecord(logger.name, level, __file__, _LINE, _MSG, args, None,
+                                 "job_event", fields)  # fmt: skip
+    protos: dict[int, dict[str, Any]] | None = getattr(_local, "protos", None)
+    if protos is None:
+        protos = _local.protos = {}
+    proto = protos.get(level)
+    if proto is None:
+        first = logger.makeRecord(logger.name, level, __file__, _LINE, _MSG, (), None, "job_event")
+        proto = protos[level] = dict(vars(first))
+    record: logging.LogRecord = _new_record(logging.LogRecord)
+    d = record.__dict__
+    d.update(proto)
+    now = time.time()
+    d["created"] = now
+    d["msecs"] = int((now - int(now)) * 1000) + 0.0
+    d["relativeCreated"] = (now - _START) * 1000
+    d["args"] = args
+    d.update(fields)
+    return record
+
+
+def _forget_prototypes() -> None:
+    # A forked child has another pid (and its one thread another name): it makes
+    # prototypes of its own.
+    global _local
+    _local = threading.local()
+
+
+os.register_at_fork(after_in_child=_forget_prototypes)
+_LINE = job_event.__code__.co_firstlineno
+_START: float = getattr(logging, "_startTime", time.time())
+_new_record = object.__new__

@@ -77,12 +77,7 @@ class Settler:
                 ),
             )
         if bad:
-            delays = [
-                f.outcome.retry_after_s
-                if f.outcome.retry_after_s is not None
-                else self._delay(f.job.attempt)
-                for f in bad
-            ]
+            delays = [self._failure_delay(f) for f in bad]
             fails = [
                 (f.job.id, f.job.attempt, f.outcome.error, d)
                 for f, d in zip(bad, delays, strict=True)
@@ -100,6 +95,13 @@ class Settler:
                 ),
             )
         return completed, failed
+
+    def _failure_delay(self, f: Finished) -> float:
+        if f.outcome.final:
+            return -1.0  # fail.lua: no retry
+        if f.outcome.retry_after_s is not None:
+            return f.outcome.retry_after_s
+        return self._delay(f.job.attempt)
 
     def _delay(self, attempt: int) -> float:
         return retry_delay_s(

@@ -100,9 +100,10 @@ class Telemetry:
 
     def flush(
         self, store: Store, worker_id: str, registration: dict[str, Any], ttl_s: float
-    ) -> None:
+    ) -> bool:
         """Renew the registration and write the counts: one pipeline. Raises
-        `StoreUnavailable` (the counts are kept)."""
+        `StoreUnavailable` (the counts are kept). False when the registration was not
+        written (Redis had lost the function library, now loaded again)."""
         deltas = self.take()
         try:
             now_ms = store.flush_telemetry(worker_id, registration, deltas, ttl_s)
@@ -111,8 +112,10 @@ class Telemetry:
             # part of the pipeline, that part would be counted twice.)
             self.give_back(deltas)
             raise
-        if now_ms is not None:
-            self._offset_ms = now_ms - round(time.time() * 1000)
+        if now_ms is None:
+            return False
+        self._offset_ms = now_ms - round(time.time() * 1000)
+        return True
 
 
 @dataclass(frozen=True)

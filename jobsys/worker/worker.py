@@ -10,6 +10,10 @@ Threads of one worker process:
   lease ran out (recover.lua) every ``min(worker_poll_s, job_lease_s / 10)``.
   Handlers never run on it, so a busy handler cannot starve it.
 - the main thread, which only waits for SIGTERM/SIGINT.
+- once a job of an ``async def`` task comes, an event loop thread that runs those
+  jobs, up to ``async_concurrency`` at once, and its I/O thread (`aio.AsyncRunner`).
+  A runner thread hands such a job over and goes on claiming; while async jobs
+  run, leases are renewed and cancellations looked for every `ASYNC_BEAT_S`.
 
 `run_once()` does one claim → run → settle step on the caller's thread, so the
 state machine can be tested step by step.
@@ -17,6 +21,7 @@ state machine can be tested step by step.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import random
@@ -28,13 +33,16 @@ import time
 from dataclasses import dataclass
 from types import FrameType
 
+from jobsys import tasks
 from jobsys.errors import StoreUnavailable
 from jobsys.settings import Settings
-from jobsys.store import Claimed, Store, worker_registration
+from jobsys.store import TASKS_FIELD, Claimed, Store, worker_registration
+from jobsys.worker.aio import AsyncRunner
 from jobsys.worker.child import execute_in_child
 from jobsys.worker.context import JobContext
 from jobsys.worker.events import job_event
-from jobsys.worker.execute import Outcome, execute
+from jobsys.worker.execute import Outcome, execute, final_failure
+from jobsys.worker.pool import Supervisor, resident_mb
 from jobsys.worker.queues import QueueOrder
 from jobsys.worker.scheduler import Scheduler
 from jobsys.worker.settle import MAX_RECONNECT_DELAY_S, Finished, Settler
@@ -55,6 +63,12 @@ SCHEDULER_INTERVAL_S = 1.0
 #: Within a batch, finished jobs are settled at least this often (or, when the round
 #: trip is longer, every `BATCH_ROUND_TRIPS` round trips).
 SETTLE_INTERVAL_S = 0.005
+#: While async jobs run, the heartbeat comes at least this often, so that a cancel
+#: request stops one well within a second.
+ASYNC_BEAT_S = 0.25
+#: The registration carries the worker's task catalog (GET /tasks) on its first
+#: heartbeat and every this many after (its HASH keeps the field in between).
+CATALOG_EVERY_BEATS = 30
 
 
 def make_worker_id() -> str:
@@ -81,8 +95,14 @@ class Worker:
         settings: Settings,
         store: Store | None = None,
         worker_id: str | None = None,
+        supervisor: str | None = None,
     ) -> None:
         self.settings = settings
+        #: The supervisor (``<host>:<pid>``) of `jobsys worker --processes` this
+        #: process runs under; only then does it recycle itself (pool.py).
+        self.supervisor = supervisor
+        #: Jobs started (handed to a handler), for WORKER_MAX_JOBS_PER_CHILD.
+        self.started = 0
         self.store = store if store is not None else Store(settings)
         self.order = QueueOrder(settings.worker_queues)
         self.queues = self.order.names
@@ -111,6 +131,9 @@ class Worker:
         # Moving average of how long a settle takes (about one round trip to Redis);
         # None until one is timed.
         self._round_trip_s: float | None = None
+        # The event loop of async handlers: made when the first async job comes.
+        self._aio: AsyncRunner | None = None
+        self._flushes = 0
 
     # -- one step ------------------------------------------------------------
 
@@ -175,13 +198,28 @@ class Worker:
         ran = 0
         try:
             for job in claimed:
+                if self._recycle_due():
+                    self.request_stop()
                 if self.stopping.is_set():
                     break
+                self.started += 1
                 job_event("started", job, queue, self.id)
                 self.telemetry.started(queue, job)
                 with self._held_lock:  # not `held()`: a copy of every held job per job
                     held = self._held.get(job.id)
                 context = held.context if held else JobContext(job.id, job.task, queue, job.attempt)
+                spec = tasks.spec_for(job.task)
+                if spec is not None and spec.is_async:
+                    aio = self.async_runner()
+                    if finished and not aio.has_free_slot():  # settle before waiting
+                        self._settle(queue, finished)
+                        finished, last_settle = [], time.monotonic()
+                    if not aio.submit(queue, job, context, self.stopping):
+                        break
+                    ran += 1
+                    # Handing over costs next to nothing: batches of async jobs are big.
+                    self._observe(0.0)
+                    continue
                 outcome = self._execute(queue, job, context)
                 ran += 1
                 self._observe(outcome.duration_s)
@@ -196,15 +234,62 @@ class Worker:
             self._release(queue, claimed[ran:])
         return ran
 
+    def async_runner(self) -> AsyncRunner:
+        """The event loop of async handlers, started on first use."""
+        with self._held_lock:
+            if self._aio is None:
+                self._aio = AsyncRunner(
+                    self.settings.async_concurrency, self._settle, self._report_progress
+                )
+            return self._aio
+
+    def wait_async(self, timeout_s: float) -> bool:
+        """Wait until every async job handed over has run and been settled."""
+        return self._aio is None or self._aio.wait_idle(timeout_s)
+
+    def _report_progress(self, queue: str, job: Claimed, fraction: float, message: str) -> None:
+        try:
+            self.store.progress(queue, job.id, self.id, job.attempt, fraction, message)
+        except StoreUnavailable as e:  # progress is best effort
+            logger.debug("job %s: progress not recorded: %s", job.id, e)
+
+    def _recycle_due(self) -> bool:
+        limit = self.settings.worker_max_jobs_per_child
+        if self.supervisor is None or not limit or self.started < limit:
+            return False
+        if not self.stopping.is_set():
+            logger.info("worker %s: %d jobs started: recycling", self.id, self.started)
+        return True
+
+    def _check_memory(self) -> None:
+        ceiling = self.settings.worker_max_memory_mb
+        if self.supervisor is None or not ceiling or self.stopping.is_set():
+            return
+        rss = resident_mb()
+        if rss is not None and rss > ceiling:
+            logger.warning(
+                "worker %s: resident memory %.0f MB over WORKER_MAX_MEMORY_MB=%d: recycling",
+                self.id,
+                rss,
+                ceiling,
+            )
+            self.request_stop()
+
     def _execute(self, queue: str, job: Claimed, context: JobContext) -> Outcome:
         if context.cancel_requested:  # cancelled while it waited in the batch
             return Outcome(ok=False, error="cancelled before it started")
+        if (
+            self.settings.unknown_tasks == "reject"
+            and job.task != tasks.BUILTIN_FAIL
+            and tasks.spec_for(job.task) is None
+        ):
+            return final_failure(
+                f"unknown task {job.task!r}: no handler in this worker (UNKNOWN_TASKS=reject)",
+                time.perf_counter(),
+            )
 
         def report(fraction: float, message: str) -> None:
-            try:
-                self.store.progress(queue, job.id, self.id, job.attempt, fraction, message)
-            except StoreUnavailable as e:  # progress is best effort
-                logger.debug("job %s: progress not recorded: %s", job.id, e)
+            self._report_progress(queue, job, fraction, message)
 
         context.reporter = report
         if job.timeout_s is None:
@@ -317,9 +402,10 @@ class Worker:
                 self.telemetry.recovered(queue, [(t, v) for _, v, t in taken])
         return recovered
 
-    def registration(self) -> dict[str, object]:
-        """What this worker tells GET /workers (renewed with every heartbeat)."""
-        return worker_registration(
+    def registration(self, with_catalog: bool = False) -> dict[str, object]:
+        """What this worker tells GET /workers (renewed with every heartbeat); with
+        `with_catalog`, also the tasks it serves (GET /tasks)."""
+        fields = worker_registration(
             host=socket.gethostname(),
             pid=os.getpid(),
             queues=list(self.queues),
@@ -328,25 +414,42 @@ class Worker:
             current_jobs=sorted(self.held()),
             processed=self.completed + self.failed,
             failed=self.failed,
+            supervisor=self.supervisor,
         )
+        if with_catalog:
+            fields[TASKS_FIELD] = json.dumps(tasks.catalog(), separators=(",", ":"))
+        return fields
 
     def flush_telemetry(self) -> None:
         """Renew the registration and write the counts of the last second. Raises
         `StoreUnavailable` (the counts are kept for the next call)."""
         ttl_s = max(10.0, 3 * self.settings.worker_liveness_s)
-        self.telemetry.flush(self.store, self.id, self.registration(), ttl_s)
+        with_catalog = self._flushes % CATALOG_EVERY_BEATS == 0
+        registration = self.registration(with_catalog)
+        # False: Redis had lost the function library (now loaded again) and the
+        # registration was not written: write it now.
+        if self.telemetry.flush(self.store, self.id, registration, ttl_s) or self.telemetry.flush(
+            self.store, self.id, registration, ttl_s
+        ):
+            self._flushes += 1
 
     def _heartbeat_loop(self) -> None:
         # At least every second, so that handlers hear of cancellations promptly.
         interval = max(0.05, min(self.settings.job_lease_s / 3, 1.0))
-        next_beat = next_recover = next_schedule = time.monotonic()
+        next_beat = next_flush = next_recover = next_schedule = time.monotonic()
         while not self._heartbeat_stop.is_set():
             now = time.monotonic()
+            async_running = self._aio is not None and self._aio.running > 0
+            beat = min(interval, ASYNC_BEAT_S) if async_running else interval
+            next_beat = min(next_beat, now + beat)
             try:
                 if now >= next_beat:
-                    next_beat = now + interval
+                    next_beat = now + beat
                     self.heartbeat_once()
+                if now >= next_flush:
+                    next_flush = now + interval
                     self.flush_telemetry()
+                    self._check_memory()
                 if now >= next_recover and not self.stopping.is_set():
                     self.recover_once()
                     next_recover = now + self.recover_interval_s
@@ -355,12 +458,14 @@ class Worker:
                     next_schedule = now + SCHEDULER_INTERVAL_S
             except StoreUnavailable as e:
                 logger.warning("heartbeat: Redis unreachable: %s", e)
-                next_beat = next_recover = next_schedule = now + 1.0
+                next_beat = next_flush = next_recover = next_schedule = now + 1.0
             # The top of a long-lived loop: log anything unexpected and go on.
             except Exception:
                 logger.exception("heartbeat: unexpected error")
-                next_beat = next_recover = next_schedule = now + 1.0
-            wake = min(next_beat, next_recover, next_schedule)
+                next_beat = next_flush = next_recover = next_schedule = now + 1.0
+            wake = min(next_beat, next_flush, next_recover, next_schedule)
+            if not async_running and self._aio is not None:
+                wake = min(wake, time.monotonic() + ASYNC_BEAT_S)  # notice async jobs start
             self._heartbeat_stop.wait(max(0.0, wake - time.monotonic()))
 
     # -- the runner loop -----------------------------------------------------
@@ -423,6 +528,8 @@ class Worker:
         deadline = time.monotonic() + grace
         for t in runners:
             t.join(max(0.0, deadline - time.monotonic()))
+        if self._aio is not None:
+            self._aio.stop(max(0.0, deadline - time.monotonic()))
         self.release_held()
         self._heartbeat_stop.set()
         heartbeat.join(2.0)
@@ -486,8 +593,16 @@ class Worker:
 
 
 def run_worker(settings: Settings) -> int:
-    """Entry point of `jobsys worker`: load the tasks module, run until stopped."""
+    """Entry point of `jobsys worker`: load the tasks module, run until stopped; with
+    WORKER_PROCESSES > 1 or a recycling limit, supervise that many worker processes
+    (pool.py) instead."""
     from jobsys import tasks  # noqa: PLC0415
 
+    if (
+        settings.worker_processes > 1
+        or settings.worker_max_jobs_per_child
+        or settings.worker_max_memory_mb
+    ):
+        return Supervisor(settings).run()
     tasks.load(settings.tasks_module)
     return Worker(settings).run()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,12 @@ VALID = [
     ("WORKER_POLL_SECONDS", "0.2", "worker_poll_s", 0.2),
     ("WORKER_LIVENESS_SECONDS", "5", "worker_liveness_s", 5.0),
     ("WORKER_PREFETCH", "1", "worker_prefetch", 1),
+    ("ASYNC_CONCURRENCY", "500", "async_concurrency", 500),
+    ("UNKNOWN_TASKS", "Reject", "unknown_tasks", "reject"),
+    ("WORKER_PROCESSES", "3", "worker_processes", 3),
+    ("WORKER_PROCESSES", "auto", "worker_processes", os.cpu_count() or 1),
+    ("WORKER_MAX_JOBS_PER_CHILD", "100", "worker_max_jobs_per_child", 100),
+    ("WORKER_MAX_MEMORY_MB", "512", "worker_max_memory_mb", 512),
     ("WORKER_QUEUES", "high, low", "worker_queues", (("high", 0), ("low", 0))),
     ("WORKER_QUEUES", "a:3,b:1", "worker_queues", (("a", 3), ("b", 1))),
     ("COMPLETED_RETENTION_SECONDS", "3600", "completed_retention_s", 3600),
@@ -136,6 +143,12 @@ INVALID = [
     ("WORKER_CONCURRENCY", "0"),
     ("WORKER_POLL_SECONDS", "0"),
     ("WORKER_PREFETCH", "0"),
+    ("ASYNC_CONCURRENCY", "0"),
+    ("UNKNOWN_TASKS", "drop"),
+    ("WORKER_PROCESSES", "0"),
+    ("WORKER_PROCESSES", "many"),
+    ("WORKER_MAX_JOBS_PER_CHILD", "-1"),
+    ("WORKER_MAX_MEMORY_MB", "1.5"),
     ("WORKER_LIVENESS_SECONDS", "0"),
     ("WORKER_QUEUES", "a,a"),
     ("IDEMPOTENCY_TTL_SECONDS", "0"),

@@ -10,7 +10,8 @@
 -- (queued, scheduled, processing, completed, failed, cancelled)
 -- KEYS[11+i] job HASH of the i-th job   then the events STREAM (last; see emit in
 -- _lib.lua: `retried`, `failed` then `dead_lettered`, or `cancelled` per job)
--- ARGV[1] worker id   ARGV[2+4(i-1)..] per job: id, attempt, error text, backoff_ms;
+-- ARGV[1] worker id   ARGV[2+4(i-1)..] per job: id, attempt, error text, backoff_ms
+-- (-1: no retry, the job fails at once whatever retries it has left);
 -- then the four retention arguments (see _lib.lua); then EVENTS_MAX_LEN (last)
 -- A job whose cancellation was requested ends `cancelled` instead (no retry).
 -- Returns: one entry per job: "retry", "dead", "cancelled", or "stale" when its
@@ -36,7 +37,9 @@ for i = 1, #KEYS - 12 do
       out[i] = 'cancelled'
     else
       record_failure(key, attempt, worker, f[3], now, err)
-      out[i] = retry_or_bury(key, id, attempt, f[1], f[2], backoff, K, err, now, R)
+      local max_retries = f[1]
+      if backoff < 0 then max_retries, backoff = 0, 0 end
+      out[i] = retry_or_bury(key, id, attempt, max_retries, f[2], backoff, K, err, now, R)
     end
     reindex(idx, id, 'processing', to[out[i]], now)
     emit_failed(KEYS[#KEYS], ARGV[#ARGV], out[i], id, attempt)
