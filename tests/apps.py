@@ -31,5 +31,10 @@ PRODUCER_ALLOWED = frozenset(
         ("GET", "/openapi.json"),
         ("GET", "/auth/whoami"),
         ("GET", "/events"),
+        # workflows (docs/workflows.md)
+        ("POST", "/batches"),
+        ("GET", "/batches/<batch_id>"),
+        ("POST", "/workflows"),
+        ("GET", "/workflows/<workflow_id>"),
     }
 )

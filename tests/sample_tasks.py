@@ -7,6 +7,7 @@ side effect that counts executions independently of jobsys's own bookkeeping.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import time
 from typing import Any
@@ -172,3 +173,31 @@ def typed_resize(payload: Resize) -> Any:
 @task("with-defaults", queue="defaults-q", max_retries=0, timeout_seconds=30, priority=5)
 def with_defaults(payload: Any) -> Any:
     return "ok"
+
+
+@task("parents")
+def parents(payload: Any) -> Any:
+    """Workflows: record this execution, then return the parents' results."""
+    _redis().rpush("test:executions", f"{payload}:{os.getpid()}")
+    job = current_job()
+    assert job is not None
+    return {"me": payload, "parents": job.parent_results()}
+
+
+@task("callback")
+def callback(payload: Any) -> Any:
+    """Workflows: record the payload a batch callback runs with."""
+    _redis().rpush("test:callbacks", json.dumps(payload))
+    return payload
+
+
+@task("slow-first")
+def slow_first(payload: Any) -> Any:
+    """Workflows: mark `started:<attempt>`, then on the first attempt only sleep
+    `payload` seconds (a crash test kills the worker meanwhile)."""
+    job = current_job()
+    assert job is not None
+    _redis().rpush("test:executions", f"started:{job.attempt}:{os.getpid()}")
+    if job.attempt == 1:
+        time.sleep(float(payload))
+    return job.attempt

@@ -7,7 +7,17 @@ from typing import TYPE_CHECKING, Any
 from flask import Flask, Response, request
 from flask.json.provider import DefaultJSONProvider
 
-from jobsys.api import auth, dashboard, errors, events, flow, guards, headers, routes
+from jobsys.api import (
+    auth,
+    dashboard,
+    errors,
+    events,
+    flow,
+    guards,
+    headers,
+    routes,
+    workflow_routes,
+)
 from jobsys.api import metrics as api_metrics
 from jobsys.api.lane import SubmitLane
 from jobsys.api.validation import MAX_BODY_BYTES
@@ -72,6 +82,7 @@ def create_app(
         settings, store, health, api_metrics.make_registry(store, settings), Waiters(store.events)
     )
     app.register_blueprint(routes.bp)
+    app.register_blueprint(workflow_routes.bp)
     app.register_blueprint(auth.bp)
     app.register_blueprint(dashboard.bp)
     app.register_blueprint(flow.bp)  # flow control (docs/flow-control.md)

@@ -84,6 +84,11 @@ ACCESS: dict[tuple[str, str], Access] = {
     ("GET", "/openapi.json"): Access.PRODUCER,
     ("GET", "/auth/whoami"): Access.PRODUCER,
     ("GET", "/events"): Access.PRODUCER,
+    # workflows (docs/workflows.md)
+    ("POST", "/batches"): Access.PRODUCER,
+    ("GET", "/batches/<batch_id>"): Access.PRODUCER,
+    ("POST", "/workflows"): Access.PRODUCER,
+    ("GET", "/workflows/<workflow_id>"): Access.PRODUCER,
     # Admin-only whether listed or not; listed for the reader.
     ("POST", "/jobs/<job_id>/cancel"): Access.ADMIN,
     ("POST", "/schedules"): Access.ADMIN,
@@ -96,6 +101,7 @@ ACCESS: dict[tuple[str, str], Access] = {
     ("POST", "/jobs/<job_id>/promote"): Access.ADMIN,
     ("POST", "/jobs/<job_id>/retry"): Access.ADMIN,
     ("PATCH", "/jobs/<job_id>"): Access.ADMIN,
+    ("POST", "/batches/<batch_id>/cancel"): Access.ADMIN,
 }
 
 #: The dashboard's static shell (HTML, JS, CSS: no data) is served under this

@@ -84,7 +84,8 @@ class SubmitLane:
             )
             done = self.state.store.submit_jobs(subs, queue=queue)
         except (TooManyQueues, InvalidJob):
-            # Refused before anything was written: Flask answers it (the same refusal).
+            # Refused before anything was written (too many queues; a depends_on of
+            # no job): Flask answers it (the same refusal).
             return self.app.wsgi_app(environ, start_response)
         except StoreUnavailable as e:
             errors.log_store_error(e, "POST", path)
@@ -95,7 +96,7 @@ class SubmitLane:
                 answer = routes.submitted(req, done.statuses[0], done.ids[0])
                 extra.append(("Location", routes.job_location("", done.ids[0])))
             else:
-                answer = routes.batch_submitted(done.ids)
+                answer = routes.batch_submitted(done.ids, done.statuses)
         data = f"{self._encode(answer)}\n".encode()
         start_response(
             f"{status} {HTTP_STATUS_CODES[status].upper()}",

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import TypeAdapter
 
 import jobsys
-from jobsys.api import schemas
+from jobsys.api import schemas, workflow_models
 from jobsys.api.auth import Access, access_for
 from jobsys.api.errors import ERROR_HEADERS, ERRORS
 from jobsys.api.headers import REQUEST_ID_HEADER
@@ -43,6 +43,8 @@ _MODELS: dict[str, Any] = {
     m.__name__: m
     for m in (SubmitRequest, BatchRequest, ScheduleRequest, JobPatch, Job, *schemas.ANSWERS)
 } | {"DeadLetterSelection": Selection}
+# workflows (docs/workflows.md)
+_MODELS |= {m.__name__: m for m in workflow_models.MODELS}
 
 #: Every operation may answer these.
 _COMMON = {"405": "MethodNotAllowed", "500": "InternalError"}

@@ -32,7 +32,9 @@ class Submitted(ApiModel):
 
     status: JobStatus = Field(
         description="`scheduled` when the job has a delay or a run_at ahead, else `queued`; "
-        "for a duplicate (a unique_key held by another job), that job's status now."
+        "with depends_on, `waiting` while a parent has not ended, `cancelled` when one has "
+        "already failed or been cancelled (docs/workflows.md); for a duplicate (a "
+        "unique_key held by another job), that job's status now."
     )
     task: str
     id: JobId
@@ -51,6 +53,11 @@ class BatchSubmitted(ApiModel):
     count: int = Field(ge=1)
     ids: list[JobId] = Field(description="One id per job, in the order of `jobs`.")
     replayed: Replayed = None
+    statuses: list[Literal["queued", "scheduled", "waiting", "cancelled"]] | None = Field(
+        None,
+        description="Each job's status, in order: only when a depends_on left one "
+        "`waiting` or `cancelled` (docs/workflows.md).",
+    )
 
 
 class Minute(ApiModel):

@@ -24,6 +24,7 @@ from jobsys.store.store import Store
 from jobsys.store.submission import Submission, Submitted
 from jobsys.store.workers import WorkerInfo
 from jobsys.store.workers import registration as worker_registration
+from jobsys.store.workflows import MAX_PARENTS, BatchInfo, BatchNotFound, Step, WorkflowNotFound
 
 __all__ = [
     "BUCKETS_S",
@@ -32,8 +33,11 @@ __all__ = [
     "EVENT_TYPES",
     "FINAL_EVENTS",
     "MAX_LIMIT",
+    "MAX_PARENTS",
     "ORIGIN_EVENT_ID",
     "TASKS_FIELD",
+    "BatchInfo",
+    "BatchNotFound",
     "Claimed",
     "Deltas",
     "Event",
@@ -42,10 +46,12 @@ __all__ = [
     "QueueMetrics",
     "QueueStats",
     "ScheduleStore",
+    "Step",
     "Store",
     "Submission",
     "Submitted",
     "WorkerInfo",
+    "WorkflowNotFound",
     "bucket_field",
     "connect",
     "counter_field",

@@ -16,6 +16,7 @@ from jobsys.store.translate import translate_errors
 EVENT_TYPES = (
     "queued",
     "scheduled",
+    "waiting",
     "started",
     "progress",
     "retried",

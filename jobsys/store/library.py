@@ -20,6 +20,8 @@ from importlib import resources
 
 from redis.exceptions import ResponseError
 
+from jobsys.store import keys
+
 #: The scripts, by file name (``lua/<name>.lua``).
 NAMES = (
     "enqueue",
@@ -43,6 +45,9 @@ NAMES = (
     "promote",
     "reprioritize",
     "enqueue_unique",
+    # workflows (issue 17; docs/workflows.md)
+    "enqueue_graph",
+    "cancel_batch",
 )
 
 
@@ -88,6 +93,8 @@ def library() -> Library:
             raise RuntimeError(f"{name}.lua: unknown flags {given}")
         functions.append((name, ", ".join(f"'{f}'" for f in given), body))
     helpers = _constants() + (lua / "_lib.lua").read_text()
+    # workflows: the key parts the scripts derive keys from, then their helpers
+    helpers += "\n" + _keyspace_lua() + (lua / "_graph.lua").read_text()
     lib = "jobsys_" + hashlib.sha256(repr((helpers, functions)).encode()).hexdigest()[:12]
     code = [f"#!lua name={lib}\n{helpers}\n"]
     for script, flags, body in functions:
@@ -108,6 +115,34 @@ def _constants() -> str:
         f"local METRIC_TASKS = {metrics.MAX_TASKS_PER_QUEUE:d}\n"
         f"local OTHER_TASK = '{metrics.OTHER_TASK}'\n"
     )
+
+
+_MARK = "\x00"
+
+
+def _keyspace_lua() -> str:
+    """The Lua table ``KEYSPACE`` that ``_graph.lua`` derives keys from: the scripts
+    that end jobs learn only while running which children, queues or batches they
+    touch, so they build those keys from parts of `keys`'s names (never from
+    literals of their own). Each entry is {head, tail}: key = head .. x .. tail."""
+    parts = {
+        "ready": keys.ready(_MARK),
+        "scheduled": keys.scheduled(_MARK),
+        "wakeup": keys.wakeup(_MARK),
+        "waiting": keys.index(_MARK, keys.WAITING_STATUS),
+        "queued": keys.index(_MARK, "queued"),
+        "scheduled_idx": keys.index(_MARK, "scheduled"),
+        "cancelled": keys.index(_MARK, "cancelled"),
+        "children": keys.children(_MARK),
+        "batch": keys.batch(_MARK),
+        "batch_jobs": keys.batch_jobs(_MARK),
+        "events": keys.events(_MARK),
+    }
+    rows = []
+    for name, key in parts.items():
+        head, _, tail = key.partition(_MARK)
+        rows.append(f"  {name} = {{'{head}', '{tail}'}},")
+    return "local KEYSPACE = {\n" + "\n".join(rows) + "\n}\n"
 
 
 def library_missing(e: ResponseError) -> bool:

@@ -39,6 +39,11 @@ class Submission:
     #: `unique_for_s` of the first submit), a submit with it queues nothing.
     unique_key: str | None = None
     unique_for_s: float | None = None
+    #: Workflows: the ids of the jobs it waits for (each must exist, or come earlier
+    #: in the same submit), and whether it runs when one of them does not complete
+    #: ("run") or ends `cancelled` ("cancel"). See docs/workflows.md.
+    depends_on: tuple[str, ...] = ()
+    on_parent_failure: str = "cancel"
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
+from typing import Any
 
 #: Progress reports closer together than this are dropped (but for the last, 1.0).
 PROGRESS_INTERVAL_S = 0.1
@@ -39,6 +40,8 @@ class JobContext:
     #: Called (on the heartbeat thread) when cancellation is requested: an async
     #: job's runner sets it to cancel the job's asyncio task.
     on_cancel: Callable[[], None] | None = field(default=None, repr=False)
+    #: Reads the results of the job's parents (set by the worker); None: not available.
+    results_reader: Callable[[], dict[str, Any]] | None = field(default=None, repr=False)
 
     def progress(self, fraction: float, message: str = "") -> None:
         """Report how far the job has got: `fraction` from 0.0 to 1.0, and a short
@@ -66,6 +69,17 @@ class JobContext:
         its task is cancelled (`asyncio.CancelledError` at its current `await`).
         """
         return self._cancel
+
+    def parent_results(self) -> dict[str, Any]:
+        """The results of the jobs this job waited for (its submit's ``depends_on``):
+        {parent id: its result}, in the order given; None for a parent that did not
+        complete (a job submitted with ``on_parent_failure: run``). An empty dict for
+        a job without parents. Each call reads Redis. Not available in a job with
+        ``timeout_seconds`` (its handler runs in a child process): RuntimeError.
+        """
+        if self.results_reader is None:
+            raise RuntimeError("parent_results() is not available in this job's process")
+        return self.results_reader()
 
     def request_cancel(self) -> None:
         """Mark the job as asked to cancel (the worker calls this)."""

@@ -292,6 +292,7 @@ class Worker:
             self._report_progress(queue, job, fraction, message)
 
         context.reporter = report
+        context.results_reader = lambda: self.store.parent_results(job.id)  # workflows
         if job.timeout_s is None:
             return execute(job, self.settings.simulated_work_s, context)
         return execute_in_child(

@@ -334,10 +334,11 @@ def test_an_api_error_shows_a_banner(page: Any, system: System) -> None:
     expect(page.locator("[data-testid=queues-table]")).to_be_visible()
     # The browser itself refuses the connection, as when the API is down.
     page.route("**/queues*", lambda route: route.abort("connectionrefused"))
-    expect(page.locator(".banner-error")).to_contain_text("cannot be reached")
+    # The overview redraws on the queues' events, and at the latest every 10 s.
+    expect(page.locator(".banner-error")).to_contain_text("cannot be reached", timeout=15_000)
     page.console.errors.clear()  # the aborted fetches are logged by the browser
     page.unroute("**/queues*")
-    expect(page.locator(".banner-error")).to_have_count(0)
+    expect(page.locator(".banner-error")).to_have_count(0, timeout=15_000)
 
 
 def test_redis_down_shows_a_503_banner(page: Any, system: System, tmp_path: Path) -> None:
@@ -531,3 +532,27 @@ def test_the_job_page_follows_the_event_stream_instead_of_polling(
     expect(page.locator("[data-field=status] .badge")).to_have_text("completed", timeout=20_000)
     assert streams and "queue=served" in streams[0]
     assert len(reads) <= 3, reads
+
+
+def test_a_workflow_page_draws_its_graph(page: Any, system: System) -> None:
+    steps = [
+        {"name": "extract", "task": "echo"},
+        {"name": "left", "task": "echo", "after": ["extract"]},
+        {"name": "right", "task": "fail", "max_retries": 0, "after": ["extract"]},
+        {"name": "report", "task": "echo", "after": ["left", "right"]},
+    ]
+    r = requests.post(
+        f"{system.base}/workflows", json={"queue": "served", "steps": steps}, timeout=5
+    )
+    assert r.status_code == 202, r.text
+    wf = r.json()
+    page.goto(f"{system.dashboard}#/workflow/{wf['id']}")
+    graph = page.get_by_test_id("workflow-graph")
+    expect(graph.locator("[data-step]")).to_have_count(4)
+    expect(graph.locator("line.wf-edge")).to_have_count(4)
+    expect(graph.locator("[data-step=report]")).to_have_attribute("data-status", "cancelled")
+    expect(graph.locator("[data-step=left]")).to_have_attribute("data-status", "completed")
+    expect(page.locator("h1 .badge")).to_have_text("failed")
+    page.get_by_test_id("workflow-steps").get_by_role("link", name="report").click()
+    expect(page.locator("[data-field=depends_on]")).to_be_visible()
+    expect(page.get_by_test_id("job-error")).to_contain_text("dependency")

@@ -28,7 +28,8 @@ PRINTABLE = "must contain only printable characters"
 SURROGATE = "must be valid Unicode (no lone surrogates)"
 BATCH_FIELDS = (
     "task, payload, priority, delay_seconds, run_at, max_retries, timeout_seconds, "
-    "expires_at, ttl_seconds"  # flow control (docs/flow-control.md)
+    "expires_at, ttl_seconds, "  # flow control (docs/flow-control.md)
+    "depends_on, on_parent_failure"  # workflows (docs/workflows.md)
 )
 SELECTION_FIELDS = "is not a known field (allowed: ids, all, task, queue)"
 
@@ -186,7 +187,9 @@ def test_submit_rules(body: Any, expected: Any) -> None:
 
 
 LIMIT_RULE = "must be a whole number 1 to 500"
-STATUS_RULE = "must be one of queued, scheduled, processing, completed, failed, cancelled, expired"
+STATUS_RULE = (
+    "must be one of queued, scheduled, processing, completed, failed, cancelled, expired, waiting"
+)
 EVERYTHING = {"status": None, "task": None, "queue": None, "limit": 50, "cursor": None}
 
 

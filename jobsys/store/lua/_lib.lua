@@ -48,6 +48,7 @@ local function retention(ARGV)
   return {
     completed = tonumber(ARGV[n - 3]), failed = tonumber(ARGV[n - 2]),
     dead_max = tonumber(ARGV[n - 1]), prefix = ARGV[n],
+    events_max = ARGV[n + 1],  -- EVENTS_MAX_LEN, the last ARGV (see emit)
   }
 end
 

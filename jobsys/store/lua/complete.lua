@@ -42,6 +42,7 @@ for i = 1, #KEYS - 8 do
       out[i] = 'completed'
     end
     redis.call('HSET', key, 'result', ARGV[a + 2])
+    job_ended(key, id, out[i], now, R)  -- workflows: children, batch (_graph.lua)
     redis.call('ZREM', KEYS[1], id)
     settled[#settled + 1] = id
     emit(KEYS[#KEYS], ARGV[#ARGV], out[i], id, 'attempt', ARGV[a + 1])

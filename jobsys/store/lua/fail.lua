@@ -43,6 +43,7 @@ for i = 1, #KEYS - 12 do
     end
     reindex(idx, id, 'processing', to[out[i]], now)
     emit_failed(KEYS[#KEYS], ARGV[#ARGV], out[i], id, attempt)
+    if out[i] ~= 'retry' then job_ended(key, id, to[out[i]], now, R) end  -- workflows
   end
 end
 prune(idx, now, R)

@@ -36,6 +36,7 @@ for _, id in ipairs(expired) do
       out[#out + 1] = f[7]
       reindex(idx, id, 'processing', 'cancelled', now)
       emit(KEYS[#KEYS], ARGV[#ARGV], 'cancelled', id, 'attempt', f[3])
+      job_ended(key, id, 'cancelled', now, R)  -- workflows: children, batch (_graph.lua)
     else
       record_failure(key, f[3], f[2], f[6], now, err)
       local verdict = retry_or_bury(key, id, f[3], f[4], f[5], 0, K, err, now, R)
@@ -44,6 +45,7 @@ for _, id in ipairs(expired) do
       out[#out + 1] = f[7]
       reindex(idx, id, 'processing', verdict == 'dead' and 'failed' or 'queued', now)
       emit_failed(KEYS[#KEYS], ARGV[#ARGV], verdict, id, f[3])
+      if verdict == 'dead' then job_ended(key, id, 'failed', now, R) end  -- workflows
     end
   end
 end

@@ -118,14 +118,16 @@ export async function mount(root, _params, ctx) {
     updated.textContent = `· updated ${new Date().toLocaleTimeString("en-GB")}`;
   };
   ctx.every(REFRESH_MS, redraw);
+  ctx.redraw = redraw;  // after a pause or resume, which makes no job event
 }
 
 // Pause or resume a queue (flow control, docs/flow-control.md); admin only.
-async function setPaused(name, paused, button) {
+async function setPaused(name, paused, button, done) {
   button.disabled = true;
   try {
     await api(`/queues/${encodeURIComponent(name)}/${paused ? "pause" : "resume"}`, { method: "POST" });
     toast(paused ? `Queue ${name} paused` : `Queue ${name} resumed`);
+    if (done) done();
   } catch (e) {
     toast(`${e.message}${e.detail ? `: ${e.detail}` : ""}`, "error");
     button.disabled = false;
@@ -141,7 +143,7 @@ function pauseButton(q, ctx) {
       "data-testid": `pause-${q.name}`,
       disabled: !admin,
       title: admin ? null : "needs an admin token",
-      onclick: (ev) => setPaused(q.name, !paused, ev.currentTarget),
+      onclick: (ev) => setPaused(q.name, !paused, ev.currentTarget, ctx.redraw),
     },
     paused ? "Resume" : "Pause",
   );

@@ -25,7 +25,7 @@ export function h(tag, attrs = {}, ...children) {
   return node;
 }
 
-export const STATUSES = ["queued", "scheduled", "processing", "completed", "failed", "cancelled", "expired"];
+export const STATUSES = ["queued", "scheduled", "waiting", "processing", "completed", "failed", "cancelled", "expired"];
 
 /** A coloured status pill. */
 export function badge(status) {
