@@ -60,6 +60,11 @@ class Settings:
     redis_sentinels: tuple[tuple[str, int], ...] = ()
     #: REDIS_SENTINEL_MASTER: the name the Sentinels monitor the primary by.
     redis_sentinel_master: str | None = None
+    # -- Redis Cluster (issue 13, docs/scaling.md "Redis Cluster") --
+    #: REDIS_CLUSTER_NODES: ``host:port,...`` of seed nodes of a Redis Cluster
+    #: (empty: not a cluster). With them, REDIS_URL gives only the nodes'
+    #: credentials and TLS.
+    redis_cluster_nodes: tuple[tuple[str, int], ...] = ()
     #: SIMULATED_WORK_SECONDS: how long a task with no handler "works".
     simulated_work_s: float = 2.0
     #: MAX_RETRIES: retries after the first attempt (3 means 4 attempts in all).
@@ -154,9 +159,11 @@ class Settings:
         url, configured = _redis_url(reader)
         no_sentinels: tuple[tuple[str, int], ...] = ()
         sentinels = reader.get("REDIS_SENTINELS", _host_ports, no_sentinels)
+        cluster_nodes = reader.get("REDIS_CLUSTER_NODES", _host_ports, no_sentinels)
         settings = cls(
             redis_url=url,
-            redis_configured=configured or bool(sentinels),
+            redis_configured=configured or bool(sentinels) or bool(cluster_nodes),
+            redis_cluster_nodes=cluster_nodes,
             redis_sentinels=sentinels,
             redis_sentinel_master=env.get("REDIS_SENTINEL_MASTER", "").strip() or None,
             simulated_work_s=reader.get("SIMULATED_WORK_SECONDS", _non_negative_float, 2.0),
@@ -200,6 +207,11 @@ class Settings:
             raise ConfigError(
                 "set REDIS_SENTINELS and REDIS_SENTINEL_MASTER together (the Sentinels, "
                 "and the name they monitor the primary by), or neither"
+            )
+        if settings.redis_sentinels and settings.redis_cluster_nodes:
+            raise ConfigError(
+                "set REDIS_SENTINELS or REDIS_CLUSTER_NODES, not both (a Redis Cluster "
+                "fails over by itself)"
             )
         both = set(settings.producer_tokens) & set(settings.admin_tokens)
         if both:

@@ -25,6 +25,7 @@ from redis.sentinel import Sentinel
 
 from jobsys.errors import StoreUnavailable
 from jobsys.settings import Settings
+from jobsys.store.cluster import ClusterProbe
 from jobsys.store.translate import translate_errors
 
 #: Idle connections kept for the next probes (one per concurrent probe at most).
@@ -56,6 +57,8 @@ class HealthProbe:
         self._idle: list[Connection] = []
         self._lock = threading.Lock()
         self._master = settings.redis_sentinel_master or ""
+        #: REDIS_CLUSTER_NODES: the cluster's own probe (jobsys/store/cluster.py).
+        self._cluster = ClusterProbe(settings, deadline_s) if settings.redis_cluster_nodes else None
         self._sentinel = (
             Sentinel(
                 list(settings.redis_sentinels),
@@ -70,6 +73,9 @@ class HealthProbe:
 
     def ping(self) -> None:
         """Raise `StoreUnavailable` unless Redis answers PING before the deadline."""
+        if self._cluster is not None:
+            self._cluster.ping()
+            return
         deadline = time.monotonic() + self.deadline_s
         conn: Connection | None = None
         ok = False
@@ -87,6 +93,8 @@ class HealthProbe:
 
     def close(self) -> None:
         """Close the idle connections."""
+        if self._cluster is not None:
+            self._cluster.close()
         with self._lock:
             idle, self._idle = self._idle, []
         for conn in idle:

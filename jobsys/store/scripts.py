@@ -12,6 +12,7 @@ reconnecting, TLS, Sentinel and the error classes are redis-py's.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Collection, Sequence
@@ -25,7 +26,10 @@ from redis.exceptions import ResponseError
 from jobsys import stamps
 from jobsys.errors import IdempotencyConflict, TooManyQueues
 from jobsys.store import keys
+from jobsys.store.cluster import QueueRegistry, mirror_dead, unmirror
 from jobsys.store.library import NAMES, library, library_missing
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -102,9 +106,23 @@ class Scripts:
         # bytes: redis-py sends them as they are (a str it encodes on every call)
         self._fn = {n: self._lib.function(n).encode() for n in NAMES}
         self._local = threading.local()
+        #: A Redis Cluster client (REDIS_CLUSTER_NODES): it routes each call by its
+        #: keys' slot, so calls go through it rather than one kept connection.
+        self._cluster = isinstance(client, redis.RedisCluster)
+        self._registry = (
+            QueueRegistry(cast(redis.RedisCluster, client), max_queues) if self._cluster else None
+        )
 
     def load(self) -> None:
-        """Load this version's function library into Redis, unless it is there."""
+        """Load this version's function library into Redis, unless it is there.
+
+        On a cluster, into every primary, with REPLACE: a primary that already has
+        it would otherwise stop the load before the ones that lack it (a new or
+        flushed primary); the library's name is the digest of its code, so REPLACE
+        changes nothing where it is."""
+        if self._cluster:
+            self._client.function_load(self._lib.code, replace=True)
+            return
         try:
             self._client.function_load(self._lib.code)
         except ResponseError as e:
@@ -149,7 +167,7 @@ class Scripts:
     def _run(self, name: str, keys_: Sequence[str | bytes], args: Sequence[Any]) -> Any:
         """Run script `name` (FCALL); load the library first when Redis lacks it."""
         fn = self._fn[name]
-        client = self._thread_client()
+        client = self._client if self._cluster else self._thread_client()
         n = len(keys_)
         numkeys = cast(int, _NUMKEYS[n] if n < len(_NUMKEYS) else n)
         try:
@@ -182,16 +200,20 @@ class Scripts:
         `IdempotencyConflict`, or `TooManyQueues` when `queue` is new and MAX_QUEUES
         queues exist.
         """
-        head, metrics_key, queue_arg, header = _enqueue_call(queue, self._max_queues)
+        head, metrics_key, queue_arg, header = _enqueue_call(
+            queue, self._max_queues, keys.cluster_layout()
+        )
         # bytes: redis-py's encoder costs more per argument than str.encode here
         ks: list[str | bytes] = [*head, *[(keys.JOB_PREFIX + i).encode() for i in ids]]
         ks.append(metrics_key)
         if idempotency is not None:
-            ks.append(keys.idempotency(idempotency.key_digest))
+            ks.append(keys.idempotency(idempotency.key_digest, queue))
             header = (
                 f"{self._max_queues:d},{idempotency.ttl_s:d},{idempotency.fingerprint}".encode()
             )
         args: list[Any] = [queue_arg, header, *[a.encode() for a in argv]]
+        if self._registry is not None:
+            self._registry.ensure(queue)
         try:
             answer = self._run("enqueue", ks, args)
         except ResponseError as e:
@@ -262,7 +284,7 @@ class Scripts:
         ks = [
             keys.leases(queue),
             keys.scheduled(queue),
-            keys.dead_letter(),
+            keys.dead_list(queue),
             keys.ready(queue),
             keys.wakeup(queue),
             *_index_keys(queue),
@@ -271,7 +293,10 @@ class Scripts:
         for job_id, attempt, error, backoff_ms in jobs:
             ks.append(keys.job(job_id))
             args += [job_id, attempt, error, backoff_ms]
-        return [_text(x) for x in self._run_ending("fail", ks, args)]
+        out = [_text(x) for x in self._run_ending("fail", ks, args)]
+        if self._cluster and "dead" in out:
+            self._mirror_dead(queue)
+        return out
 
     def release(self, queue: str, job_id: str, worker: str, attempt: int) -> bool:
         """Hand an unfinished job back without counting the attempt (see release.lua)."""
@@ -282,9 +307,11 @@ class Scripts:
     def recover(self, queue: str, max_jobs: int = 100) -> list[tuple[str, str, str]]:
         """Take back jobs whose lease ran out: [(id, "retry" | "dead" | "cancelled", task)]
         (see recover.lua)."""
-        ks = [keys.leases(queue), keys.ready(queue), keys.dead_letter(), keys.wakeup(queue)]
+        ks = [keys.leases(queue), keys.ready(queue), keys.dead_list(queue), keys.wakeup(queue)]
         ks += _index_keys(queue)
         flat = self._run_ending("recover", ks, [keys.JOB_PREFIX, max_jobs])
+        if self._cluster:  # also the sweep of dead ids a killed process left behind
+            self._mirror_dead(queue)
         return [
             (_text(flat[i]), _text(flat[i + 1]), _text(flat[i + 2])) for i in range(0, len(flat), 3)
         ]
@@ -317,11 +344,13 @@ class Scripts:
             keys.scheduled(queue),
             keys.wakeup(queue),
             keys.sequence(queue),
-            keys.queues(),
+            keys.queue_registry(queue),
             keys.job(job_id),
             *_index_keys(queue),
             keys.metrics(queue),
         ]
+        if self._registry is not None:
+            self._registry.ensure(queue)
         return _text(self._run("tick", ks, [tick_ms, queue, schedule, job]))
 
     def worker_beat(
@@ -376,23 +405,44 @@ class Scripts:
         """Forget `queue` if it is empty: "dropped", "unknown" or "not_empty" (see
         drop_queue.lua)."""
         ks = [
-            keys.queues(), keys.ready(queue), keys.scheduled(queue), keys.leases(queue),
-            keys.wakeup(queue), keys.sequence(queue), keys.metrics(queue), *_index_keys(queue),
+            keys.queue_registry(queue), keys.ready(queue), keys.scheduled(queue),
+            keys.leases(queue), keys.wakeup(queue), keys.sequence(queue), keys.metrics(queue),
+            *_index_keys(queue),
         ]  # fmt: skip
-        return _text(self._run("drop_queue", ks, [queue, keys.JOB_PREFIX]))
+        verdict = _text(self._run("drop_queue", ks, [queue, keys.JOB_PREFIX]))
+        if self._registry is not None and verdict == "dropped":
+            self._registry.forget(queue)
+        return verdict
 
     def replay(self, queue: str, ids: Sequence[str]) -> list[str]:
         """Put the `failed` jobs among `ids` (all of `queue`) back to work; the ids
         replayed (see replay.lua)."""
-        ks = [keys.dead_letter(), keys.ready(queue), keys.wakeup(queue), keys.sequence(queue)]
+        ks = [keys.dead_list(queue), keys.ready(queue), keys.wakeup(queue), keys.sequence(queue)]
         ks += [*_index_keys(queue), *(keys.job(i) for i in ids)]
-        return [_text(x) for x in self._run("replay", ks, [queue, *ids])]
+        done = [_text(x) for x in self._run("replay", ks, [queue, *ids])]
+        if self._cluster:
+            unmirror(cast(redis.RedisCluster, self._client), done)
+        return done
 
     def purge(self, queue: str, ids: Sequence[str]) -> list[str]:
         """Delete the `failed` jobs among `ids` (all of `queue`); the ids deleted
         (see purge.lua)."""
-        ks = [keys.dead_letter(), keys.index(queue, "failed"), *(keys.job(i) for i in ids)]
-        return [_text(x) for x in self._run("purge", ks, [queue, *ids])]
+        ks = [keys.dead_list(queue), keys.index(queue, "failed"), *(keys.job(i) for i in ids)]
+        done = [_text(x) for x in self._run("purge", ks, [queue, *ids])]
+        if self._cluster:
+            unmirror(cast(redis.RedisCluster, self._client), done)
+        return done
+
+    def _mirror_dead(self, queue: str) -> None:
+        """Copy `queue`'s new dead ids into ``dead_letter`` (cluster layout). A
+        failure is logged, not raised: the script did run, and the next recovery
+        pass of a worker serving the queue copies them."""
+        try:
+            mirror_dead(
+                cast(redis.RedisCluster, self._client), queue, self._retention.dead_letter_max
+            )
+        except (redis.RedisError, redis.exceptions.RedisClusterException) as e:
+            logger.warning("dead_letter copy of queue %s deferred: %s", queue, e)
 
 
 #: Most queues whose key names each cache below keeps (queue names come from
@@ -401,9 +451,12 @@ KEY_CACHE_SIZE = 1024
 
 
 @lru_cache(maxsize=KEY_CACHE_SIZE)
-def _enqueue_call(queue: str, max_queues: int = 0) -> tuple[tuple[bytes, ...], bytes, bytes, bytes]:
+def _enqueue_call(
+    queue: str, max_queues: int = 0, cluster: bool = False
+) -> tuple[tuple[bytes, ...], bytes, bytes, bytes]:
     """KEYS[1..7] of enqueue.lua, the metrics key, ARGV[1] (the queue) and ARGV[2]
-    (the header without an Idempotency-Key): made once per queue, and as bytes,
+    (the header without an Idempotency-Key): made once per queue (and key layout,
+    `cluster`), and as bytes,
     which redis-py sends as they are (it encodes every str argument in Python, per
     call)."""
     head = (
@@ -411,7 +464,7 @@ def _enqueue_call(queue: str, max_queues: int = 0) -> tuple[tuple[bytes, ...], b
         keys.scheduled(queue),
         keys.wakeup(queue),
         keys.sequence(queue),
-        keys.queues(),
+        keys.queue_registry(queue),
         keys.index(queue, "queued"),
         keys.index(queue, "scheduled"),
     )

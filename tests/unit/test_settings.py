@@ -97,6 +97,8 @@ def test_every_settings_field_has_a_variable_tested() -> None:
     derived = {"redis_url", "redis_configured"}  # from REDIS_URL / REDIS_HOST / REDIS_PORT
     # Read only together (test_sentinels_and_their_master_name_are_read_together).
     derived |= {"redis_sentinels", "redis_sentinel_master"}
+    # Sets redis_configured too (tests/unit/test_settings_cluster.py).
+    derived |= {"redis_cluster_nodes"}
     assert {f.name for f in fields(Settings)} - derived == {field for _, _, field, _ in VALID}
 
 
