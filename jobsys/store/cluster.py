@@ -63,7 +63,6 @@ def connect_cluster(settings: Settings, options: dict[str, Any]) -> redis.RedisC
     kwargs["retry"] = Retry(NoBackoff(), 0)
     return redis.RedisCluster(
         startup_nodes=[ClusterNode(h, p) for h, p in settings.redis_cluster_nodes],  # type: ignore[no-untyped-call]
-        cluster_error_retry_attempts=0,
         **kwargs,
     )
 
@@ -204,8 +203,8 @@ class Wakers:
 
 
 class ClusterProbe:
-    """GET /health on a cluster: the cluster says ``cluster_state:ok`` and every
-    primary answers PING, each socket operation within `deadline_s`."""
+    """GET /health on a cluster: every primary answers CLUSTER INFO with
+    ``cluster_state:ok``, each socket operation within `deadline_s`."""
 
     def __init__(self, settings: Settings, deadline_s: float) -> None:
         options = {
@@ -221,10 +220,13 @@ class ClusterProbe:
         try:
             if self._client is None:
                 self._client = connect_cluster(self._settings, self._options)
-            state = self._client.cluster_info().get("cluster_state")
-            if state != "ok":
-                raise StoreUnavailable(f"Redis Cluster state is {state!r}")
-            self._client.ping(target_nodes=redis.RedisCluster.PRIMARIES)
+            answers = self._client.cluster_info(target_nodes=redis.RedisCluster.PRIMARIES)
+            # One node answers with its fields; several with {node: fields}.
+            infos: list[Any] = [answers] if "cluster_state" in answers else list(answers.values())
+            for info in infos:
+                state = dict(info).get("cluster_state")
+                if state != "ok":
+                    raise StoreUnavailable(f"Redis Cluster state is {state!r}")
         except (redis.RedisError, redis.exceptions.RedisClusterException) as e:
             raise StoreUnavailable(f"Redis Cluster is unreachable: {e}") from e
 

@@ -1,0 +1,91 @@
+"""An idle worker's wait over queues on several shards of a real Redis Cluster
+(`cluster.Wakers`): a submit to any of them wakes it, and the wait polls no faster
+than WORKER_POLL_SECONDS."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+import redis
+from redis_cluster import RedisCluster
+
+from jobsys.settings import Settings
+from jobsys.store import Store, keys
+
+POLL_S = 0.5
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
+    c = RedisCluster(tmp_path_factory.mktemp("cluster"), primaries=3).start()
+    yield c
+    c.stop()
+
+
+@pytest.fixture
+def store(cluster: RedisCluster) -> Iterator[Store]:
+    s = Store(
+        Settings.from_env(
+            {"REDIS_CLUSTER_NODES": cluster.seeds, "WORKER_POLL_SECONDS": str(POLL_S)}
+        )
+    )
+    s.redis.flushall()
+    yield s
+    s.close()
+    keys.use_cluster_layout(False)
+
+
+def _queues_on_three_shards(cluster: RedisCluster) -> list[str]:
+    client = cluster.cluster_client()
+    found: dict[str, str] = {}
+    for i in range(200):
+        node = client.get_node_from_key(keys.ready(f"w{i}")).name
+        found.setdefault(node, f"w{i}")
+    client.close()
+    assert len(found) == 3
+    return sorted(found.values())
+
+
+def _bzpopmin_calls(cluster: RedisCluster) -> list[int]:
+    out = []
+    for i in range(cluster.primaries):
+        c = cluster.client(i)
+        stats = c.info("commandstats").get("cmdstat_bzpopmin", {"calls": 0})
+        out.append(int(stats["calls"]))
+        c.close()
+    return out
+
+
+def test_a_submit_to_any_shard_wakes_the_waiting_worker(
+    store: Store, cluster: RedisCluster
+) -> None:
+    queues = _queues_on_three_shards(cluster)
+    for target in queues:
+        threading.Timer(0.3, lambda q=target: store.submit("hello", queue=q)).start()
+        # Woken by the submit (well within the 20 s timeout), then claims `target`.
+        claimed = store.wait_then_claim(queues, 20.0, target, "w-1", 10.0, 5)
+        assert len(claimed) == 1
+
+
+def test_an_idle_wait_polls_each_shard_no_faster_than_the_poll_interval(
+    store: Store, cluster: RedisCluster
+) -> None:
+    queues = _queues_on_three_shards(cluster)
+    before = _bzpopmin_calls(cluster)
+    start = time.monotonic()
+    while time.monotonic() - start < 3.0:
+        assert store.wait_then_claim(queues, POLL_S, queues[0], "w-1", 10.0, 5) == []
+    calls = [a - b for a, b in zip(_bzpopmin_calls(cluster), before, strict=True)]
+    # One blocked BZPOPMIN per shard at a time, each lasting POLL_S: about 6 each in
+    # 3 s (the slack covers the waker threads' start and the last pending calls).
+    assert all(1 <= n <= 3.0 / POLL_S + 2 for n in calls), calls
+
+
+def test_queues_of_one_slot_keep_the_one_round_trip_wait(store: Store) -> None:
+    store.submit("hello", queue="solo")
+    assert isinstance(store.redis, redis.RedisCluster)
+    claimed = store.wait_then_claim(["solo"], 1.0, "solo", "w-1", 10.0, 5)
+    assert len(claimed) == 1
