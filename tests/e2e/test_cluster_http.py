@@ -223,3 +223,82 @@ def test_a_shard_down_is_a_503_and_workers_wait_it_out(
             p.stop()
             print(f"--- {p.log_path.name} ---\n{p.output()[-3000:]}")
         c.stop()
+
+
+def test_a_primary_killed_under_load_fails_over_and_no_acked_job_is_lost(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """3 primaries + 1 replica each, cluster-node-timeout 2 s: SIGKILL the primary of
+    a busy queue while jobs are submitted over HTTP. Writes come back within 8 s;
+    every acknowledged job completes, except ones acknowledged in the last second
+    before the kill (asynchronous replication: possibly not on the replica yet)."""
+    c = RedisCluster(tmp_path_factory.mktemp("failover"), primaries=3, replicas=1).start()
+    env = {
+        "REDIS_CLUSTER_NODES": c.seeds,
+        **FAST_WORKER_ENV,
+        "WORKER_QUEUES": ",".join(QUEUES),
+        "JOB_LEASE_SECONDS": "4",
+        "SIMULATED_WORK_SECONDS": "0",
+    }
+    port = free_port()
+    api = Proc(["api", "--host", "127.0.0.1", "--port", str(port)], env, tmp_path / "api.log")
+    worker = Proc(
+        ["worker", "--concurrency", "4", "--tasks", "sample_tasks"], env, tmp_path / "worker.log"
+    )
+    base = f"http://127.0.0.1:{port}"
+    acked: list[tuple[float, str]] = []
+    refused = 0
+    try:
+        wait_for_http(f"{base}/health", timeout=30)
+        session = requests.Session()
+        kill_at = None
+        start = time.monotonic()
+        while time.monotonic() - start < 16:
+            if kill_at is None and time.monotonic() - start > 4:
+                c.nodes[1].kill()  # the primary of QUEUES[1]
+                kill_at = time.monotonic()
+            try:
+                r = session.post(
+                    f"{base}/submit", json={"task": "hello", "queue": QUEUES[1]}, timeout=5
+                )
+            except requests.RequestException:
+                refused += 1
+                continue
+            if r.status_code == 202:
+                acked.append((time.monotonic(), str(r.json()["id"])))
+            else:
+                assert r.status_code == 503, r.text
+                refused += 1
+                time.sleep(0.05)
+        assert kill_at is not None
+        after = [t for t, _ in acked if t > kill_at]
+        assert after, "no write after the kill"
+        back_s = after[0] - kill_at
+        print(f"acked {len(acked)}, refused {refused}, writes back after {back_s:.2f} s")
+        assert back_s < 8.0
+
+        def status(job_id: str) -> object:
+            r = session.get(f"{base}/jobs/{job_id}", timeout=5)
+            return r.json()["status"] if r.status_code == 200 else r.status_code
+
+        pending = {i: t for t, i in acked}
+        gone: dict[str, float] = {}
+
+        def settled() -> bool:
+            for job_id in list(pending):
+                now = status(job_id)
+                if now in ("completed", 404):
+                    if now == 404:
+                        gone[job_id] = pending[job_id]
+                    del pending[job_id]
+            return not pending
+
+        wait_for(settled, 120, what="every acknowledged job completed or gone")
+        lost = [(t, i) for i, t in gone.items()]
+        print(f"lost {len(lost)}")
+        assert all(kill_at - 1.0 <= t <= kill_at for t, _ in lost), lost
+    finally:
+        for p in (worker, api):
+            p.stop()
+            print(f"--- {p.log_path.name} ---\n{p.output()[-3000:]}")
+        c.stop()

