@@ -7,13 +7,16 @@ from __future__ import annotations
 import shutil
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
+from redis.crc import key_slot
 from redis_cluster import RedisCluster
 
+from jobsys.errors import StoreUnavailable
 from jobsys.settings import Settings
 from jobsys.store import Store, keys
 
@@ -134,3 +137,17 @@ def test_dead_ids_left_behind_by_a_killed_worker_reach_dead_letter(store: Store)
     store.recover("orders")  # the recovery pass of any worker serving the queue
     assert store.redis.lrange(keys.dead_letter(), 0, -1) == [job_id]
     assert store.redis.llen(keys.dead("orders")) == 0
+
+
+def test_a_call_whose_keys_span_two_slots_is_unavailable_not_a_crash(store: Store) -> None:
+    """A job id of another slot (one made before the switch to a cluster, say)
+    in a script call: CROSSSLOT is `StoreUnavailable` (a 503 at the API), and
+    nothing is written."""
+    job_id = store.submit("hello", queue="orders")
+    [claimed] = store.claim("orders", "w-1", 10.0, 5)
+    foreign = str(uuid.uuid4())
+    while key_slot(keys.job(foreign).encode()) == key_slot(keys.job(job_id).encode()):
+        foreign = str(uuid.uuid4())
+    with pytest.raises(StoreUnavailable):
+        store.complete_many("orders", "w-1", [(job_id, claimed.attempt, "1"), (foreign, 1, "1")])
+    assert store.get(job_id).status == "processing"
