@@ -68,6 +68,11 @@ class Settings:
     redis_wait_replicas: int = 0
     #: REDIS_WAIT_TIMEOUT_SECONDS: longest a submit waits for them; then it is a 503.
     redis_wait_timeout_s: float = 1.0
+    # -- Redis Cluster (issue 13, docs/scaling.md "Redis Cluster") --
+    #: REDIS_CLUSTER_NODES: ``host:port,...`` of seed nodes of a Redis Cluster
+    #: (empty: not a cluster). With them, REDIS_URL gives only the nodes'
+    #: credentials and TLS.
+    redis_cluster_nodes: tuple[tuple[str, int], ...] = ()
     #: SIMULATED_WORK_SECONDS: how long a task with no handler "works".
     simulated_work_s: float = 2.0
     #: MAX_RETRIES: retries after the first attempt (3 means 4 attempts in all).
@@ -184,9 +189,11 @@ class Settings:
         url, configured = _redis_url(reader)
         no_sentinels: tuple[tuple[str, int], ...] = ()
         sentinels = reader.get("REDIS_SENTINELS", _host_ports, no_sentinels)
+        cluster_nodes = reader.get("REDIS_CLUSTER_NODES", _host_ports, no_sentinels)
         settings = cls(
             redis_url=url,
-            redis_configured=configured or bool(sentinels),
+            redis_configured=configured or bool(sentinels) or bool(cluster_nodes),
+            redis_cluster_nodes=cluster_nodes,
             redis_sentinels=sentinels,
             redis_sentinel_master=env.get("REDIS_SENTINEL_MASTER", "").strip() or None,
             redis_sentinel_password=_secret(env, "REDIS_SENTINEL_PASSWORD"),
@@ -251,6 +258,11 @@ class Settings:
                 f"REDIS_WAIT_TIMEOUT_SECONDS={settings.redis_wait_timeout_s} must be less than "
                 f"REDIS_SOCKET_TIMEOUT_SECONDS={settings.redis_socket_timeout_s}: the socket "
                 "would time out before the replicas' answer"
+            )
+        if settings.redis_sentinels and settings.redis_cluster_nodes:
+            raise ConfigError(
+                "set REDIS_SENTINELS or REDIS_CLUSTER_NODES, not both (a Redis Cluster "
+                "fails over by itself)"
             )
         both = set(settings.producer_tokens) & set(settings.admin_tokens)
         if both:

@@ -6,28 +6,60 @@ ships (see jobsys.local.redis_server). It never touches the machine's port 6379.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
 import pytest
 import redis
+from redis_cluster import RedisCluster
 
 from jobsys.local.redis_server import RedisServer
 from jobsys.settings import Settings
 from jobsys.store import Store
 
+#: JOBSYS_TEST_REDIS=cluster: the fixtures below use a private Redis Cluster of three
+#: primaries instead (docs/scaling.md, "Redis Cluster"): `redis_server` is its first
+#: node, `redis_client` a cluster client, `env` names the seed nodes.
+CLUSTER_MODE = os.environ.get("JOBSYS_TEST_REDIS") == "cluster"
+
 
 @pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster | None]:
+    """The private cluster of JOBSYS_TEST_REDIS=cluster, else None."""
+    if not CLUSTER_MODE:
+        yield None
+        return
+    cluster = RedisCluster(tmp_path_factory.mktemp("cluster"), primaries=3).start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server(
+    tmp_path_factory: pytest.TempPathFactory, redis_cluster: RedisCluster | None
+) -> Iterator[RedisServer]:
     """One private server for the whole session."""
+    if redis_cluster is not None:
+        yield redis_cluster.nodes[0]
+        return
     server = RedisServer(tmp_path_factory.mktemp("redis"), appendonly=False).start()
     yield server
     server.stop()
 
 
 @pytest.fixture
-def redis_client(redis_server: RedisServer) -> Iterator[redis.Redis]:
+def redis_client(
+    redis_server: RedisServer, redis_cluster: RedisCluster | None
+) -> Iterator[redis.Redis]:
     """A plain client on the private server, flushed before each test."""
+    if redis_cluster is not None:
+        cluster_client = redis_cluster.cluster_client()
+        cluster_client.flushall(target_nodes=redis.RedisCluster.PRIMARIES)
+        yield cast(redis.Redis, cluster_client)
+        cluster_client.close()
+        return
     client = redis.Redis.from_url(redis_server.url, decode_responses=True)
     client.flushall()
     yield client
@@ -38,15 +70,23 @@ def redis_client(redis_server: RedisServer) -> Iterator[redis.Redis]:
 def raw_redis(redis_client: redis.Redis, redis_server: RedisServer) -> Iterator[redis.Redis]:
     """A client on the same (flushed) server that returns bytes: for binary values,
     such as the elements of the completed index (`keys.completed_entry`)."""
+    if CLUSTER_MODE:
+        node = redis_server
+        cluster_client = redis.RedisCluster(host=node.host, port=node.port)
+        yield cast(redis.Redis, cluster_client)
+        cluster_client.close()
+        return
     client = redis.Redis.from_url(redis_server.url)
     yield client
     client.close()
 
 
 @pytest.fixture
-def env(redis_server: RedisServer) -> dict[str, str]:
+def env(redis_server: RedisServer, redis_cluster: RedisCluster | None) -> dict[str, str]:
     """Environment variables that point jobsys at the private server, with fast timings."""
+    cluster = {"REDIS_CLUSTER_NODES": redis_cluster.seeds} if redis_cluster else {}
     return {
+        **cluster,
         "REDIS_URL": redis_server.url,
         "SIMULATED_WORK_SECONDS": "0.05",
         "RETRY_BACKOFF_SECONDS": "0.05",

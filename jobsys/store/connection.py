@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from jobsys.settings import Settings
+from jobsys.store.cluster import connect_cluster
 from jobsys.store.sentinel import EpochSentinel, FollowingPool, watcher_for
 
 
@@ -38,6 +39,10 @@ def connect(settings: Settings, *, socket_timeout_s: float | None = None) -> red
         "retry": Retry(NoBackoff(), 0),
         "client_name": "jobsys",
     }
+    if settings.redis_cluster_nodes:
+        # A RedisCluster is used as a Redis (the commands jobsys sends are common
+        # to both); jobsys/store/cluster.py has the steps that differ.
+        return cast(redis.Redis, connect_cluster(settings, options))
     if not settings.redis_sentinels:
         if settings.redis_url.startswith("unix:"):
             # A Unix socket has no TCP keepalive: redis-py's UnixDomainSocketConnection

@@ -25,6 +25,7 @@ from redis.retry import Retry
 
 from jobsys.errors import StoreUnavailable
 from jobsys.settings import Settings
+from jobsys.store.cluster import ClusterProbe
 from jobsys.store.connection import sentinel_options
 from jobsys.store.sentinel import EpochSentinel
 from jobsys.store.translate import translate_errors
@@ -58,6 +59,8 @@ class HealthProbe:
         self._idle: list[Connection] = []
         self._lock = threading.Lock()
         self._master = settings.redis_sentinel_master or ""
+        #: REDIS_CLUSTER_NODES: the cluster's own probe (jobsys/store/cluster.py).
+        self._cluster = ClusterProbe(settings, deadline_s) if settings.redis_cluster_nodes else None
         self._sentinel = (
             EpochSentinel(
                 list(settings.redis_sentinels),
@@ -69,6 +72,9 @@ class HealthProbe:
 
     def ping(self) -> None:
         """Raise `StoreUnavailable` unless Redis answers PING before the deadline."""
+        if self._cluster is not None:
+            self._cluster.ping()
+            return
         deadline = time.monotonic() + self.deadline_s
         conn: Connection | None = None
         ok = False
@@ -86,6 +92,8 @@ class HealthProbe:
 
     def close(self) -> None:
         """Close the idle connections."""
+        if self._cluster is not None:
+            self._cluster.close()
         with self._lock:
             idle, self._idle = self._idle, []
         for conn in idle:

@@ -12,6 +12,32 @@ from __future__ import annotations
 
 import uuid
 
+# -- Redis Cluster layout (issue 13; docs/scaling.md "Redis Cluster") -------
+#: True in the cluster layout (REDIS_CLUSTER_NODES): set by `use_cluster_layout`
+#: when a Store is made; one layout per process.
+_cluster = False
+#: The hash tag of the deployment-wide keys in the cluster layout (one slot).
+DEPLOYMENT_TAG = "{jobsys}"
+
+
+def use_cluster_layout(on: bool) -> None:
+    """Select the key layout of this process: the single-Redis names (the default)
+    or the cluster layout, where the deployment-wide keys carry `DEPLOYMENT_TAG`
+    and the scripts of a queue touch only keys of the queue's slot (see
+    `queue_registry`, `dead_list`, `idempotency`)."""
+    global _cluster
+    _cluster = on
+
+
+def cluster_layout() -> bool:
+    """True when this process uses the cluster layout."""
+    return _cluster
+
+
+def _global(name: str) -> str:
+    return f"{DEPLOYMENT_TAG}:{name}" if _cluster else f"jobsys:{name}"
+
+
 #: Prefix of job hashes; Lua scripts that touch jobs whose ids they learn while
 #: running (claim, recover) derive ``job:<id>`` from this prefix.
 JOB_PREFIX = "job:"
@@ -31,8 +57,37 @@ def dead_letter() -> str:
 
 
 def queues() -> str:
-    """SET ``jobsys:queues``: the names of every queue ever submitted to. TTL: none."""
-    return "jobsys:queues"
+    """SET ``jobsys:queues`` (cluster layout: ``{jobsys}:queues``): the names of
+    every queue ever submitted to. TTL: none."""
+    return _global("queues")
+
+
+def registered(queue: str) -> str:
+    """SET ``jobsys:queue:{q}:registered`` (cluster layout only): holds q once the
+    queue exists. It stands in for `queues` inside the scripts of q, which may not
+    touch another slot; `queues` is written by the caller before (see
+    jobsys/store/cluster.py). TTL: none."""
+    return f"jobsys:queue:{{{queue}}}:registered"
+
+
+def queue_registry(queue: str) -> str:
+    """The SET the scripts of `queue` register it in: `queues`, or `registered` in
+    the cluster layout."""
+    return registered(queue) if _cluster else queues()
+
+
+def dead(queue: str) -> str:
+    """LIST ``jobsys:queue:{q}:dead`` (cluster layout only): ids of q's jobs that
+    fail.lua/recover.lua made `failed`, newest first, waiting to be copied into
+    `dead_letter` (jobsys/store/cluster.py), which lies in another slot. Bounded as
+    `dead_letter` is. TTL: none."""
+    return f"jobsys:queue:{{{queue}}}:dead"
+
+
+def dead_list(queue: str) -> str:
+    """The LIST the scripts of `queue` push dead ids to: `dead_letter`, or `dead`
+    in the cluster layout."""
+    return dead(queue) if _cluster else dead_letter()
 
 
 def ready(queue: str) -> str:
@@ -67,21 +122,26 @@ def sequence(queue: str) -> str:
     return f"jobsys:queue:{{{queue}}}:seq"
 
 
-def idempotency(key_digest: str) -> str:
+def idempotency(key_digest: str, queue: str = "") -> str:
     """HASH ``jobsys:idem:<sha256 of the Idempotency-Key>``: the first request that
     used the key, whatever its queue (a key is one per deployment): its
     ``fingerprint`` (which covers the queue), the ``ids`` it created and which of them
     were ``scheduled`` (positions, see enqueue.lua). TTL: IDEMPOTENCY_TTL_SECONDS.
 
     Not in the hash slot of a queue's keys: under Redis Cluster the check and the
-    submit can no longer be one script (see docs/architecture.md)."""
+    submit can no longer be one script (see docs/architecture.md).
+
+    Cluster layout: ``jobsys:queue:{q}:idem:<sha256>``, in the slot of the queue
+    the request names (`queue`): a key is then one per queue."""
+    if _cluster:
+        return f"jobsys:queue:{{{queue}}}:idem:{key_digest}"
     return f"jobsys:idem:{key_digest}"
 
 
 def schedules() -> str:
     """HASH ``jobsys:schedules``: periodic schedules, name -> JSON (cron, task,
-    payload, queue, source). TTL: none."""
-    return "jobsys:schedules"
+    payload, queue, source; cluster layout: ``{jobsys}:schedules``). TTL: none."""
+    return _global("schedules")
 
 
 def last_tick(queue: str, schedule: str) -> str:
@@ -160,16 +220,17 @@ def completed_entry(element: bytes) -> tuple[int, str]:
 def workers() -> str:
     """ZSET ``jobsys:workers``: ids of registered workers; score = their last
     heartbeat, ms since the epoch (Redis server clock). Readers drop members older
-    than WORKER_LIVENESS_SECONDS. TTL: none."""
-    return "jobsys:workers"
+    than WORKER_LIVENESS_SECONDS (cluster layout: ``{jobsys}:workers``). TTL: none."""
+    return _global("workers")
 
 
 def worker(worker_id: str) -> str:
     """HASH ``jobsys:worker:<id>``: one worker's registration (host, pid, queues,
     concurrency, started_at, current_jobs, processed, failed; tasks: the JSON catalog
-    of the tasks it serves, see store/catalog.py). TTL: a few liveness
-    windows, renewed by every heartbeat; deleted at a graceful stop."""
-    return f"jobsys:worker:{worker_id}"
+    of the tasks it serves, see store/catalog.py). TTL: a few liveness windows, renewed
+    by every heartbeat; deleted at a graceful stop. Cluster layout:
+    ``{jobsys}:worker:<id>``."""
+    return _global(f"worker:{worker_id}")
 
 
 def metrics(queue: str) -> str:

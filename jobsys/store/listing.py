@@ -116,7 +116,9 @@ class Listing:
         indexes = [(q, s) for q in self.queues(queue) for s in statuses]
         if not indexes:
             return Page([], None)
-        groups = list(_chunks(indexes, KEYS_PER_CALL))
+        # On a cluster one call reads one queue (one slot), and the answers merge.
+        size = len(statuses) if keys.cluster_layout() else KEYS_PER_CALL
+        groups = list(_chunks(indexes, size))
         budget = max(math.ceil(TASK_SCAN_BUDGET / len(groups)), MIN_CALL_BUDGET)
         answers = [
             self._scripts.page(g, limit, after, task, budget, True, leave_out) for g in groups

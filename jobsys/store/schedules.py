@@ -40,7 +40,9 @@ class ScheduleStore:
             if found is None:
                 return False
             schedule = Schedule.from_json(str(found))
-            pipe = self.store.redis.pipeline(transaction=True)
+            # One transaction on a single Redis; on a cluster the two keys lie in two
+            # slots: two idempotent commands.
+            pipe = self.store.redis.pipeline(transaction=not self.store.cluster)
             pipe.hdel(keys.schedules(), name)
             pipe.delete(keys.last_tick(schedule.queue, name))
             pipe.execute()
@@ -61,7 +63,7 @@ class ScheduleStore:
     def tick(self, schedule: Schedule, tick: datetime) -> str:
         """Enqueue the job of `tick` unless it was already: "enqueued", "seen" or "first"."""
         sub = Submission(schedule.task, schedule.payload)
-        job_id = new_job_id()
+        job_id = new_job_id(schedule.queue)
         job = job_arg(job_id, sub, self.store.settings.max_retries)
         with translate_errors():
             return self.store.scripts.tick(

@@ -14,6 +14,7 @@ redis-py's.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import threading
 from collections.abc import Collection, Sequence
@@ -28,7 +29,10 @@ from redis.exceptions import ResponseError
 from jobsys import stamps
 from jobsys.errors import IdempotencyConflict, StoreUnavailable, TooManyQueues, UnknownParent
 from jobsys.store import keys
+from jobsys.store.cluster import QueueRegistry, mirror_dead, unmirror
 from jobsys.store.library import NAMES, library, library_missing
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -119,9 +123,23 @@ class Scripts:
         # bytes: redis-py sends them as they are (a str it encodes on every call)
         self._fn = {n: self._lib.function(n).encode() for n in NAMES}
         self._local = threading.local()
+        #: A Redis Cluster client (REDIS_CLUSTER_NODES): it routes each call by its
+        #: keys' slot, so calls go through it rather than one kept connection.
+        self._cluster = isinstance(client, redis.RedisCluster)
+        self._registry = (
+            QueueRegistry(cast(redis.RedisCluster, client), max_queues) if self._cluster else None
+        )
 
     def load(self) -> None:
-        """Load this version's function library into Redis, unless it is there."""
+        """Load this version's function library into Redis, unless it is there.
+
+        On a cluster, into every primary, with REPLACE: a primary that already has
+        it would otherwise stop the load before the ones that lack it (a new or
+        flushed primary); the library's name is the digest of its code, so REPLACE
+        changes nothing where it is."""
+        if self._cluster:
+            self._client.function_load(self._lib.code, replace=True)
+            return
         try:
             self._client.function_load(self._lib.code)
         except ResponseError as e:
@@ -165,17 +183,21 @@ class Scripts:
     def _run(self, name: str, keys_: Sequence[str | bytes], args: Sequence[Any]) -> Any:
         """Run script `name` (FCALL); load the library first when Redis lacks it."""
         fn = self._fn[name]
-        client = self._thread_client()
         n = len(keys_)
         numkeys = cast(int, _NUMKEYS[n] if n < len(_NUMKEYS) else n)
-        try:
-            return _fcall(client, fn, numkeys, keys_, args)
-        except ResponseError as e:
-            if not library_missing(e):
-                raise
-        # Nothing ran: Redis does not have this version's library (yet).
-        self.load()
-        return _fcall(client, fn, numkeys, keys_, args)
+        # A cluster client routes the call to the node of its keys' slot.
+        client = None if self._cluster else self._thread_client()
+        for attempt in (1, 2):
+            try:
+                if client is None:
+                    return self._client.fcall(fn, numkeys, *keys_, *args)
+                return _fcall(client, fn, numkeys, keys_, args)
+            except ResponseError as e:
+                if attempt == 2 or not library_missing(e):
+                    raise
+            # Nothing ran: Redis does not have this version's library (yet).
+            self.load()
+        raise AssertionError("unreachable")
 
     def _run_replicated(self, name: str, keys_: Sequence[str | bytes], args: Sequence[Any]) -> Any:
         """`_run`, then WAIT for REDIS_WAIT_REPLICAS replicas on the same connection
@@ -228,16 +250,20 @@ class Scripts:
         queues exist, or `StoreUnavailable` when REDIS_WAIT_REPLICAS replicas did not
         acknowledge the write in time.
         """
-        head, metrics_key, queue_arg, header = _enqueue_call(queue, self._max_queues)
+        head, metrics_key, queue_arg, header = _enqueue_call(
+            queue, self._max_queues, keys.cluster_layout()
+        )
         # bytes: redis-py's encoder costs more per argument than str.encode here
         ks: list[str | bytes] = [*head, *[(keys.JOB_PREFIX + i).encode() for i in ids]]
         ks += [metrics_key, _events_key(queue)]
         if idempotency is not None:
-            ks.append(keys.idempotency(idempotency.key_digest))
+            ks.append(keys.idempotency(idempotency.key_digest, queue))
             header = (
                 f"{self._max_queues:d},{idempotency.ttl_s:d},{idempotency.fingerprint}".encode()
             )
         args: list[Any] = [queue_arg, header, *[a.encode() for a in argv], self._events_max_len]
+        if self._registry is not None:
+            self._registry.ensure(queue)
         try:
             if self._wait_replicas:
                 answer = self._run_replicated("enqueue", ks, args)
@@ -318,7 +344,7 @@ class Scripts:
         ks = [
             keys.leases(queue),
             keys.scheduled(queue),
-            keys.dead_letter(),
+            keys.dead_list(queue),
             keys.ready(queue),
             keys.wakeup(queue),
             *_index_keys(queue),
@@ -328,7 +354,10 @@ class Scripts:
             ks.append(keys.job(job_id))
             args += [job_id, attempt, error, backoff_ms]
         ks.append(keys.events(queue))
-        return [_text(x) for x in self._run_ending("fail", ks, args)]
+        out = [_text(x) for x in self._run_ending("fail", ks, args)]
+        if self._cluster and "dead" in out:
+            self._mirror_dead(queue)
+        return out
 
     def release(self, queue: str, job_id: str, worker: str, attempt: int) -> bool:
         """Hand an unfinished job back without counting the attempt (see release.lua)."""
@@ -339,9 +368,11 @@ class Scripts:
     def recover(self, queue: str, max_jobs: int = 100) -> list[tuple[str, str, str]]:
         """Take back jobs whose lease ran out: [(id, "retry" | "dead" | "cancelled", task)]
         (see recover.lua)."""
-        ks = [keys.leases(queue), keys.ready(queue), keys.dead_letter(), keys.wakeup(queue)]
+        ks = [keys.leases(queue), keys.ready(queue), keys.dead_list(queue), keys.wakeup(queue)]
         ks += [*_index_keys(queue), keys.events(queue)]
         flat = self._run_ending("recover", ks, [keys.JOB_PREFIX, max_jobs])
+        if self._cluster:  # also the sweep of dead ids a killed process left behind
+            self._mirror_dead(queue)
         return [
             (_text(flat[i]), _text(flat[i + 1]), _text(flat[i + 2])) for i in range(0, len(flat), 3)
         ]
@@ -374,12 +405,14 @@ class Scripts:
             keys.scheduled(queue),
             keys.wakeup(queue),
             keys.sequence(queue),
-            keys.queues(),
+            keys.queue_registry(queue),
             keys.job(job_id),
             *_index_keys(queue),
             keys.metrics(queue),
             keys.events(queue),
         ]
+        if self._registry is not None:
+            self._registry.ensure(queue)
         args = [tick_ms, queue, schedule, job, self._events_max_len]
         return _text(self._run("tick", ks, args))
 
@@ -436,25 +469,44 @@ class Scripts:
         """Forget `queue` if it is empty: "dropped", "unknown" or "not_empty" (see
         drop_queue.lua)."""
         ks = [
-            keys.queues(), keys.ready(queue), keys.scheduled(queue), keys.leases(queue),
-            keys.wakeup(queue), keys.sequence(queue), keys.metrics(queue), *_index_keys(queue),
-            keys.events(queue),
+            keys.queue_registry(queue), keys.ready(queue), keys.scheduled(queue),
+            keys.leases(queue), keys.wakeup(queue), keys.sequence(queue), keys.metrics(queue),
+            *_index_keys(queue), keys.events(queue),
         ]  # fmt: skip
-        return _text(self._run("drop_queue", ks, [queue, keys.JOB_PREFIX]))
+        verdict = _text(self._run("drop_queue", ks, [queue, keys.JOB_PREFIX]))
+        if self._registry is not None and verdict == "dropped":
+            self._registry.forget(queue)
+        return verdict
 
     def replay(self, queue: str, ids: Sequence[str]) -> list[str]:
         """Put the `failed` jobs among `ids` (all of `queue`) back to work; the ids
         replayed (see replay.lua)."""
-        ks = [keys.dead_letter(), keys.ready(queue), keys.wakeup(queue), keys.sequence(queue)]
+        ks = [keys.dead_list(queue), keys.ready(queue), keys.wakeup(queue), keys.sequence(queue)]
         ks += [*_index_keys(queue), *(keys.job(i) for i in ids), keys.events(queue)]
-        args = [queue, *ids, self._events_max_len]
-        return [_text(x) for x in self._run("replay", ks, args)]
+        done = [_text(x) for x in self._run("replay", ks, [queue, *ids, self._events_max_len])]
+        if self._cluster:
+            unmirror(cast(redis.RedisCluster, self._client), done)
+        return done
 
     def purge(self, queue: str, ids: Sequence[str]) -> list[str]:
         """Delete the `failed` jobs among `ids` (all of `queue`); the ids deleted
         (see purge.lua)."""
-        ks = [keys.dead_letter(), keys.index(queue, "failed"), *(keys.job(i) for i in ids)]
-        return [_text(x) for x in self._run("purge", ks, [queue, *ids])]
+        ks = [keys.dead_list(queue), keys.index(queue, "failed"), *(keys.job(i) for i in ids)]
+        done = [_text(x) for x in self._run("purge", ks, [queue, *ids])]
+        if self._cluster:
+            unmirror(cast(redis.RedisCluster, self._client), done)
+        return done
+
+    def _mirror_dead(self, queue: str) -> None:
+        """Copy `queue`'s new dead ids into ``dead_letter`` (cluster layout). A
+        failure is logged, not raised: the script did run, and the next recovery
+        pass of a worker serving the queue copies them."""
+        try:
+            mirror_dead(
+                cast(redis.RedisCluster, self._client), queue, self._retention.dead_letter_max
+            )
+        except (redis.RedisError, redis.exceptions.RedisClusterException) as e:
+            logger.warning("dead_letter copy of queue %s deferred: %s", queue, e)
 
     # -- flow control (docs/flow-control.md) ------------------------------------
 
@@ -475,6 +527,8 @@ class Scripts:
         ks.append(keys.events(queue))
         args: list[Any] = [queue_arg, max_queues, arg, window_ms, keys.JOB_PREFIX]
         args += [self._retention.completed_s, unique_key, self._events_max_len]
+        if self._registry is not None:
+            self._registry.ensure(queue)
         try:
             answer = self._run("enqueue_unique", ks, args)
         except ResponseError as e:
@@ -547,9 +601,12 @@ KEY_CACHE_SIZE = 1024
 
 
 @lru_cache(maxsize=KEY_CACHE_SIZE)
-def _enqueue_call(queue: str, max_queues: int = 0) -> tuple[tuple[bytes, ...], bytes, bytes, bytes]:
+def _enqueue_call(
+    queue: str, max_queues: int = 0, cluster: bool = False
+) -> tuple[tuple[bytes, ...], bytes, bytes, bytes]:
     """KEYS[1..7] of enqueue.lua, the metrics key, ARGV[1] (the queue) and ARGV[2]
-    (the header without an Idempotency-Key): made once per queue, and as bytes,
+    (the header without an Idempotency-Key): made once per queue (and key layout,
+    `cluster`), and as bytes,
     which redis-py sends as they are (it encodes every str argument in Python, per
     call)."""
     head = (
@@ -557,7 +614,7 @@ def _enqueue_call(queue: str, max_queues: int = 0) -> tuple[tuple[bytes, ...], b
         keys.scheduled(queue),
         keys.wakeup(queue),
         keys.sequence(queue),
-        keys.queues(),
+        keys.queue_registry(queue),
         keys.index(queue, "queued"),
         keys.index(queue, "scheduled"),
     )

@@ -21,6 +21,7 @@ from jobsys.errors import InvalidJob, JobAlreadyFinished, JobNotFound
 from jobsys.models import DEFAULT_QUEUE, Job
 from jobsys.settings import Settings
 from jobsys.store import catalog, keys, metrics, workers, workflows
+from jobsys.store.cluster import Wakers, one_slot
 from jobsys.store.connection import connect
 from jobsys.store.deadletter import DeadLetter, Outcome
 from jobsys.store.events import EventLog
@@ -47,6 +48,15 @@ class Store:
     def __init__(self, settings: Settings, client: redis.Redis | None = None) -> None:
         self.settings = settings
         self.redis = client if client is not None else connect(settings)
+        # Redis Cluster (REDIS_CLUSTER_NODES): its key layout, and the idle wait over
+        # queues of several slots (jobsys/store/cluster.py).
+        self.cluster = isinstance(self.redis, redis.RedisCluster)
+        keys.use_cluster_layout(self.cluster)
+        self._wakers = (
+            Wakers(cast(redis.RedisCluster, self.redis), settings.worker_poll_s)
+            if self.cluster
+            else None
+        )
         self.scripts = Scripts(
             self.redis,
             Retention(
@@ -71,6 +81,8 @@ class Store:
 
     def close(self) -> None:
         """Close the pooled connections."""
+        if self._wakers is not None:
+            self._wakers.close()
         self.redis.close()
 
     # -- producers -----------------------------------------------------------
@@ -96,7 +108,7 @@ class Store:
         """
         if (has_payload, max_retries, priority, delay_s, run_at, timeout_s) == _PLAIN:
             # The usual call: one (task, payload) pair, no Submission, no lists to build.
-            job_id = new_job_id()
+            job_id = new_job_id(queue)
             arg = job_arg(job_id, (task, payload), self.settings.max_retries)
             with translate_errors():
                 self.scripts.enqueue(queue, (job_id,), (arg,))
@@ -114,7 +126,7 @@ class Store:
         Each job is a `Submission` or a ``(task, payload)`` pair, where a ``None``
         payload means "no payload".
         """
-        ids, argv = self._argv(jobs)
+        ids, argv = self._argv(jobs, queue)
         if not ids:
             return []
         with translate_errors():
@@ -148,7 +160,7 @@ class Store:
             if key is not None:
                 raise InvalidJob("Idempotency-Key", "is not supported with depends_on yet")
             return workflows.submit(self, jobs, queue)
-        ids, argv = self._argv(jobs)
+        ids, argv = self._argv(jobs, queue)
         idem = None
         if key is not None:
             # The queue is part of what "the same request" means, whether or not
@@ -180,7 +192,7 @@ class Store:
                 "cannot be combined with an Idempotency-Key: a unique submit is already "
                 "safe to repeat (a repeat answers the same job)",
             )
-        job_id = new_job_id()
+        job_id = new_job_id(queue)
         arg = job_arg(job_id, job, self.settings.max_retries)
         window_ms = stamps.duration_ms(job.unique_for_s) if job.unique_for_s else 0
         with translate_errors():
@@ -190,10 +202,12 @@ class Store:
             return Submitted([held], [status], duplicate=True, task=task)
         return Submitted([job_id], ["scheduled" if done else "queued"])
 
-    def _argv(self, jobs: Iterable[Submission | tuple[str, Any]]) -> tuple[list[str], list[str]]:
-        """New ids for `jobs`, and their ARGV for enqueue.lua (one per job)."""
+    def _argv(
+        self, jobs: Iterable[Submission | tuple[str, Any]], queue: str
+    ) -> tuple[list[str], list[str]]:
+        """New ids for `jobs` of `queue`, and their ARGV for enqueue.lua (one per job)."""
         subs = [j if isinstance(j, Submission) or _is_pair(j) else Submission(*j) for j in jobs]
-        ids = new_job_ids(len(subs))
+        ids = new_job_ids(len(subs), queue)
         retries = self.settings.max_retries
         return ids, [job_arg(i, sub, retries) for i, sub in zip(ids, subs, strict=True)]
 
@@ -319,7 +333,15 @@ class Store:
         max_jobs: int,
     ) -> list[Claimed]:
         """Block until a queue may have jobs (at most `timeout_s`, which must stay
-        below the socket timeout), then claim from `queue`: one round trip."""
+        below the socket timeout), then claim from `queue`: one round trip.
+
+        On a cluster, queues of several slots are waited on by one thread per slot
+        (`cluster.Wakers`), then `queue` is claimed from: two round trips."""
+        if self._wakers is not None and not one_slot([*wake_queues, queue]):
+            with translate_errors():
+                if not self._wakers.wait(wake_queues, timeout_s):
+                    return []
+            return self.claim(queue, worker, lease_s, max_jobs)
         with translate_errors():
             return self.scripts.wait_then_claim(
                 wake_queues, timeout_s, queue, worker, stamps.duration_ms(lease_s), max_jobs

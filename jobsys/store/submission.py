@@ -9,6 +9,8 @@ from datetime import datetime
 from typing import Any
 
 from jobsys import stamps
+from jobsys.store import keys
+from jobsys.store.slots import queue_slot, steered_ids
 
 
 @dataclass(frozen=True)
@@ -76,16 +78,21 @@ _dumps_head = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 _VARIANT = {f"{i:x}": f"{8 | (i & 3):x}" for i in range(16)}
 
 
-def new_job_id() -> str:
+def new_job_id(queue: str | None = None) -> str:
     """A new job id: a random (version 4) UUID in canonical text, as
-    ``str(uuid.uuid4())`` writes it."""
+    ``str(uuid.uuid4())`` writes it; in the cluster layout, one of `queue`'s slot
+    (`slots.steered_ids`)."""
+    if queue is not None and keys.cluster_layout():
+        return steered_ids(queue_slot(queue), 1)[0]
     h = os.urandom(16).hex()
     return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
 
 
-def new_job_ids(count: int) -> list[str]:
+def new_job_ids(count: int, queue: str | None = None) -> list[str]:
     """`count` new job ids, as `new_job_id` makes them, from one read of the OS's
     random source."""
+    if queue is not None and keys.cluster_layout():
+        return steered_ids(queue_slot(queue), count)
     h = os.urandom(16 * count).hex()
     return [
         f"{h[o : o + 8]}-{h[o + 8 : o + 12]}-4{h[o + 13 : o + 16]}-"

@@ -39,11 +39,25 @@ class _TranslateErrors:
             raise StoreUnavailable(f"Redis cannot take writes now: {e}") from e
         if isinstance(e, redis.ResponseError) and str(e).startswith(_UNAVAILABLE_CODES):
             raise StoreUnavailable(f"Redis cannot take writes now: {e}") from e
+        if isinstance(e, _CLUSTER_ERRORS):
+            raise StoreUnavailable(f"Redis Cluster cannot serve this now: {e}") from e
 
 
 #: Error answers that mean "not now" rather than "wrong request" and that redis-py
 #: leaves as plain ResponseErrors.
 _UNAVAILABLE_CODES = ("NOREPLICAS ",)
+
+
+#: Redis Cluster errors (REDIS_CLUSTER_NODES) that mean "not now": CLUSTERDOWN, a
+#: slot no node serves, no node reachable, redirects (MOVED/ASK) or TRYAGAIN still
+#: answered after redis-py's follow-ups ("TTL exhausted"), and CROSSSLOT (a bug or
+#: a mixed key layout; a 503 rather than a 500, and logged by the caller).
+_CLUSTER_ERRORS = (
+    redis.exceptions.ClusterError,
+    redis.exceptions.RedisClusterException,
+    redis.exceptions.AskError,
+    redis.exceptions.ClusterCrossSlotError,
+)
 
 
 _TRANSLATE = _TranslateErrors()

@@ -109,6 +109,8 @@ def test_every_settings_field_has_a_variable_tested() -> None:
     derived |= {"redis_sentinels", "redis_sentinel_master"}
     # Needs REDIS_SENTINELS too (tests/unit/test_sentinel_settings.py).
     derived |= {"redis_sentinel_password"}
+    # Sets redis_configured too (tests/unit/test_settings_cluster.py).
+    derived |= {"redis_cluster_nodes"}
     assert {f.name for f in fields(Settings)} - derived == {field for _, _, field, _ in VALID}
 
 
