@@ -22,6 +22,7 @@ settles, batched per queue), so that the loop never waits on Redis.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import queue
 import sys
@@ -66,6 +67,9 @@ class AsyncRunner:
         self._io_pending = 0  # items put but not yet processed, under _idle
         self.loop = asyncio.new_event_loop()
         self._last_tick = time.monotonic()
+        # Coroutines handed over by runner threads, not yet tasks of the loop.
+        self._pending: collections.deque[Any] = collections.deque()
+        self._wake_scheduled = False
         self._stop = threading.Event()
         self.lag_reports = 0
         self._loop_thread = threading.Thread(target=self._run_loop, name="async-loop", daemon=True)
@@ -102,8 +106,12 @@ class AsyncRunner:
         context.reporter = lambda fraction, message: self._put(
             "progress", (queue_name, job, fraction, message)
         )
-        coro = self._run(queue_name, job, context)
-        self.loop.call_soon_threadsafe(self._start, coro)
+        self._pending.append(self._run(queue_name, job, context))
+        # One wake-up of the loop (a write to its self-pipe) for all the jobs handed
+        # over before it runs: `_start_pending` clears the flag before it takes them.
+        if not self._wake_scheduled:
+            self._wake_scheduled = True
+            self.loop.call_soon_threadsafe(self._start_pending)
         return True
 
     def wait_idle(self, timeout_s: float) -> bool:
@@ -150,8 +158,11 @@ class AsyncRunner:
             self._last_tick = time.monotonic()
             await asyncio.sleep(TICK_S)
 
-    def _start(self, coro: Any) -> None:
-        self.loop.create_task(coro)
+    def _start_pending(self) -> None:
+        self._wake_scheduled = False
+        pending = self._pending
+        while pending:
+            self.loop.create_task(pending.popleft())
 
     def _cancel_all(self) -> None:
         for t in asyncio.all_tasks(self.loop):

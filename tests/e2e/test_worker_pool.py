@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -118,6 +119,56 @@ def test_recycling_every_100_jobs_over_1000_jobs_loses_none(
     assert all(j.attempts == 1 for j in jobs)  # none lost, none run twice
     ran_in = {j.worker for j in jobs}
     assert len(ran_in) >= 10  # at most 100 jobs per process: 10 processes or more
+    assert "recycled" in pool.output()
+    pool.signal(signal.SIGTERM)
+    assert pool.wait(20) == 0
+
+
+def test_a_second_sigterm_stops_the_children_at_once_and_exits_1(
+    env: dict[str, str], store: Store, procs: Procs
+) -> None:
+    env = {**env, "JOB_LEASE_SECONDS": "2", "WORKER_POLL_SECONDS": "0.2"}
+    pool = start_pool(procs, env, store, "--processes", "2")
+    job_id = store.submit("record", {"tag": "long", "sleep": 30})
+    wait_for(lambda: store.get(job_id).status == "processing", 10, what="the job to run")
+    pool.signal(signal.SIGTERM)
+    time.sleep(0.5)
+    pool.signal(signal.SIGTERM)
+    assert pool.wait(10) == 1  # at once, not after the job's 30 s
+    assert store.get(job_id).status == "processing"  # still leased to the dead child
+    # Its lease brings the job back: another worker runs it again.
+    procs.start(["worker", "--tasks", "sample_tasks"], env, "worker")
+    wait_for(lambda: store.get(job_id).attempts == 2, 20, what="the job to run again")
+
+
+def test_children_of_a_killed_supervisor_stop_by_themselves(
+    env: dict[str, str], store: Store, procs: Procs
+) -> None:
+    pool = start_pool(procs, env, store, "--processes", "2")
+    pids = [w.pid for w in children(store)]
+    pool.signal(signal.SIGKILL)
+    pool.wait(5)
+
+    def gone(pid: int) -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        return False
+
+    wait_for(lambda: all(gone(p) for p in pids), 15, what="the orphaned children to stop")
+    assert children(store) == []  # they stopped cleanly: deregistered
+
+
+def test_a_child_over_the_memory_ceiling_is_replaced(
+    env: dict[str, str], store: Store, procs: Procs
+) -> None:
+    # 1 MB: every child is over it at its first heartbeat, so each one recycles.
+    pool = start_pool(procs, env, store, "--processes", "1", "--max-memory-per-child", "1", n=1)
+    wait_for(lambda: "over WORKER_MAX_MEMORY_MB=1: recycling" in pool.output(), 15,
+             what="a recycle")  # fmt: skip
+    ids = [store.submit("echo", i) for i in range(5)]
+    wait_for(lambda: statuses(store, ids) == {"completed": 5}, 60, what="the jobs")
     assert "recycled" in pool.output()
     pool.signal(signal.SIGTERM)
     assert pool.wait(20) == 0
