@@ -217,7 +217,10 @@ class Settings:
                 "REDIS_SENTINEL_PASSWORD (or its _FILE form) is set but REDIS_SENTINELS is "
                 "not: the data node's password goes in REDIS_URL"
             )
-        if settings.redis_wait_timeout_s >= settings.redis_socket_timeout_s:
+        if (
+            settings.redis_wait_replicas
+            and settings.redis_wait_timeout_s >= settings.redis_socket_timeout_s
+        ):
             raise ConfigError(
                 f"REDIS_WAIT_TIMEOUT_SECONDS={settings.redis_wait_timeout_s} must be less than "
                 f"REDIS_SOCKET_TIMEOUT_SECONDS={settings.redis_socket_timeout_s}: the socket "

@@ -209,6 +209,13 @@ class FollowingPool(SentinelConnectionPool):
         self.proxy.watcher = self.watcher  # type: ignore[attr-defined]
         self.watcher.attach(self)
 
+    def disconnect(self, inuse_connections: bool = True) -> None:
+        """Close the connections, and those to the Sentinels that find the primary
+        (they open again when needed): `Store.close` leaves no socket behind."""
+        super().disconnect(inuse_connections)
+        for sentinel in self.proxy.sentinel_manager.sentinels:
+            sentinel.connection_pool.disconnect()
+
 
 class FollowingConnection(SentinelManagedConnection):
     """A connection to the primary that reconnects after a switch (see the module)."""
