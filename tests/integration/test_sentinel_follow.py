@@ -57,6 +57,12 @@ def test_sentinels_with_a_password(tmp_path: Path) -> None:
         health.ping()
         health.close()
         store.close()
+        # The same deployment as one URL.
+        url = f"redis+sentinel://{group.sentinels_env}/{MASTER}/0"
+        store = Store(Settings.from_env({"REDIS_URL": url, "REDIS_SENTINEL_PASSWORD": "s3cret-pw"}))
+        job_id = store.submit("t")
+        assert group.node(group.primary.port).hget(f"job:{job_id}", "status") == "queued"
+        store.close()
 
         app = create_app(Settings.from_env(sentinel_env(group)))  # no password
         try:
