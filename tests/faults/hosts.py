@@ -108,6 +108,43 @@ class MultiHost:
         for chain in ("in", "out"):
             self._in(self.ns(name), "nft", "add", "rule", "inet", "cut", chain, "drop")
 
+    def isolate(self, name: str, *, but: str) -> None:
+        """Drop every packet of host `name` except those to and from address `but`
+        (a partition that leaves one side able to reach it: split brain)."""
+        self._in(
+            self.ns(name),
+            "nft",
+            "add",
+            "rule",
+            "inet",
+            "cut",
+            "in",
+            "ip",
+            "saddr",
+            "!=",
+            but,
+            "drop",
+        )
+        self._in(
+            self.ns(name),
+            "nft",
+            "add",
+            "rule",
+            "inet",
+            "cut",
+            "out",
+            "ip",
+            "daddr",
+            "!=",
+            but,
+            "drop",
+        )
+
+    @property
+    def root_address(self) -> str:
+        """The root namespace's address on the bridge (the test's own leg)."""
+        return f"{NET}.{self.subnet}.1"
+
     def heal(self, name: str) -> None:
         for chain in ("in", "out"):
             self._in(self.ns(name), "nft", "flush", "chain", "inet", "cut", chain)
