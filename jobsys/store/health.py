@@ -98,6 +98,9 @@ class HealthProbe:
             idle, self._idle = self._idle, []
         for conn in idle:
             conn.disconnect()
+        if self._sentinel is not None:
+            for sentinel in self._sentinel.sentinels:
+                sentinel.connection_pool.disconnect()
 
     def _connection(self, deadline: float) -> Connection:
         address: dict[str, Any] = {}

@@ -27,6 +27,7 @@ import logging
 import os
 import threading
 import time
+import weakref
 from typing import Any
 
 import redis
@@ -83,10 +84,11 @@ class SwitchWatcher:
     """Counts the failovers of one primary that any of its Sentinels announces.
 
     One daemon thread per Sentinel per process, started on first use in each
-    process (a forked child starts its own: threads do not survive a fork). A
-    thread whose Sentinel is unreachable tries again every second; when it
-    subscribes again after a break it also bumps the generation (a switch may have
-    happened meanwhile; reconnecting costs one connect per connection).
+    process (a forked child starts its own: threads do not survive a fork), and
+    ended within a second once no pool uses the watcher any more. A thread whose
+    Sentinel is unreachable tries again every second; when it subscribes again
+    after a break it also bumps the generation (a switch may have happened
+    meanwhile; reconnecting costs one connect per connection).
     """
 
     def __init__(
@@ -98,33 +100,54 @@ class SwitchWatcher:
         #: Bumped on every ``+switch-master`` for `master` (read without a lock: an
         #: int read is atomic, and a stale read only delays a reconnect by a command).
         self.generation = 0
-        self._pid = 0
+        #: The pools that follow this watcher: its threads end when none is left.
+        self._pools: weakref.WeakSet[Any] = weakref.WeakSet()
+        #: The current listeners' run: (process id, token); their loops end when it
+        #: changes (a fork, or no pool left).
+        self._run: tuple[int, object] | None = None
         self._lock = threading.Lock()
+
+    def attach(self, pool: Any) -> None:
+        """Count `pool` as a user of this watcher (held weakly)."""
+        self._pools.add(pool)
 
     def ensure_running(self) -> None:
         """Start the listeners in this process unless they run."""
         pid = os.getpid()
-        if self._pid == pid:
+        run = self._run
+        if run is not None and run[0] == pid:
             return
         with self._lock:
-            if self._pid == pid:
+            run = self._run
+            if run is not None and run[0] == pid:
                 return
-            self._pid = pid
+            run = self._run = (pid, object())
             for host, port in self.sentinels:
                 threading.Thread(
                     target=self._listen,
-                    args=(host, port, pid),
+                    args=(host, port, run),
                     name=f"jobsys-sentinel-{host}:{port}",
                     daemon=True,
                 ).start()
+
+    def _current(self, run: tuple[int, object]) -> bool:
+        """True while `run` is this process's listeners' and a pool still follows them."""
+        if self._run is not run:
+            return False
+        if len(self._pools) == 0:
+            with self._lock:
+                if self._run is run:
+                    self._run = None
+            return False
+        return True
 
     def bump(self, why: str) -> None:
         self.generation += 1
         logger.info("Sentinel: %s; connections reconnect to the primary", why)
 
-    def _listen(self, host: str, port: int, pid: int) -> None:
+    def _listen(self, host: str, port: int, run: tuple[int, object]) -> None:
         broken = False
-        while self._pid == pid:
+        while self._current(run):
             client = redis.Redis(
                 host=host,
                 port=port,
@@ -138,7 +161,7 @@ class SwitchWatcher:
                 if broken:
                     self.bump(f"listening to {host}:{port} again")
                     broken = False
-                while self._pid == pid:
+                while self._current(run):
                     message = pubsub.get_message(timeout=1.0)
                     if message is not None:
                         self._on_message(str(message["data"]), f"{host}:{port}")
@@ -184,6 +207,14 @@ class FollowingPool(SentinelConnectionPool):
         super().__init__(service_name, sentinel_manager, **kwargs)  # type: ignore[no-untyped-call]
         # What a connection holds as its `connection_pool` (redis-py's proxy).
         self.proxy.watcher = self.watcher  # type: ignore[attr-defined]
+        self.watcher.attach(self)
+
+    def disconnect(self, inuse_connections: bool = True) -> None:
+        """Close the connections, and those to the Sentinels that find the primary
+        (they open again when needed): `Store.close` leaves no socket behind."""
+        super().disconnect(inuse_connections)
+        for sentinel in self.proxy.sentinel_manager.sentinels:
+            sentinel.connection_pool.disconnect()
 
 
 class FollowingConnection(SentinelManagedConnection):

@@ -53,12 +53,21 @@ class Child:
     when the *thread* that forked it ends (PR_SET_PDEATHSIG).
     """
 
-    def __init__(self, name: str, args: list[str], env: Mapping[str, str], log_dir: Path) -> None:
+    def __init__(
+        self,
+        name: str,
+        args: list[str],
+        env: Mapping[str, str],
+        log_dir: Path,
+        prefix: Iterable[str] = (),
+    ) -> None:
         self.name = name
         self.log_path = log_dir / f"{name}.log"
         with self.log_path.open("ab") as log:
             self.popen = subprocess.Popen(
-                [sys.executable, "-m", "jobsys", *args],
+                # `prefix`: e.g. a network namespace's (hosts.MultiHost.prefix_for); it
+                # must exec the command, so the PID and process group stay the child's.
+                [*prefix, sys.executable, "-m", "jobsys", *args],
                 env=process_env(env),
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -119,7 +119,7 @@ def test_counts_are_kept_while_redis_is_unreachable(settings: Settings, store: S
     worker = Worker(settings, store)
     store.submit("echo", 1)
     worker.run_once()
-    broken = Store(settings.with_overrides(redis_url="redis://127.0.0.1:1/0"))
+    broken = Store(settings.with_overrides(redis_url="redis://127.0.0.1:1/0", redis_sentinels=()))
     with pytest.raises(Exception, match="unreachable"):
         worker.telemetry.flush(broken, worker.id, worker.registration(), 10)
     worker.flush_telemetry()

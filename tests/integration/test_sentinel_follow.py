@@ -9,6 +9,7 @@ Real servers: Redis 7's ``redis-server`` (``--sentinel``) and Valkey 9
 
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
 import sys
@@ -55,6 +56,12 @@ def test_sentinels_with_a_password(tmp_path: Path) -> None:
         health = HealthProbe(settings, 2.0)
         health.ping()
         health.close()
+        store.close()
+        # The same deployment as one URL.
+        url = f"redis+sentinel://{group.sentinels_env}/{MASTER}/0"
+        store = Store(Settings.from_env({"REDIS_URL": url, "REDIS_SENTINEL_PASSWORD": "s3cret-pw"}))
+        job_id = store.submit("t")
+        assert group.node(group.primary.port).hget(f"job:{job_id}", "status") == "queued"
         store.close()
 
         app = create_app(Settings.from_env(sentinel_env(group)))  # no password
@@ -180,3 +187,33 @@ def test_a_replica_is_a_503_at_the_api_and_a_back_off_in_a_worker(tmp_path: Path
         raw.close()
         replica.stop()
         primary.stop()
+
+
+@pytest.mark.skipif(not ENGINES, reason="no server")
+def test_the_listener_threads_end_with_the_last_client(tmp_path: Path) -> None:
+    """One listener thread per Sentinel while a client uses them, shared by every
+    client of the same Sentinels; none left once the clients are gone."""
+    group = SentinelGroup.start(next(iter(ENGINES.values())), tmp_path, replicas=0)
+
+    def listeners() -> list[threading.Thread]:
+        ports = {str(p) for p in group.sentinel_ports}
+        return [
+            t for t in threading.enumerate() if t.name.rpartition(":")[2] in ports and t.is_alive()
+        ]
+
+    try:
+        settings = Settings.from_env(sentinel_env(group))
+        stores = [Store(settings), Store(settings)]
+        for s in stores:
+            s.submit("t")
+        assert len(listeners()) == 3
+        for s in stores:
+            s.close()
+        del stores, s
+        gc.collect()
+        deadline = time.monotonic() + 5
+        while listeners():
+            assert time.monotonic() < deadline, listeners()
+            time.sleep(0.1)
+    finally:
+        group.stop()

@@ -255,7 +255,7 @@ def test_a_failed_token_counts_once_on_either_path(settings: Settings) -> None:
 
 
 def test_a_store_error_is_answered_alike_and_not_replayed(settings: Settings) -> None:
-    dead = settings.with_overrides(redis_url="redis://127.0.0.1:1/0")
+    dead = settings.with_overrides(redis_url="redis://127.0.0.1:1/0", redis_sentinels=())
     with both(dead) as ports:
         assert agree(ports, "/submit", j({"task": "t"}), JSON) == 503
         assert agree(ports, "/submit/batch", j({"jobs": [{"task": "t"}]}), JSON) == 503

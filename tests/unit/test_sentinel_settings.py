@@ -56,7 +56,9 @@ def test_a_sentinel_password_without_sentinels_is_refused() -> None:
 
 def test_the_wait_timeout_must_end_before_the_socket_times_out() -> None:
     with pytest.raises(ConfigError, match=r"REDIS_WAIT_TIMEOUT_SECONDS=5\.0 must be less than"):
-        Settings.from_env({"REDIS_WAIT_TIMEOUT_SECONDS": "5"})
+        Settings.from_env({"REDIS_WAIT_REPLICAS": "1", "REDIS_WAIT_TIMEOUT_SECONDS": "5"})
+    # Without waiting, the timeout does not matter (a short socket timeout stays valid).
+    Settings.from_env({"REDIS_SOCKET_TIMEOUT_SECONDS": "1", "WORKER_POLL_SECONDS": "0.2"})
     with pytest.raises(ConfigError, match="REDIS_WAIT_REPLICAS='-1' is invalid"):
         Settings.from_env({"REDIS_WAIT_REPLICAS": "-1"})
 
@@ -83,3 +85,31 @@ def test_only_a_switch_of_our_master_counts() -> None:
     assert watcher.generation == 0
     watcher._on_message("mymaster 10.0.0.1 6379 10.0.0.2 6379", "s1")
     assert watcher.generation == 1
+
+
+def test_redis_url_names_the_sentinels_in_one_url() -> None:
+    s = Settings.from_env(
+        {"REDIS_URL": "redis+sentinel://:node-pw@s1:26379,[::1]:26380/jobs/2?ssl_cert_reqs=none"}
+    )
+    assert s.redis_sentinels == (("s1", 26379), ("::1", 26380))
+    assert s.redis_sentinel_master == "jobs"
+    assert s.redis_url == "redis://:node-pw@sentinel-primary/2?ssl_cert_reqs=none"
+    assert s.redis_configured
+    assert "node-pw" not in repr(s)
+    tls = Settings.from_env({"REDIS_URL": "rediss+sentinel://s1:26379/m"})
+    assert tls.redis_url == "rediss://sentinel-primary/0"
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"REDIS_URL": "redis+sentinel://s1:26379"}, "master name"),
+        ({"REDIS_URL": "redis+sentinel://s1/m"}, "'s1' is not host:port"),
+        ({"REDIS_URL": "redis+sentinel://s1:26379/m/x"}, "database 'x' is not a number"),
+        ({"REDIS_URL": "redis+sentinel://:pw@s1:1/m", **SENTINELS}, "leave REDIS_SENTINELS"),
+    ],
+)
+def test_bad_sentinel_urls_are_refused(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as e:
+        Settings.from_env(env)
+    assert ":pw@" not in str(e.value)
