@@ -30,5 +30,6 @@ PRODUCER_ALLOWED = frozenset(
         ("GET", "/openapi.json"),
         ("GET", "/auth/whoami"),
         ("GET", "/events"),
+        ("GET", "/jobs/<job_id>/webhooks"),
     }
 )

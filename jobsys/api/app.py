@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from flask import Flask, Response, request
 from flask.json.provider import DefaultJSONProvider
 
-from jobsys.api import auth, dashboard, errors, events, guards, headers, routes
+from jobsys.api import auth, dashboard, errors, events, guards, headers, routes, webhooks
 from jobsys.api import metrics as api_metrics
 from jobsys.api.lane import SubmitLane
 from jobsys.api.validation import MAX_BODY_BYTES
@@ -73,6 +73,7 @@ def create_app(
     app.register_blueprint(auth.bp)
     app.register_blueprint(dashboard.bp)
     app.register_blueprint(events.bp)
+    app.register_blueprint(webhooks.bp)
     errors.register(app)
     authenticator = auth.Authenticator.from_settings(settings)
     auth.install(app, authenticator)

@@ -82,12 +82,16 @@ ACCESS: dict[tuple[str, str], Access] = {
     ("GET", "/openapi.json"): Access.PRODUCER,
     ("GET", "/auth/whoami"): Access.PRODUCER,
     ("GET", "/events"): Access.PRODUCER,
+    ("GET", "/jobs/<job_id>/webhooks"): Access.PRODUCER,
     # Admin-only whether listed or not; listed for the reader.
     ("POST", "/jobs/<job_id>/cancel"): Access.ADMIN,
     ("POST", "/schedules"): Access.ADMIN,
     ("DELETE", "/schedules/<name>"): Access.ADMIN,
     ("POST", "/dead-letter/retry"): Access.ADMIN,
     ("POST", "/dead-letter/purge"): Access.ADMIN,
+    ("POST", "/webhooks"): Access.ADMIN,
+    ("GET", "/webhooks"): Access.ADMIN,
+    ("DELETE", "/webhooks/<sub_id>"): Access.ADMIN,
 }
 
 #: The dashboard's static shell (HTML, JS, CSS: no data) is served under this

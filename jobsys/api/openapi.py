@@ -33,6 +33,7 @@ from jobsys.api.validation import (
     Selection,
     SubmitRequest,
 )
+from jobsys.api.webhook_models import WebhookRequest
 from jobsys.models import Job
 
 _REF = "#/components/schemas/{model}"
@@ -40,7 +41,8 @@ _REQUEST_ID = {"X-Request-ID": {"$ref": "#/components/headers/X-Request-ID"}}
 
 #: The models of components.schemas, each under its name (and its nested models under theirs).
 _MODELS: dict[str, Any] = {
-    m.__name__: m for m in (SubmitRequest, BatchRequest, ScheduleRequest, Job, *schemas.ANSWERS)
+    m.__name__: m
+    for m in (SubmitRequest, BatchRequest, ScheduleRequest, WebhookRequest, Job, *schemas.ANSWERS)
 } | {"DeadLetterSelection": Selection}
 
 #: Every operation may answer these.
@@ -190,6 +192,38 @@ _ROUTES = {
         "(the type) and `data:` (JSON: `id`, `type`, `job_id`, `queue`, `at`, and `attempt`, "
         "`progress`, `replayed` where they apply). See docs/events.md.",
         extra={"content": {"text/event-stream": {"schema": {"type": "string"}}}},
+    ),
+    "POST /webhooks": Route(
+        "createWebhook",
+        "Subscribe a URL to the ends of the jobs of some queues",
+        {"201": ("Created. `secret` (whsec_...) signs its deliveries: shown this once.", None)},
+        _WRITE | _READ,
+        "WebhookRequest",
+        description="Each job of the queues that ends with one of `events` is POSTed to `url`, "
+        "signed (Standard Webhooks headers), retried with backoff (docs/events.md).",
+        extra={"content": {"application/json": {"schema": {"type": "object"}}}},
+    ),
+    "GET /webhooks": Route(
+        "listWebhooks",
+        "Every webhook subscription (without secrets)",
+        {"200": ("The subscriptions.", None)},
+        _READ,
+        extra={"content": {"application/json": {"schema": {"type": "object"}}}},
+    ),
+    "DELETE /webhooks/{sub_id}": Route(
+        "deleteWebhook",
+        "Remove a webhook subscription",
+        {"204": ("Removed; its pending deliveries are dropped.", None)},
+        {"404": "NotFound", "415": "UnsupportedMediaType", **_READ},
+        params=(param("path", "sub_id", None, type="string"),),
+    ),
+    "GET /jobs/{job_id}/webhooks": Route(
+        "getJobWebhooks",
+        "The webhook deliveries of a job's end, with their attempts",
+        {"200": ("The deliveries.", None)},
+        {"404": "NotFound", **_READ},
+        params=(_JOB_ID,),
+        extra={"content": {"application/json": {"schema": {"type": "object"}}}},
     ),
     "GET /queues": Route(
         "listQueues",

@@ -2,7 +2,8 @@
 
 Run the system: ``api``, ``worker``, ``dev`` (servers.py). Talk to the API:
 ``submit``, ``status``, ``cancel``, ``jobs`` (jobs.py), ``dlq list|retry|purge``
-(dlq.py), ``workers`` and ``stats`` (stats.py), ``events`` (events.py).
+(dlq.py), ``workers`` and ``stats`` (stats.py), ``events`` (events.py). Run a webhook
+dispatcher: ``webhooks`` (webhooks_cmd.py).
 
 Every command reads the environment once (`Settings.from_env`); a bad variable
 prints ``error: <message>`` and exits 2. Exit codes of ``submit --wait``: 0 the
@@ -15,7 +16,7 @@ from __future__ import annotations
 import click
 
 from jobsys import __version__
-from jobsys.cli import dlq, events, jobs, servers, stats
+from jobsys.cli import dlq, events, jobs, servers, stats, webhooks_cmd
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -40,5 +41,6 @@ for _command in (
     stats.workers,
     stats.stats,
     events.events,
+    webhooks_cmd.webhooks,
 ):
     main.add_command(_command)

@@ -21,6 +21,7 @@ from jobsys.store.schedules import ScheduleStore
 from jobsys.store.scripts import Claimed
 from jobsys.store.store import Store
 from jobsys.store.submission import Submission, Submitted
+from jobsys.store.webhooks import HOOK_EVENTS, Delivery, Subscription, Webhooks
 from jobsys.store.workers import WorkerInfo
 from jobsys.store.workers import registration as worker_registration
 
@@ -30,9 +31,11 @@ __all__ = [
     "DEFAULT_LIMIT",
     "EVENT_TYPES",
     "FINAL_EVENTS",
+    "HOOK_EVENTS",
     "MAX_LIMIT",
     "ORIGIN_EVENT_ID",
     "Claimed",
+    "Delivery",
     "Deltas",
     "Event",
     "EventLog",
@@ -43,6 +46,8 @@ __all__ = [
     "Store",
     "Submission",
     "Submitted",
+    "Subscription",
+    "Webhooks",
     "WorkerInfo",
     "bucket_field",
     "connect",

@@ -38,6 +38,8 @@ NAMES = (
     "worker_beat",
     "workers_live",
     "drop_queue",
+    "hook_claim",
+    "hook_settle",
 )
 
 

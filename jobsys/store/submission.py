@@ -30,6 +30,8 @@ class Submission:
     timeout_s: float | None = None
     #: W3C trace context (``traceparent`` header) the job belongs to, if any.
     traceparent: str | None = None
+    #: Where to POST the job's end (a signed webhook; docs/events.md), if anywhere.
+    callback_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -106,5 +108,7 @@ def job_arg(job_id: str, sub: Submission | tuple[str, Any], default_max_retries:
             "" if sub.timeout_s is None else repr(float(sub.timeout_s)),
             sub.traceparent or "",
         ]
+        if sub.callback_url:
+            fields.append(sub.callback_url)
     head = _dumps_head(fields)
     return f"{head}\n{_dumps(payload)}" if has_payload else head

@@ -473,6 +473,7 @@ def test_openapi_schemas_match_what_the_api_does(client: FlaskClient):
         "run_at",
         "max_retries",
         "timeout_seconds",
+        "callback_url",
     }
     task = submit["properties"]["task"]
     assert (task["minLength"], task["maxLength"]) == (1, 200)

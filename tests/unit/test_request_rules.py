@@ -26,7 +26,9 @@ UUID = "00000000-0000-4000-8000-00000000000A"
 QUEUE_RULE = "must be 1 to 64 characters of A-Z a-z 0-9 _ . : -"
 PRINTABLE = "must contain only printable characters"
 SURROGATE = "must be valid Unicode (no lone surrogates)"
-BATCH_FIELDS = "task, payload, priority, delay_seconds, run_at, max_retries, timeout_seconds"
+BATCH_FIELDS = (
+    "task, payload, priority, delay_seconds, run_at, max_retries, timeout_seconds, callback_url"
+)
 SELECTION_FIELDS = "is not a known field (allowed: ids, all, task, queue)"
 
 

@@ -24,7 +24,9 @@
 --   [id, task, max_retries, priority (-100..100), run_at_ms (due time, ms since the
 --   epoch; 0 = none), delay_ms (0 = none; counted from the Redis clock; with run_at,
 --   the later counts), timeout in seconds ('' = none), traceparent ('' = none)],
---   then, when the job has a payload, a newline and the payload's JSON text
+--   then, when the job has a payload, a newline and the payload's JSON text; a job
+--   with a webhook callback has a 9th array element, its callback_url (stored in
+--   the hash; see outbox in _lib.lua)
 -- ARGV[#ARGV] EVENTS_MAX_LEN (last)
 -- Job ids are UUID4s made by the caller, so no job hash exists yet (not checked).
 -- A queue is registered in KEYS[5] by the submit that creates its sequence KEYS[4]
@@ -89,6 +91,7 @@ for i = 1, n do
     delayed[#delayed + 1] = id
     out[#out + 1] = i
   end
+  if j[9] then redis.call('HSET', KEYS[7 + i], 'callback_url', j[9]) end
   emit(events_key, ARGV[#ARGV], rank and 'queued' or 'scheduled', id)
   submitted[task] = (submitted[task] or 0) + 1
   if ids then ids[i] = id end
