@@ -38,8 +38,8 @@ class Receiver(ThreadingHTTPServer):
     """Answers POSTs with the statuses of `script` in turn (the last repeats), after
     `hold_s` seconds; records each request."""
 
-    def __init__(self, script: list[int], hold_s: float = 0.0) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
+    def __init__(self, script: list[int], hold_s: float = 0.0, port: int = 0) -> None:
+        super().__init__(("127.0.0.1", port), _Handler)
         self.script = script
         self.hold_s = hold_s
         self.got: list[dict[str, Any]] = []
@@ -241,3 +241,40 @@ def test_subscriptions_receive_the_ends_of_their_queues(
     assert requests.delete(delete, headers=json_type, timeout=5).status_code == 204
     assert requests.delete(delete, headers=json_type, timeout=5).status_code == 404
     assert requests.get(f"{api}/webhooks", timeout=5).json()["webhooks"] == []
+
+
+def test_a_receiver_that_was_down_gets_every_delivery_when_it_is_back(
+    api: str, store: Store, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """Nothing listens at the URL for a while (connections refused, attempts retried
+    with backoff); once a receiver listens there, every delivery arrives, once each."""
+    down = Receiver([200])
+    url = down.url
+    port = down.server_address[1]
+    down.server_close()  # the port is free: connections are refused
+    dispatcher = _dispatcher(redis_server, tmp_path / "webhooks.log")
+    up: Receiver | None = None
+    try:
+        ids = []
+        for _ in range(5):
+            r = requests.post(f"{api}/submit", json={"task": "t", "callback_url": url}, timeout=5)
+            ids.append(r.json()["id"])
+        for job_id in ids:
+            _end(store, job_id)
+        time.sleep(4.0)  # several failed attempts each
+        failed = requests.get(f"{api}/jobs/{ids[0]}/webhooks", timeout=5).json()["deliveries"]
+        assert failed[0]["status"] == "pending"
+        assert len(failed[0]["attempts"]) >= 2
+        assert "Connection" in failed[0]["attempts"][0]["error"]
+        up = Receiver([200], port=port)
+        _serve(up)
+        receiver = up
+        wait_for(lambda: len(receiver.got) >= 5, 60, what="every delivery")
+        time.sleep(1.0)
+    finally:
+        stop_gracefully(dispatcher)
+        if up is not None:
+            up.shutdown()
+            up.server_close()
+    got = sorted(json.loads(g["body"])["data"]["id"] for g in up.got)
+    assert got == sorted(ids)
