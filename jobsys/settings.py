@@ -180,6 +180,21 @@ class Settings:
     #: EVENTS_MAX_LEN: about how many events each queue's event stream keeps (the
     #: window a GET /events client may resume in; trimmed approximately).
     events_max_len: int = 10_000
+    #: JOBSYS_WEBHOOK_SECRET: the key that signs per-job callbacks (``callback_url``);
+    #: ``whsec_<base64>`` (its decoded bytes are the key) or any text (its UTF-8
+    #: bytes). Unset: a submit with callback_url is refused. Never shown by repr.
+    webhook_secret: str | None = field(default=None, repr=False)
+    #: WEBHOOK_ALLOWED_HOSTS: host names, addresses or networks (CIDR) a webhook URL may
+    #: reach although they are not public (loopback, private, link-local ...).
+    webhook_allowed_hosts: tuple[str, ...] = ()
+    #: WEBHOOK_BACKOFF_SECONDS: the first retry delay of a delivery; doubles per attempt.
+    webhook_backoff_s: float = 5.0
+    #: WEBHOOK_MAX_AGE_SECONDS: how long a delivery is retried before it is dead-lettered.
+    webhook_max_age_s: float = 86400.0
+    #: WEBHOOK_TIMEOUT_SECONDS: the longest one delivery attempt may take (connect + answer).
+    webhook_timeout_s: float = 10.0
+    #: WEBHOOK_CONCURRENCY: deliveries one dispatcher makes at once.
+    webhook_concurrency: int = 8
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -250,6 +265,12 @@ class Settings:
             auth_lockout_s=reader.get("JOBSYS_AUTH_LOCKOUT_SECONDS", _positive_float, 60.0),
             # events and webhooks (issue 14)
             events_max_len=reader.get("EVENTS_MAX_LEN", _positive_int, 10_000),
+            webhook_secret=env.get("JOBSYS_WEBHOOK_SECRET") or None,
+            webhook_allowed_hosts=reader.get("WEBHOOK_ALLOWED_HOSTS", _name_list, ()),
+            webhook_backoff_s=reader.get("WEBHOOK_BACKOFF_SECONDS", _positive_float, 5.0),
+            webhook_max_age_s=reader.get("WEBHOOK_MAX_AGE_SECONDS", _positive_float, 86400.0),
+            webhook_timeout_s=reader.get("WEBHOOK_TIMEOUT_SECONDS", _positive_float, 10.0),
+            webhook_concurrency=reader.get("WEBHOOK_CONCURRENCY", _positive_int, 8),
         )
         if bool(settings.redis_sentinels) != bool(settings.redis_sentinel_master):
             raise ConfigError(
@@ -666,3 +687,13 @@ def _log_level(raw: str) -> str:
     if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
         raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
     return level
+
+
+def _name_list(raw: str) -> tuple[str, ...]:
+    """Comma-separated host names, addresses or CIDR networks (WEBHOOK_ALLOWED_HOSTS),
+    lower-cased; a network must parse."""
+    names = tuple(n.strip().lower().strip("[]") for n in raw.split(",") if n.strip())
+    for name in names:
+        if "/" in name:
+            ipaddress.ip_network(name, strict=False)  # ValueError names the bad one
+    return names

@@ -36,5 +36,6 @@ PRODUCER_ALLOWED = frozenset(
         ("GET", "/batches/<batch_id>"),
         ("POST", "/workflows"),
         ("GET", "/workflows/<workflow_id>"),
+        ("GET", "/jobs/<job_id>/webhooks"),
     }
 )

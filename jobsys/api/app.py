@@ -16,6 +16,7 @@ from jobsys.api import (
     guards,
     headers,
     routes,
+    webhooks,
     workflow_routes,
 )
 from jobsys.api import metrics as api_metrics
@@ -87,6 +88,7 @@ def create_app(
     app.register_blueprint(dashboard.bp)
     app.register_blueprint(flow.bp)  # flow control (docs/flow-control.md)
     app.register_blueprint(events.bp)
+    app.register_blueprint(webhooks.bp)
     errors.register(app)
     authenticator = auth.Authenticator.from_settings(settings)
     auth.install(app, authenticator)

@@ -89,6 +89,7 @@ ACCESS: dict[tuple[str, str], Access] = {
     ("GET", "/batches/<batch_id>"): Access.PRODUCER,
     ("POST", "/workflows"): Access.PRODUCER,
     ("GET", "/workflows/<workflow_id>"): Access.PRODUCER,
+    ("GET", "/jobs/<job_id>/webhooks"): Access.PRODUCER,
     # Admin-only whether listed or not; listed for the reader.
     ("POST", "/jobs/<job_id>/cancel"): Access.ADMIN,
     ("POST", "/schedules"): Access.ADMIN,
@@ -102,6 +103,9 @@ ACCESS: dict[tuple[str, str], Access] = {
     ("POST", "/jobs/<job_id>/retry"): Access.ADMIN,
     ("PATCH", "/jobs/<job_id>"): Access.ADMIN,
     ("POST", "/batches/<batch_id>/cancel"): Access.ADMIN,
+    ("POST", "/webhooks"): Access.ADMIN,
+    ("GET", "/webhooks"): Access.ADMIN,
+    ("DELETE", "/webhooks/<sub_id>"): Access.ADMIN,
 }
 
 #: The dashboard's static shell (HTML, JS, CSS: no data) is served under this

@@ -67,14 +67,14 @@ class SubmitLane:
             trace = headers.traceparent(environ.get("HTTP_TRACEPARENT"))
             if path == "/submit":
                 req = validation.submit_body(content_type, body)
-                if req.unique_key is not None:  # flow control: its answers are Flask's
-                    return self.app.wsgi_app(environ, start_response)
                 jobs: list[validation.BatchJob] = [req]
                 queue, queue_given = req.queue, "queue" in req.model_fields_set
             else:
                 batch = validation.batch_body(content_type, body)
                 jobs, queue, queue_given = batch.jobs, batch.queue, True
         except (JobsysError, HTTPException):
+            return self.app.wsgi_app(environ, start_response)
+        if _flasks_alone(jobs):
             return self.app.wsgi_app(environ, start_response)
         extra: list[tuple[str, str]] = []
         try:
@@ -108,6 +108,13 @@ class SubmitLane:
             ],
         )
         return [data]
+
+
+def _flasks_alone(jobs: list[validation.BatchJob]) -> bool:
+    """Submits with checks only the Flask route makes: a `unique_key` (flow control:
+    its duplicate answers) or a `callback_url` (webhooks: its address is resolved,
+    routes._submit)."""
+    return any(getattr(j, "unique_key", None) is not None or j.callback_url for j in jobs)
 
 
 def _plain(environ: WSGIEnvironment) -> bool:

@@ -31,6 +31,7 @@ from jobsys.api.validation import (
     Selection,
     SubmitRequest,
 )
+from jobsys.api.webhook_models import WebhookRequest
 from jobsys.models import Job
 
 if TYPE_CHECKING:
@@ -41,7 +42,15 @@ _REQUEST_ID = {"X-Request-ID": {"$ref": "#/components/headers/X-Request-ID"}}
 #: The models of components.schemas, each under its name (and its nested models under theirs).
 _MODELS: dict[str, Any] = {
     m.__name__: m
-    for m in (SubmitRequest, BatchRequest, ScheduleRequest, JobPatch, Job, *schemas.ANSWERS)
+    for m in (
+        SubmitRequest,
+        BatchRequest,
+        ScheduleRequest,
+        JobPatch,
+        WebhookRequest,
+        Job,
+        *schemas.ANSWERS,
+    )
 } | {"DeadLetterSelection": Selection}
 # workflows (docs/workflows.md)
 _MODELS |= {m.__name__: m for m in workflow_models.MODELS}

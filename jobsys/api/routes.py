@@ -11,7 +11,7 @@ from flask.typing import ResponseReturnValue
 from prometheus_client import CollectorRegistry
 from pydantic import BaseModel
 
-from jobsys.api import catalog, errors, headers, openapi, validation
+from jobsys.api import callbacks, catalog, errors, headers, openapi, validation
 from jobsys.api import metrics as api_metrics
 from jobsys.api import operations as doc
 from jobsys.api.schemas import (
@@ -162,6 +162,7 @@ def _submit(subs: list[Submission], queue: str, key: str | None, body: BaseModel
 
     "The same request" is the same path and the same validated body, whatever the
     order of its fields."""
+    callbacks.check(subs, state().settings)
     if key is None:
         return state().store.submit_jobs(subs, queue=queue)
     fingerprint = {"path": request.path, "body": body.model_dump(mode="json", exclude_unset=True)}

@@ -47,6 +47,7 @@ from jobsys.models import (
 )
 from jobsys.schedules import CRON_PATTERN, Schedule, check_cron
 from jobsys.store import CURSOR_PATTERN, DEFAULT_LIMIT, MAX_LIMIT, MAX_PARENTS, Submission
+from jobsys.webhooks.safety import check_url
 
 #: Largest accepted request body (Flask's MAX_CONTENT_LENGTH); larger is 413.
 MAX_BODY_BYTES = 1024 * 1024
@@ -244,6 +245,24 @@ class BatchJob(BaseModel):
         ),
         json_schema_extra=_drop_default,
     )
+    callback_url: str | None = Field(
+        default=None,
+        max_length=2048,
+        description=(
+            "When the job ends (completed, failed or cancelled), POST it here as a signed "
+            "webhook (docs/events.md): an http(s) URL whose host is a public address "
+            "(loopback, private, link-local and metadata addresses are refused unless "
+            "WEBHOOK_ALLOWED_HOSTS allows them). Needs the API's JOBSYS_WEBHOOK_SECRET."
+        ),
+        json_schema_extra=_drop_default,
+    )
+
+    @field_validator("callback_url")
+    @classmethod
+    def _callback_form(cls, url: str | None) -> str | None:
+        if url is not None:
+            check_url(url)  # the form only; the addresses are checked with the settings
+        return url
 
     # -- flow control (docs/flow-control.md) --
     expires_at: DueTime | None = Field(
@@ -313,6 +332,7 @@ class BatchJob(BaseModel):
             ttl_s=self.ttl_seconds,
             depends_on=tuple(dict.fromkeys(p.lower() for p in self.depends_on or ())),
             on_parent_failure=self.on_parent_failure,
+            callback_url=self.callback_url,
         )
 
     @property
@@ -624,6 +644,11 @@ def batch_request(request: Request) -> BatchRequest:
 def batch_body(content_type: str | None, body: bytes) -> BatchRequest:
     """Validate a ``POST /submit/batch`` body of this Content-Type header."""
     return _validate(BatchRequest, json_body(content_type, body))
+
+
+def model_body(request: Request, model: type[M]) -> M:
+    """Validate a request's JSON body against `model` (415, 400)."""
+    return _validate(model, _json_body(request))
 
 
 def schedule_request(request: Request) -> ScheduleRequest:

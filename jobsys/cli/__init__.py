@@ -3,7 +3,8 @@
 Run the system: ``api``, ``worker``, ``dev`` (servers.py). Talk to the API:
 ``submit``, ``status``, ``cancel``, ``jobs`` (jobs.py), ``dlq list|retry|purge``
 (dlq.py), ``workers`` and ``stats`` (stats.py), ``queues list|pause|resume``,
-``promote``, ``retry``, ``priority`` (flow.py), ``events`` (events.py).
+``promote``, ``retry``, ``priority`` (flow.py), ``events`` (events.py). Run a webhook
+dispatcher: ``webhooks`` (webhooks_cmd.py).
 
 Every command reads the environment once (`Settings.from_env`); a bad variable
 prints ``error: <message>`` and exits 2. Exit codes of ``submit --wait``: 0 the
@@ -16,7 +17,7 @@ from __future__ import annotations
 import click
 
 from jobsys import __version__
-from jobsys.cli import dlq, events, flow, jobs, servers, stats
+from jobsys.cli import dlq, events, flow, jobs, servers, stats, webhooks_cmd
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -46,5 +47,6 @@ for _command in (
     flow.retry,
     flow.priority,
     events.events,
+    webhooks_cmd.webhooks,
 ):
     main.add_command(_command)

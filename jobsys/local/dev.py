@@ -129,6 +129,7 @@ class _Dev:
         if self.options.tasks_module:
             worker_args += ["--tasks", self.options.tasks_module]
         self._spawn("worker", worker_args, env)
+        self._spawn("webhooks", ["webhooks"], env)  # the webhook dispatcher (docs/events.md)
         if not self._wait_until_healthy():
             return self._stop_or_fail()
         self._print_banner(redis_shown)

@@ -22,6 +22,7 @@ from jobsys.store.schedules import ScheduleStore
 from jobsys.store.scripts import Claimed
 from jobsys.store.store import Store
 from jobsys.store.submission import Submission, Submitted
+from jobsys.store.webhooks import HOOK_EVENTS, Delivery, Subscription, Webhooks
 from jobsys.store.workers import WorkerInfo
 from jobsys.store.workers import registration as worker_registration
 from jobsys.store.workflows import MAX_PARENTS, BatchInfo, BatchNotFound, Step, WorkflowNotFound
@@ -32,6 +33,7 @@ __all__ = [
     "DEFAULT_LIMIT",
     "EVENT_TYPES",
     "FINAL_EVENTS",
+    "HOOK_EVENTS",
     "MAX_LIMIT",
     "MAX_PARENTS",
     "ORIGIN_EVENT_ID",
@@ -39,6 +41,7 @@ __all__ = [
     "BatchInfo",
     "BatchNotFound",
     "Claimed",
+    "Delivery",
     "Deltas",
     "Event",
     "EventLog",
@@ -50,6 +53,8 @@ __all__ = [
     "Store",
     "Submission",
     "Submitted",
+    "Subscription",
+    "Webhooks",
     "WorkerInfo",
     "WorkflowNotFound",
     "bucket_field",

@@ -322,3 +322,39 @@ def workflow(workflow_id: str) -> str:
     COMPLETED_RETENTION_SECONDS after its last step ended (set lazily: see
     docs/workflows.md), else none."""
     return f"jobsys:workflow:{workflow_id}"
+
+
+# -- webhooks (issue 14, docs/events.md) --
+
+
+def webhooks() -> str:
+    """HASH ``jobsys:webhooks``: the webhook subscriptions, id -> JSON (url, queues,
+    events, secret, created_at). TTL: none (DELETE /webhooks/<id>)."""
+    return "jobsys:webhooks"
+
+
+def subscriptions(queue: str) -> str:
+    """HASH ``jobsys:queue:{q}:subs``: the subscriptions of queue q, id -> the event
+    types they want (comma-separated), read by the scripts that end jobs. TTL: none."""
+    return f"jobsys:queue:{{{queue}}}:subs"
+
+
+def outbox(queue: str) -> str:
+    """HASH ``jobsys:queue:{q}:outbox``: pending webhook deliveries of q's jobs,
+    delivery id -> JSON (job, type, target, url, created, attempts, body), written by
+    the script that ended the job; moved to the job's hash when delivered or dead.
+    TTL: none."""
+    return f"jobsys:queue:{{{queue}}}:outbox"
+
+
+def outbox_due(queue: str) -> str:
+    """ZSET ``jobsys:queue:{q}:outbox:due``: pending delivery ids; score = when the next
+    attempt is due (ms, Redis clock), pushed to the lease deadline while a dispatcher
+    holds it. TTL: none."""
+    return f"jobsys:queue:{{{queue}}}:outbox:due"
+
+
+def outbox_dead(queue: str) -> str:
+    """LIST ``jobsys:queue:{q}:outbox:dead``: ids of deliveries that never succeeded,
+    newest first, at most 10,000. TTL: none."""
+    return f"jobsys:queue:{{{queue}}}:outbox:dead"

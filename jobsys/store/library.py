@@ -48,6 +48,8 @@ NAMES = (
     # workflows (issue 17; docs/workflows.md)
     "enqueue_graph",
     "cancel_batch",
+    "hook_claim",
+    "hook_settle",
 )
 
 
@@ -137,6 +139,9 @@ def _keyspace_lua() -> str:
         "batch": keys.batch(_MARK),
         "batch_jobs": keys.batch_jobs(_MARK),
         "events": keys.events(_MARK),
+        "subs": keys.subscriptions(_MARK),
+        "outbox": keys.outbox(_MARK),
+        "outbox_due": keys.outbox_due(_MARK),
     }
     rows = []
     for name, key in parts.items():

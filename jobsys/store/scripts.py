@@ -335,7 +335,7 @@ class Scripts:
         for job_id, attempt, result_json in jobs:
             ks.append(keys.job(job_id))
             args += [job_id, attempt, result_json]
-        ks.append(keys.events(queue))
+        ks += [*_hook_keys(queue), keys.events(queue)]
         return [_text(x) for x in self._run_ending("complete", ks, args)]
 
     def fail(self, queue: str, worker: str, jobs: Sequence[tuple[str, int, str, int]]) -> list[str]:
@@ -353,7 +353,7 @@ class Scripts:
         for job_id, attempt, error, backoff_ms in jobs:
             ks.append(keys.job(job_id))
             args += [job_id, attempt, error, backoff_ms]
-        ks.append(keys.events(queue))
+        ks += [*_hook_keys(queue), keys.events(queue)]
         out = [_text(x) for x in self._run_ending("fail", ks, args)]
         if self._cluster and "dead" in out:
             self._mirror_dead(queue)
@@ -362,14 +362,14 @@ class Scripts:
     def release(self, queue: str, job_id: str, worker: str, attempt: int) -> bool:
         """Hand an unfinished job back without counting the attempt (see release.lua)."""
         ks = [keys.job(job_id), keys.leases(queue), keys.ready(queue), keys.wakeup(queue)]
-        ks += [*_index_keys(queue), keys.events(queue)]
+        ks += [*_index_keys(queue), *_hook_keys(queue), keys.events(queue)]
         return bool(self._run_ending("release", ks, [job_id, worker, attempt]))
 
     def recover(self, queue: str, max_jobs: int = 100) -> list[tuple[str, str, str]]:
         """Take back jobs whose lease ran out: [(id, "retry" | "dead" | "cancelled", task)]
         (see recover.lua)."""
         ks = [keys.leases(queue), keys.ready(queue), keys.dead_list(queue), keys.wakeup(queue)]
-        ks += [*_index_keys(queue), keys.events(queue)]
+        ks += [*_index_keys(queue), *_hook_keys(queue), keys.events(queue)]
         flat = self._run_ending("recover", ks, [keys.JOB_PREFIX, max_jobs])
         if self._cluster:  # also the sweep of dead ids a killed process left behind
             self._mirror_dead(queue)
@@ -434,7 +434,7 @@ class Scripts:
     def cancel(self, queue: str, job_id: str) -> str:
         """Cancel a job of `queue` (see cancel.lua for the answers)."""
         ks = [keys.job(job_id), keys.ready(queue), keys.scheduled(queue), *_index_keys(queue)]
-        ks.append(keys.events(queue))
+        ks += [*_hook_keys(queue), keys.events(queue)]
         return _text(self._run_ending("cancel", ks, [job_id]))
 
     def page(
@@ -464,6 +464,30 @@ class Scripts:
             pairs = {_text(fields[j]): _text(fields[j + 1]) for j in range(0, len(fields), 2)}
             out.append((_text(flat[i]), int(flat[i + 1]), pairs))
         return nxt, out
+
+    def hook_claim(self, queue: str, most: int, lease_ms: int) -> list[tuple[str, str]]:
+        """Lease up to `most` due webhook deliveries of `queue`: [(id, record JSON)]
+        (see hook_claim.lua)."""
+        flat = self._run(
+            "hook_claim", [keys.outbox(queue), keys.outbox_due(queue)], [most, lease_ms]
+        )
+        return [(_text(flat[i]), _text(flat[i + 1])) for i in range(0, len(flat), 2)]
+
+    def hook_settle(
+        self,
+        queue: str,
+        delivery_id: str,
+        attempts_before: int,
+        outcome: str,
+        attempt_json: str,
+        next_ms: int,
+        body: str,
+    ) -> str:
+        """Record one attempt of a delivery: "ok", "retry", "dead" or "stale" (see
+        hook_settle.lua)."""
+        ks = [keys.outbox(queue), keys.outbox_due(queue), keys.outbox_dead(queue)]
+        args = [delivery_id, attempts_before, outcome, attempt_json, next_ms, body, keys.JOB_PREFIX]
+        return _text(self._run("hook_settle", ks, args))
 
     def drop_queue(self, queue: str) -> str:
         """Forget `queue` if it is empty: "dropped", "unknown" or "not_empty" (see
@@ -624,6 +648,12 @@ def _enqueue_call(
         queue.encode(),
         str(max_queues).encode(),
     )
+
+
+@lru_cache(maxsize=KEY_CACHE_SIZE)
+def _hook_keys(queue: str) -> tuple[str, ...]:
+    """The webhook keys the scripts that end jobs take before the events stream."""
+    return (keys.subscriptions(queue), keys.outbox(queue), keys.outbox_due(queue))
 
 
 @lru_cache(maxsize=KEY_CACHE_SIZE)

@@ -32,6 +32,7 @@ from jobsys.store.schedules import ScheduleStore
 from jobsys.store.scripts import Claimed, Idempotency, Retention, Scripts
 from jobsys.store.submission import Submission, Submitted, job_arg, new_job_id, new_job_ids
 from jobsys.store.translate import translate_errors
+from jobsys.store.webhooks import Webhooks
 from jobsys.store.workers import WorkerInfo
 
 #: The arguments of `Store.submit` that make a job a plain (task, payload) pair.
@@ -78,6 +79,8 @@ class Store:
         self.flow = FlowControl(self.redis, self.scripts)
         #: The per-queue event streams (docs/events.md).
         self.events = EventLog(self.redis)
+        #: Webhook subscriptions and the outbox of deliveries (docs/events.md).
+        self.webhooks = Webhooks(self.redis, self.scripts)
 
     def close(self) -> None:
         """Close the pooled connections."""

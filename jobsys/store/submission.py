@@ -46,6 +46,8 @@ class Submission:
     #: ("run") or ends `cancelled` ("cancel"). See docs/workflows.md.
     depends_on: tuple[str, ...] = ()
     on_parent_failure: str = "cancel"
+    #: Where to POST the job's end (a signed webhook; docs/events.md), if anywhere.
+    callback_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -133,10 +135,14 @@ def job_arg(job_id: str, sub: Submission | tuple[str, Any], default_max_retries:
             "" if sub.timeout_s is None else repr(float(sub.timeout_s)),
             sub.traceparent or "",
         ]
-        if sub.expires_at is not None or sub.ttl_s is not None:  # flow control: expiry
+        # Optional tail: [9] expires_at_ms and [10] ttl_ms (flow control; 0 = none),
+        # then [11] callback_url (webhooks), present only when the job has them.
+        if sub.expires_at is not None or sub.ttl_s is not None or sub.callback_url:
             fields += [
                 stamps.epoch_ms(sub.expires_at) if sub.expires_at is not None else 0,
                 stamps.duration_ms(sub.ttl_s) if sub.ttl_s is not None else 0,
             ]
+        if sub.callback_url:
+            fields.append(sub.callback_url)
     head = _dumps_head(fields)
     return f"{head}\n{_dumps(payload)}" if has_payload else head

@@ -217,6 +217,10 @@ def test_openapi_is_served(api: ApiProcess, http: requests.Session):
         "/dead-letter",
         "/dead-letter/retry",
         "/dead-letter/purge",
+        "/events",
+        "/jobs/{job_id}/webhooks",
+        "/webhooks",
+        "/webhooks/{sub_id}",
     }
 
 

@@ -4,6 +4,7 @@ gevent), with `Last-Event-ID` resume; `Client.events` and `jobsys events`."""
 from __future__ import annotations
 
 import json
+import select
 import subprocess
 import sys
 import threading
@@ -138,19 +139,28 @@ def test_client_events_and_the_cli_print_live_events(
     assert (event["type"], event["job_id"]) == ("completed", job_id)
     assert event["event_id"] == event["id"]
 
+    # --after 0-0 reads the retained stream from its start: the completion above first.
     with subprocess.Popen(
-        [sys.executable, "-m", "jobsys", "events", "--queue", "default", "--types", "completed"],
+        [
+            *[sys.executable, "-m", "jobsys", "events"],
+            *["--queue", "default", "--types", "completed", "--after", "0-0"],
+        ],
         env=process_env({"JOBSYS_URL": api}),
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
     ) as cli:
         try:
-            time.sleep(3.0)  # the command is connected (python start-up on a loaded machine)
-            job_id = store.submit("echo")
-            _complete_all(store, [job_id])
             assert cli.stdout is not None
+            ready, _, _ = select.select([cli.stdout], [], [], 60)
+            assert ready, "jobsys events printed nothing"
             line = cli.stdout.readline()
+            assert json.loads(line)["job_id"] == job_id
+            # Connected: a job that completes now is printed live.
+            live = store.submit("echo")
+            _complete_all(store, [live])
+            ready, _, _ = select.select([cli.stdout], [], [], 60)
+            assert ready, "jobsys events printed no live event"
+            assert json.loads(cli.stdout.readline())["job_id"] == live
         finally:
             cli.kill()
-    assert json.loads(line)["job_id"] == job_id

@@ -90,8 +90,21 @@ def schemathesis_cli() -> str:
 #: told here (in the working directory, where schemathesis looks for its config).
 SCHEMATHESIS_CONFIG = """
 [[operations]]
-include-name = ["POST /jobs/{job_id}/cancel", "DELETE /schedules/{name}"]
+include-name = [
+  "POST /jobs/{job_id}/cancel", "DELETE /schedules/{name}", "DELETE /webhooks/{sub_id}",
+]
 headers = { "Content-Type" = "application/json" }
+
+# An endless text/event-stream: every request would run into the request timeout.
+[[operations]]
+include-name = ["GET /events"]
+enabled = false
+
+# A long-poll holds a request up to `wait` seconds (0 to 60): only its bounds are fuzzed
+# elsewhere (tests/e2e/test_wait_http.py); here it answers at once.
+[[operations]]
+include-name = ["GET /jobs/{job_id}"]
+parameters = { "query.wait" = 0 }
 """
 
 

@@ -481,6 +481,7 @@ def test_openapi_schemas_match_what_the_api_does(client: FlaskClient):
         "unique_for_seconds",
         "depends_on",
         "on_parent_failure",
+        "callback_url",
     }
     task = submit["properties"]["task"]
     assert (task["minLength"], task["maxLength"]) == (1, 200)

@@ -28,6 +28,7 @@ PRINTABLE = "must contain only printable characters"
 SURROGATE = "must be valid Unicode (no lone surrogates)"
 BATCH_FIELDS = (
     "task, payload, priority, delay_seconds, run_at, max_retries, timeout_seconds, "
+    "callback_url, "  # webhooks (docs/events.md)
     "expires_at, ttl_seconds, "  # flow control (docs/flow-control.md)
     "depends_on, on_parent_failure"  # workflows (docs/workflows.md)
 )

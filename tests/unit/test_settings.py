@@ -66,6 +66,17 @@ VALID = [
     ("DEAD_LETTER_MAX_LENGTH", "500", "dead_letter_max_length", 500),
     ("MAX_QUEUES", "20", "max_queues", 20),
     ("EVENTS_MAX_LEN", "500", "events_max_len", 500),
+    ("JOBSYS_WEBHOOK_SECRET", "whsec_abc", "webhook_secret", "whsec_abc"),
+    (
+        "WEBHOOK_ALLOWED_HOSTS",
+        "127.0.0.1, hooks.lan,10.0.0.0/8",
+        "webhook_allowed_hosts",
+        ("127.0.0.1", "hooks.lan", "10.0.0.0/8"),
+    ),
+    ("WEBHOOK_BACKOFF_SECONDS", "0.5", "webhook_backoff_s", 0.5),
+    ("WEBHOOK_MAX_AGE_SECONDS", "3600", "webhook_max_age_s", 3600.0),
+    ("WEBHOOK_TIMEOUT_SECONDS", "3", "webhook_timeout_s", 3.0),
+    ("WEBHOOK_CONCURRENCY", "2", "webhook_concurrency", 2),
     ("MAX_QUEUES", "0", "max_queues", 0),
     ("API_WORKERS", "4", "api_workers", 4),
     ("API_THREADS", "16", "api_threads", 16),
@@ -117,6 +128,8 @@ def test_every_settings_field_has_a_variable_tested() -> None:
 #: (variable, bad value)
 INVALID = [
     ("EVENTS_MAX_LEN", "0"),
+    ("WEBHOOK_ALLOWED_HOSTS", "10.0.0.0/99"),
+    ("WEBHOOK_CONCURRENCY", "0"),
     ("JOBSYS_ALLOWED_HOSTS", "localhost:5001"),
     ("JOBSYS_ALLOWED_HOSTS", "http://api"),
     ("JOBSYS_ALLOWED_HOSTS", "api,,localhost"),

@@ -49,8 +49,8 @@ local function release_waiting(job_key, id, now, R)
 end
 
 -- Ends a job that has not started (`waiting`, `queued` or `scheduled`) `cancelled`,
--- with `reason` as its error (nil: none), and its `cancelled` event. The caller then
--- calls job_ended.
+-- with `reason` as its error (nil: none), its `cancelled` event and its webhook
+-- deliveries. The caller then calls job_ended.
 local function cancel_unstarted(job_key, id, status, reason, now, R)
   local q = redis.call('HGET', job_key, 'queue')
   if status == 'waiting' then
@@ -69,6 +69,8 @@ local function cancel_unstarted(job_key, id, status, reason, now, R)
   expire_ended(job_key, R.completed)
   redis.call('ZADD', kx('cancelled', q), now, id)
   emit(kx('events', q), R.events_max, 'cancelled', id)
+  -- its webhooks (outbox in _lib.lua reads the three keys before the last)
+  outbox({kx('subs', q), kx('outbox', q), kx('outbox_due', q), ''}, job_key, id, 'cancelled', now)
 end
 
 -- The payload a batch callback runs with: {"batch": counts, "payload": the payload

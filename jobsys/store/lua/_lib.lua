@@ -386,3 +386,35 @@ local function emit_failed(stream, maxlen, verdict, id, attempt)
     emit(stream, maxlen, verdict == 'retry' and 'retried' or verdict, id, 'attempt', attempt)
   end
 end
+
+-- Webhooks outbox (docs/events.md): when a job ends (`type` completed, failed or
+-- cancelled) the script that ends it records one delivery per target, in the same
+-- step: the job's `callback_url` (target "cb") and each subscription of the queue
+-- that wants `type`. By convention the three KEYS before the events stream (the
+-- last) are the queue's subscriptions HASH, outbox HASH and outbox:due ZSET. The
+-- delivery ids go to the job's `webhooks` field (comma-separated).
+local function outbox(KEYS, job_key, id, type, now)
+  local n = #KEYS
+  local subs, box, due = KEYS[n - 3], KEYS[n - 2], KEYS[n - 1]
+  local targets = {}
+  local cb = redis.call('HGET', job_key, 'callback_url')
+  if cb then targets[1] = {'cb', cb} end
+  local s = redis.call('HGETALL', subs)
+  for i = 1, #s, 2 do
+    if string.find(',' .. s[i + 1] .. ',', ',' .. type .. ',', 1, true) then
+      targets[#targets + 1] = {s[i], false}
+    end
+  end
+  if #targets == 0 then return end
+  local ids = {}
+  local known = redis.call('HGET', job_key, 'webhooks')
+  if known then ids[1] = known end
+  for _, t in ipairs(targets) do
+    local did = id .. '.' .. t[1] .. '.' .. string.format('%.0f', now)
+    redis.call('HSET', box, did, cjson.encode({job = id, type = type, target = t[1],
+      url = t[2] or nil, created = now, attempts = {}}))
+    redis.call('ZADD', due, now, did)
+    ids[#ids + 1] = did
+  end
+  redis.call('HSET', job_key, 'webhooks', table.concat(ids, ','))
+end

@@ -7,7 +7,8 @@
 -- KEYS[1] job HASH   KEYS[2] ready ZSET   KEYS[3] scheduled ZSET of the job's queue
 -- KEYS[4..9] the queue's status indexes (queued, scheduled, processing, completed,
 -- failed, cancelled)
--- KEYS[10] the events STREAM (last; see emit in _lib.lua: `cancelled` when cancelled now)
+-- KEYS[10..12] the queue's subscriptions HASH, outbox HASH and outbox:due ZSET (see outbox in _lib.lua)
+-- KEYS[13] the events STREAM (last; see emit in _lib.lua: `cancelled` when cancelled now)
 -- ARGV[1] id; then the four retention arguments (see _lib.lua); then EVENTS_MAX_LEN (last)
 -- Returns: "now" (cancelled now), "requested", "missing", or the status of a job
 -- that has already ended ("completed", "failed", "cancelled"): nothing is written then.
@@ -27,6 +28,7 @@ if status == 'queued' or status == 'scheduled' then
   reindex(idx, ARGV[1], status, 'cancelled', now)
   prune(idx, now, R)
   emit(KEYS[#KEYS], ARGV[#ARGV], 'cancelled', ARGV[1])
+  outbox(KEYS, KEYS[1], ARGV[1], 'cancelled', now)
   job_ended(KEYS[1], ARGV[1], 'cancelled', now, R)  -- workflows: children, batch (_graph.lua)
   return 'now'
 end

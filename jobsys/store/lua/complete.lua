@@ -4,7 +4,8 @@
 -- KEYS[1] leases ZSET   KEYS[2..7] the queue's status indexes (queued, scheduled,
 -- processing, completed, failed, cancelled; completed is a LIST of 22-byte (ms, id)
 -- elements, newest first (see pack_completed in _lib.lua), the others ZSETs)   KEYS[7+i] job HASH of the i-th job
--- then the events STREAM (last; see emit in _lib.lua: `completed` or `cancelled` per job)
+-- then the queue's subscriptions HASH, outbox HASH and outbox:due ZSET (see outbox in _lib.lua)   then the events STREAM (last; see emit in _lib.lua: `completed` or
+-- `cancelled` per job)
 -- ARGV[1] worker id   ARGV[2+3(i-1)..] per job: id, attempt, result JSON; then the
 -- four retention arguments (see _lib.lua); then EVENTS_MAX_LEN (last)
 -- A job whose cancellation was requested ends `cancelled` (its result is kept).
@@ -15,7 +16,7 @@
 -- Returns: one entry per job: "completed", "cancelled", or "stale" when its lease
 -- was lost (nothing written for that job).
 local worker = ARGV[1]
-for i = 1, #KEYS - 8 do
+for i = 1, #KEYS - 11 do
   local id = ARGV[2 + 3 * (i - 1)]
   if not is_uuid(id) then
     return redis.error_reply('ERR complete.lua: job id is not a lower-case UUID: ' .. id)
@@ -28,7 +29,7 @@ local idx = indexes(KEYS, 2)
 local done = {completed = {}, cancelled = {}}
 local settled = {}
 local out = {}
-for i = 1, #KEYS - 8 do
+for i = 1, #KEYS - 11 do
   local key = KEYS[7 + i]
   local a = 2 + 3 * (i - 1)
   local id = ARGV[a]
@@ -46,6 +47,7 @@ for i = 1, #KEYS - 8 do
     redis.call('ZREM', KEYS[1], id)
     settled[#settled + 1] = id
     emit(KEYS[#KEYS], ARGV[#ARGV], out[i], id, 'attempt', ARGV[a + 1])
+    outbox(KEYS, key, id, out[i], now)
     local ended = done[out[i]]
     ended[#ended + 1] = id
   else

@@ -49,6 +49,7 @@ local rank = put_job(KEYS[8], job_fields(), task, queue, now, payload, j[3], j[4
   j[7], j[8], now)
 local expires = j[9] and deadline_of(j, now)
 if expires then redis.call('HSET', KEYS[8], 'expires_at', expires) end
+if j[11] then redis.call('HSET', KEYS[8], 'callback_url', j[11]) end  -- webhooks
 local window = tonumber(ARGV[4])
 redis.call('HSET', KEYS[8], 'unique_key', ARGV[7])
 local out = {'new'}

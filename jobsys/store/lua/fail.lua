@@ -8,7 +8,8 @@
 -- KEYS[1] leases ZSET   KEYS[2] scheduled ZSET   KEYS[3] dead_letter LIST
 -- KEYS[4] ready ZSET   KEYS[5] wakeup ZSET   KEYS[6..11] the queue's status indexes
 -- (queued, scheduled, processing, completed, failed, cancelled)
--- KEYS[11+i] job HASH of the i-th job   then the events STREAM (last; see emit in
+-- KEYS[11+i] job HASH of the i-th job   then the queue's subscriptions HASH, outbox HASH and outbox:due ZSET (see outbox in _lib.lua)
+-- then the events STREAM (last; see emit in
 -- _lib.lua: `retried`, `failed` then `dead_lettered`, or `cancelled` per job)
 -- ARGV[1] worker id   ARGV[2+4(i-1)..] per job: id, attempt, error text, backoff_ms
 -- (-1: no retry, the job fails at once whatever retries it has left);
@@ -23,7 +24,7 @@ local idx = indexes(KEYS, 6)
 local K = {scheduled = KEYS[2], dead = KEYS[3], ready = KEYS[4], wakeup = KEYS[5]}
 local to = {retry = 'queued', dead = 'failed', cancelled = 'cancelled'}
 local out = {}
-for i = 1, #KEYS - 12 do
+for i = 1, #KEYS - 15 do
   local key = KEYS[11 + i]
   local a = 2 + 4 * (i - 1)
   local id, attempt, err, backoff = ARGV[a], ARGV[a + 1], ARGV[a + 2], tonumber(ARGV[a + 3])
@@ -43,7 +44,10 @@ for i = 1, #KEYS - 12 do
     end
     reindex(idx, id, 'processing', to[out[i]], now)
     emit_failed(KEYS[#KEYS], ARGV[#ARGV], out[i], id, attempt)
-    if out[i] ~= 'retry' then job_ended(key, id, to[out[i]], now, R) end  -- workflows
+    if out[i] ~= 'retry' then
+      outbox(KEYS, key, id, to[out[i]], now)
+      job_ended(key, id, to[out[i]], now, R)  -- workflows
+    end
   end
 end
 prune(idx, now, R)

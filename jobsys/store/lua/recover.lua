@@ -8,7 +8,8 @@
 -- KEYS[5..10] the queue's status indexes (queued, scheduled, processing, completed,
 -- failed, cancelled)
 -- The lost attempt is appended to the job's `history`.
--- KEYS[11] the events STREAM (last; see emit in _lib.lua: `retried`, `failed` then
+-- KEYS[11..13] the queue's subscriptions HASH, outbox HASH and outbox:due ZSET (see outbox in _lib.lua)
+-- KEYS[14] the events STREAM (last; see emit in _lib.lua: `retried`, `failed` then
 -- `dead_lettered`, or `cancelled` per job)
 -- ARGV[1] job key prefix ("job:"; job hashes are ARGV[1] .. id)   ARGV[2] max jobs;
 -- then the four retention arguments (see _lib.lua); then EVENTS_MAX_LEN (last)
@@ -36,6 +37,7 @@ for _, id in ipairs(expired) do
       out[#out + 1] = f[7]
       reindex(idx, id, 'processing', 'cancelled', now)
       emit(KEYS[#KEYS], ARGV[#ARGV], 'cancelled', id, 'attempt', f[3])
+      outbox(KEYS, key, id, 'cancelled', now)
       job_ended(key, id, 'cancelled', now, R)  -- workflows: children, batch (_graph.lua)
     else
       record_failure(key, f[3], f[2], f[6], now, err)
@@ -45,7 +47,10 @@ for _, id in ipairs(expired) do
       out[#out + 1] = f[7]
       reindex(idx, id, 'processing', verdict == 'dead' and 'failed' or 'queued', now)
       emit_failed(KEYS[#KEYS], ARGV[#ARGV], verdict, id, f[3])
-      if verdict == 'dead' then job_ended(key, id, 'failed', now, R) end  -- workflows
+      if verdict == 'dead' then
+        outbox(KEYS, key, id, 'failed', now)
+        job_ended(key, id, 'failed', now, R)  -- workflows
+      end
     end
   end
 end

@@ -5,7 +5,8 @@
 -- KEYS[1] job HASH   KEYS[2] leases ZSET   KEYS[3] ready ZSET   KEYS[4] wakeup ZSET
 -- KEYS[5..10] the queue's status indexes (queued, scheduled, processing, completed,
 -- failed, cancelled)
--- KEYS[11] the events STREAM (last; see emit in _lib.lua: `queued` or `cancelled`)
+-- KEYS[11..13] the queue's subscriptions HASH, outbox HASH and outbox:due ZSET (see outbox in _lib.lua)
+-- KEYS[14] the events STREAM (last; see emit in _lib.lua: `queued` or `cancelled`)
 -- ARGV[1] id   ARGV[2] worker id   ARGV[3] attempt; then the four retention
 -- arguments (see _lib.lua); then EVENTS_MAX_LEN (last)
 -- A job whose cancellation was requested ends `cancelled` instead.
@@ -20,6 +21,7 @@ if settle_cancelled(KEYS[1], now, retention(ARGV)) then
   redis.call('ZREM', KEYS[2], ARGV[1])
   reindex(idx, ARGV[1], 'processing', 'cancelled', now)
   emit(KEYS[#KEYS], ARGV[#ARGV], 'cancelled', ARGV[1], 'attempt', ARGV[3])
+  outbox(KEYS, KEYS[1], ARGV[1], 'cancelled', now)
   return 1
 end
 redis.call('HINCRBY', KEYS[1], 'attempts', -1)
