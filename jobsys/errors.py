@@ -81,6 +81,14 @@ class InvalidJob(JobsysError):
         self.rule = rule
 
 
+class UnknownParent(InvalidJob):
+    """A ``depends_on`` names a job that does not exist (workflows)."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__("depends_on", f"names no existing job: {job_id}")
+        self.job_id = job_id
+
+
 class TaskNotFound(JobsysError):
     """A tasks module named by --tasks or JOBSYS_TASKS could not be imported."""
 

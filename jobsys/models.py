@@ -6,7 +6,7 @@ import json
 import re
 from collections.abc import Callable
 from enum import StrEnum
-from typing import Annotated, Any, ClassVar, Required
+from typing import Annotated, Any, ClassVar, Literal, Required
 
 from pydantic import (
     BaseModel,
@@ -43,6 +43,9 @@ class JobStatus(StrEnum):
     FAILED = "failed"
     #: Cancelled (``POST /jobs/<id>/cancel``): before it ran, or stopped while running.
     CANCELLED = "cancelled"
+    #: Waits for its parents (``depends_on``) to complete, or, a batch's callback, for
+    #: its batch to end; then becomes ``queued`` (docs/workflows.md).
+    WAITING = "waiting"
 
 
 #: Lowest and highest job priority; higher runs first, 0 is the default.
@@ -193,6 +196,19 @@ class Job(ApiModel):
         "else a new trace the API started).",
         json_schema_extra={"pattern": TRACEPARENT_PATTERN},
     )
+    # workflows (docs/workflows.md)
+    depends_on: Annotated[list[str], _from_hash(lambda t: t.split(","))] | None = Field(
+        None,
+        description="The jobs it waits for (its submit's depends_on).",
+    )
+    waiting_on: int | None = Field(
+        None, description="How many of them have not ended yet (while `waiting`)."
+    )
+    on_parent_failure: Literal["run"] | None = Field(
+        None, description="`run` when it runs even if a parent does not complete."
+    )
+    batch: str | None = Field(None, description="The batch it belongs to.")
+    batch_callback: str | None = Field(None, description="The batch whose callback it is.")
 
     @classmethod
     def from_hash(cls, job_id: str, fields: dict[str, str]) -> Job:

@@ -29,5 +29,10 @@ PRODUCER_ALLOWED = frozenset(
         ("GET", "/metrics"),
         ("GET", "/openapi.json"),
         ("GET", "/auth/whoami"),
+        # workflows (docs/workflows.md)
+        ("POST", "/batches"),
+        ("GET", "/batches/<batch_id>"),
+        ("POST", "/workflows"),
+        ("GET", "/workflows/<workflow_id>"),
     }
 )

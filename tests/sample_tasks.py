@@ -6,6 +6,7 @@ side effect that counts executions independently of jobsys's own bookkeeping.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from typing import Any
@@ -103,3 +104,19 @@ def fail_until_fixed(payload: Any) -> Any:
     if not _redis().exists("test:fixed"):
         raise RuntimeError("not fixed yet")
     return "fixed"
+
+
+@task("parents")
+def parents(payload: Any) -> Any:
+    """Workflows: record this execution, then return the parents' results."""
+    _redis().rpush("test:executions", f"{payload}:{os.getpid()}")
+    job = current_job()
+    assert job is not None
+    return {"me": payload, "parents": job.parent_results()}
+
+
+@task("callback")
+def callback(payload: Any) -> Any:
+    """Workflows: record the payload a batch callback runs with."""
+    _redis().rpush("test:callbacks", json.dumps(payload))
+    return payload

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from flask import Flask, Response, request
 from flask.json.provider import DefaultJSONProvider
 
-from jobsys.api import auth, dashboard, errors, guards, headers, routes
+from jobsys.api import auth, dashboard, errors, guards, headers, routes, workflow_routes
 from jobsys.api import metrics as api_metrics
 from jobsys.api.lane import SubmitLane
 from jobsys.api.validation import MAX_BODY_BYTES
@@ -69,6 +69,7 @@ def create_app(
         settings, store, health, api_metrics.make_registry(store, settings)
     )
     app.register_blueprint(routes.bp)
+    app.register_blueprint(workflow_routes.bp)
     app.register_blueprint(auth.bp)
     app.register_blueprint(dashboard.bp)
     errors.register(app)

@@ -81,12 +81,18 @@ ACCESS: dict[tuple[str, str], Access] = {
     ("GET", "/metrics"): Access.PRODUCER,
     ("GET", "/openapi.json"): Access.PRODUCER,
     ("GET", "/auth/whoami"): Access.PRODUCER,
+    # workflows (docs/workflows.md)
+    ("POST", "/batches"): Access.PRODUCER,
+    ("GET", "/batches/<batch_id>"): Access.PRODUCER,
+    ("POST", "/workflows"): Access.PRODUCER,
+    ("GET", "/workflows/<workflow_id>"): Access.PRODUCER,
     # Admin-only whether listed or not; listed for the reader.
     ("POST", "/jobs/<job_id>/cancel"): Access.ADMIN,
     ("POST", "/schedules"): Access.ADMIN,
     ("DELETE", "/schedules/<name>"): Access.ADMIN,
     ("POST", "/dead-letter/retry"): Access.ADMIN,
     ("POST", "/dead-letter/purge"): Access.ADMIN,
+    ("POST", "/batches/<batch_id>/cancel"): Access.ADMIN,
 }
 
 #: The dashboard's static shell (HTML, JS, CSS: no data) is served under this

@@ -22,7 +22,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.http import HTTP_STATUS_CODES
 
 from jobsys.api import auth, errors, guards, headers, routes, validation
-from jobsys.errors import JobsysError, StoreUnavailable, TooManyQueues
+from jobsys.errors import InvalidJob, JobsysError, StoreUnavailable, TooManyQueues
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -76,8 +76,9 @@ class SubmitLane:
         extra: list[tuple[str, str]] = []
         try:
             done = self.state.store.submit_jobs(subs, queue=queue)
-        except TooManyQueues:
-            # Refused before anything was written: Flask answers it (the same refusal).
+        except (TooManyQueues, InvalidJob):
+            # Refused before anything was written (too many queues; a depends_on of
+            # no job): Flask answers it (the same refusal).
             return self.app.wsgi_app(environ, start_response)
         except StoreUnavailable as e:
             errors.log_store_error(e, "POST", path)
@@ -88,7 +89,7 @@ class SubmitLane:
                 answer = routes.submitted(req, done.statuses[0], done.ids[0])
                 extra.append(("Location", routes.job_location("", done.ids[0])))
             else:
-                answer = routes.batch_submitted(done.ids)
+                answer = routes.batch_submitted(done.ids, done.statuses)
         data = f"{self._encode(answer)}\n".encode()
         rid = headers.request_id(environ.get("HTTP_X_REQUEST_ID"))
         start_response(

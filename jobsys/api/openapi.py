@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import BaseModel, TypeAdapter
 
 import jobsys
-from jobsys.api import schemas
+from jobsys.api import schemas, workflow_models
 from jobsys.api.auth import Access, access_for
 from jobsys.api.errors import ERROR_HEADERS, ERRORS
 from jobsys.api.headers import REQUEST_ID_HEADER, SUBMIT_HEADERS, param
@@ -40,6 +40,8 @@ _REQUEST_ID = {"X-Request-ID": {"$ref": "#/components/headers/X-Request-ID"}}
 _MODELS: dict[str, Any] = {
     m.__name__: m for m in (SubmitRequest, BatchRequest, ScheduleRequest, Job, *schemas.ANSWERS)
 } | {"DeadLetterSelection": Selection}
+# workflows (docs/workflows.md)
+_MODELS |= {m.__name__: m for m in workflow_models.MODELS}
 
 #: Every operation may answer these.
 _COMMON = {"405": "MethodNotAllowed", "500": "InternalError"}
@@ -231,6 +233,57 @@ _ROUTES = {
         "This document",
         {"200": ("The OpenAPI document.", None)},
         extra={"content": {"application/json": {"schema": {"type": "object"}}}},
+    ),
+}
+
+
+# workflows (docs/workflows.md)
+_BATCH_ID = param("path", "batch_id", None, type="string", format="uuid")
+_WORKFLOW_ID = param("path", "workflow_id", None, type="string", format="uuid")
+_ROUTES |= {
+    "POST /batches": Route(
+        "createBatch",
+        "Create a batch of jobs with completion callbacks, all or none",
+        {"202": ("The batch and its jobs exist. `Location` is the batch's URL.", "BatchCreated")},
+        {**_SUBMIT, "413": "BatchTooLarge"},
+        "BatchesRequest",
+        description="on_complete is queued once every job ended; on_success once every job "
+        "completed (else it ends cancelled). Each is queued exactly once, by the script that "
+        "ends the batch's last job. Jobs may carry depends_on.",
+        extra={"headers": {"Location": {"schema": {"type": "string"}}}},
+    ),
+    "GET /batches/{batch_id}": Route(
+        "getBatch",
+        "A batch's counts and callbacks",
+        {"200": ("The batch.", "BatchView")},
+        {"404": "NotFound", **_READ},
+        params=(_BATCH_ID,),
+    ),
+    "POST /batches/{batch_id}/cancel": Route(
+        "cancelBatch",
+        "Cancel a batch",
+        {"200": ("The batch after the cancellation.", "BatchView")},
+        {"404": "NotFound", "415": "UnsupportedMediaType", **_READ},
+        params=(_BATCH_ID,),
+        description="Its waiting, queued and scheduled jobs end cancelled at once; running ones "
+        "are asked to stop. on_success will not run; on_complete runs once every job ended.",
+    ),
+    "POST /workflows": Route(
+        "createWorkflow",
+        "Create a workflow of named steps (a DAG), all or none",
+        {"202": ("Every step's job exists. `Location` is the workflow's URL.", "WorkflowCreated")},
+        {**_SUBMIT, "413": "BatchTooLarge"},
+        "WorkflowRequest",
+        description="A step runs once every step of its `after` completed; when one fails for "
+        "good or is cancelled, it ends cancelled (unless on_parent_failure is run).",
+        extra={"headers": {"Location": {"schema": {"type": "string"}}}},
+    ),
+    "GET /workflows/{workflow_id}": Route(
+        "getWorkflow",
+        "A workflow's graph and each step's status",
+        {"200": ("The workflow.", "WorkflowView")},
+        {"404": "NotFound", **_READ},
+        params=(_WORKFLOW_ID,),
     ),
 }
 

@@ -79,7 +79,9 @@ def submit() -> ResponseReturnValue:
 def submitted(req: validation.SubmitRequest, status: str, job_id: str) -> dict[str, Any]:
     """The answer to a submit of `req` that was queued as `job_id` with `status` (as
     the store reports it: "scheduled" only when due later by the Redis clock)."""
-    shown: Literal["queued", "scheduled"] = "scheduled" if status == "scheduled" else "queued"
+    shown: Literal["queued", "scheduled", "waiting", "cancelled"] = "queued"
+    if status in ("scheduled", "waiting", "cancelled"):  # the last two: depends_on
+        shown = cast(Literal["scheduled", "waiting", "cancelled"], status)
     return Submitted(status=shown, task=req.task, id=job_id).to_api()
 
 
@@ -96,15 +98,19 @@ def submit_batch() -> ResponseReturnValue:
     trace = _traceparent()
     done = _submit([j.submission(trace) for j in req.jobs], req.queue, key, req)
     ids, replayed = done.ids, done.replayed
-    body = batch_submitted(ids)
+    body = batch_submitted(ids, done.statuses)
     if replayed:
         return body | {"replayed": True}, 200, {"Idempotent-Replayed": "true"}
     return body, 202
 
 
-def batch_submitted(ids: list[str]) -> dict[str, Any]:
-    """The answer to a batch submit whose jobs were queued as `ids`."""
-    return BatchSubmitted(status="queued", count=len(ids), ids=ids).to_api()
+def batch_submitted(ids: list[str], statuses: list[str] | None = None) -> dict[str, Any]:
+    """The answer to a batch submit whose jobs were queued as `ids`, with `statuses`
+    when a depends_on left one `waiting` or `cancelled` (workflows)."""
+    shown = statuses if statuses and ("waiting" in statuses or "cancelled" in statuses) else None
+    return BatchSubmitted.model_validate(
+        {"status": "queued", "count": len(ids), "ids": ids, "statuses": shown}
+    ).to_api()
 
 
 def _traceparent() -> str:

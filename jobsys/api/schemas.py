@@ -30,8 +30,10 @@ Replayed = Annotated[
 class Submitted(ApiModel):
     """The answer to POST /submit."""
 
-    status: Literal["queued", "scheduled"] = Field(
-        description="`scheduled` when the job has a delay or a run_at ahead."
+    status: Literal["queued", "scheduled", "waiting", "cancelled"] = Field(
+        description="`scheduled` when the job has a delay or a run_at ahead; with "
+        "depends_on, `waiting` while a parent has not ended, `cancelled` when one has "
+        "already failed or been cancelled (docs/workflows.md)."
     )
     task: str
     id: JobId
@@ -45,6 +47,11 @@ class BatchSubmitted(ApiModel):
     count: int = Field(ge=1)
     ids: list[JobId] = Field(description="One id per job, in the order of `jobs`.")
     replayed: Replayed = None
+    statuses: list[Literal["queued", "scheduled", "waiting", "cancelled"]] | None = Field(
+        None,
+        description="Each job's status, in order: only when a depends_on left one "
+        "`waiting` or `cancelled` (docs/workflows.md).",
+    )
 
 
 class Minute(ApiModel):

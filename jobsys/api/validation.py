@@ -44,7 +44,7 @@ from jobsys.models import (
     never_null,
 )
 from jobsys.schedules import CRON_PATTERN, Schedule, check_cron
-from jobsys.store import CURSOR_PATTERN, DEFAULT_LIMIT, MAX_LIMIT, Submission
+from jobsys.store import CURSOR_PATTERN, DEFAULT_LIMIT, MAX_LIMIT, MAX_PARENTS, Submission
 
 #: Largest accepted request body (Flask's MAX_CONTENT_LENGTH); larger is 413.
 MAX_BODY_BYTES = 1024 * 1024
@@ -233,6 +233,27 @@ class BatchJob(BaseModel):
         json_schema_extra=_drop_default,
     )
 
+    # workflows (docs/workflows.md)
+    depends_on: list[Annotated[str, Field(pattern=JOB_ID_PATTERN)]] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_PARENTS,
+        description=(
+            f"1 to {MAX_PARENTS} ids of existing jobs: this job waits (`waiting`) until "
+            "every one has completed. When one fails for good or is cancelled, it ends "
+            "`cancelled` (see on_parent_failure). An id of no job is a 400."
+        ),
+        json_schema_extra=_drop_default,
+    )
+    on_parent_failure: Literal["cancel", "run"] = Field(
+        default="cancel",
+        description=(
+            "With depends_on: `cancel` (the default) ends the job `cancelled` when a parent "
+            "fails for good or is cancelled; `run` runs it once every parent has ended, "
+            "whatever their outcome."
+        ),
+    )
+
     @field_validator("priority", "max_retries", mode="before")
     @classmethod
     def _whole_number(cls, value: Any) -> Any:
@@ -253,6 +274,8 @@ class BatchJob(BaseModel):
             run_at=self.run_at,
             timeout_s=self.timeout_seconds,
             traceparent=traceparent,
+            depends_on=tuple(dict.fromkeys(p.lower() for p in self.depends_on or ())),
+            on_parent_failure=self.on_parent_failure,
         )
 
     @property

@@ -22,22 +22,28 @@ from jobsys.store.store import Store
 from jobsys.store.submission import Submission, Submitted
 from jobsys.store.workers import WorkerInfo
 from jobsys.store.workers import registration as worker_registration
+from jobsys.store.workflows import MAX_PARENTS, BatchInfo, BatchNotFound, Step, WorkflowNotFound
 
 __all__ = [
     "BUCKETS_S",
     "CURSOR_PATTERN",
     "DEFAULT_LIMIT",
     "MAX_LIMIT",
+    "MAX_PARENTS",
+    "BatchInfo",
+    "BatchNotFound",
     "Claimed",
     "Deltas",
     "HealthProbe",
     "QueueMetrics",
     "QueueStats",
     "ScheduleStore",
+    "Step",
     "Store",
     "Submission",
     "Submitted",
     "WorkerInfo",
+    "WorkflowNotFound",
     "bucket_field",
     "connect",
     "counter_field",

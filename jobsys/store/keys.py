@@ -184,3 +184,43 @@ def throughput(queue: str, minute: int) -> str:
     ``failed`` in one minute (minutes since the epoch, Redis server clock). TTL:
     THROUGHPUT_RETENTION_S (one hour)."""
     return f"jobsys:queue:{{{queue}}}:throughput:{minute}"
+
+
+# -- workflows: dependencies, batches, workflows (issue 17; docs/workflows.md) --------
+
+#: The status of a job that waits for its parents (``depends_on``) or, a batch's
+#: callback, for its batch to end. Its index is a ZSET like the others but is not
+#: one of `INDEXED_STATUSES` (whose order is the scripts' KEYS layout): the scripts of
+#: ``_graph.lua`` derive it from the queue name (see `lua_keyspace`).
+WAITING_STATUS = "waiting"
+
+
+def children(job_id: str) -> str:
+    """SET ``jobsys:children:<id>``: the ids of the jobs waiting for job <id> to end
+    (their ``depends_on`` names it). Written by enqueue_graph.lua while the parent has
+    not ended; deleted by the script that ends the parent, which releases or cancels
+    them in the same step. TTL: none (it lives only while the parent is unended)."""
+    return f"jobsys:children:{job_id}"
+
+
+def batch(batch_id: str) -> str:
+    """HASH ``jobsys:batch:<id>``: a batch's counts (``total``, ``pending``,
+    ``completed``, ``failed``, ``cancelled``), ``queue``, ``created_at``, the ids of
+    its callback jobs (``on_complete``, ``on_success``), ``cancelled_at`` when it was
+    cancelled, ``finished_at`` once every job ended. TTL: none until its last job
+    ends, then COMPLETED_RETENTION_SECONDS."""
+    return f"jobsys:batch:{batch_id}"
+
+
+def batch_jobs(batch_id: str) -> str:
+    """SET ``jobsys:batch:<id>:jobs``: the ids of a batch's jobs (not its callbacks),
+    for cancelling the batch. TTL: as its batch hash."""
+    return f"jobsys:batch:{batch_id}:jobs"
+
+
+def workflow(workflow_id: str) -> str:
+    """HASH ``jobsys:workflow:<id>``: a workflow's ``steps`` (JSON: name, id, after of
+    each step, in topological order), ``queue`` and ``created_at``. TTL:
+    COMPLETED_RETENTION_SECONDS after its last step ended (set lazily: see
+    docs/workflows.md), else none."""
+    return f"jobsys:workflow:{workflow_id}"

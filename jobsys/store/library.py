@@ -20,6 +20,8 @@ from importlib import resources
 
 from redis.exceptions import ResponseError
 
+from jobsys.store import keys
+
 #: The scripts, by file name (``lua/<name>.lua``).
 NAMES = (
     "enqueue",
@@ -38,6 +40,9 @@ NAMES = (
     "worker_beat",
     "workers_live",
     "drop_queue",
+    # workflows (issue 17; docs/workflows.md)
+    "enqueue_graph",
+    "cancel_batch",
 )
 
 
@@ -83,6 +88,8 @@ def library() -> Library:
             raise RuntimeError(f"{name}.lua: unknown flags {given}")
         functions.append((name, ", ".join(f"'{f}'" for f in given), body))
     helpers = (lua / "_lib.lua").read_text()
+    # workflows: the key parts the scripts derive keys from, then their helpers
+    helpers += "\n" + _keyspace_lua() + (lua / "_graph.lua").read_text()
     lib = "jobsys_" + hashlib.sha256(repr((helpers, functions)).encode()).hexdigest()[:12]
     code = [f"#!lua name={lib}\n{helpers}\n"]
     for script, flags, body in functions:
@@ -92,6 +99,33 @@ def library() -> Library:
             f"callback=function(KEYS, ARGV)\n{body}\nend}}\n"
         )
     return Library(lib, "".join(code))
+
+
+_MARK = "\x00"
+
+
+def _keyspace_lua() -> str:
+    """The Lua table ``KEYSPACE`` that ``_graph.lua`` derives keys from: the scripts
+    that end jobs learn only while running which children, queues or batches they
+    touch, so they build those keys from parts of `keys`'s names (never from
+    literals of their own). Each entry is {head, tail}: key = head .. x .. tail."""
+    parts = {
+        "ready": keys.ready(_MARK),
+        "scheduled": keys.scheduled(_MARK),
+        "wakeup": keys.wakeup(_MARK),
+        "waiting": keys.index(_MARK, keys.WAITING_STATUS),
+        "queued": keys.index(_MARK, "queued"),
+        "scheduled_idx": keys.index(_MARK, "scheduled"),
+        "cancelled": keys.index(_MARK, "cancelled"),
+        "children": keys.children(_MARK),
+        "batch": keys.batch(_MARK),
+        "batch_jobs": keys.batch_jobs(_MARK),
+    }
+    rows = []
+    for name, key in parts.items():
+        head, _, tail = key.partition(_MARK)
+        rows.append(f"  {name} = {{'{head}', '{tail}'}},")
+    return "local KEYSPACE = {\n" + "\n".join(rows) + "\n}\n"
 
 
 def library_missing(e: ResponseError) -> bool:

@@ -25,7 +25,7 @@ import redis
 from redis.exceptions import ResponseError
 
 from jobsys import stamps
-from jobsys.errors import IdempotencyConflict, TooManyQueues
+from jobsys.errors import IdempotencyConflict, TooManyQueues, UnknownParent
 from jobsys.store import keys
 from jobsys.store.library import NAMES, library, library_missing
 
@@ -394,6 +394,49 @@ class Scripts:
         (see purge.lua)."""
         ks = [keys.dead_letter(), keys.index(queue, "failed"), *(keys.job(i) for i in ids)]
         return [_text(x) for x in self._run("purge", ks, [queue, *ids])]
+
+    # -- workflows (issue 17; docs/workflows.md) ----------------------------------
+
+    def enqueue_graph(
+        self,
+        queue: str,
+        ids: Sequence[str],
+        argv: Sequence[str],
+        parents: Sequence[str],
+        group: str = "",
+        group_keys: tuple[str, str] | None = None,
+    ) -> list[str]:
+        """Add jobs with dependencies / a batch / a workflow to `queue` atomically
+        (see enqueue_graph.lua): `argv` as for `enqueue`, `parents` one spec per job
+        ('' or "<cancel|run>|<id>,..."), `group` the group's JSON ('' = none) and
+        `group_keys` its HASH and (a batch) jobs SET. Returns each job's status.
+        Raises `UnknownParent` (nothing written) or `TooManyQueues`."""
+        ks = [
+            keys.ready(queue), keys.scheduled(queue), keys.wakeup(queue), keys.sequence(queue),
+            keys.queues(), keys.index(queue, "queued"), keys.index(queue, "scheduled"),
+            keys.index(queue, keys.WAITING_STATUS), keys.index(queue, "cancelled"),
+            keys.metrics(queue), *(group_keys or (keys.ready(queue), keys.ready(queue))),
+            *(keys.job(i) for i in ids),
+        ]  # fmt: skip
+        args: list[Any] = [queue, self._max_queues, group]
+        for arg, spec in zip(argv, parents, strict=True):
+            args += [arg, spec]
+        try:
+            answer = self._run_ending("enqueue_graph", ks, args)
+        except ResponseError as e:
+            text = str(e)
+            if text.startswith("UNKNOWN_PARENT"):
+                raise UnknownParent(text.partition(" ")[2]) from None
+            if "TOO_MANY_QUEUES" in text:
+                raise TooManyQueues(queue, self._max_queues) from None
+            raise
+        return [_text(x) for x in answer[1:]]
+
+    def cancel_batch(self, batch_id: str) -> list[Any]:
+        """Cancel a batch (see cancel_batch.lua for the answers)."""
+        ks = [keys.batch(batch_id), keys.batch_jobs(batch_id)]
+        answer = self._run_ending("cancel_batch", ks, [])
+        return [_text(answer[0]), *answer[1:]]
 
 
 #: Most queues whose key names each cache below keeps (queue names come from

@@ -17,10 +17,10 @@ from typing import Any, cast
 import redis
 
 from jobsys import stamps
-from jobsys.errors import JobAlreadyFinished, JobNotFound
+from jobsys.errors import InvalidJob, JobAlreadyFinished, JobNotFound
 from jobsys.models import DEFAULT_QUEUE, Job
 from jobsys.settings import Settings
-from jobsys.store import keys, metrics, workers
+from jobsys.store import keys, metrics, workers, workflows
 from jobsys.store.connection import connect
 from jobsys.store.deadletter import DeadLetter, Outcome
 from jobsys.store.listing import DEFAULT_LIMIT, Listing, Page, queue_names
@@ -132,6 +132,10 @@ class Store:
         Raises `IdempotencyConflict` when `key` was used with a different request or
         another queue (then nothing is written).
         """
+        if any(j.depends_on for j in jobs):  # workflows: jobs that wait for others
+            if key is not None:
+                raise InvalidJob("Idempotency-Key", "is not supported with depends_on yet")
+            return workflows.submit(self, jobs, queue)
         ids, argv = self._argv(jobs)
         idem = None
         if key is not None:
@@ -212,7 +216,7 @@ class Store:
         """A page of jobs, newest status change first (see `jobsys.store.listing`),
         without the fields `leave_out` (not even read out of Redis). Raises
         `InvalidJob` (field ``cursor``) for a cursor this API did not give out."""
-        statuses = [status] if status is not None else list(keys.INDEXED_STATUSES)
+        statuses = [status] if status is not None else [*keys.INDEXED_STATUSES, keys.WAITING_STATUS]
         with translate_errors():
             return self._listing.page(
                 statuses=statuses,
@@ -393,3 +397,40 @@ class Store:
     ) -> dict[str, list[dict[str, Any]]]:
         """Completed and failed jobs per minute of each queue of `names`, oldest first."""
         return metrics.throughput(self, names, minutes)
+
+    # -- workflows: dependencies, batches, DAGs (docs/workflows.md) ----------
+
+    def create_batch(
+        self,
+        jobs: Sequence[Submission],
+        *,
+        queue: str = DEFAULT_QUEUE,
+        on_complete: Submission | None = None,
+        on_success: Submission | None = None,
+    ) -> tuple[str, Submitted, dict[str, str]]:
+        """Create a batch atomically: (its id, its jobs' ids and statuses, the ids of
+        its callbacks by role)."""
+        return workflows.create_batch(self, jobs, queue, on_complete, on_success)
+
+    def batch(self, batch_id: str) -> workflows.BatchInfo:
+        """A batch's counts and callbacks; raises `BatchNotFound` (a `JobNotFound`)."""
+        return workflows.batch(self, batch_id)
+
+    def cancel_batch(self, batch_id: str) -> workflows.BatchInfo:
+        """Cancel a batch (its unstarted jobs now, its running ones by request)."""
+        return workflows.cancel_batch(self, batch_id)
+
+    def create_workflow(
+        self, steps: Sequence[tuple[str, Sequence[str], Submission]], *, queue: str = DEFAULT_QUEUE
+    ) -> tuple[str, list[workflows.Step], list[str]]:
+        """Create a workflow of named steps [(name, after, job)] atomically."""
+        return workflows.create_workflow(self, steps, queue)
+
+    def workflow(self, workflow_id: str) -> workflows.WorkflowInfo:
+        """A workflow's steps and their statuses; raises `WorkflowNotFound`."""
+        return workflows.workflow(self, workflow_id)
+
+    def parent_results(self, job_id: str) -> dict[str, Any]:
+        """The results of a job's parents (its ``depends_on``), None for one that did
+        not complete."""
+        return workflows.parent_results(self, job_id)

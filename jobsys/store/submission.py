@@ -30,6 +30,11 @@ class Submission:
     timeout_s: float | None = None
     #: W3C trace context (``traceparent`` header) the job belongs to, if any.
     traceparent: str | None = None
+    #: Workflows: the ids of the jobs it waits for (each must exist, or come earlier
+    #: in the same submit), and whether it runs when one of them does not complete
+    #: ("run") or ends `cancelled` ("cancel"). See docs/workflows.md.
+    depends_on: tuple[str, ...] = ()
+    on_parent_failure: str = "cancel"
 
 
 @dataclass(frozen=True)

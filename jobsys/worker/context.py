@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 #: Progress reports closer together than this are dropped (but for the last, 1.0).
 PROGRESS_INTERVAL_S = 0.1
@@ -31,6 +32,8 @@ class JobContext:
     #: Where progress goes (set by the worker); None: nowhere.
     reporter: Reporter | None = field(default=None, repr=False)
     _last_report: float = field(default=-math.inf, repr=False)
+    #: Reads the results of the job's parents (set by the worker); None: not available.
+    results_reader: Callable[[], dict[str, Any]] | None = field(default=None, repr=False)
 
     def progress(self, fraction: float, message: str = "") -> None:
         """Report how far the job has got: `fraction` from 0.0 to 1.0, and a short
@@ -57,6 +60,17 @@ class JobContext:
         next heartbeat (within about a second).
         """
         return self._cancel
+
+    def parent_results(self) -> dict[str, Any]:
+        """The results of the jobs this job waited for (its submit's ``depends_on``):
+        {parent id: its result}, in the order given; None for a parent that did not
+        complete (a job submitted with ``on_parent_failure: run``). An empty dict for
+        a job without parents. Each call reads Redis. Not available in a job with
+        ``timeout_seconds`` (its handler runs in a child process): RuntimeError.
+        """
+        if self.results_reader is None:
+            raise RuntimeError("parent_results() is not available in this job's process")
+        return self.results_reader()
 
     def request_cancel(self) -> None:
         """Mark the job as asked to cancel (the worker calls this)."""

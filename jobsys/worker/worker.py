@@ -207,6 +207,7 @@ class Worker:
                 logger.debug("job %s: progress not recorded: %s", job.id, e)
 
         context.reporter = report
+        context.results_reader = lambda: self.store.parent_results(job.id)  # workflows
         if job.timeout_s is None:
             return execute(job, self.settings.simulated_work_s, context)
         return execute_in_child(

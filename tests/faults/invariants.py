@@ -20,7 +20,10 @@ outside Redis, and returns one `Row` of the results table:
    successfully more than once is a duplicate, *explained* when its runs had
    distinct attempt numbers none above the job's attempt count (a lease was lost
    and the job taken over, which at-least-once allows) and *unexplained* otherwise.
-6. **Fencing**: a completed job's result came from its last attempt (the stored
+6. **Workflows**: a ``waiting`` job is in the ``waiting`` index and no queue
+   structure, its ``waiting_on`` counts its unended parents, which list it in their
+   ``children`` set; a batch callback waits only while its batch is unfinished.
+7. **Fencing**: a completed job's result came from its last attempt (the stored
    result names the attempt that produced it).
 """
 
@@ -43,7 +46,7 @@ DEFAULT_QUEUE = "default"
 REQUIRED_FIELDS = ("task", "queue", "status", "created_at", "attempts", "max_retries")
 #: ... and, until it ends, its place in the queue (complete.lua drops it).
 UNENDED_FIELDS = ("rank",)
-UNENDED = ("queued", "scheduled", "processing")
+UNENDED = ("queued", "scheduled", "processing", keys.WAITING_STATUS)
 
 
 @dataclass
@@ -175,11 +178,31 @@ def check(
             row.structure_errors += 1
             row.problem(f"job {job_id} is {status} but in none of {list(expected_in)}")
 
+    # 3a. Workflows: a `waiting` job waits for something that has not ended: a parent
+    # that lists it among its children, or (a batch callback) its unfinished batch.
+    for job_id, h in hashes.items():
+        if h.get("status") != keys.WAITING_STATUS:
+            continue
+        if "batch_callback" in h:
+            if client.hexists(keys.batch(h["batch_callback"]), "finished_at"):
+                row.structure_errors += 1
+                row.problem(f"job {job_id}: callback still waiting after its batch finished")
+            continue
+        parents = [p for p in h.get("depends_on", "").split(",") if p]
+        unended = [p for p in parents if hashes.get(p, {}).get("status") in UNENDED]
+        linked = [p for p in unended if client.sismember(keys.children(p), job_id)]
+        if not linked or int(h.get("waiting_on", "0")) != len(unended):
+            row.structure_errors += 1
+            row.problem(
+                f"job {job_id}: waiting on {h.get('waiting_on')} but parents "
+                f"{parents} leave {len(unended)} unended, {len(linked)} linked"
+            )
+
     # 3b. Every job is in exactly one status index, the one of its status (and of its
     # queue); no index holds an id whose job is gone, beyond what pruning allows.
     indexed: dict[str, list[str]] = defaultdict(list)
     for q in queue_names(client):
-        for status in keys.INDEXED_STATUSES:
+        for status in (*keys.INDEXED_STATUSES, keys.WAITING_STATUS):
             for job_id in index_members(client, q, status):
                 indexed[job_id].append(f"{q}:{status}")
     for job_id, h in hashes.items():

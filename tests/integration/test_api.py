@@ -473,6 +473,8 @@ def test_openapi_schemas_match_what_the_api_does(client: FlaskClient):
         "run_at",
         "max_retries",
         "timeout_seconds",
+        "depends_on",
+        "on_parent_failure",
     }
     task = submit["properties"]["task"]
     assert (task["minLength"], task["maxLength"]) == (1, 200)

@@ -26,7 +26,10 @@ UUID = "00000000-0000-4000-8000-00000000000A"
 QUEUE_RULE = "must be 1 to 64 characters of A-Z a-z 0-9 _ . : -"
 PRINTABLE = "must contain only printable characters"
 SURROGATE = "must be valid Unicode (no lone surrogates)"
-BATCH_FIELDS = "task, payload, priority, delay_seconds, run_at, max_retries, timeout_seconds"
+BATCH_FIELDS = (
+    "task, payload, priority, delay_seconds, run_at, max_retries, timeout_seconds, "
+    "depends_on, on_parent_failure"
+)
 SELECTION_FIELDS = "is not a known field (allowed: ids, all, task, queue)"
 
 
@@ -183,7 +186,7 @@ def test_submit_rules(body: Any, expected: Any) -> None:
 
 
 LIMIT_RULE = "must be a whole number 1 to 500"
-STATUS_RULE = "must be one of queued, scheduled, processing, completed, failed, cancelled"
+STATUS_RULE = "must be one of queued, scheduled, processing, completed, failed, cancelled, waiting"
 EVERYTHING = {"status": None, "task": None, "queue": None, "limit": 50, "cursor": None}
 
 

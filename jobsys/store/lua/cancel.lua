@@ -1,5 +1,5 @@
 #!lua flags=allow-oom
--- cancel.lua: cancel a job. A `queued` or `scheduled` job leaves its queue and
+-- cancel.lua: cancel a job. A `queued`, `scheduled` or `waiting` job leaves its queue and
 -- becomes `cancelled` at once: it never runs. A `processing` job gets
 -- `cancel_requested`; its worker learns of it at its next heartbeat (the handler
 -- can check), stops it where it can, and settles it as `cancelled` (see
@@ -25,6 +25,13 @@ if status == 'queued' or status == 'scheduled' then
   local idx = indexes(KEYS, 4)
   reindex(idx, ARGV[1], status, 'cancelled', now)
   prune(idx, now, R)
+  job_ended(KEYS[1], ARGV[1], 'cancelled', now, R)  -- workflows: children, batch (_graph.lua)
+  return 'now'
+end
+if status == 'waiting' then  -- workflows: waits for its parents or its batch
+  local R, now = retention(ARGV), now_ms()
+  cancel_unstarted(KEYS[1], ARGV[1], status, nil, now, R)
+  job_ended(KEYS[1], ARGV[1], 'cancelled', now, R)
   return 'now'
 end
 if status == 'processing' then

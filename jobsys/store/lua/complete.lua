@@ -41,6 +41,7 @@ for i = 1, #KEYS - 7 do
       out[i] = 'completed'
     end
     redis.call('HSET', key, 'result', ARGV[a + 2])
+    job_ended(key, id, out[i], now, R)  -- workflows: children, batch (_graph.lua)
     redis.call('ZREM', KEYS[1], id)
     settled[#settled + 1] = id
     local ended = done[out[i]]

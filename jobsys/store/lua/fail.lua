@@ -38,6 +38,7 @@ for i = 1, #KEYS - 11 do
       out[i] = retry_or_bury(key, id, attempt, f[1], f[2], backoff, K, err, now, R)
     end
     reindex(idx, id, 'processing', to[out[i]], now)
+    if out[i] ~= 'retry' then job_ended(key, id, to[out[i]], now, R) end  -- workflows
   end
 end
 prune(idx, now, R)

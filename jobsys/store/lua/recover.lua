@@ -33,6 +33,7 @@ for _, id in ipairs(expired) do
       out[#out + 1] = 'cancelled'
       out[#out + 1] = f[7]
       reindex(idx, id, 'processing', 'cancelled', now)
+      job_ended(key, id, 'cancelled', now, R)  -- workflows: children, batch (_graph.lua)
     else
       record_failure(key, f[3], f[2], f[6], now, err)
       local verdict = retry_or_bury(key, id, f[3], f[4], f[5], 0, K, err, now, R)
@@ -40,6 +41,7 @@ for _, id in ipairs(expired) do
       out[#out + 1] = verdict
       out[#out + 1] = f[7]
       reindex(idx, id, 'processing', verdict == 'dead' and 'failed' or 'queued', now)
+      if verdict == 'dead' then job_ended(key, id, 'failed', now, R) end  -- workflows
     end
   end
 end

@@ -1,0 +1,114 @@
+"""The batch and workflow endpoints (docs/workflows.md): validate, call the Store,
+serialise, as the other routes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict
+from typing import Literal
+
+from flask import Blueprint, request
+from flask.typing import ResponseReturnValue
+
+from jobsys.api import validation
+from jobsys.api.routes import _traceparent, state
+from jobsys.api.workflow_models import (
+    BatchCreated,
+    BatchesRequest,
+    BatchView,
+    StepView,
+    WorkflowCreated,
+    WorkflowRequest,
+    WorkflowView,
+)
+from jobsys.errors import JobNotFound
+from jobsys.store import BatchInfo, BatchNotFound, Step, WorkflowNotFound
+
+bp = Blueprint("jobsys_workflows", __name__)
+
+
+def _body(model: type[validation.M], max_bytes: int) -> validation.M:
+    request.max_content_length = max_bytes
+    body = validation.json_body(request.content_type, validation.read_body(request))
+    return validation._validate(model, body)
+
+
+def _batch_view(info: BatchInfo) -> BatchView:
+    fields = asdict(info)
+    fields["status"] = "finished" if fields["finished_at"] else "running"
+    return BatchView.model_validate(fields)
+
+
+@bp.post("/batches")
+def create_batch() -> ResponseReturnValue:
+    """Create a batch of jobs with its callbacks, atomically: 202."""
+    req = _body(BatchesRequest, validation.MAX_BATCH_BODY_BYTES)
+    trace = _traceparent()
+    batch_id, done, callbacks = state().store.create_batch(
+        [j.submission(trace) for j in req.jobs],
+        queue=req.queue,
+        on_complete=req.on_complete.submission(trace) if req.on_complete else None,
+        on_success=req.on_success.submission(trace) if req.on_success else None,
+    )
+    answer = BatchCreated.model_validate(
+        {"id": batch_id, "count": len(done.ids), "ids": done.ids, "statuses": done.statuses}
+        | callbacks
+    )
+    return answer.to_api(), 202, {"Location": f"{request.script_root}/batches/{batch_id}"}
+
+
+@bp.get("/batches/<batch_id>")
+def get_batch(batch_id: str) -> ResponseReturnValue:
+    """A batch's counts and callbacks."""
+    return _batch_view(state().store.batch(_id(batch_id, BatchNotFound))).to_api()
+
+
+@bp.post("/batches/<batch_id>/cancel")
+def cancel_batch(batch_id: str) -> ResponseReturnValue:
+    """Cancel a batch: its unstarted jobs at once, its running ones by request."""
+    return _batch_view(state().store.cancel_batch(_id(batch_id, BatchNotFound))).to_api()
+
+
+@bp.post("/workflows")
+def create_workflow() -> ResponseReturnValue:
+    """Create a workflow of named steps, atomically: 202 with every step's id."""
+    req = _body(WorkflowRequest, validation.MAX_BATCH_BODY_BYTES)
+    trace = _traceparent()
+    workflow_id, steps, statuses = state().store.create_workflow(
+        [(s.name, s.after, s.submission(trace)) for s in req.steps], queue=req.queue
+    )
+    views = _steps(steps, statuses)
+    answer = WorkflowCreated(id=workflow_id, queue=req.queue, steps=views)
+    return answer.to_api(), 202, {"Location": f"{request.script_root}/workflows/{workflow_id}"}
+
+
+@bp.get("/workflows/<workflow_id>")
+def get_workflow(workflow_id: str) -> ResponseReturnValue:
+    """A workflow's steps and their statuses."""
+    info = state().store.workflow(_id(workflow_id, WorkflowNotFound))
+    views = _steps(info.steps, [s.status for s in info.steps])
+    ended = [v.status for v in views if v.status in ("completed", "failed", "cancelled")]
+    status: Literal["running", "completed", "failed"] = "running"
+    if len(ended) == len(views):
+        status = "completed" if all(e == "completed" for e in ended) else "failed"
+    view = WorkflowView(
+        id=info.id, queue=info.queue, created_at=info.created_at, status=status, steps=views
+    )
+    return view.to_api()
+
+
+def _steps(steps: list[Step], statuses: Sequence[str | None]) -> list[StepView]:
+    return [
+        StepView.model_validate(
+            {"name": s.name, "id": s.id, "task": s.task, "after": s.after, "status": st}
+        )
+        for s, st in zip(steps, statuses, strict=True)
+    ]
+
+
+def _id(text: str, missing: type[JobNotFound]) -> str:
+    """The canonical form of a batch or workflow id (a UUID); else `missing` (404)."""
+    try:
+        return validation.canonical_job_id(text)
+    except JobNotFound:
+        raise missing(text[:100]) from None

@@ -1,0 +1,145 @@
+-- _graph.lua: the helpers of dependencies, batches and workflows (docs/workflows.md),
+-- part of the library's top after _lib.lua and the generated KEYSPACE table (see
+-- library.py's _keyspace_lua).
+--
+-- A job that ends (completed, failed for good, cancelled) may release or cancel
+-- the jobs that wait for it (its `children`) and count in its batch, whose last job
+-- queues the batch's callbacks: all in the same script that ends it, through
+-- job_ended(). Those jobs may live in other queues, whose keys the script only
+-- learns while it runs: they are derived from KEYSPACE (one Redis, or one Cluster
+-- slot: see docs/workflows.md for the Cluster design).
+--
+-- Hash fields: `follow` ('1': the job has children or a batch: job_ended has work),
+-- `depends_on` (comma-separated ids of its parents), `waiting_on` (how many parents
+-- have not ended, while `waiting`), `on_parent_failure` ('run'; absent = cancel),
+-- `batch` (its batch's id), `batch_counted` (the status it was counted with in its
+-- batch: only a job's first end counts), `batch_callback` (the batch whose callback
+-- it is).
+
+-- The key KEYSPACE[name] of `x` (a queue name, a job or batch id).
+local function kx(name, x)
+  local p = KEYSPACE[name]
+  return p[1] .. x .. p[2]
+end
+
+-- True for the statuses a job never leaves (but by a retry from the dead letter).
+local ENDED = {completed = true, failed = true, cancelled = true}
+
+-- Makes a `waiting` job ready: `queued` in its queue's ready set at its rank, or
+-- `scheduled` when the run_at of its submit lies ahead.
+local function release_waiting(job_key, id, now)
+  local f = redis.call('HMGET', job_key, 'queue', 'rank', 'run_at')
+  local q = f[1]
+  redis.call('ZREM', kx('waiting', q), id)
+  redis.call('HDEL', job_key, 'waiting_on')
+  local due = tonumber(f[3] or '0') or 0
+  if due > now then
+    redis.call('HSET', job_key, 'status', 'scheduled')
+    redis.call('ZADD', kx('scheduled', q), due, id)
+    redis.call('ZADD', kx('scheduled_idx', q), now, id)
+  else
+    redis.call('HSET', job_key, 'status', 'queued')
+    redis.call('ZADD', kx('ready', q), f[2], id)
+    redis.call('ZADD', kx('queued', q), now, id)
+    redis.call('ZADD', kx('wakeup', q), 0, 'w')
+  end
+end
+
+-- Ends a job that has not started (`waiting`, `queued` or `scheduled`) `cancelled`,
+-- with `reason` as its error (nil: none). The caller then calls job_ended.
+local function cancel_unstarted(job_key, id, status, reason, now, R)
+  local q = redis.call('HGET', job_key, 'queue')
+  if status == 'waiting' then
+    redis.call('ZREM', kx('waiting', q), id)
+  elseif status == 'queued' then
+    redis.call('ZREM', kx('ready', q), id)
+    redis.call('ZREM', kx('scheduled', q), id)  -- a retry in backoff is `queued` too
+    redis.call('ZREM', kx('queued', q), id)
+  else
+    redis.call('ZREM', kx('scheduled', q), id)
+    redis.call('ZREM', kx('scheduled_idx', q), id)
+  end
+  redis.call('HSET', job_key, 'status', 'cancelled', 'cancelled_at', now)
+  if reason then redis.call('HSET', job_key, 'error', reason) end
+  redis.call('HDEL', job_key, 'waiting_on', 'next_attempt_at')
+  expire_ended(job_key, R.completed)
+  redis.call('ZADD', kx('cancelled', q), now, id)
+end
+
+-- The payload a batch callback runs with: {"batch": counts, "payload": the payload
+-- given at submit (null: none)}.
+local function callback_payload(job_key, counts)
+  local given = redis.call('HGET', job_key, 'payload')
+  redis.call('HSET', job_key, 'payload', '{"batch":' .. counts .. ',"payload":'
+    .. (given or 'null') .. '}')
+end
+
+-- Counts the end of a batch's job (its first end only); when it was the batch's
+-- last, queues on_complete, and on_success when every job completed and the batch
+-- was not cancelled (else on_success ends `cancelled`, appended to `work`).
+local function batch_ended(batch_id, job_key, status, now, R, work)
+  if redis.call('HSETNX', job_key, 'batch_counted', status) == 0 then return end
+  local bkey = kx('batch', batch_id)
+  redis.call('HINCRBY', bkey, status, 1)
+  if redis.call('HINCRBY', bkey, 'pending', -1) ~= 0 then return end
+  local b = redis.call('HMGET', bkey, 'total', 'completed', 'failed', 'cancelled',
+    'on_complete', 'on_success', 'cancelled_at')
+  redis.call('HSET', bkey, 'finished_at', now)
+  expire_ended(bkey, R.completed)
+  expire_ended(kx('batch_jobs', batch_id), R.completed)
+  local counts = cjson.encode({id = batch_id, total = tonumber(b[1]),
+    completed = tonumber(b[2]), failed = tonumber(b[3]), cancelled = tonumber(b[4])})
+  local succeeded = b[3] == '0' and b[4] == '0' and not b[7]
+  for i, cb in ipairs({b[5] or false, b[6] or false}) do
+    if cb then
+      local ckey = R.prefix .. cb
+      if redis.call('HGET', ckey, 'status') == 'waiting' then
+        if i == 1 or succeeded then
+          callback_payload(ckey, counts)
+          release_waiting(ckey, cb, now)
+        else
+          cancel_unstarted(ckey, cb, 'waiting', 'batch ' .. batch_id .. ' did not succeed: '
+            .. b[3] .. ' failed, ' .. b[4] .. ' cancelled' .. (b[7] and ' (batch cancelled)' or ''),
+            now, R)
+          work[#work + 1] = {ckey, cb, 'cancelled'}
+        end
+      end
+    end
+  end
+end
+
+-- Called by every script that ends a job (complete, fail and recover when it fails
+-- for good, cancel), in the same step, with the status it ended in. Releases the
+-- job's children whose last parent this was (or cancels them when it did not
+-- complete, unless they run anyway), and counts it in its batch; a child cancelled
+-- so ends in turn (a worklist, not recursion). One HMGET for a job with neither.
+local function job_ended(job_key, id, status, now, R)
+  local f = redis.call('HMGET', job_key, 'follow', 'batch')
+  if not f[1] then return end
+  local work = {{job_key, id, status, f[2]}}
+  local i = 1
+  while i <= #work do
+    local key, jid, st, batch_id = work[i][1], work[i][2], work[i][3], work[i][4]
+    i = i + 1
+    -- nil: not known yet (false, from the first HMGET: none)
+    if batch_id == nil then batch_id = redis.call('HGET', key, 'batch') end
+    local ckey = kx('children', jid)
+    local kids = redis.call('SMEMBERS', ckey)
+    if #kids > 0 then redis.call('DEL', ckey) end
+    for _, kid in ipairs(kids) do
+      local kkey = R.prefix .. kid
+      local k = redis.call('HMGET', kkey, 'status', 'on_parent_failure')
+      if k[1] == 'waiting' then
+        if st == 'completed' or k[2] == 'run' then
+          if redis.call('HINCRBY', kkey, 'waiting_on', -1) <= 0 then
+            release_waiting(kkey, kid, now)
+          end
+        else
+          cancel_unstarted(kkey, kid, 'waiting', 'dependency ' .. jid .. ' ended ' .. st, now, R)
+          work[#work + 1] = {kkey, kid, 'cancelled'}  -- its batch: looked up
+        end
+      end
+    end
+    if batch_id then batch_ended(batch_id, key, st, now, R, work) end
+  end
+end

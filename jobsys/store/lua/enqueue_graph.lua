@@ -1,0 +1,143 @@
+#!lua
+-- enqueue_graph.lua: add jobs with dependencies, a batch, or a workflow to one
+-- queue, all or none (docs/workflows.md). As enqueue.lua, plus: a job whose
+-- parents (depends_on) have not all ended waits, `waiting`, in no ready set,
+-- until the script that ends its last parent releases it; a job whose parent has
+-- already failed or been cancelled ends `cancelled` here (unless it runs anyway);
+-- a parent that has completed counts as done. Parents are jobs that exist, or
+-- jobs earlier in this call: so no cycle can be made. A batch's callbacks wait
+-- until its last job ends (see batch_ended in _graph.lua).
+-- KEYS[1] ready ZSET   KEYS[2] scheduled ZSET   KEYS[3] wakeup ZSET   KEYS[4] seq STRING
+-- KEYS[5] queues SET   KEYS[6] the queue's `queued` index ZSET   KEYS[7] `scheduled`
+-- index ZSET   KEYS[8] `waiting` index ZSET   KEYS[9] `cancelled` index ZSET
+-- KEYS[10] metrics HASH   KEYS[11] the batch HASH or the workflow HASH (when ARGV[3]
+-- names one; else any key, unused)   KEYS[12] the batch's jobs SET (else unused)
+-- KEYS[12+i] job HASH of the i-th job
+-- ARGV[1] queue name   ARGV[2] max_queues (MAX_QUEUES; 0 = no cap)
+-- ARGV[3] the group: '' or JSON {"batch": id, "on_complete": i, "on_success": i}
+--   (positions of the callback jobs; 0 = none) or {"workflow": id, "steps": text}
+-- ARGV[3+2i-1] the i-th job (see job_arg in _lib.lua)   ARGV[3+2i] its parents:
+--   '' (none) or "<cancel|run>|<id>,<id>,..."; then the four retention arguments
+-- Parent job hashes (and their children SETs) are derived from the job key prefix
+-- (the last retention argument) and KEYSPACE: they may lie in other queues.
+-- Returns: {"new", status, ...}: each job's status ("queued", "scheduled",
+-- "waiting", "cancelled"). Errors (nothing written): "UNKNOWN_PARENT <id>",
+-- "TOO_MANY_QUEUES".
+local queue, max_queues = ARGV[1], tonumber(ARGV[2])
+local group = ARGV[3] ~= '' and cjson.decode(ARGV[3]) or {}
+local R = retention(ARGV)
+local n = #KEYS - 12
+local jobs = {}
+local here = {}
+for i = 1, n do
+  local j, payload = job_arg(ARGV[2 + 2 * i])
+  local spec = ARGV[3 + 2 * i]
+  local parents, mode = {}, nil
+  if spec ~= '' then
+    local bar = string.find(spec, '|', 1, true)
+    mode = string.sub(spec, 1, bar - 1)
+    for p in string.gmatch(string.sub(spec, bar + 1), '[^,]+') do
+      if not here[p] and redis.call('EXISTS', R.prefix .. p) == 0 then
+        return redis.error_reply('UNKNOWN_PARENT ' .. p)
+      end
+      parents[#parents + 1] = p
+    end
+  end
+  here[j[1]] = true
+  jobs[i] = {j = j, payload = payload, parents = parents, mode = mode, spec = spec}
+end
+local last = redis.call('INCRBY', KEYS[4], n)
+if last == n and redis.call('SISMEMBER', KEYS[5], queue) == 0 then
+  if max_queues > 0 and redis.call('SCARD', KEYS[5]) >= max_queues then
+    redis.call('DEL', KEYS[4])
+    return redis.error_reply('TOO_MANY_QUEUES')
+  end
+  redis.call('SADD', KEYS[5], queue)
+end
+local now = now_ms()
+local batch = group.batch
+local callbacks = {}
+if batch then
+  local cbs = 0
+  for _, role in ipairs({'on_complete', 'on_success'}) do
+    local pos = group[role]
+    if pos and pos > 0 then
+      callbacks[pos] = true
+      cbs = cbs + 1
+      redis.call('HSET', KEYS[11], role, jobs[pos].j[1])
+    end
+  end
+  redis.call('HSET', KEYS[11], 'queue', queue, 'created_at', now, 'total', n - cbs,
+    'pending', n - cbs, 'completed', 0, 'failed', 0, 'cancelled', 0)
+elseif group.workflow then
+  redis.call('HSET', KEYS[11], 'queue', queue, 'created_at', now, 'steps', group.steps)
+  -- kept twice the longest retention from its creation (none when a retention is 0)
+  if R.completed > 0 and R.failed > 0 then
+    redis.call('EXPIRE', KEYS[11], 2 * math.max(R.completed, R.failed))
+  end
+end
+local f = job_fields()
+local submitted = {}
+local out = {'new'}
+local woken = false
+for i = 1, n do
+  local job = jobs[i]
+  local j = job.j
+  local id, task, due, delay = j[1], j[2], j[5], j[6]
+  local key = KEYS[12 + i]
+  if delay > 0 then due = math.max(due, now + delay) end
+  local rank = put_job(key, f, task, queue, now, job.payload, j[3], j[4], last - n + i, due,
+    j[7], j[8], now)
+  if batch and not callbacks[i] then
+    redis.call('HSET', key, 'batch', batch, 'follow', 1)
+    redis.call('SADD', KEYS[12], id)
+  end
+  local status = rank and 'queued' or 'scheduled'
+  local unended, broken = {}, nil
+  for _, p in ipairs(job.parents) do
+    local ps = redis.call('HGET', R.prefix .. p, 'status')
+    if not ENDED[ps] then
+      unended[#unended + 1] = p
+    elseif ps ~= 'completed' and not broken then
+      broken = 'dependency ' .. p .. ' ended ' .. ps
+    end
+  end
+  if #job.parents > 0 then
+    redis.call('HSET', key, 'depends_on', table.concat(job.parents, ','))
+    if job.mode == 'run' then
+      redis.call('HSET', key, 'on_parent_failure', 'run')
+      broken = nil
+    end
+  end
+  if callbacks[i] then
+    status = 'waiting'
+    redis.call('HSET', key, 'status', status, 'batch_callback', batch)
+    redis.call('ZADD', KEYS[8], now, id)
+  elseif broken then
+    status = 'cancelled'
+    redis.call('HSET', key, 'status', status, 'cancelled_at', now, 'error', broken)
+    expire_ended(key, R.completed)
+    redis.call('ZADD', KEYS[9], now, id)
+    job_ended(key, id, status, now, R)
+  elseif #unended > 0 then
+    status = 'waiting'
+    redis.call('HSET', key, 'status', status, 'waiting_on', #unended)
+    redis.call('ZADD', KEYS[8], now, id)
+    for _, p in ipairs(unended) do
+      redis.call('SADD', kx('children', p), id)
+      redis.call('HSET', R.prefix .. p, 'follow', 1)
+    end
+  elseif rank then
+    redis.call('ZADD', KEYS[1], rank, id)
+    redis.call('ZADD', KEYS[6], now, id)
+    woken = true
+  else
+    redis.call('ZADD', KEYS[2], due, id)
+    redis.call('ZADD', KEYS[7], now, id)
+  end
+  out[#out + 1] = status
+  submitted[task] = (submitted[task] or 0) + 1
+end
+if woken then redis.call('ZADD', KEYS[3], 0, 'w') end
+for task, count in pairs(submitted) do count_submitted(KEYS[10], task, count) end
+return out

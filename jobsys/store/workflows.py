@@ -1,0 +1,275 @@
+"""Dependencies, batches and workflows in Redis (issue 17; docs/workflows.md).
+
+A job may wait for other jobs (``depends_on``); a batch is a set of jobs submitted
+together with optional callback jobs queued once its last job ends; a workflow is
+a small DAG of named steps submitted in one request. All three are made by one
+script, enqueue_graph.lua, and advanced by the scripts that end jobs (through
+``job_ended`` of ``_graph.lua``), so a job becomes ready, or a callback is queued,
+in the same atomic step as the end that allows it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any, cast
+
+from jobsys import stamps
+from jobsys.errors import InvalidJob, JobNotFound, JobsysError
+from jobsys.store import keys
+from jobsys.store.submission import Submission, Submitted, job_arg, new_job_ids
+from jobsys.store.translate import translate_errors
+
+if TYPE_CHECKING:
+    from jobsys.store.store import Store
+
+#: Most parents one job may name.
+MAX_PARENTS = 100
+#: What a job does when a parent fails for good or is cancelled.
+ON_PARENT_FAILURE = ("cancel", "run")
+
+
+class BatchNotFound(JobNotFound):
+    """No batch with this id (HTTP 404)."""
+
+    def __init__(self, batch_id: str) -> None:
+        JobsysError.__init__(self, f"no batch with id {batch_id!r}")
+        self.job_id = batch_id
+
+
+class WorkflowNotFound(JobNotFound):
+    """No workflow with this id (HTTP 404)."""
+
+    def __init__(self, workflow_id: str) -> None:
+        JobsysError.__init__(self, f"no workflow with id {workflow_id!r}")
+        self.job_id = workflow_id
+
+
+@dataclass(frozen=True)
+class BatchInfo:
+    """A batch as `GET /batches/<id>` shows it."""
+
+    id: str
+    queue: str
+    total: int
+    pending: int
+    completed: int
+    failed: int
+    cancelled: int
+    created_at: str
+    on_complete: str | None
+    on_success: str | None
+    finished_at: str | None
+    cancelled_at: str | None
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of a workflow: its name, its job's id, the steps it runs after, and
+    (when read back) its job's status."""
+
+    name: str
+    id: str
+    after: list[str]
+    task: str = ""
+    status: str | None = None
+
+
+@dataclass(frozen=True)
+class WorkflowInfo:
+    """A workflow as `GET /workflows/<id>` shows it."""
+
+    id: str
+    queue: str
+    created_at: str
+    steps: list[Step]
+
+
+def _specs(jobs: Sequence[Submission]) -> list[str]:
+    return [f"{j.on_parent_failure}|{','.join(j.depends_on)}" if j.depends_on else "" for j in jobs]
+
+
+def submit(
+    store: Store,
+    jobs: Sequence[Submission],
+    queue: str,
+    ids: Sequence[str] | None = None,
+    group: str = "",
+    group_keys: tuple[str, str] | None = None,
+) -> Submitted:
+    """Enqueue `jobs` (some with ``depends_on``) atomically; raises `UnknownParent`."""
+    ids = list(ids) if ids is not None else new_job_ids(len(jobs))
+    retries = store.settings.max_retries
+    argv = [job_arg(i, j, retries) for i, j in zip(ids, jobs, strict=True)]
+    with translate_errors():
+        statuses = store.scripts.enqueue_graph(queue, ids, argv, _specs(jobs), group, group_keys)
+    return Submitted(ids, statuses)
+
+
+def create_batch(
+    store: Store,
+    jobs: Sequence[Submission],
+    queue: str,
+    on_complete: Submission | None,
+    on_success: Submission | None,
+) -> tuple[str, Submitted, dict[str, str]]:
+    """Create a batch of `jobs` with its callbacks: (its id, what the jobs' submit
+    did, {role: callback id}). The callbacks go first in the script's order, so that
+    they exist before a job can end (one cancelled at submit)."""
+    batch_id = new_job_ids(1)[0]
+    callbacks = [(r, c) for r, c in (("on_complete", on_complete), ("on_success", on_success)) if c]
+    order = [c for _, c in callbacks] + list(jobs)
+    group = {"batch": batch_id, "on_complete": 0, "on_success": 0}
+    for pos, (role, _) in enumerate(callbacks, start=1):
+        group[role] = pos
+    done = submit(
+        store,
+        order,
+        queue,
+        group=json.dumps(group),
+        group_keys=(keys.batch(batch_id), keys.batch_jobs(batch_id)),
+    )
+    k = len(callbacks)
+    ids = {role: done.ids[i] for i, (role, _) in enumerate(callbacks)}
+    return batch_id, Submitted(done.ids[k:], done.statuses[k:]), ids
+
+
+def batch(store: Store, batch_id: str) -> BatchInfo:
+    """The batch `batch_id`; raises `BatchNotFound`."""
+    with translate_errors():
+        h = cast(dict[str, str], store.redis.hgetall(keys.batch(batch_id)))
+    if not h:
+        raise BatchNotFound(batch_id)
+
+    def when(name: str) -> str | None:
+        return stamps.stamp(h.get(name))
+
+    return BatchInfo(
+        id=batch_id,
+        queue=h["queue"],
+        total=int(h["total"]),
+        pending=int(h["pending"]),
+        completed=int(h["completed"]),
+        failed=int(h["failed"]),
+        cancelled=int(h["cancelled"]),
+        created_at=stamps.stamp(h["created_at"]) or "",
+        on_complete=h.get("on_complete"),
+        on_success=h.get("on_success"),
+        finished_at=when("finished_at"),
+        cancelled_at=when("cancelled_at"),
+    )
+
+
+def cancel_batch(store: Store, batch_id: str) -> BatchInfo:
+    """Cancel the batch's unstarted jobs, request the cancellation of its running
+    ones, and make sure its on_success never runs; raises `BatchNotFound`."""
+    with translate_errors():
+        answer = store.scripts.cancel_batch(batch_id)
+    if answer[0] == "missing":
+        raise BatchNotFound(batch_id)
+    return batch(store, batch_id)
+
+
+def parent_results(store: Store, job_id: str) -> dict[str, Any]:
+    """{parent id: its result} of the job's ``depends_on``, in their order; None for
+    a parent that did not complete (or whose hash has expired)."""
+    with translate_errors():
+        parents = cast(str | None, store.redis.hget(keys.job(job_id), "depends_on"))
+        if not parents:
+            return {}
+        ids = parents.split(",")
+        pipe = store.redis.pipeline(transaction=False)
+        for p in ids:
+            pipe.hmget(keys.job(p), "status", "result")
+        rows = pipe.execute()
+    out: dict[str, Any] = {}
+    for p, (status, result) in zip(ids, rows, strict=True):
+        out[p] = json.loads(result) if status == "completed" and result is not None else None
+    return out
+
+
+def topological(steps: Sequence[tuple[str, Sequence[str]]]) -> list[int]:
+    """The positions of `steps` [(name, after)] in an order where every step comes
+    after the steps it names (stable: the given order where it allows). Raises
+    `InvalidJob` for a name given twice, an unknown name or a cycle."""
+    names: dict[str, int] = {}
+    for i, (name, _) in enumerate(steps):
+        if name in names:
+            raise InvalidJob(f"steps[{i}].name", f"is used twice: {name}")
+        names[name] = i
+    for i, (_, after) in enumerate(steps):
+        for a in after:
+            if a not in names:
+                raise InvalidJob(f"steps[{i}].after", f"names no step: {a}")
+    order: list[int] = []
+    state = [0] * len(steps)  # 0 new, 1 on the path, 2 placed
+
+    def visit(i: int, path: list[str]) -> None:
+        if state[i] == 2:
+            return
+        if state[i] == 1:
+            raise InvalidJob("steps", "must not form a cycle: " + " -> ".join(path))
+        state[i] = 1
+        for a in steps[i][1]:
+            visit(names[a], [*path, a])
+        state[i] = 2
+        order.append(i)
+
+    for i, (name, _) in enumerate(steps):
+        visit(i, [name])
+    return order
+
+
+def create_workflow(
+    store: Store, steps: Sequence[tuple[str, Sequence[str], Submission]], queue: str
+) -> tuple[str, list[Step], list[str]]:
+    """Create a workflow of `steps` [(name, after, job)] in one atomic step: (its id,
+    its steps with their job ids, in the given order, and each step's status)."""
+    order = topological([(n, a) for n, a, _ in steps])
+    workflow_id = new_job_ids(1)[0]
+    ids = new_job_ids(len(steps))
+    by_name = {n: ids[i] for i, (n, _, _) in enumerate(steps)}
+    made = [Step(name, ids[i], list(after), job.task) for i, (name, after, job) in enumerate(steps)]
+    jobs = []
+    for i in order:
+        _, after, job = steps[i]
+        parents = tuple(by_name[a] for a in after)
+        jobs.append(
+            Submission(
+                job.task, job.payload, job.has_payload, job.max_retries, job.priority,
+                job.delay_s, job.run_at, job.timeout_s, job.traceparent, parents,
+                job.on_parent_failure,
+            )
+        )  # fmt: skip
+    text = json.dumps([asdict(s) for s in made])
+    group = json.dumps({"workflow": workflow_id, "steps": text})
+    done = submit(
+        store,
+        jobs,
+        queue,
+        ids=[ids[i] for i in order],
+        group=group,
+        group_keys=(keys.workflow(workflow_id), keys.workflow(workflow_id)),
+    )
+    status = {done.ids[k]: done.statuses[k] for k in range(len(order))}
+    return workflow_id, made, [status[s.id] for s in made]
+
+
+def workflow(store: Store, workflow_id: str) -> WorkflowInfo:
+    """The workflow `workflow_id` with each step's current status (None: its job has
+    expired); raises `WorkflowNotFound`."""
+    with translate_errors():
+        h = cast(dict[str, str], store.redis.hgetall(keys.workflow(workflow_id)))
+        if not h:
+            raise WorkflowNotFound(workflow_id)
+        listed = json.loads(h["steps"])
+        pipe = store.redis.pipeline(transaction=False)
+        for s in listed:
+            pipe.hget(keys.job(s["id"]), "status")
+        statuses = pipe.execute()
+    steps = [
+        Step(s["name"], s["id"], s["after"], s.get("task", ""), st)
+        for s, st in zip(listed, statuses, strict=True)
+    ]
+    return WorkflowInfo(workflow_id, h["queue"], stamps.stamp(h["created_at"]) or "", steps)
