@@ -120,3 +120,15 @@ def callback(payload: Any) -> Any:
     """Workflows: record the payload a batch callback runs with."""
     _redis().rpush("test:callbacks", json.dumps(payload))
     return payload
+
+
+@task("slow-first")
+def slow_first(payload: Any) -> Any:
+    """Workflows: mark `started:<attempt>`, then on the first attempt only sleep
+    `payload` seconds (a crash test kills the worker meanwhile)."""
+    job = current_job()
+    assert job is not None
+    _redis().rpush("test:executions", f"started:{job.attempt}:{os.getpid()}")
+    if job.attempt == 1:
+        time.sleep(float(payload))
+    return job.attempt

@@ -36,6 +36,11 @@ class BatchesRequest(BaseModel):
         max_length=MAX_BATCH_JOBS,
         description=f"1 to {MAX_BATCH_JOBS} jobs, as in POST /submit/batch.",
     )
+    callback_queue: QueueName | None = Field(
+        default=None,
+        description="The queue of the callbacks (default: `queue`), e.g. to have other "
+        "workers run them.",
+    )
     on_complete: BatchJob | None = Field(
         default=None,
         description="A job queued once every job of the batch has ended, whatever the "

@@ -49,6 +49,7 @@ def create_batch() -> ResponseReturnValue:
         queue=req.queue,
         on_complete=req.on_complete.submission(trace) if req.on_complete else None,
         on_success=req.on_success.submission(trace) if req.on_success else None,
+        callback_queue=req.callback_queue,
     )
     answer = BatchCreated.model_validate(
         {"id": batch_id, "count": len(done.ids), "ids": done.ids, "statuses": done.statuses}

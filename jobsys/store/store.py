@@ -407,10 +407,11 @@ class Store:
         queue: str = DEFAULT_QUEUE,
         on_complete: Submission | None = None,
         on_success: Submission | None = None,
+        callback_queue: str | None = None,
     ) -> tuple[str, Submitted, dict[str, str]]:
         """Create a batch atomically: (its id, its jobs' ids and statuses, the ids of
-        its callbacks by role)."""
-        return workflows.create_batch(self, jobs, queue, on_complete, on_success)
+        its callbacks by role); the callbacks go to `callback_queue` (None: `queue`)."""
+        return workflows.create_batch(self, jobs, queue, on_complete, on_success, callback_queue)
 
     def batch(self, batch_id: str) -> workflows.BatchInfo:
         """A batch's counts and callbacks; raises `BatchNotFound` (a `JobNotFound`)."""

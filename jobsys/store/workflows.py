@@ -113,6 +113,7 @@ def create_batch(
     queue: str,
     on_complete: Submission | None,
     on_success: Submission | None,
+    callback_queue: str | None = None,
 ) -> tuple[str, Submitted, dict[str, str]]:
     """Create a batch of `jobs` with its callbacks: (its id, what the jobs' submit
     did, {role: callback id}). The callbacks go first in the script's order, so that
@@ -120,7 +121,9 @@ def create_batch(
     batch_id = new_job_ids(1)[0]
     callbacks = [(r, c) for r, c in (("on_complete", on_complete), ("on_success", on_success)) if c]
     order = [c for _, c in callbacks] + list(jobs)
-    group = {"batch": batch_id, "on_complete": 0, "on_success": 0}
+    group: dict[str, Any] = {"batch": batch_id, "on_complete": 0, "on_success": 0}
+    if callback_queue:
+        group["callback_queue"] = callback_queue
     for pos, (role, _) in enumerate(callbacks, start=1):
         group[role] = pos
     done = submit(

@@ -14,8 +14,10 @@
 -- names one; else any key, unused)   KEYS[12] the batch's jobs SET (else unused)
 -- KEYS[12+i] job HASH of the i-th job
 -- ARGV[1] queue name   ARGV[2] max_queues (MAX_QUEUES; 0 = no cap)
--- ARGV[3] the group: '' or JSON {"batch": id, "on_complete": i, "on_success": i}
---   (positions of the callback jobs; 0 = none) or {"workflow": id, "steps": text}
+-- ARGV[3] the group: '' or JSON {"batch": id, "on_complete": i, "on_success": i,
+--   "callback_queue": q} (positions of the callback jobs, 0 = none; the queue of the
+--   callbacks, '' = ARGV[1]: registered in KEYS[5] without the MAX_QUEUES check, its
+--   `waiting` index derived from KEYSPACE) or {"workflow": id, "steps": text}
 -- ARGV[3+2i-1] the i-th job (see job_arg in _lib.lua)   ARGV[3+2i] its parents:
 --   '' (none) or "<cancel|run>|<id>,<id>,..."; then the four retention arguments
 -- Parent job hashes (and their children SETs) are derived from the job key prefix
@@ -57,7 +59,9 @@ end
 local now = now_ms()
 local batch = group.batch
 local callbacks = {}
+local cbq = (group.callback_queue or '') ~= '' and group.callback_queue or queue
 if batch then
+  if cbq ~= queue then redis.call('SADD', KEYS[5], cbq) end
   local cbs = 0
   for _, role in ipairs({'on_complete', 'on_success'}) do
     local pos = group[role]
@@ -86,7 +90,8 @@ for i = 1, n do
   local id, task, due, delay = j[1], j[2], j[5], j[6]
   local key = KEYS[12 + i]
   if delay > 0 then due = math.max(due, now + delay) end
-  local rank = put_job(key, f, task, queue, now, job.payload, j[3], j[4], last - n + i, due,
+  local q = callbacks[i] and cbq or queue
+  local rank = put_job(key, f, task, q, now, job.payload, j[3], j[4], last - n + i, due,
     j[7], j[8], now)
   if batch and not callbacks[i] then
     redis.call('HSET', key, 'batch', batch, 'follow', 1)
@@ -112,7 +117,7 @@ for i = 1, n do
   if callbacks[i] then
     status = 'waiting'
     redis.call('HSET', key, 'status', status, 'batch_callback', batch)
-    redis.call('ZADD', KEYS[8], now, id)
+    redis.call('ZADD', kx('waiting', cbq), now, id)
   elseif broken then
     status = 'cancelled'
     redis.call('HSET', key, 'status', status, 'cancelled_at', now, 'error', broken)

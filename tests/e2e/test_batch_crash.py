@@ -1,0 +1,86 @@
+"""A batch's callbacks run exactly once when the worker that finishes its last job is
+killed (SIGKILL) before, during or after that job's settle: real worker processes,
+real signals (issue 17, docs/workflows.md)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from jobsys.store import Store, Submission
+
+from processes import Proc, Procs, wait_for
+
+
+@pytest.fixture
+def procs(tmp_path: Path) -> Iterator[Procs]:
+    procs = Procs(tmp_path)
+    yield procs
+    procs.stop_all()
+
+
+def worker(procs: Procs, env: dict[str, str], queues: str) -> Proc:
+    return procs.start(
+        ["worker", "--tasks", "sample_tasks", "--concurrency", "1", "--queues", queues],
+        env,
+        "worker",
+    )
+
+
+def started(client: redis.Redis, attempt: int) -> bool:
+    return any(e.startswith(f"started:{attempt}:") for e in client.lrange("test:executions", 0, -1))
+
+
+@pytest.mark.parametrize("point", ["before", "during", "after"])
+def test_the_callbacks_run_once_whenever_the_last_jobs_worker_is_killed(
+    point: str, env: dict[str, str], store: Store, redis_client: redis.Redis, procs: Procs
+) -> None:
+    env = {**env, "JOB_LEASE_SECONDS": "2", "WORKER_POLL_SECONDS": "0.2"}
+    sleep_s = {"before": 30, "during": 1, "after": 0}[point]
+    jobs = [Submission("echo", i) for i in range(20)] + [Submission("slow-first", sleep_s)]
+    batch_id, done, cbs = store.create_batch(
+        jobs,
+        queue="work",
+        on_complete=Submission("callback", "complete"),
+        on_success=Submission("callback", "success"),
+        callback_queue="cb",
+    )
+    last = done.ids[-1]
+    # The victim serves the batch's queue only, so it never runs a callback itself.
+    victim = worker(procs, env, "work")
+    wait_for(lambda: started(redis_client, 1), 30, what="the last job to start")
+    if point == "before":  # the handler is sleeping: nothing settled
+        victim.signal(signal.SIGKILL)
+    elif point == "during":  # its complete.lua sent but held by Redis when it dies
+        redis_client.execute_command("CLIENT", "PAUSE", 5000, "WRITE")
+        try:
+            time.sleep(2.0)  # the handler returned; its settle waits in Redis
+            victim.signal(signal.SIGKILL)
+            victim.wait(10)
+        finally:
+            redis_client.execute_command("CLIENT", "UNPAUSE")
+    else:  # right after complete.lua ended the batch's last job
+        wait_for(lambda: store.get(last).status == "completed", 30, interval=0.002)
+        victim.signal(signal.SIGKILL)
+    victim.wait(10)
+    survivor = worker(procs, env, "work,cb")
+
+    wait_for(lambda: redis_client.llen("test:callbacks") >= 2, 30, what="both callbacks")
+    wait_for(lambda: store.batch(batch_id).finished_at is not None, 10, what="the batch")
+    time.sleep(3)  # longer than a lease: a second callback would have come by now
+    got = sorted(json.loads(c)["payload"] for c in redis_client.lrange("test:callbacks", 0, -1))
+    assert got == ["complete", "success"]
+    for cb in cbs.values():
+        job = store.get(cb)
+        assert (job.status, job.attempts) == ("completed", 1)
+    info = store.batch(batch_id)
+    assert (info.total, info.pending, info.completed, info.failed) == (21, 0, 21, 0)
+    assert store.get(last).status == "completed"
+    survivor.signal(signal.SIGTERM)
+    survivor.wait(15)
