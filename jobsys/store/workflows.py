@@ -199,12 +199,12 @@ def topological(steps: Sequence[tuple[str, Sequence[str]]]) -> list[int]:
     names: dict[str, int] = {}
     for i, (name, _) in enumerate(steps):
         if name in names:
-            raise InvalidJob(f"steps[{i}].name", f"is used twice: {name}")
+            raise InvalidJob(f"steps.{i}.name", f"is used twice: {name}")
         names[name] = i
     for i, (_, after) in enumerate(steps):
         for a in after:
             if a not in names:
-                raise InvalidJob(f"steps[{i}].after", f"names no step: {a}")
+                raise InvalidJob(f"steps.{i}.after", f"names no step: {a}")
     order: list[int] = []
     state = [0] * len(steps)  # 0 new, 1 on the path, 2 placed
 

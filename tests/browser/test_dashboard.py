@@ -488,3 +488,27 @@ def _serves(routes: Any, path: str) -> bool:
     except NotFound:
         return False
     return True
+
+
+def test_a_workflow_page_draws_its_graph(page: Any, system: System) -> None:
+    steps = [
+        {"name": "extract", "task": "echo"},
+        {"name": "left", "task": "echo", "after": ["extract"]},
+        {"name": "right", "task": "fail", "max_retries": 0, "after": ["extract"]},
+        {"name": "report", "task": "echo", "after": ["left", "right"]},
+    ]
+    r = requests.post(
+        f"{system.base}/workflows", json={"queue": "served", "steps": steps}, timeout=5
+    )
+    assert r.status_code == 202, r.text
+    wf = r.json()
+    page.goto(f"{system.dashboard}#/workflow/{wf['id']}")
+    graph = page.get_by_test_id("workflow-graph")
+    expect(graph.locator("[data-step]")).to_have_count(4)
+    expect(graph.locator("line.wf-edge")).to_have_count(4)
+    expect(graph.locator("[data-step=report]")).to_have_attribute("data-status", "cancelled")
+    expect(graph.locator("[data-step=left]")).to_have_attribute("data-status", "completed")
+    expect(page.locator("h1 .badge")).to_have_text("failed")
+    page.get_by_test_id("workflow-steps").get_by_role("link", name="report").click()
+    expect(page.locator("[data-field=depends_on]")).to_be_visible()
+    expect(page.get_by_test_id("job-error")).to_contain_text("dependency")

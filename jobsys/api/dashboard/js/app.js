@@ -7,6 +7,7 @@ import * as jobs from "./jobs.js";
 import * as job from "./job.js";
 import * as deadLetter from "./dead_letter.js";
 import * as workers from "./workers.js";
+import * as workflow from "./workflow.js";
 
 // route name -> view module; each exports mount(root, params, ctx).
 const ROUTES = {
@@ -15,6 +16,7 @@ const ROUTES = {
   job,
   "dead-letter": deadLetter,
   workers,
+  workflow,
 };
 
 /** What the views get: the caller's role and a way to run code periodically. */
@@ -51,6 +53,7 @@ function parseHash() {
   const params = Object.fromEntries(new URLSearchParams(query));
   if (parts.length === 0) return { name: "overview", params };
   if (parts[0] === "job" && parts[1]) return { name: "job", params: { ...params, id: parts[1] } };
+  if (parts[0] === "workflow" && parts[1]) return { name: "workflow", params: { ...params, id: parts[1] } };
   return { name: ROUTES[parts[0]] ? parts[0] : "not-found", params };
 }
 

@@ -73,6 +73,8 @@ export async function mount(root, params, ctx) {
       j.replayed ? field("Retried from dead letter", h("span", {}, `${j.replayed}× `, timeCell(j.replayed_at))) : null,
       j.timeout_seconds ? field("Timeout", duration(j.timeout_seconds)) : null,
       j.schedule ? field("Schedule", `${j.schedule}${j.tick ? ` (tick ${j.tick})` : ""}`) : null,
+      j.depends_on ? field("Depends on", h("span", {}, j.depends_on.map((p, i) => [i ? ", " : "", h("a.mono", { href: `#/job/${p}` }, p.slice(0, 8))]), j.waiting_on ? h("span.muted", {}, ` (${j.waiting_on} not ended)`) : null), "depends_on") : null,
+      j.batch || j.batch_callback ? field(j.batch ? "Batch" : "Callback of batch", h("span.mono", {}, j.batch || j.batch_callback), "batch") : null,
     );
     const history = Array.isArray(j.history) && j.history.length
       ? h("section.card", { "data-testid": "history" }, h("div.card-head", {}, h("h2", {}, "Failed attempts")),

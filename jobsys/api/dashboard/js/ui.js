@@ -25,7 +25,7 @@ export function h(tag, attrs = {}, ...children) {
   return node;
 }
 
-export const STATUSES = ["queued", "scheduled", "processing", "completed", "failed", "cancelled"];
+export const STATUSES = ["queued", "scheduled", "processing", "completed", "failed", "cancelled", "waiting"];
 
 /** A coloured status pill. */
 export function badge(status) {
