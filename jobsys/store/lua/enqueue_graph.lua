@@ -31,6 +31,7 @@ local R = retention(ARGV)
 local n = #KEYS - 12
 local jobs = {}
 local here = {}
+local seen = {}  -- status of each parent that existed before this call
 for i = 1, n do
   local j, payload = job_arg(ARGV[2 + 2 * i])
   local spec = ARGV[3 + 2 * i]
@@ -39,8 +40,9 @@ for i = 1, n do
     local bar = string.find(spec, '|', 1, true)
     mode = string.sub(spec, 1, bar - 1)
     for p in string.gmatch(string.sub(spec, bar + 1), '[^,]+') do
-      if not here[p] and redis.call('EXISTS', R.prefix .. p) == 0 then
-        return redis.error_reply('UNKNOWN_PARENT ' .. p)
+      if not here[p] and not seen[p] then
+        seen[p] = redis.call('HGET', R.prefix .. p, 'status')
+        if not seen[p] then return redis.error_reply('UNKNOWN_PARENT ' .. p) end
       end
       parents[#parents + 1] = p
     end
@@ -84,6 +86,10 @@ local f = job_fields()
 local submitted = {}
 local out = {'new'}
 local woken = false
+-- Deferred to the end, in bulk: the waiting jobs' index entries, and for each parent
+-- its new children and its `follow` flag. Nothing this call ends can reach them:
+-- only jobs of this call end here (cancelled at submit), before their children come.
+local waiting, kids = {}, {}
 for i = 1, n do
   local job = jobs[i]
   local j = job.j
@@ -100,19 +106,22 @@ for i = 1, n do
   local status = rank and 'queued' or 'scheduled'
   local unended, broken = {}, nil
   for _, p in ipairs(job.parents) do
-    local ps = redis.call('HGET', R.prefix .. p, 'status')
+    -- a parent of this call may have ended in it (cancelled at submit): read it again
+    local ps = here[p] and redis.call('HGET', R.prefix .. p, 'status') or seen[p]
     if not ENDED[ps] then
       unended[#unended + 1] = p
     elseif ps ~= 'completed' and not broken then
       broken = 'dependency ' .. p .. ' ended ' .. ps
     end
   end
+  local extra = {}
   if #job.parents > 0 then
-    redis.call('HSET', key, 'depends_on', table.concat(job.parents, ','))
+    extra = {'depends_on', table.concat(job.parents, ',')}
     if job.mode == 'run' then
-      redis.call('HSET', key, 'on_parent_failure', 'run')
+      extra[3] = 'on_parent_failure'; extra[4] = 'run'
       broken = nil
     end
+    if broken or #unended == 0 then redis.call('HSET', key, unpack(extra)) end
   end
   if callbacks[i] then
     status = 'waiting'
@@ -126,11 +135,12 @@ for i = 1, n do
     job_ended(key, id, status, now, R)
   elseif #unended > 0 then
     status = 'waiting'
-    redis.call('HSET', key, 'status', status, 'waiting_on', #unended)
-    redis.call('ZADD', KEYS[8], now, id)
+    redis.call('HSET', key, 'status', status, 'waiting_on', #unended, unpack(extra))
+    waiting[#waiting + 1] = id
     for _, p in ipairs(unended) do
-      redis.call('SADD', kx('children', p), id)
-      redis.call('HSET', R.prefix .. p, 'follow', 1)
+      local list = kids[p]
+      if not list then list = {}; kids[p] = list end
+      list[#list + 1] = id
     end
   elseif rank then
     redis.call('ZADD', KEYS[1], rank, id)
@@ -142,6 +152,13 @@ for i = 1, n do
   end
   out[#out + 1] = status
   submitted[task] = (submitted[task] or 0) + 1
+end
+zadd_all(KEYS[8], now, waiting)
+for p, list in pairs(kids) do
+  for k = 1, #list, 1000 do
+    redis.call('SADD', kx('children', p), unpack(list, k, math.min(k + 999, #list)))
+  end
+  redis.call('HSET', R.prefix .. p, 'follow', 1)
 end
 if woken then redis.call('ZADD', KEYS[3], 0, 'w') end
 for task, count in pairs(submitted) do count_submitted(KEYS[10], task, count) end
