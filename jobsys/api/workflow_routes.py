@@ -10,7 +10,7 @@ from typing import Literal
 from flask import Blueprint, request
 from flask.typing import ResponseReturnValue
 
-from jobsys.api import validation
+from jobsys.api import headers, validation
 from jobsys.api.routes import _traceparent, state
 from jobsys.api.workflow_models import (
     BatchCreated,
@@ -21,13 +21,15 @@ from jobsys.api.workflow_models import (
     WorkflowRequest,
     WorkflowView,
 )
-from jobsys.errors import JobNotFound
+from jobsys.errors import InvalidJob, JobNotFound
 from jobsys.store import BatchInfo, BatchNotFound, Step, WorkflowNotFound
 
 bp = Blueprint("jobsys_workflows", __name__)
 
 
 def _body(model: type[validation.M], max_bytes: int) -> validation.M:
+    if headers.IDEMPOTENCY_HEADER in request.headers:  # not silently ignored
+        raise InvalidJob(headers.IDEMPOTENCY_HEADER, "is not supported on this route yet")
     request.max_content_length = max_bytes
     body = validation.json_body(request.content_type, validation.read_body(request))
     return validation._validate(model, body)

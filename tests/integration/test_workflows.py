@@ -111,3 +111,17 @@ def test_a_bad_workflow_is_a_400_naming_the_field_and_writes_nothing(
 def test_an_unknown_workflow_is_a_404(client: FlaskClient) -> None:
     assert client.get("/workflows/00000000-0000-4000-8000-000000000000").status_code == 404
     assert client.get("/workflows/x").status_code == 404
+
+
+@pytest.mark.parametrize("path", ["/workflows", "/batches"])
+def test_an_idempotency_key_is_refused_not_ignored(
+    client: FlaskClient, redis_client: redis.Redis, path: str
+) -> None:
+    body = (
+        {"steps": [{"name": "a", "task": "t"}]}
+        if path == "/workflows"
+        else {"jobs": [{"task": "t"}]}
+    )
+    r = client.post(path, json=body, headers={"Idempotency-Key": "k1"})
+    assert r.status_code == 400 and r.get_json()["field"] == "Idempotency-Key"
+    assert redis_client.dbsize() == 0
