@@ -199,3 +199,17 @@ def test_ten_thousand_children_of_a_hundred_parents_all_run_after_their_parent(
     assert all(store.get(c).status == "completed" for c in children[::97])
     assert redis_client.zcard(keys.index("default", "waiting")) == 0
     assert not any(redis_client.exists(keys.children(p)) for p in parents)
+
+
+def test_a_parent_in_another_queue_releases_its_child_into_the_childs_queue(
+    store: Store, redis_client: redis.Redis
+) -> None:
+    (a,) = store.submit_jobs([Submission("echo", 1)], queue="first").ids
+    (b,) = store.submit_jobs([sub("echo", 2, a)], queue="second").ids
+    assert store.drop_queue("second") == "not_empty"  # b waits in it
+    (job,) = store.claim("first", "w", 30, 1)
+    store.complete("first", job.id, "w", job.attempt, "1")
+    assert redis_client.zrange(keys.ready("second"), 0, -1) == [b]
+    assert redis_client.zrange(keys.index("second", "queued"), 0, -1) == [b]
+    assert redis_client.zcard(keys.index("second", "waiting")) == 0
+    assert store.get(b).status == "queued"
