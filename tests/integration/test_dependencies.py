@@ -213,3 +213,23 @@ def test_a_parent_in_another_queue_releases_its_child_into_the_childs_queue(
     assert redis_client.zrange(keys.index("second", "queued"), 0, -1) == [b]
     assert redis_client.zcard(keys.index("second", "waiting")) == 0
     assert store.get(b).status == "queued"
+
+
+def test_a_parent_retried_from_the_dead_letter_does_not_bring_its_children_back(
+    settings: Settings, store: Store
+) -> None:
+    (a,) = store.submit_jobs([Submission("boom", 1, max_retries=0)]).ids
+    (b,) = store.submit_jobs([sub("echo", 2, a)]).ids
+    drain(settings, store)
+    assert store.get(b).status == "cancelled"
+    store.retry_dead([a])
+    drain(settings, store)
+    assert store.get(b).status == "cancelled"
+
+
+def test_depends_on_with_an_idempotency_key_is_a_400(client: FlaskClient) -> None:
+    a = client.post("/submit", json={"task": "echo"}).get_json()["id"]
+    r = client.post(
+        "/submit", json={"task": "echo", "depends_on": [a]}, headers={"Idempotency-Key": "k"}
+    )
+    assert r.status_code == 400 and r.get_json()["field"] == "Idempotency-Key"
