@@ -150,7 +150,7 @@ class WorkflowView(ApiModel):
     created_at: IsoTime
     status: Literal["running", "completed", "failed"] = Field(
         description="`completed` when every step completed, `failed` when every step ended "
-        "and one did not complete, else `running`."
+        "and one did not complete, else `running` (a step whose job expired counts as ended)."
     )
     steps: list[StepView]
 

@@ -90,10 +90,11 @@ def get_workflow(workflow_id: str) -> ResponseReturnValue:
     """A workflow's steps and their statuses."""
     info = state().store.workflow(_id(workflow_id, WorkflowNotFound))
     views = _steps(info.steps, [s.status for s in info.steps])
-    ended = [v.status for v in views if v.status in ("completed", "failed", "cancelled")]
+    # A step without a status has expired, which only an ended job does.
+    ended = [v.status for v in views if v.status in ("completed", "failed", "cancelled", None)]
     status: Literal["running", "completed", "failed"] = "running"
     if len(ended) == len(views):
-        status = "completed" if all(e == "completed" for e in ended) else "failed"
+        status = "completed" if all(e in ("completed", None) for e in ended) else "failed"
     view = WorkflowView(
         id=info.id, queue=info.queue, created_at=info.created_at, status=status, steps=views
     )

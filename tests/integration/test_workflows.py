@@ -9,7 +9,7 @@ import redis
 from flask.testing import FlaskClient
 
 from jobsys.settings import Settings
-from jobsys.store import Store
+from jobsys.store import Store, keys
 from jobsys.worker import Worker
 
 import sample_tasks  # noqa: F401  (registers the test handlers)
@@ -65,7 +65,7 @@ def test_a_diamond_workflow_runs_in_order_and_shows_its_graph(
 
 
 def test_a_failing_step_cancels_what_comes_after_and_fails_the_workflow(
-    client: FlaskClient, settings: Settings, store: Store
+    client: FlaskClient, settings: Settings, store: Store, redis_client: redis.Redis
 ) -> None:
     steps = [
         {"name": "A", "task": "boom", "max_retries": 0},
@@ -77,6 +77,9 @@ def test_a_failing_step_cancels_what_comes_after_and_fails_the_workflow(
     view = client.get(f"/workflows/{body['id']}").get_json()
     assert view["status"] == "failed"
     assert [s["status"] for s in view["steps"]] == ["failed", "cancelled", "completed"]
+    redis_client.delete(keys.job(body["steps"][2]["id"]))  # as if C had expired
+    view = client.get(f"/workflows/{body['id']}").get_json()
+    assert "status" not in view["steps"][2] and view["status"] == "failed"
 
 
 @pytest.mark.parametrize(
