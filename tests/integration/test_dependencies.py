@@ -233,3 +233,14 @@ def test_depends_on_with_an_idempotency_key_is_a_400(client: FlaskClient) -> Non
         "/submit", json={"task": "echo", "depends_on": [a]}, headers={"Idempotency-Key": "k"}
     )
     assert r.status_code == 400 and r.get_json()["field"] == "Idempotency-Key"
+
+
+def test_a_child_with_a_timeout_reads_its_parents_results_in_its_process(
+    settings: Settings, store: Store
+) -> None:
+    (a,) = store.submit_jobs([Submission("parents", "A")]).ids
+    (b,) = store.submit_jobs([sub("parents", "B", a, timeout_s=30)]).ids
+    drain(settings, store, tasks_module="sample_tasks")
+    job = store.get(b).to_api()
+    assert job["status"] == "completed", job
+    assert job["result"]["parents"] == {a: {"me": "A", "parents": {}}}
