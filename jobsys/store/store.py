@@ -17,7 +17,7 @@ from typing import Any, cast
 import redis
 
 from jobsys import stamps
-from jobsys.errors import InvalidJob, JobAlreadyFinished, JobNotFound
+from jobsys.errors import JobAlreadyFinished, JobNotFound
 from jobsys.models import DEFAULT_QUEUE, Job
 from jobsys.settings import Settings
 from jobsys.store import keys, metrics, workers, workflows
@@ -132,11 +132,6 @@ class Store:
         Raises `IdempotencyConflict` when `key` was used with a different request or
         another queue (then nothing is written).
         """
-        if any(j.depends_on for j in jobs):  # workflows: jobs that wait for others
-            if key is not None:
-                raise InvalidJob("Idempotency-Key", "is not supported with depends_on yet")
-            return workflows.submit(self, jobs, queue)
-        ids, argv = self._argv(jobs)
         idem = None
         if key is not None:
             # The queue is part of what "the same request" means, whether or not
@@ -149,6 +144,9 @@ class Store:
                 fingerprint=hashlib.sha256(canonical.encode()).hexdigest(),
                 ttl_s=self.settings.idempotency_ttl_s,
             )
+        if any(j.depends_on for j in jobs):  # workflows: jobs that wait for others
+            return workflows.submit(self, jobs, queue, idempotency=idem)
+        ids, argv = self._argv(jobs)
         with translate_errors():
             done = self.scripts.enqueue(queue, ids, argv, idem)
         if done.replayed_ids is not None:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, cast
 from jobsys import stamps
 from jobsys.errors import InvalidJob, JobNotFound, JobsysError
 from jobsys.store import keys
+from jobsys.store.scripts import Idempotency
 from jobsys.store.submission import Submission, Submitted, job_arg, new_job_ids
 from jobsys.store.translate import translate_errors
 
@@ -97,13 +98,19 @@ def submit(
     ids: Sequence[str] | None = None,
     group: str = "",
     group_keys: tuple[str, str] | None = None,
+    idempotency: Idempotency | None = None,
 ) -> Submitted:
-    """Enqueue `jobs` (some with ``depends_on``) atomically; raises `UnknownParent`."""
+    """Enqueue `jobs` (some with ``depends_on``) atomically; raises `UnknownParent`.
+    With `idempotency`, a repeat of the first request answers as it did."""
     ids = list(ids) if ids is not None else new_job_ids(len(jobs))
     retries = store.settings.max_retries
     argv = [job_arg(i, j, retries) for i, j in zip(ids, jobs, strict=True)]
     with translate_errors():
-        statuses = store.scripts.enqueue_graph(queue, ids, argv, _specs(jobs), group, group_keys)
+        statuses, replayed = store.scripts.enqueue_graph(
+            queue, ids, argv, _specs(jobs), group, group_keys, idempotency
+        )
+    if replayed is not None:
+        return Submitted(replayed, statuses, replayed=True)
     return Submitted(ids, statuses)
 
 

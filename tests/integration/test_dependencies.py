@@ -227,12 +227,26 @@ def test_a_parent_retried_from_the_dead_letter_does_not_bring_its_children_back(
     assert store.get(b).status == "cancelled"
 
 
-def test_depends_on_with_an_idempotency_key_is_a_400(client: FlaskClient) -> None:
+def test_depends_on_with_an_idempotency_key_is_queued_once(
+    client: FlaskClient, redis_client: redis.Redis
+) -> None:
     a = client.post("/submit", json={"task": "echo"}).get_json()["id"]
-    r = client.post(
-        "/submit", json={"task": "echo", "depends_on": [a]}, headers={"Idempotency-Key": "k"}
-    )
-    assert r.status_code == 400 and r.get_json()["field"] == "Idempotency-Key"
+    body = {"task": "echo", "depends_on": [a]}
+    first = client.post("/submit", json=body, headers={"Idempotency-Key": "k"})
+    assert first.status_code == 202 and first.get_json()["status"] == "waiting"
+    keys_before = set(redis_client.keys("*"))
+    again = client.post("/submit", json=body, headers={"Idempotency-Key": "k"})
+    assert again.status_code == 200
+    assert again.get_json() == first.get_json() | {"replayed": True}
+    assert set(redis_client.keys("*")) == keys_before
+    batch = {"jobs": [body, {"task": "x", "depends_on": [a]}]}
+    r = client.post("/submit/batch", json=batch, headers={"Idempotency-Key": "b"})
+    assert r.status_code == 202 and r.get_json()["statuses"] == ["waiting", "waiting"]
+    r2 = client.post("/submit/batch", json=batch, headers={"Idempotency-Key": "b"})
+    assert r2.status_code == 200 and r2.get_json()["ids"] == r.get_json()["ids"]
+    other = client.post("/submit", json={**body, "task": "y"}, headers={"Idempotency-Key": "k"})
+    assert other.status_code == 409
+    assert redis_client.zcard(keys.index("default", "waiting")) == 3
 
 
 def test_a_child_with_a_timeout_reads_its_parents_results_in_its_process(

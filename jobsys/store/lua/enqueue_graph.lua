@@ -12,7 +12,8 @@
 -- index ZSET   KEYS[8] `waiting` index ZSET   KEYS[9] `cancelled` index ZSET
 -- KEYS[10] metrics HASH   KEYS[11] the batch HASH or the workflow HASH (when ARGV[3]
 -- names one; else any key, unused)   KEYS[12] the batch's jobs SET (else unused)
--- KEYS[12+i] job HASH of the i-th job
+-- KEYS[12+i] job HASH of the i-th job   then, only when ARGV[3] has "idem", the
+-- idempotency HASH (fingerprint, ids, statuses), the last key
 -- ARGV[1] queue name   ARGV[2] max_queues (MAX_QUEUES; 0 = no cap)
 -- ARGV[3] the group: '' or JSON {"batch": id, "on_complete": i, "on_success": i,
 --   "callback_queue": q} (positions of the callback jobs, 0 = none; the queue of the
@@ -22,13 +23,31 @@
 --   '' (none) or "<cancel|run>|<id>,<id>,..."; then the four retention arguments
 -- Parent job hashes (and their children SETs) are derived from the job key prefix
 -- (the last retention argument) and KEYSPACE: they may lie in other queues.
+--   Any group may hold "idem": {"ttl": seconds, "fingerprint": hex}: an
+--   Idempotency-Key in force (as in enqueue.lua: a repeat of the same request within
+--   the TTL writes nothing and answers as the first did; another request is refused)
 -- Returns: {"new", status, ...}: each job's status ("queued", "scheduled",
--- "waiting", "cancelled"). Errors (nothing written): "UNKNOWN_PARENT <id>",
--- "TOO_MANY_QUEUES".
+-- "waiting", "cancelled"); for a repeated request {"replay", status, ..., id, ...}
+-- (the first request's). Errors (nothing written): "UNKNOWN_PARENT <id>",
+-- "TOO_MANY_QUEUES", "IDEMPOTENCY_CONFLICT".
 local queue, max_queues = ARGV[1], tonumber(ARGV[2])
 local group = ARGV[3] ~= '' and cjson.decode(ARGV[3]) or {}
 local R = retention(ARGV)
-local n = #KEYS - 12
+local idem = group.idem
+local idem_key = idem and KEYS[#KEYS] or nil
+local n = #KEYS - 12 - (idem and 1 or 0)
+if idem then
+  local seen = redis.call('HMGET', idem_key, 'fingerprint', 'ids', 'statuses')
+  if seen[1] then
+    if seen[1] ~= idem.fingerprint or not seen[3] then
+      return redis.error_reply('IDEMPOTENCY_CONFLICT')
+    end
+    local out = {'replay'}
+    for s in string.gmatch(seen[3], '[^,]+') do out[#out + 1] = s end
+    for id in string.gmatch(seen[2], '[^,]+') do out[#out + 1] = id end
+    return out
+  end
+end
 local jobs = {}
 local here = {}
 local seen = {}  -- status of each parent that existed before this call
@@ -161,5 +180,12 @@ for p, list in pairs(kids) do
   redis.call('HSET', R.prefix .. p, 'follow', 1)
 end
 if woken then redis.call('ZADD', KEYS[3], 0, 'w') end
+if idem then
+  local ids = {}
+  for i = 1, n do ids[i] = jobs[i].j[1] end
+  redis.call('HSET', idem_key, 'fingerprint', idem.fingerprint, 'ids', table.concat(ids, ','),
+    'statuses', table.concat(out, ',', 2))
+  redis.call('EXPIRE', idem_key, idem.ttl)
+end
 for task, count in pairs(submitted) do count_submitted(KEYS[10], task, count) end
 return out
