@@ -8,11 +8,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from jobsys.api.schemas import Count, JobId
 from jobsys.api.validation import MAX_BATCH_JOBS, BatchJob, QueueName
-from jobsys.errors import InvalidJob
 from jobsys.models import DEFAULT_QUEUE, ApiModel, IsoTime, JobStatus
 
 #: Most steps of one workflow.
@@ -21,6 +20,17 @@ MAX_STEPS = 100
 STEP_NAME_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
 
 Status = Literal["queued", "scheduled", "waiting", "cancelled"]
+
+
+class CallbackJob(BatchJob):
+    """A batch's callback: a job as in a batch, without depends_on (it waits for its
+    batch)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, title="CallbackJob")
+
+    depends_on: None = Field(
+        default=None, description="Not allowed: a callback waits for its batch."
+    )
 
 
 class BatchesRequest(BaseModel):
@@ -41,28 +51,18 @@ class BatchesRequest(BaseModel):
         description="The queue of the callbacks (default: `queue`), e.g. to have other "
         "workers run them.",
     )
-    on_complete: BatchJob | None = Field(
+    on_complete: CallbackJob | None = Field(
         default=None,
         description="A job queued once every job of the batch has ended, whatever the "
         'outcome. It runs with the payload {"batch": {"id", "total", "completed", "failed", '
         '"cancelled"}, "payload": <its own payload, null when none>}.',
     )
-    on_success: BatchJob | None = Field(
+    on_success: CallbackJob | None = Field(
         default=None,
         description="A job queued once every job of the batch has completed (with the payload "
         "of on_complete). When one failed for good or was cancelled, or the batch was "
         "cancelled, it ends `cancelled` instead and never runs.",
     )
-
-    @model_validator(mode="after")
-    def _callbacks_wait_for_the_batch(self) -> BatchesRequest:
-        for role in ("on_complete", "on_success"):
-            job = getattr(self, role)
-            if job is not None and job.depends_on:
-                raise InvalidJob(
-                    f"{role}.depends_on", "is not allowed: a callback waits for its batch"
-                )
-        return self
 
 
 class BatchCreated(ApiModel):
@@ -150,7 +150,7 @@ class WorkflowView(ApiModel):
     created_at: IsoTime
     status: Literal["running", "completed", "failed"] = Field(
         description="`completed` when every step completed, `failed` when every step ended "
-        "and one did not complete, else `running`."
+        "and one did not complete, else `running` (a step whose job expired counts as ended)."
     )
     steps: list[StepView]
 

@@ -10,8 +10,8 @@ from typing import Literal
 from flask import Blueprint, request
 from flask.typing import ResponseReturnValue
 
+from jobsys.api import headers, validation
 from jobsys.api import operations as doc
-from jobsys.api import validation
 from jobsys.api.headers import param
 from jobsys.api.routes import _traceparent, state
 from jobsys.api.workflow_models import (
@@ -23,7 +23,7 @@ from jobsys.api.workflow_models import (
     WorkflowRequest,
     WorkflowView,
 )
-from jobsys.errors import JobNotFound
+from jobsys.errors import InvalidJob, JobNotFound
 from jobsys.store import BatchInfo, BatchNotFound, Step, WorkflowNotFound
 
 bp = Blueprint("jobsys_workflows", __name__)
@@ -32,6 +32,8 @@ _WORKFLOW_ID = param("path", "workflow_id", None, type="string", format="uuid")
 
 
 def _body(model: type[validation.M], max_bytes: int) -> validation.M:
+    if headers.IDEMPOTENCY_HEADER in request.headers:  # not silently ignored
+        raise InvalidJob(headers.IDEMPOTENCY_HEADER, "is not supported on this route yet")
     request.max_content_length = max_bytes
     body = validation.json_body(request.content_type, validation.read_body(request))
     return validation._validate(model, body)
@@ -137,10 +139,12 @@ def get_workflow(workflow_id: str) -> ResponseReturnValue:
     """A workflow's graph and each step's status"""
     info = state().store.workflow(_id(workflow_id, WorkflowNotFound))
     views = _steps(info.steps, [s.status for s in info.steps])
-    ended = [v.status for v in views if v.status in ("completed", "failed", "cancelled")]
+    # A step without a status has expired, which only an ended job does.
+    final = ("completed", "failed", "cancelled", "expired", None)
+    ended = [v.status for v in views if v.status in final]
     status: Literal["running", "completed", "failed"] = "running"
     if len(ended) == len(views):
-        status = "completed" if all(e == "completed" for e in ended) else "failed"
+        status = "completed" if all(e in ("completed", None) for e in ended) else "failed"
     view = WorkflowView(
         id=info.id, queue=info.queue, created_at=info.created_at, status=status, steps=views
     )

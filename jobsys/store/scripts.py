@@ -14,6 +14,7 @@ redis-py's.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import threading
@@ -585,12 +586,15 @@ class Scripts:
         parents: Sequence[str],
         group: str = "",
         group_keys: tuple[str, str] | None = None,
-    ) -> list[str]:
+        idempotency: Idempotency | None = None,
+    ) -> tuple[list[str], list[str] | None]:
         """Add jobs with dependencies / a batch / a workflow to `queue` atomically
         (see enqueue_graph.lua): `argv` as for `enqueue`, `parents` one spec per job
         ('' or "<cancel|run>|<id>,..."), `group` the group's JSON ('' = none) and
-        `group_keys` its HASH and (a batch) jobs SET. Returns each job's status.
-        Raises `UnknownParent` (nothing written) or `TooManyQueues`."""
+        `group_keys` its HASH and (a batch) jobs SET. Returns each job's status, and
+        for a repeat of an earlier request (`idempotency`) that request's ids (else
+        None). Raises `UnknownParent` (nothing written), `TooManyQueues` or
+        `IdempotencyConflict`."""
         ks = [
             keys.ready(queue), keys.scheduled(queue), keys.wakeup(queue), keys.sequence(queue),
             keys.queues(), keys.index(queue, "queued"), keys.index(queue, "scheduled"),
@@ -598,6 +602,11 @@ class Scripts:
             keys.metrics(queue), *(group_keys or (keys.ready(queue), keys.ready(queue))),
             *(keys.job(i) for i in ids),
         ]  # fmt: skip
+        if idempotency is not None:
+            ks.append(keys.idempotency(idempotency.key_digest))
+            spec = json.loads(group) if group else {}
+            spec["idem"] = {"ttl": idempotency.ttl_s, "fingerprint": idempotency.fingerprint}
+            group = json.dumps(spec)
         args: list[Any] = [queue, self._max_queues, group]
         for arg, spec in zip(argv, parents, strict=True):
             args += [arg, spec]
@@ -609,8 +618,14 @@ class Scripts:
                 raise UnknownParent(text.partition(" ")[2]) from None
             if "TOO_MANY_QUEUES" in text:
                 raise TooManyQueues(queue, self._max_queues) from None
+            if "IDEMPOTENCY_CONFLICT" in text:
+                raise IdempotencyConflict(queue) from None
             raise
-        return [_text(x) for x in answer[1:]]
+        flat = [_text(x) for x in answer[1:]]
+        if _text(answer[0]) == "replay":
+            half = len(flat) // 2
+            return flat[:half], flat[half:]
+        return flat, None
 
     def cancel_batch(self, batch_id: str) -> list[Any]:
         """Cancel a batch (see cancel_batch.lua for the answers)."""

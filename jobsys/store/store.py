@@ -159,11 +159,6 @@ class Store:
             if len(jobs) > 1:
                 raise InvalidJob("unique_key", "only a single submit may carry one")
             return self._submit_unique(jobs[0], queue, key)
-        if any(j.depends_on for j in jobs):  # workflows: jobs that wait for others
-            if key is not None:
-                raise InvalidJob("Idempotency-Key", "is not supported with depends_on yet")
-            return workflows.submit(self, jobs, queue)
-        ids, argv = self._argv(jobs, queue)
         idem = None
         if key is not None:
             # The queue is part of what "the same request" means, whether or not
@@ -176,6 +171,9 @@ class Store:
                 fingerprint=hashlib.sha256(canonical.encode()).hexdigest(),
                 ttl_s=self.settings.idempotency_ttl_s,
             )
+        if any(j.depends_on for j in jobs):  # workflows: jobs that wait for others
+            return workflows.submit(self, jobs, queue, idempotency=idem)
+        ids, argv = self._argv(jobs, queue)
         with translate_errors():
             done = self.scripts.enqueue(queue, ids, argv, idem)
         if done.replayed_ids is not None:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, cast
 from jobsys import stamps
 from jobsys.errors import InvalidJob, JobNotFound, JobsysError
 from jobsys.store import keys
+from jobsys.store.scripts import Idempotency
 from jobsys.store.submission import Submission, Submitted, job_arg, new_job_ids
 from jobsys.store.translate import translate_errors
 
@@ -98,8 +99,11 @@ def submit(
     ids: Sequence[str] | None = None,
     group: str = "",
     group_keys: tuple[str, str] | None = None,
+    idempotency: Idempotency | None = None,
 ) -> Submitted:
     """Enqueue `jobs` (some with ``depends_on``) atomically; raises `UnknownParent`.
+
+    With `idempotency`, a repeat of the first request answers as it did.
 
     Not with REDIS_CLUSTER_NODES yet: the scripts that end a job reach its children,
     batch and their queues by keys in other hash slots (docs/workflows.md); a 400
@@ -115,7 +119,11 @@ def submit(
     retries = store.settings.max_retries
     argv = [job_arg(i, j, retries) for i, j in zip(ids, jobs, strict=True)]
     with translate_errors():
-        statuses = store.scripts.enqueue_graph(queue, ids, argv, _specs(jobs), group, group_keys)
+        statuses, replayed = store.scripts.enqueue_graph(
+            queue, ids, argv, _specs(jobs), group, group_keys, idempotency
+        )
+    if replayed is not None:
+        return Submitted(replayed, statuses, replayed=True)
     return Submitted(ids, statuses)
 
 

@@ -46,15 +46,18 @@ def execute_in_child(
     tasks_module: str | None,
     timeout_s: float,
     report: Reporter | None,
+    parents: dict[str, Any] | None = None,
 ) -> Outcome:
     """Run `job` in a child process; stop it when it overruns `timeout_s` or its
-    cancellation is requested. Never raises."""
+    cancellation is requested. `parents`: what the child's
+    ``current_job().parent_results()`` answers (read by the worker before; None: not
+    available). Never raises."""
     start_forkserver(tasks_module)
     start = time.perf_counter()
     receiver, sender = _context.Pipe(duplex=False)
     child = _context.Process(
         target=_child_main,
-        args=(sender, job, simulated_work_s, context.queue, tasks_module),
+        args=(sender, job, simulated_work_s, context.queue, tasks_module, parents),
         name=f"jobsys-job-{job.id}",
         daemon=True,
     )
@@ -107,6 +110,7 @@ def _child_main(
     simulated_work_s: float,
     queue: str,
     tasks_module: str | None,
+    parents: dict[str, Any] | None = None,
 ) -> None:
     tasks.load(tasks_module)
 
@@ -114,5 +118,7 @@ def _child_main(
         sender.send(("progress", fraction, message))
 
     context = JobContext(job.id, job.task, queue, job.attempt, reporter=report)
+    if parents is not None:  # workflows: read by the worker before the fork
+        context.results_reader = lambda: parents
     sender.send(("done", execute(job, simulated_work_s, context)))
     sender.close()

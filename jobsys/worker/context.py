@@ -74,8 +74,9 @@ class JobContext:
         """The results of the jobs this job waited for (its submit's ``depends_on``):
         {parent id: its result}, in the order given; None for a parent that did not
         complete (a job submitted with ``on_parent_failure: run``). An empty dict for
-        a job without parents. Each call reads Redis. Not available in a job with
-        ``timeout_seconds`` (its handler runs in a child process): RuntimeError.
+        a job without parents. Each call reads Redis; in a job with
+        ``timeout_seconds`` (run in a child process) the worker read them once before
+        the child started (RuntimeError if Redis could not be reached then).
         """
         if self.results_reader is None:
             raise RuntimeError("parent_results() is not available in this job's process")

@@ -32,6 +32,7 @@ import threading
 import time
 from dataclasses import dataclass
 from types import FrameType
+from typing import Any
 
 from jobsys import tasks
 from jobsys.errors import StoreUnavailable
@@ -295,6 +296,10 @@ class Worker:
         context.results_reader = lambda: self.store.parent_results(job.id)  # workflows
         if job.timeout_s is None:
             return execute(job, self.settings.simulated_work_s, context)
+        try:  # workflows: the child reads its parents' results from this copy
+            parents: dict[str, Any] | None = self.store.parent_results(job.id)
+        except StoreUnavailable:
+            parents = None
         return execute_in_child(
             job,
             self.settings.simulated_work_s,
@@ -302,6 +307,7 @@ class Worker:
             self.settings.tasks_module,
             job.timeout_s,
             report,
+            parents,
         )
 
     def _observe(self, duration_s: float) -> None:

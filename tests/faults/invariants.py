@@ -354,7 +354,10 @@ def _key_functions() -> list[tuple[Any, list[str]]]:
     for name, fn in vars(keys).items():
         if name.startswith("_") or not inspect.isfunction(fn) or fn.__module__ != keys.__name__:
             continue
-        out.append((fn, list(inspect.signature(fn).parameters)))
+        sig = inspect.signature(fn)
+        if sig.return_annotation not in ("str", str):  # completed_element and the like
+            continue
+        out.append((fn, list(sig.parameters)))
     return out
 
 

@@ -92,6 +92,7 @@ SCHEMATHESIS_CONFIG = """
 [[operations]]
 include-name = [
   "POST /jobs/{job_id}/cancel", "DELETE /schedules/{name}", "DELETE /webhooks/{sub_id}",
+  "POST /batches/{batch_id}/cancel",
 ]
 headers = { "Content-Type" = "application/json" }
 
@@ -105,9 +106,20 @@ enabled = false
 [[operations]]
 include-name = ["GET /jobs/{job_id}"]
 parameters = { "query.wait" = 0 }
+
+# A schema-valid depends_on may name no job, and a schema-valid workflow may name no
+# step or form a cycle: a 400 the schema cannot express (docs/workflows.md).
+[[operations]]
+include-name = ["POST /submit", "POST /submit/batch", "POST /batches", "POST /workflows"]
+checks.positive_data_acceptance.expected-statuses = [
+  "2XX", "3XX", 400, 401, 403, 404, 409, 429, "5XX",
+]
 """
 
 
+# The batch and workflow routes (docs/workflows.md) made the fast run longer than 150 s
+# on the loaded 2-core machine.
+@pytest.mark.timeout(scaled(480, 900))
 def test_schemathesis_stateless_and_stateful(api: Api, tmp_path: Path) -> None:
     har = tmp_path / "schemathesis.har.json"
     (tmp_path / "schemathesis.toml").write_text(SCHEMATHESIS_CONFIG)
@@ -137,7 +149,7 @@ def test_schemathesis_stateless_and_stateful(api: Api, tmp_path: Path) -> None:
         cmd,
         capture_output=True,
         text=True,
-        timeout=scaled(140, 880),
+        timeout=scaled(420, 880),
         env=env,
         cwd=tmp_path,
         check=False,
@@ -167,13 +179,18 @@ def test_schemathesis_stateless_and_stateful(api: Api, tmp_path: Path) -> None:
 
 
 def accepted_ids(entries: list[dict[str, Any]]) -> set[str]:
-    """The job ids that the 202 answers in a HAR log gave (``id``, or ``ids`` of a batch)."""
+    """The job ids that the 202 answers in a HAR log gave (``id``, or ``ids`` of a batch;
+    a batch's callbacks, ``on_complete``/``on_success``; a workflow's ``steps``)."""
     ids: set[str] = set()
     for e in entries:
         if e["response"]["status"] != 202:
             continue
         body = json.loads(e["response"]["content"]["text"])
+        if "steps" in body:  # POST /workflows: `id` is the workflow's
+            ids.update(step["id"] for step in body["steps"])
+            continue
         ids.update(body["ids"] if "ids" in body else [body["id"]])
+        ids.update(body[k] for k in ("on_complete", "on_success") if k in body)
     return ids
 
 

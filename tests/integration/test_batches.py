@@ -144,6 +144,8 @@ def test_batches_over_http(client: FlaskClient, redis_client: redis.Redis) -> No
     assert client.get(f"/jobs/{body['ids'][0]}").get_json()["batch"] == body["id"]
     cancelled = client.post(f"/batches/{body['id']}/cancel", json={}).get_json()
     assert cancelled["status"] == "finished" and cancelled["cancelled"] == 3
+    again = client.post(f"/batches/{body['id']}/cancel", json={}).get_json()
+    assert again == cancelled  # a finished batch is answered unchanged
     assert client.get(f"/jobs/{body['on_complete']}").get_json()["status"] == "queued"
     assert client.get("/batches/00000000-0000-4000-8000-000000000000").status_code == 404
     assert client.get("/batches/nope").status_code == 404

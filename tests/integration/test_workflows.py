@@ -9,7 +9,7 @@ import redis
 from flask.testing import FlaskClient
 
 from jobsys.settings import Settings
-from jobsys.store import Store
+from jobsys.store import Store, keys
 from jobsys.worker import Worker
 
 import sample_tasks  # noqa: F401  (registers the test handlers)
@@ -65,7 +65,7 @@ def test_a_diamond_workflow_runs_in_order_and_shows_its_graph(
 
 
 def test_a_failing_step_cancels_what_comes_after_and_fails_the_workflow(
-    client: FlaskClient, settings: Settings, store: Store
+    client: FlaskClient, settings: Settings, store: Store, redis_client: redis.Redis
 ) -> None:
     steps = [
         {"name": "A", "task": "boom", "max_retries": 0},
@@ -77,6 +77,9 @@ def test_a_failing_step_cancels_what_comes_after_and_fails_the_workflow(
     view = client.get(f"/workflows/{body['id']}").get_json()
     assert view["status"] == "failed"
     assert [s["status"] for s in view["steps"]] == ["failed", "cancelled", "completed"]
+    redis_client.delete(keys.job(body["steps"][2]["id"]))  # as if C had expired
+    view = client.get(f"/workflows/{body['id']}").get_json()
+    assert "status" not in view["steps"][2] and view["status"] == "failed"
 
 
 @pytest.mark.parametrize(
@@ -111,3 +114,17 @@ def test_a_bad_workflow_is_a_400_naming_the_field_and_writes_nothing(
 def test_an_unknown_workflow_is_a_404(client: FlaskClient) -> None:
     assert client.get("/workflows/00000000-0000-4000-8000-000000000000").status_code == 404
     assert client.get("/workflows/x").status_code == 404
+
+
+@pytest.mark.parametrize("path", ["/workflows", "/batches"])
+def test_an_idempotency_key_is_refused_not_ignored(
+    client: FlaskClient, redis_client: redis.Redis, path: str
+) -> None:
+    body = (
+        {"steps": [{"name": "a", "task": "t"}]}
+        if path == "/workflows"
+        else {"jobs": [{"task": "t"}]}
+    )
+    r = client.post(path, json=body, headers={"Idempotency-Key": "k1"})
+    assert r.status_code == 400 and r.get_json()["field"] == "Idempotency-Key"
+    assert redis_client.dbsize() == 0

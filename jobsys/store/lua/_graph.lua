@@ -135,11 +135,13 @@ local function job_ended(job_key, id, status, now, R)
     if #kids > 0 then redis.call('DEL', ckey) end
     for _, kid in ipairs(kids) do
       local kkey = R.prefix .. kid
-      local k = redis.call('HMGET', kkey, 'status', 'on_parent_failure')
+      local k = redis.call('HMGET', kkey, 'status', 'on_parent_failure', 'waiting_on')
       if k[1] == 'waiting' then
         if st == 'completed' or k[2] == 'run' then
-          if redis.call('HINCRBY', kkey, 'waiting_on', -1) <= 0 then
+          if tonumber(k[3] or '1') <= 1 then  -- its last parent: released now
             release_waiting(kkey, kid, now, R)
+          else
+            redis.call('HINCRBY', kkey, 'waiting_on', -1)
           end
         else
           cancel_unstarted(kkey, kid, 'waiting', 'dependency ' .. jid .. ' ended ' .. st, now, R)

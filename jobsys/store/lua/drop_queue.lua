@@ -20,6 +20,8 @@ local idx = indexes(KEYS, 8)
 for _, key in ipairs({KEYS[2], KEYS[3], KEYS[4], idx.queued, idx.scheduled, idx.processing}) do
   if redis.call('ZCARD', key) > 0 then return 'not_empty' end
 end
+-- workflows: a job waiting for its parents (its index derived: see _graph.lua)
+if redis.call('ZCARD', kx('waiting', queue)) > 0 then return 'not_empty' end
 local newest = redis.call('LINDEX', idx.completed, 0)
 if newest then
   local _, id = unpack_completed(newest)

@@ -12,7 +12,8 @@
 -- index ZSET   KEYS[8] `waiting` index ZSET   KEYS[9] `cancelled` index ZSET
 -- KEYS[10] metrics HASH   KEYS[11] the batch HASH or the workflow HASH (when ARGV[3]
 -- names one; else any key, unused)   KEYS[12] the batch's jobs SET (else unused)
--- KEYS[12+i] job HASH of the i-th job
+-- KEYS[12+i] job HASH of the i-th job   then, only when ARGV[3] has "idem", the
+-- idempotency HASH (fingerprint, ids, statuses), the last key
 -- ARGV[1] queue name   ARGV[2] max_queues (MAX_QUEUES; 0 = no cap)
 -- ARGV[3] the group: '' or JSON {"batch": id, "on_complete": i, "on_success": i,
 --   "callback_queue": q} (positions of the callback jobs, 0 = none; the queue of the
@@ -24,15 +25,34 @@
 -- from the job key prefix (the last retention argument) and KEYSPACE: they may lie in
 -- other queues; so is each job's events STREAM (its event: `queued`, `scheduled`,
 -- `waiting` or `cancelled`, see emit in _lib.lua).
+--   Any group may hold "idem": {"ttl": seconds, "fingerprint": hex}: an
+--   Idempotency-Key in force (as in enqueue.lua: a repeat of the same request within
+--   the TTL writes nothing and answers as the first did; another request is refused)
 -- Returns: {"new", status, ...}: each job's status ("queued", "scheduled",
--- "waiting", "cancelled"). Errors (nothing written): "UNKNOWN_PARENT <id>",
--- "TOO_MANY_QUEUES".
+-- "waiting", "cancelled"); for a repeated request {"replay", status, ..., id, ...}
+-- (the first request's). Errors (nothing written): "UNKNOWN_PARENT <id>",
+-- "TOO_MANY_QUEUES", "IDEMPOTENCY_CONFLICT".
 local queue, max_queues = ARGV[1], tonumber(ARGV[2])
 local group = ARGV[3] ~= '' and cjson.decode(ARGV[3]) or {}
 local R = retention(ARGV)
-local n = #KEYS - 12
+local idem = group.idem
+local idem_key = idem and KEYS[#KEYS] or nil
+local n = #KEYS - 12 - (idem and 1 or 0)
+if idem then
+  local seen = redis.call('HMGET', idem_key, 'fingerprint', 'ids', 'statuses')
+  if seen[1] then
+    if seen[1] ~= idem.fingerprint or not seen[3] then
+      return redis.error_reply('IDEMPOTENCY_CONFLICT')
+    end
+    local out = {'replay'}
+    for s in string.gmatch(seen[3], '[^,]+') do out[#out + 1] = s end
+    for id in string.gmatch(seen[2], '[^,]+') do out[#out + 1] = id end
+    return out
+  end
+end
 local jobs = {}
 local here = {}
+local seen = {}  -- status of each parent that existed before this call
 for i = 1, n do
   local j, payload = job_arg(ARGV[2 + 2 * i])
   local spec = ARGV[3 + 2 * i]
@@ -41,8 +61,9 @@ for i = 1, n do
     local bar = string.find(spec, '|', 1, true)
     mode = string.sub(spec, 1, bar - 1)
     for p in string.gmatch(string.sub(spec, bar + 1), '[^,]+') do
-      if not here[p] and redis.call('EXISTS', R.prefix .. p) == 0 then
-        return redis.error_reply('UNKNOWN_PARENT ' .. p)
+      if not here[p] and not seen[p] then
+        seen[p] = redis.call('HGET', R.prefix .. p, 'status')
+        if not seen[p] then return redis.error_reply('UNKNOWN_PARENT ' .. p) end
       end
       parents[#parents + 1] = p
     end
@@ -86,6 +107,10 @@ local f = job_fields()
 local submitted = {}
 local out = {'new'}
 local woken = false
+-- Deferred to the end, in bulk: the waiting jobs' index entries, and for each parent
+-- its new children and its `follow` flag. Nothing this call ends can reach them:
+-- only jobs of this call end here (cancelled at submit), before their children come.
+local waiting, kids = {}, {}
 for i = 1, n do
   local job = jobs[i]
   local j = job.j
@@ -105,19 +130,22 @@ for i = 1, n do
   local status = rank and 'queued' or 'scheduled'
   local unended, broken = {}, nil
   for _, p in ipairs(job.parents) do
-    local ps = redis.call('HGET', R.prefix .. p, 'status')
+    -- a parent of this call may have ended in it (cancelled at submit): read it again
+    local ps = here[p] and redis.call('HGET', R.prefix .. p, 'status') or seen[p]
     if not ENDED[ps] then
       unended[#unended + 1] = p
     elseif ps ~= 'completed' and not broken then
       broken = 'dependency ' .. p .. ' ended ' .. ps
     end
   end
+  local extra = {}
   if #job.parents > 0 then
-    redis.call('HSET', key, 'depends_on', table.concat(job.parents, ','))
+    extra = {'depends_on', table.concat(job.parents, ',')}
     if job.mode == 'run' then
-      redis.call('HSET', key, 'on_parent_failure', 'run')
+      extra[3] = 'on_parent_failure'; extra[4] = 'run'
       broken = nil
     end
+    if broken or #unended == 0 then redis.call('HSET', key, unpack(extra)) end
   end
   if callbacks[i] then
     status = 'waiting'
@@ -132,11 +160,12 @@ for i = 1, n do
     job_ended(key, id, status, now, R)
   elseif #unended > 0 then
     status = 'waiting'
-    redis.call('HSET', key, 'status', status, 'waiting_on', #unended)
-    redis.call('ZADD', KEYS[8], now, id)
+    redis.call('HSET', key, 'status', status, 'waiting_on', #unended, unpack(extra))
+    waiting[#waiting + 1] = id
     for _, p in ipairs(unended) do
-      redis.call('SADD', kx('children', p), id)
-      redis.call('HSET', R.prefix .. p, 'follow', 1)
+      local list = kids[p]
+      if not list then list = {}; kids[p] = list end
+      list[#list + 1] = id
     end
   elseif rank then
     redis.call('ZADD', KEYS[1], rank, id)
@@ -150,6 +179,20 @@ for i = 1, n do
   out[#out + 1] = status
   submitted[task] = (submitted[task] or 0) + 1
 end
+zadd_all(KEYS[8], now, waiting)
+for p, list in pairs(kids) do
+  for k = 1, #list, 1000 do
+    redis.call('SADD', kx('children', p), unpack(list, k, math.min(k + 999, #list)))
+  end
+  redis.call('HSET', R.prefix .. p, 'follow', 1)
+end
 if woken then redis.call('ZADD', KEYS[3], 0, 'w') end
+if idem then
+  local ids = {}
+  for i = 1, n do ids[i] = jobs[i].j[1] end
+  redis.call('HSET', idem_key, 'fingerprint', idem.fingerprint, 'ids', table.concat(ids, ','),
+    'statuses', table.concat(out, ',', 2))
+  redis.call('EXPIRE', idem_key, idem.ttl)
+end
 for task, count in pairs(submitted) do count_submitted(KEYS[10], task, count) end
 return out
