@@ -210,11 +210,14 @@ class FollowingPool(SentinelConnectionPool):
         self.watcher.attach(self)
 
     def disconnect(self, inuse_connections: bool = True) -> None:
-        """Close the connections, and those to the Sentinels that find the primary
-        (they open again when needed): `Store.close` leaves no socket behind."""
+        """Close the connections; a full close (`Store.close`) also closes those to
+        the Sentinels that find the primary (they open again when needed), so it
+        leaves no socket behind. (redis-py closes only the idle ones when the
+        primary moved, in the middle of other threads' lookups.)"""
         super().disconnect(inuse_connections)
-        for sentinel in self.proxy.sentinel_manager.sentinels:
-            sentinel.connection_pool.disconnect()
+        if inuse_connections:
+            for sentinel in self.proxy.sentinel_manager.sentinels:
+                sentinel.connection_pool.disconnect()
 
 
 class FollowingConnection(SentinelManagedConnection):

@@ -87,7 +87,11 @@ def test_a_forced_failover_moves_every_connection_to_the_new_primary(
     Sentinel announces the switch: no submit accepted more than a second after
     that is lost, reads come from the new primary, and nothing is refused."""
     group = SentinelGroup.start(ENGINES[engine], tmp_path, replicas=1)
-    store = Store(Settings.from_env(sentinel_env(group)))
+    try:
+        store = Store(Settings.from_env(sentinel_env(group)))
+    except BaseException:
+        group.stop()
+        raise
     accepted: list[tuple[float, str]] = []
     errors: list[tuple[float, str]] = []
     stop = threading.Event()
@@ -141,10 +145,10 @@ def test_a_replica_is_a_503_at_the_api_and_a_back_off_in_a_worker(tmp_path: Path
     ).start()
     raw = redis.Redis(port=replica.port, decode_responses=True)
     env = {"REDIS_URL": replica.url, "SIMULATED_WORK_SECONDS": "0", "WORKER_POLL_SECONDS": "0.2"}
-    app = create_app(Settings.from_env(env))
     log_path = tmp_path / "worker.log"
-    worker = None
+    worker = app = None
     try:
+        app = create_app(Settings.from_env(env))
         client = app.test_client()
         r = client.post("/submit", json={"task": "t"})
         assert r.status_code == 503 and r.json["error"] == "store unavailable", r.json
@@ -183,7 +187,8 @@ def test_a_replica_is_a_503_at_the_api_and_a_back_off_in_a_worker(tmp_path: Path
         if worker is not None:
             worker.terminate()
             worker.wait(15)
-        close_app(app)
+        if app is not None:
+            close_app(app)
         raw.close()
         replica.stop()
         primary.stop()

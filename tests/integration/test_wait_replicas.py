@@ -41,9 +41,10 @@ def test_a_submit_waits_for_its_replica_or_is_a_503(tmp_path: Path) -> None:
         "REDIS_WAIT_REPLICAS": "1",
         "REDIS_WAIT_TIMEOUT_SECONDS": "1.5",
     }
-    app = create_app(Settings.from_env(env))
-    plain = create_app(Settings.from_env({"REDIS_URL": primary.url}))
+    app = plain = None
     try:
+        app = create_app(Settings.from_env(env))
+        plain = create_app(Settings.from_env({"REDIS_URL": primary.url}))
         client = app.test_client()
         r = client.post("/submit", json={"task": "t"})
         assert r.status_code == 202, r.get_data(as_text=True)
@@ -70,7 +71,8 @@ def test_a_submit_waits_for_its_replica_or_is_a_503(tmp_path: Path) -> None:
         r = client.post("/submit", json={"task": "t"})
         assert r.status_code == 202, r.get_data(as_text=True)
     finally:
-        close_app(app)
-        close_app(plain)
+        for made in (app, plain):
+            if made is not None:
+                close_app(made)
         replica.stop()
         primary.stop()
