@@ -417,7 +417,7 @@ class Scripts:
         ks = [
             keys.queues(), keys.ready(queue), keys.scheduled(queue), keys.leases(queue),
             keys.wakeup(queue), keys.sequence(queue), keys.metrics(queue), *_index_keys(queue),
-            keys.events(queue),
+            keys.events(queue), keys.outbox_due(queue),
         ]  # fmt: skip
         return _text(self._run("drop_queue", ks, [queue, keys.JOB_PREFIX]))
 
