@@ -496,7 +496,7 @@ class Scripts:
         ks = [
             keys.queue_registry(queue), keys.ready(queue), keys.scheduled(queue),
             keys.leases(queue), keys.wakeup(queue), keys.sequence(queue), keys.metrics(queue),
-            *_index_keys(queue), keys.events(queue),
+            *_index_keys(queue), keys.events(queue), keys.outbox_due(queue),
         ]  # fmt: skip
         verdict = _text(self._run("drop_queue", ks, [queue, keys.JOB_PREFIX]))
         if self._registry is not None and verdict == "dropped":

@@ -6,7 +6,7 @@ from __future__ import annotations
 import redis
 
 from jobsys.settings import Settings
-from jobsys.store import ORIGIN_EVENT_ID, Store, keys
+from jobsys.store import ORIGIN_EVENT_ID, Store, Submission, keys
 
 
 def _events(store: Store, queue: str = "default") -> list[tuple[str, str, dict[str, str]]]:
@@ -73,3 +73,21 @@ def test_the_stream_is_bounded(settings: Settings, redis_client: redis.Redis) ->
         small.close()
     # MAXLEN ~ trims whole nodes: the stream stays near the cap, never near 3,000.
     assert redis_client.xlen(keys.events("default")) < 400
+
+
+def test_a_queue_with_webhook_deliveries_to_make_is_not_dropped(
+    store: Store, redis_client: redis.Redis
+) -> None:
+    """The outbox is written by the script that ends the job; a queue whose outbox
+    still holds a delivery is not empty (drop_queue would orphan it)."""
+    sub = Submission("t", callback_url="https://hooks.example/x")
+    job_id = store.submit_jobs([sub], queue="hooked").ids[0]
+    claimed = store.claim("hooked", "w", 30, 1)[0]
+    assert store.complete("hooked", job_id, "w", claimed.attempt, "1")
+    due = redis_client.zrange(keys.outbox_due("hooked"), 0, -1)
+    assert [d.split(".")[0] for d in due] == [job_id]
+    assert redis_client.hget(keys.job(job_id), "webhooks") == due[0]
+    redis_client.delete(keys.job(job_id))  # as when its retention ends
+    assert store.drop_queue("hooked") == "not_empty"
+    redis_client.delete(keys.outbox_due("hooked"), keys.outbox("hooked"))
+    assert store.drop_queue("hooked") == "dropped"

@@ -12,12 +12,15 @@
 -- KEYS[5] wakeup ZSET   KEYS[6] seq STRING   KEYS[7] metrics HASH
 -- KEYS[8..13] the queue's status indexes (queued, scheduled, processing, completed,
 -- failed, cancelled)   KEYS[14] the events STREAM (deleted with the rest)
+-- KEYS[15] the webhook outbox:due ZSET (a queue with deliveries still to make is not
+-- empty; see outbox in _lib.lua)
 -- ARGV[1] queue   ARGV[2] job key prefix ("job:")
 -- Returns: "dropped", "unknown" (not a registered queue) or "not_empty".
 local queue, prefix = ARGV[1], ARGV[2]
 if redis.call('SISMEMBER', KEYS[1], queue) == 0 then return 'unknown' end
 local idx = indexes(KEYS, 8)
-for _, key in ipairs({KEYS[2], KEYS[3], KEYS[4], idx.queued, idx.scheduled, idx.processing}) do
+for _, key in ipairs({KEYS[2], KEYS[3], KEYS[4], idx.queued, idx.scheduled, idx.processing,
+    KEYS[15]}) do
   if redis.call('ZCARD', key) > 0 then return 'not_empty' end
 end
 -- workflows: a job waiting for its parents (its index derived: see _graph.lua)
