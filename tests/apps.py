@@ -29,5 +29,6 @@ PRODUCER_ALLOWED = frozenset(
         ("GET", "/metrics"),
         ("GET", "/openapi.json"),
         ("GET", "/auth/whoami"),
+        ("GET", "/queues/<name>/limits"),  # flow control (docs/flow-control.md)
     }
 )

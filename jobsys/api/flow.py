@@ -12,7 +12,7 @@ from flask.typing import ResponseReturnValue
 
 from jobsys.api import validation
 from jobsys.api.routes import state
-from jobsys.api.schemas import QueueState
+from jobsys.api.schemas import QueueLimits, QueueState
 from jobsys.errors import QueueNotFound
 from jobsys.models import check_queue_name
 
@@ -31,6 +31,23 @@ def resume_queue(name: str) -> ResponseReturnValue:
     """Resume a paused queue: 200 with its state; 404 for an unknown queue."""
     paused = state().store.flow.set_paused(_queue(name), False)
     return QueueState(name=name, paused=paused).to_api()
+
+
+@bp.get("/queues/<name>/limits")
+def queue_limits(name: str) -> ResponseReturnValue:
+    """A queue's pause, rate and concurrency limits: 200; 404 for an unknown queue."""
+    flow = state().store.flow.state(_queue(name))
+    return QueueLimits.model_validate({"name": name, **flow.to_api()}).to_api()
+
+
+@bp.put("/queues/<name>/limits")
+def put_queue_limits(name: str) -> ResponseReturnValue:
+    """Set the limits of a queue (or of one task in it): 200 with all its limits."""
+    queue = _queue(name)
+    body = validation.limits_request(request)
+    rate = (body.rate.limit, body.rate.period_seconds) if body.rate else None
+    flow = state().store.flow.set_limits(queue, body.task, rate, body.concurrency)
+    return QueueLimits.model_validate({"name": name, **flow.to_api()}).to_api()
 
 
 @bp.post("/jobs/<job_id>/promote")

@@ -28,6 +28,7 @@ from jobsys.api.validation import (
     DeadLetterQuery,
     JobPatch,
     JobQuery,
+    LimitsRequest,
     ScheduleRequest,
     Selection,
     SubmitRequest,
@@ -40,7 +41,15 @@ _REQUEST_ID = {"X-Request-ID": {"$ref": "#/components/headers/X-Request-ID"}}
 #: The models of components.schemas, each under its name (and its nested models under theirs).
 _MODELS: dict[str, Any] = {
     m.__name__: m
-    for m in (SubmitRequest, BatchRequest, ScheduleRequest, JobPatch, Job, *schemas.ANSWERS)
+    for m in (
+        SubmitRequest,
+        BatchRequest,
+        ScheduleRequest,
+        JobPatch,
+        LimitsRequest,
+        Job,
+        *schemas.ANSWERS,
+    )
 } | {"DeadLetterSelection": Selection}
 
 #: Every operation may answer these.
@@ -196,6 +205,25 @@ _ROUTES = {
         {"404": "NotFound", "415": "UnsupportedMediaType", **_READ},
         params=(_QUEUE,),
         description="Workers start its waiting jobs again at once.",
+    ),
+    "GET /queues/{name}/limits": Route(
+        "getQueueLimits",
+        "A queue's pause, rate and concurrency limits",
+        {"200": ("Its limits, and those of its tasks.", "QueueLimits")},
+        {"404": "NotFound", **_READ},
+        params=(_QUEUE,),
+    ),
+    "PUT /queues/{name}/limits": Route(
+        "putQueueLimits",
+        "Set a queue's (or one of its tasks') rate and concurrency limits",
+        {"200": ("All its limits afterwards.", "QueueLimits")},
+        {**_WRITE, "404": "NotFound", **_READ},
+        "LimitsRequest",
+        params=(_QUEUE,),
+        description="Sets exactly the limits given (an absent or null one is removed) of the "
+        "queue, or of `task` in it. Enforced by every claim, across all workers, with the "
+        "Redis clock: at most `rate.limit` starts in any `rate.period_seconds`, and at most "
+        "`concurrency` running jobs per `concurrency_key`. See docs/flow-control.md.",
     ),
     "POST /jobs/{job_id}/promote": Route(
         "promoteJob",

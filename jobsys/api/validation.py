@@ -267,6 +267,15 @@ class BatchJob(BaseModel):
         ),
         json_schema_extra=_drop_default,
     )
+    concurrency_key: UniqueKey | None = Field(
+        default=None,
+        description=(
+            "E.g. a tenant id: the queue's (or task's) concurrency limit caps how many jobs "
+            "with the same key run at once, and waiting keys are served round-robin. 1 to "
+            "200 printable characters."
+        ),
+        json_schema_extra=_drop_default,
+    )
 
     @field_validator("priority", "max_retries", mode="before")
     @classmethod
@@ -290,6 +299,7 @@ class BatchJob(BaseModel):
             traceparent=traceparent,
             expires_at=self.expires_at,
             ttl_s=self.ttl_seconds,
+            concurrency_key=self.concurrency_key,
         )
 
     @property
@@ -311,7 +321,7 @@ class SubmitRequest(BatchJob):
             "While a job of the queue with this key waits or runs (or within "
             "unique_for_seconds of the first submit), a submit with it queues nothing and "
             'answers 200 with that job\'s id and "duplicate": true. 1 to 200 printable '
-            "characters. Not with an Idempotency-Key."
+            "characters."
         ),
         json_schema_extra=_drop_default,
     )
@@ -412,6 +422,42 @@ class JobPatch(BaseModel):
         if isinstance(value, float) and value.is_integer():
             return int(value)
         return value
+
+
+class RateRequest(BaseModel):
+    """A rate limit of PUT /queues/<name>/limits."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, title="RateRequest")
+
+    limit: int = Field(ge=1, le=1_000_000, description="At most this many job starts ...")
+    period_seconds: float = Field(
+        ge=0.001,
+        le=86400,
+        allow_inf_nan=False,
+        description="... per this many seconds (1 ms to a day).",
+    )
+
+
+class LimitsRequest(BaseModel):
+    """The JSON body of PUT /queues/<name>/limits (flow control, docs/flow-control.md)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, title="LimitsRequest")
+
+    task: TaskName | None = Field(
+        default=None,
+        description="Set the limits of this task of the queue; absent: the queue's own.",
+        json_schema_extra=_drop_default,
+    )
+    rate: RateRequest | None = Field(
+        default=None,
+        description="At most `limit` starts per `period_seconds`; null or absent: none.",
+    )
+    concurrency: int | None = Field(
+        default=None,
+        ge=1,
+        le=1_000_000,
+        description="At most this many running jobs per concurrency_key; null or absent: none.",
+    )
 
 
 #: A task name to filter by (any characters: it only has to match).
@@ -592,6 +638,11 @@ def selection(request: Request) -> ByIds | All | ByFilter:
     """Validate the body of ``POST /dead-letter/retry`` and ``/dead-letter/purge``."""
     body = _json_body(request)
     return _validate(_SELECTIONS[_selected(body)], body)
+
+
+def limits_request(request: Request) -> LimitsRequest:
+    """Validate the body of ``PUT /queues/<name>/limits``."""
+    return _validate(LimitsRequest, _json_body(request))
 
 
 def job_patch(request: Request) -> JobPatch:

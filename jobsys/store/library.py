@@ -42,7 +42,9 @@ NAMES = (
     "pause",
     "promote",
     "reprioritize",
-    "enqueue_unique",
+    "enqueue_flow",
+    "limits",
+    "rate_limited",
 )
 
 

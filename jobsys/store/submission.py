@@ -39,6 +39,9 @@ class Submission:
     #: `unique_for_s` of the first submit), a submit with it queues nothing.
     unique_key: str | None = None
     unique_for_s: float | None = None
+    #: Flow control: jobs with the same key are limited together by the queue's (or
+    #: task's) concurrency limit, and keys are served round-robin.
+    concurrency_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -96,7 +99,8 @@ def job_arg(job_id: str, sub: Submission | tuple[str, Any], default_max_retries:
 
     A JSON array ``[id, task, max_retries, priority, run_at_ms, delay_ms, timeout,
     traceparent]`` (run_at_ms 0, timeout and traceparent '' = none), with, only for a
-    job that expires, ``expires_at_ms, ttl_ms`` after them (0 = none), then, when the
+    job that expires or has a concurrency key, ``expires_at_ms, ttl_ms`` after them
+    (0 = none) and then its concurrency key if any, then, when the
     job has a payload, a newline and the payload's JSON text, which the script
     stores verbatim. JSON as `json` writes it here never holds a raw newline (one
     inside a string is written ``\\n``; no indent), so the first newline ends the
@@ -121,10 +125,13 @@ def job_arg(job_id: str, sub: Submission | tuple[str, Any], default_max_retries:
             "" if sub.timeout_s is None else repr(float(sub.timeout_s)),
             sub.traceparent or "",
         ]
-        if sub.expires_at is not None or sub.ttl_s is not None:  # flow control: expiry
+        if sub.expires_at is not None or sub.ttl_s is not None or sub.concurrency_key:
+            # flow control: expiry; the concurrency key (enqueue_flow.lua only)
             fields += [
                 stamps.epoch_ms(sub.expires_at) if sub.expires_at is not None else 0,
-                stamps.duration_ms(sub.ttl_s) if sub.ttl_s is not None else 0,
+                max(1, stamps.duration_ms(sub.ttl_s)) if sub.ttl_s is not None else 0,
             ]
+            if sub.concurrency_key:
+                fields.append(sub.concurrency_key)
     head = _dumps_head(fields)
     return f"{head}\n{_dumps(payload)}" if has_payload else head

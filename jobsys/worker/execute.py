@@ -29,6 +29,10 @@ class Outcome:
     duration_s: float = 0.0
     #: The handler raised RetryAfter: retry after this long instead of the backoff.
     retry_after_s: float | None = None
+    #: Flow control: the handler raised RateLimited: hand the job back (no attempt
+    #: used) and hold its task (or queue, `rate_limited_per`) off this long.
+    rate_limited_s: float | None = None
+    rate_limited_per: str = "task"
 
 
 def execute(job: Claimed, simulated_work_s: float, context: JobContext) -> Outcome:
@@ -38,6 +42,14 @@ def execute(job: Claimed, simulated_work_s: float, context: JobContext) -> Outco
         payload = json.loads(job.payload_json) if job.payload_json is not None else None
         with running(context):
             result = _call(job.task, payload, simulated_work_s)
+    except tasks.RateLimited as e:  # flow control (docs/flow-control.md)
+        return Outcome(
+            ok=False,
+            error=f"RateLimited: {e}"[:MAX_ERROR_CHARS],
+            duration_s=time.perf_counter() - start,
+            rate_limited_s=e.retry_after,
+            rate_limited_per=e.per,
+        )
     except tasks.RetryAfter as e:
         return Outcome(
             ok=False,

@@ -90,7 +90,12 @@ def schemathesis_cli() -> str:
 #: told here (in the working directory, where schemathesis looks for its config).
 SCHEMATHESIS_CONFIG = """
 [[operations]]
-include-name = ["POST /jobs/{job_id}/cancel", "DELETE /schedules/{name}"]
+include-name = [
+    "POST /jobs/{job_id}/cancel", "DELETE /schedules/{name}",
+    # flow control (docs/flow-control.md)
+    "POST /queues/{name}/pause", "POST /queues/{name}/resume",
+    "POST /jobs/{job_id}/promote", "POST /jobs/{job_id}/retry",
+]
 headers = { "Content-Type" = "application/json" }
 """
 

@@ -477,6 +477,7 @@ def test_openapi_schemas_match_what_the_api_does(client: FlaskClient):
         "ttl_seconds",
         "unique_key",
         "unique_for_seconds",
+        "concurrency_key",
     }
     task = submit["properties"]["task"]
     assert (task["minLength"], task["maxLength"]) == (1, 200)

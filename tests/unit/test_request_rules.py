@@ -28,7 +28,7 @@ PRINTABLE = "must contain only printable characters"
 SURROGATE = "must be valid Unicode (no lone surrogates)"
 BATCH_FIELDS = (
     "task, payload, priority, delay_seconds, run_at, max_retries, timeout_seconds, "
-    "expires_at, ttl_seconds"  # flow control (docs/flow-control.md)
+    "expires_at, ttl_seconds, concurrency_key"  # flow control (docs/flow-control.md)
 )
 SELECTION_FIELDS = "is not a known field (allowed: ids, all, task, queue)"
 
