@@ -15,8 +15,10 @@ compare) and one feature in use (``--feature``):
   that a resume wakes the workers; throughput as ``none``).
 
 Drain rate = jobs completed per second between the first completion and the last
-(worker start-up excluded), read from the queue's `completed` index. Each run has
-its own redis-server on a free port. Prints one JSON line per run.
+(worker start-up excluded), read from the queue's `completed` index; also Redis's
+CPU per job during the drain and the mean FCALL time (INFO), which the load of a
+shared machine disturbs less. Each run has its own redis-server on a free port.
+Prints one JSON line per run.
 
     python -m bench.flow --feature none --jobs 20000 --workers 2 --repeat 3
     python -m bench.flow --tree /path/to/main --feature none --jobs 20000 --workers 2
@@ -103,6 +105,8 @@ def run(tree: Path, feature: str, jobs: int, workers: int) -> dict[str, object]:
             )  # fmt: skip
             enqueue_s = json.loads(made.stdout.strip().splitlines()[-1])["enqueue_s"]
             done_key = "jobsys:queue:{default}:idx:completed"
+            client.config_resetstat()
+            cpu0 = _redis_cpu_s(client)
             procs = [
                 subprocess.Popen(
                     [sys.executable, "-m", "jobsys", "worker", "--tasks", "flow_tasks"],
@@ -131,9 +135,14 @@ def run(tree: Path, feature: str, jobs: int, workers: int) -> dict[str, object]:
                 raise RuntimeError(f"only {client.llen(done_key)} of {jobs} jobs done")
             assert first_t is not None and first_n is not None
             rate = (jobs - first_n) / max(1e-9, now - first_t)
+            fcall = client.info("commandstats").get("cmdstat_fcall", {})
             return {
                 "tree": str(tree), "feature": feature, "jobs": jobs, "workers": workers,
                 "drain_per_s": round(rate), "enqueue_per_s": round(jobs / enqueue_s),
+                # Less noisy on a shared machine than jobs/s: Redis's own CPU per job
+                # during the drain, and the mean time of one script call (FCALL).
+                "redis_cpu_us_per_job": round(1e6 * (_redis_cpu_s(client) - cpu0) / jobs, 1),
+                "fcall_us": fcall.get("usec_per_call"),
             }  # fmt: skip
         finally:
             for p in procs:
@@ -143,6 +152,11 @@ def run(tree: Path, feature: str, jobs: int, workers: int) -> dict[str, object]:
             client.close()
             server.terminate()
             server.wait(10)
+
+
+def _redis_cpu_s(client: redis.Redis) -> float:
+    info = client.info("cpu")
+    return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
 
 
 def main() -> None:

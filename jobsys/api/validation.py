@@ -29,7 +29,6 @@ from pydantic import (
     Field,
     Tag,
     ValidationError,
-    ValidationInfo,
     field_validator,
 )
 from pydantic_core import ErrorDetails, PydanticSerializationError, to_json
@@ -331,16 +330,9 @@ class SubmitRequest(BatchJob):
         le=MAX_DELAY_S,
         allow_inf_nan=False,
         description="With unique_key: the key also holds this long from the first submit, "
-        "even once its job has ended (at most a year).",
+        "even once its job has ended (at most a year). Ignored without a unique_key.",
         json_schema_extra=_drop_default,
     )
-
-    @field_validator("unique_for_seconds")
-    @classmethod
-    def _window_needs_a_key(cls, value: float | None, info: ValidationInfo) -> float | None:
-        if value is not None and info.data.get("unique_key") is None:
-            raise ValueError("needs a unique_key")
-        return value
 
     def submission(self, traceparent: str | None = None) -> Submission:
         """What the store needs to queue this job (in trace `traceparent`)."""

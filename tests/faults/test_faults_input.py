@@ -129,7 +129,7 @@ def test_schemathesis_stateless_and_stateful(api: Api, tmp_path: Path) -> None:
         cmd,
         capture_output=True,
         text=True,
-        timeout=scaled(140, 880),
+        timeout=scaled(240, 880),  # 26 operations (flow control added 9)
         env=env,
         cwd=tmp_path,
         check=False,
