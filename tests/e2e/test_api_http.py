@@ -217,6 +217,12 @@ def test_openapi_is_served(api: ApiProcess, http: requests.Session):
         "/dead-letter",
         "/dead-letter/retry",
         "/dead-letter/purge",
+        # flow control (docs/flow-control.md)
+        "/queues/{name}/pause",
+        "/queues/{name}/resume",
+        "/queues/{name}/limits",
+        "/jobs/{job_id}/promote",
+        "/jobs/{job_id}/retry",
     }
 
 
