@@ -102,6 +102,7 @@ class Client:
         ttl_seconds: float | None = None,
         unique_key: str | None = None,
         unique_for_seconds: float | None = None,
+        concurrency_key: str | None = None,
     ) -> str:
         """Submit a job and return its id.
 
@@ -123,6 +124,8 @@ class Client:
             unique_key: while a job of the queue with this key waits or runs (or
                 within `unique_for_seconds` of its submit), no other is queued: the
                 id returned is that job's.
+            concurrency_key: e.g. a tenant id, for the queue's concurrency limit per
+                key and round-robin between keys (docs/flow-control.md).
         """
         body: dict[str, Any] = {"task": task}
         if payload is not OMITTED:
@@ -140,6 +143,7 @@ class Client:
             "ttl_seconds": ttl_seconds,
             "unique_key": unique_key,
             "unique_for_seconds": unique_for_seconds,
+            "concurrency_key": concurrency_key,
         }
         body |= {k: v for k, v in options.items() if v is not None}
         answer = self._request("POST", "/submit", body, _idempotency(idempotency_key))
@@ -373,6 +377,33 @@ class Client:
     def resume_queue(self, name: str) -> dict[str, Any]:
         """Resume queue `name`: ``{"name", "paused"}``; `ClientError` 404 if unknown."""
         return self._object("POST", f"/queues/{quote(name, safe='')}/resume")
+
+    def limits(self, queue: str) -> dict[str, Any]:
+        """A queue's pause and limits (`GET /queues/<name>/limits`)."""
+        return self._object("GET", f"/queues/{quote(queue, safe='')}/limits")
+
+    def set_limits(
+        self,
+        queue: str,
+        *,
+        task: str | None = None,
+        rate: tuple[int, float] | None = None,
+        concurrency: int | None = None,
+    ) -> dict[str, Any]:
+        """Set exactly these limits of `queue` (or of `task` in it); None removes one:
+        `rate` = (at most n starts, per this many seconds), `concurrency` = running
+        jobs per concurrency_key. Returns all the queue's limits."""
+        body: dict[str, Any] = {
+            "rate": {"limit": rate[0], "period_seconds": rate[1]} if rate else None,
+            "concurrency": concurrency,
+        }
+        if task is not None:
+            body["task"] = task
+        path = f"/queues/{quote(queue, safe='')}/limits"
+        answer = self._request("PUT", path, body)
+        if not isinstance(answer, dict):
+            raise ClientError(0, "bad_response", f"PUT {path} answered {answer!r}")
+        return answer
 
     def promote(self, job_id: str) -> dict[str, Any]:
         """Run a scheduled or backing-off job now; the job afterwards. `ClientError`

@@ -198,6 +198,9 @@ class Job(ApiModel):
     )
     expired_at: Stamp | None = Field(None, description="When it ended `expired`.")
     unique_key: str | None = Field(None, description="The unique_key it was submitted with.")
+    concurrency_key: str | None = Field(
+        None, description="The concurrency_key it was submitted with."
+    )
     traceparent: str | None = Field(
         None,
         description="The W3C trace context of the submit (its valid `traceparent` header, "

@@ -207,3 +207,19 @@ class RetryAfter(Exception):
             raise ValueError("RetryAfter needs a delay of 0 seconds or more")
         super().__init__(reason or f"the handler asked to retry in {seconds:g}s")
         self.seconds = float(seconds)
+
+
+class RateLimited(Exception):
+    """Raise it from a handler when a partner says "too many requests" (flow control,
+    docs/flow-control.md): the job goes back to its queue WITHOUT using an attempt,
+    and no job of its task (``per="task"``, the default) or of its whole queue
+    (``per="queue"``) starts on any worker for `retry_after` seconds."""
+
+    def __init__(self, retry_after: float, reason: str = "", *, per: str = "task") -> None:
+        if not retry_after >= 0:
+            raise ValueError("RateLimited needs a retry_after of 0 seconds or more")
+        if per not in ("task", "queue"):
+            raise ValueError('RateLimited: per must be "task" or "queue"')
+        super().__init__(reason or f"rate limited: hold {per} off for {retry_after:g}s")
+        self.retry_after = float(retry_after)
+        self.per = per

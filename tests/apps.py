@@ -37,5 +37,6 @@ PRODUCER_ALLOWED = frozenset(
         ("POST", "/workflows"),
         ("GET", "/workflows/<workflow_id>"),
         ("GET", "/jobs/<job_id>/webhooks"),
+        ("GET", "/queues/<name>/limits"),  # flow control (docs/flow-control.md)
     }
 )

@@ -16,7 +16,7 @@ import redis
 from pydantic import BaseModel
 
 from jobsys import current_job, task
-from jobsys.tasks import RetryAfter
+from jobsys.tasks import RateLimited, RetryAfter
 
 _client: redis.Redis | None = None
 
@@ -201,3 +201,40 @@ def slow_first(payload: Any) -> Any:
     if job.attempt == 1:
         time.sleep(float(payload))
     return job.attempt
+
+
+@task("throttled")
+def throttled(payload: Any) -> Any:
+    """Raise RateLimited(payload["hold"]) the first time a job runs (a partner's 429),
+    succeed after; every run is recorded in ``test:throttled`` as "<tag>:<ms>"."""
+    r = _redis()
+    s, us = r.time()
+    r.rpush("test:throttled", f"{payload['tag']}:{int(s) * 1000 + int(us) // 1000}")
+    if r.incr(f"test:throttled:{payload['tag']}") == 1:
+        raise RateLimited(float(payload["hold"]), per=payload.get("per", "task"))
+    return "ok"
+
+
+@task("tenant")
+def tenant(payload: Any) -> Any:
+    """Record "start <key> <n>" / "end <key> <n>" in ``test:tenant`` around `sleep` s
+    (the handlers' own record of which concurrency key runs when)."""
+    r = _redis()
+    r.rpush("test:tenant", f"start {payload['key']} {payload['n']}")
+    time.sleep(float(payload.get("sleep", 0)))
+    r.rpush("test:tenant", f"end {payload['key']} {payload['n']}")
+    return None
+
+
+@task("stamp")
+def stamp(payload: Any) -> Any:
+    """Record when it started (ms since the epoch, taken first thing, before the first
+    call's connection to Redis) in ``test:stamps``, and by job id in the hash
+    ``test:stamped``. The tests that use it run Redis on the same machine (one clock)."""
+    ms = int(time.time() * 1000)
+    r = _redis()
+    r.rpush("test:stamps", ms)
+    job = current_job()
+    if job is not None:
+        r.hset("test:stamped", job.id, ms)
+    return None

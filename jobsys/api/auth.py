@@ -99,6 +99,8 @@ ACCESS: dict[tuple[str, str], Access] = {
     # flow control (docs/flow-control.md)
     ("POST", "/queues/<name>/pause"): Access.ADMIN,
     ("POST", "/queues/<name>/resume"): Access.ADMIN,
+    ("GET", "/queues/<name>/limits"): Access.PRODUCER,
+    ("PUT", "/queues/<name>/limits"): Access.ADMIN,
     ("POST", "/jobs/<job_id>/promote"): Access.ADMIN,
     ("POST", "/jobs/<job_id>/retry"): Access.ADMIN,
     ("PATCH", "/jobs/<job_id>"): Access.ADMIN,

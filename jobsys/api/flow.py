@@ -14,7 +14,7 @@ from jobsys.api import operations as doc
 from jobsys.api import validation
 from jobsys.api.headers import param
 from jobsys.api.routes import state
-from jobsys.api.schemas import QueueState
+from jobsys.api.schemas import QueueLimits, QueueState
 from jobsys.errors import QueueNotFound
 from jobsys.models import check_queue_name
 
@@ -54,6 +54,42 @@ def resume_queue(name: str) -> ResponseReturnValue:
     """
     paused = state().store.flow.set_paused(_queue(name), False)
     return QueueState(name=name, paused=paused).to_api()
+
+
+@bp.get("/queues/<name>/limits")
+@doc.operation(
+    "getQueueLimits",
+    {"200": ("Its limits, and those of its tasks.", "QueueLimits")},
+    {"404": "NotFound", **doc.READ},
+    params=(_QUEUE,),
+)
+def queue_limits(name: str) -> ResponseReturnValue:
+    """A queue's pause, rate and concurrency limits"""
+    flow = state().store.flow.state(_queue(name))
+    return QueueLimits.model_validate({"name": name, **flow.to_api()}).to_api()
+
+
+@bp.put("/queues/<name>/limits")
+@doc.operation(
+    "putQueueLimits",
+    {"200": ("All its limits afterwards.", "QueueLimits")},
+    {**doc.WRITE, "404": "NotFound", **doc.READ},
+    "LimitsRequest",
+    params=(_QUEUE,),
+)
+def put_queue_limits(name: str) -> ResponseReturnValue:
+    """Set a queue's (or one of its tasks') rate and concurrency limits
+
+    Sets exactly the limits given (an absent or null one is removed) of the queue, or
+    of `task` in it. Enforced by every claim, across all workers, with the Redis
+    clock: at most `rate.limit` starts in any `rate.period_seconds`, and at most
+    `concurrency` running jobs per `concurrency_key`. See docs/flow-control.md.
+    """
+    queue = _queue(name)
+    body = validation.limits_request(request)
+    rate = (body.rate.limit, body.rate.period_seconds) if body.rate else None
+    flow = state().store.flow.set_limits(queue, body.task, rate, body.concurrency)
+    return QueueLimits.model_validate({"name": name, **flow.to_api()}).to_api()
 
 
 @bp.post("/jobs/<job_id>/promote")

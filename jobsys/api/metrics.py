@@ -16,6 +16,9 @@ Families (labels in brackets):
   oldest `queued` job was queued), as GET /queues shows them.
 - ``jobsys_dead_letter_jobs`` (the length of ``dead_letter``),
   ``jobsys_workers_alive``.
+- flow control (docs/flow-control.md): ``jobsys_flow_held_back_total`` {queue,
+  rule}: jobs a claim would have started but a rule held back (rule: paused, hold,
+  rate, concurrency); ``jobsys_queue_paused`` {queue}: 1 while paused.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from jobsys.settings import Settings
-from jobsys.store import Store
+from jobsys.store import QueueMetrics, Store
 
 #: The Content-Type of the answer.
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -76,6 +79,7 @@ class RedisCollector(Collector):
                 for task, value in sorted(q.counters.get(name, {}).items()):
                     family.add_metric([q.stats.name, task], value)
             yield family
+        yield from _flow(queues)
         for name, doc in _HISTOGRAMS.items():
             hist = HistogramMetricFamily(f"jobsys_job_{name}", doc, labels=labels)
             for q in queues:
@@ -105,6 +109,25 @@ class RedisCollector(Collector):
             "Workers whose last heartbeat is within WORKER_LIVENESS_SECONDS.",
             value=alive,
         )
+
+
+def _flow(queues: list[QueueMetrics]) -> Iterator[Metric]:
+    """The flow-control families (docs/flow-control.md)."""
+    held = CounterMetricFamily(
+        "jobsys_flow_held_back",
+        "Jobs a claim would have started but a flow rule held back (rule: paused, hold, "
+        "rate, concurrency); one job is counted again at each claim that passes it over.",
+        labels=["queue", "rule"],
+    )
+    paused = GaugeMetricFamily(
+        "jobsys_queue_paused", "1 while the queue is paused.", labels=["queue"]
+    )
+    for q in queues:
+        for rule, value in sorted(q.counters.get("held", {}).items()):
+            held.add_metric([q.stats.name, rule], value)
+        paused.add_metric([q.stats.name], 1 if q.stats.paused else 0)
+    yield held
+    yield paused
 
 
 def make_registry(store: Store, settings: Settings) -> CollectorRegistry:

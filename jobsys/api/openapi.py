@@ -27,6 +27,7 @@ from jobsys.api.operations import ATTR, REF, Operation
 from jobsys.api.validation import (
     BatchRequest,
     JobPatch,
+    LimitsRequest,
     ScheduleRequest,
     Selection,
     SubmitRequest,
@@ -48,6 +49,7 @@ _MODELS: dict[str, Any] = {
         ScheduleRequest,
         JobPatch,
         WebhookRequest,
+        LimitsRequest,
         Job,
         *schemas.ANSWERS,
     )

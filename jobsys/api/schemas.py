@@ -68,6 +68,34 @@ class Minute(ApiModel):
     failed: Count
 
 
+class RateLimit(ApiModel):
+    """A rate limit: at most `limit` job starts per `period_seconds` (docs/flow-control.md)."""
+
+    limit: int = Field(ge=1)
+    period_seconds: float = Field(gt=0)
+
+
+class TaskLimits(ApiModel):
+    """The limits of a queue, or of one task in it (docs/flow-control.md)."""
+
+    # Null is a value here: no such limit.
+    rate: RateLimit | None = Field(description="At most this many starts per period; null: none.")
+    concurrency: int | None = Field(
+        ge=1, description="At most this many running jobs per concurrency_key; null: none."
+    )
+    hold_until: IsoTime | None = Field(
+        default=None,
+        description="Present while a handler's RateLimited holds these jobs off: none starts "
+        "before this time.",
+    )
+
+
+class FlowLimits(TaskLimits):
+    """A queue's limits, and those of its tasks (docs/flow-control.md)."""
+
+    tasks: dict[str, TaskLimits] = Field(description="Limits of single tasks, by task name.")
+
+
 class QueueView(ApiModel):
     """One queue with its counts (GET /queues)."""
 
@@ -92,6 +120,7 @@ class QueueView(ApiModel):
         description="Paused (POST /queues/<name>/pause): submits are accepted, no worker "
         "starts its jobs, running ones finish."
     )
+    limits: FlowLimits = Field(description="Its rate and concurrency limits.")
 
 
 class Queues(ApiModel):
@@ -253,9 +282,17 @@ class QueueState(ApiModel):
     paused: bool = Field(description="Whether the queue is paused now.")
 
 
+class QueueLimits(FlowLimits):
+    """The answer to GET and PUT /queues/<name>/limits (docs/flow-control.md)."""
+
+    name: str
+    paused: bool
+
+
 #: Every answer that is a component of the OpenAPI document, under its class name.
 ANSWERS = (
     QueueState,  # flow control
+    QueueLimits,
     Submitted,
     BatchSubmitted,
     Schedule,

@@ -29,7 +29,6 @@ from pydantic import (
     Field,
     Tag,
     ValidationError,
-    ValidationInfo,
     field_validator,
 )
 from pydantic_core import ErrorDetails, PydanticSerializationError, to_json
@@ -286,6 +285,15 @@ class BatchJob(BaseModel):
         ),
         json_schema_extra=_drop_default,
     )
+    concurrency_key: UniqueKey | None = Field(
+        default=None,
+        description=(
+            "E.g. a tenant id: the queue's (or task's) concurrency limit caps how many jobs "
+            "with the same key run at once, and waiting keys are served round-robin. 1 to "
+            "200 printable characters."
+        ),
+        json_schema_extra=_drop_default,
+    )
 
     # workflows (docs/workflows.md)
     depends_on: list[Annotated[str, Field(pattern=JOB_ID_PATTERN)]] | None = Field(
@@ -333,6 +341,7 @@ class BatchJob(BaseModel):
             depends_on=tuple(dict.fromkeys(p.lower() for p in self.depends_on or ())),
             on_parent_failure=self.on_parent_failure,
             callback_url=self.callback_url,
+            concurrency_key=self.concurrency_key,
         )
 
     @property
@@ -354,7 +363,7 @@ class SubmitRequest(BatchJob):
             "While a job of the queue with this key waits or runs (or within "
             "unique_for_seconds of the first submit), a submit with it queues nothing and "
             'answers 200 with that job\'s id and "duplicate": true. 1 to 200 printable '
-            "characters. Not with an Idempotency-Key."
+            "characters."
         ),
         json_schema_extra=_drop_default,
     )
@@ -364,16 +373,9 @@ class SubmitRequest(BatchJob):
         le=MAX_DELAY_S,
         allow_inf_nan=False,
         description="With unique_key: the key also holds this long from the first submit, "
-        "even once its job has ended (at most a year).",
+        "even once its job has ended (at most a year). Ignored without a unique_key.",
         json_schema_extra=_drop_default,
     )
-
-    @field_validator("unique_for_seconds")
-    @classmethod
-    def _window_needs_a_key(cls, value: float | None, info: ValidationInfo) -> float | None:
-        if value is not None and info.data.get("unique_key") is None:
-            raise ValueError("needs a unique_key")
-        return value
 
     def submission(self, traceparent: str | None = None) -> Submission:
         """What the store needs to queue this job (in trace `traceparent`)."""
@@ -455,6 +457,42 @@ class JobPatch(BaseModel):
         if isinstance(value, float) and value.is_integer():
             return int(value)
         return value
+
+
+class RateRequest(BaseModel):
+    """A rate limit of PUT /queues/<name>/limits."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, title="RateRequest")
+
+    limit: int = Field(ge=1, le=1_000_000, description="At most this many job starts ...")
+    period_seconds: float = Field(
+        ge=0.001,
+        le=86400,
+        allow_inf_nan=False,
+        description="... per this many seconds (1 ms to a day).",
+    )
+
+
+class LimitsRequest(BaseModel):
+    """The JSON body of PUT /queues/<name>/limits (flow control, docs/flow-control.md)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, title="LimitsRequest")
+
+    task: TaskName | None = Field(
+        default=None,
+        description="Set the limits of this task of the queue; absent: the queue's own.",
+        json_schema_extra=_drop_default,
+    )
+    rate: RateRequest | None = Field(
+        default=None,
+        description="At most `limit` starts per `period_seconds`; null or absent: none.",
+    )
+    concurrency: int | None = Field(
+        default=None,
+        ge=1,
+        le=1_000_000,
+        description="At most this many running jobs per concurrency_key; null or absent: none.",
+    )
 
 
 #: A task name to filter by (any characters: it only has to match).
@@ -660,6 +698,11 @@ def selection(request: Request) -> ByIds | All | ByFilter:
     """Validate the body of ``POST /dead-letter/retry`` and ``/dead-letter/purge``."""
     body = _json_body(request)
     return _validate(_SELECTIONS[_selected(body)], body)
+
+
+def limits_request(request: Request) -> LimitsRequest:
+    """Validate the body of ``PUT /queues/<name>/limits``."""
+    return _validate(LimitsRequest, _json_body(request))
 
 
 def job_patch(request: Request) -> JobPatch:

@@ -55,6 +55,51 @@ def queues_resume(name: str, url: str | None, token: str | None) -> None:
     _set(name, False, url, token)
 
 
+def _rate(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    if value is None:
+        return None
+    n, sep, seconds = value.partition("/")
+    try:
+        rate = (int(n), float(seconds))
+    except ValueError:
+        rate = None
+    if not sep or rate is None or rate[0] < 1 or not 0 < rate[1] <= 86400:
+        raise click.BadParameter(f"{value!r}: give N/SECONDS, e.g. 50/10 (N >= 1)")
+    return rate
+
+
+@queues.command("limit")
+@click.argument("name")
+@click.option("--task", help="Set the limits of this task of the queue [the queue's own].")
+@click.option("--rate", metavar="N/S", callback=_rate, help="At most N starts per S seconds.")
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="At most N running jobs per concurrency_key.",
+)
+@url_and_token
+def queues_limit(
+    name: str,
+    task: str | None,
+    rate: tuple[int, float] | None,
+    concurrency: int | None,
+    url: str | None,
+    token: str | None,
+) -> None:
+    """Set exactly these limits of queue NAME (or of --task in it): an option left out
+    removes that limit. Prints all the queue's limits as JSON."""
+    settings = load_settings()
+    with api_client(url, token, settings) as client:
+        try:
+            limits = client.set_limits(name, task=task, rate=rate, concurrency=concurrency)
+        except ClientError as e:
+            if e.status == 404:
+                fail(e.detail or str(e), EXIT_FAILED)
+            raise
+    click.echo(json.dumps(limits, indent=2))
+
+
 def _set(name: str, paused: bool, url: str | None, token: str | None) -> None:
     settings = load_settings()
     with api_client(url, token, settings) as client:

@@ -83,6 +83,7 @@ def _parse_payload(ctx: click.Context, param: click.Parameter, value: str | None
     metavar="S",
     help="With --unique-key: the key also holds S seconds from the first submit.",
 )
+@click.option("--concurrency-key", metavar="K", help="Its concurrency key, e.g. a tenant id.")
 @url_and_token
 def submit(
     task: str,
@@ -99,6 +100,7 @@ def submit(
     expires_at: str | None,
     unique_key: str | None,
     unique_for_s: float | None,
+    concurrency_key: str | None,
     url: str | None,
     token: str | None,
 ) -> None:
@@ -122,6 +124,7 @@ def submit(
             expires_at=expires_at,
             unique_key=unique_key,
             unique_for_seconds=unique_for_s,
+            concurrency_key=concurrency_key,
         )
         if not wait:
             click.echo(job_id)

@@ -270,7 +270,7 @@ def expired_index(queue: str) -> str:
 def unique(queue: str, key_digest: str) -> str:
     """STRING ``jobsys:queue:{q}:unique:<sha256 of the unique_key>``: the job of queue q
     that holds a unique key, and the end of its window: ``"<id> <ms>"`` (ms 0: no
-    window). Written by enqueue_unique.lua. TTL: max(window, COMPLETED_RETENTION_SECONDS)
+    window). Written by enqueue_flow.lua. TTL: max(window, COMPLETED_RETENTION_SECONDS)
     (none when retention is 0)."""
     return f"jobsys:queue:{{{queue}}}:unique:{key_digest}"
 
@@ -358,3 +358,27 @@ def outbox_dead(queue: str) -> str:
     """LIST ``jobsys:queue:{q}:outbox:dead``: ids of deliveries that never succeeded,
     newest first, at most 10,000. TTL: none."""
     return f"jobsys:queue:{{{queue}}}:outbox:dead"
+
+
+def flow_prefix(queue: str) -> str:
+    """The prefix ``jobsys:queue:{q}:flow:`` of queue q's flow keys that claim.lua
+    derives while it runs (it learns tasks and concurrency keys from the jobs):
+
+    - ``<prefix>rate`` and ``<prefix>rate:<task>``: ZSET, the starts of the queue's
+      (task's) rate limit in its current period, member ``<id>:<attempt>``, score =
+      ms (Redis clock); trimmed at each claim. TTL: the period, renewed per start.
+    - ``<prefix>run:<key>`` and ``<prefix>run:<task>:<key>``: ZSET, the running jobs
+      of concurrency key ``<key>`` (``<id>:<attempt>``), pruned at each claim that
+      checks the key of the jobs that no longer run that attempt. TTL: 2 days,
+      renewed per start.
+
+    All in the queue's hash slot."""
+    return f"jobsys:queue:{{{queue}}}:flow:"
+
+
+def fair(queue: str) -> str:
+    """HASH ``jobsys:queue:{q}:fair``: for fair queuing of concurrency keys, each key ->
+    the last sequence number its jobs got, and field ``""`` -> the highest given
+    (see enqueue_flow.lua). Fields behind the queue's virtual time are dropped a few
+    at a time. TTL: none."""
+    return f"jobsys:queue:{{{queue}}}:fair"

@@ -44,10 +44,13 @@ NAMES = (
     "pause",
     "promote",
     "reprioritize",
-    "enqueue_unique",
+    "enqueue_flow",
+    "limits",
+    "rate_limited",
     # workflows (issue 17; docs/workflows.md)
     "enqueue_graph",
     "cancel_batch",
+    # webhooks (issue 14; docs/events.md)
     "hook_claim",
     "hook_settle",
 )

@@ -206,6 +206,9 @@ class QueueStats:
     oldest_age_seconds: float | None = None
     #: Paused: no worker starts its jobs (flow control, docs/flow-control.md).
     paused: bool = False
+    #: Flow control: the queue's limits, as `FlowState.to_api` shows them (no
+    #: "paused"); None: none.
+    limits: dict[str, Any] | None = None
 
     def to_api(self) -> dict[str, Any]:
         """The JSON form used by `GET /queues`."""
@@ -217,6 +220,7 @@ class QueueStats:
             "dead": self.dead,
             "oldest_age_seconds": self.oldest_age_seconds,
             "paused": self.paused,
+            "limits": self.limits or {"rate": None, "concurrency": None, "tasks": {}},
         }
 
 

@@ -540,29 +540,69 @@ class Scripts:
         ks = [keys.flow(queue), keys.ready(queue), keys.wakeup(queue)]
         return bool(self._run("pause", ks, ["1" if paused else "0"]))
 
-    def enqueue_unique(
-        self, queue: str, job_id: str, arg: str, unique_key: str, window_ms: int
-    ) -> tuple[str, str, str] | bool:
-        """Submit one job that carries `unique_key` (see enqueue_unique.lua): True when it
-        was queued `scheduled`, False when `queued`; (id, status, task) of the job that
-        holds the key when it was a duplicate. Raises `TooManyQueues`."""
-        digest = hashlib.sha256(unique_key.encode()).hexdigest()
+    def enqueue_flow(
+        self,
+        queue: str,
+        ids: Sequence[str],
+        argv: Sequence[str],
+        unique_key: str | None = None,
+        window_ms: int = 0,
+        idempotency: Idempotency | None = None,
+    ) -> Enqueued | tuple[str, str, str]:
+        """Submit jobs that carry flow-control fields (see enqueue_flow.lua): which
+        were made `scheduled`, or, for a duplicate of `unique_key` (one job only), the
+        (id, status, task) of the job that holds the key. Raises `TooManyQueues`."""
         head, metrics_key, queue_arg, max_queues = _enqueue_call(queue, self._max_queues)
-        ks: list[str | bytes] = [*head, keys.job(job_id), metrics_key, keys.unique(queue, digest)]
-        ks.append(keys.events(queue))
-        args: list[Any] = [queue_arg, max_queues, arg, window_ms, keys.JOB_PREFIX]
-        args += [self._retention.completed_s, unique_key, self._events_max_len]
+        fair = keys.fair(queue)
+        unique = fair
+        if unique_key is not None:
+            unique = keys.unique(queue, hashlib.sha256(unique_key.encode()).hexdigest())
+        idem = fair if idempotency is None else keys.idempotency(idempotency.key_digest, queue)
+        ks: list[str | bytes] = [*head, metrics_key, fair, unique, idem, *map(keys.job, ids)]
+        ks.append(keys.events(queue))  # last: see emit in _lib.lua
+        args: list[Any] = [queue_arg, max_queues, keys.JOB_PREFIX, self._retention.completed_s]
+        args += [unique_key or "", window_ms]
+        if idempotency is None:
+            args += ["", ""]
+        else:
+            args += [idempotency.ttl_s, idempotency.fingerprint]
+        args += [*argv, self._events_max_len]
         if self._registry is not None:
             self._registry.ensure(queue)
         try:
-            answer = self._run("enqueue_unique", ks, args)
+            answer = self._run("enqueue_flow", ks, args)
         except ResponseError as e:
             if "TOO_MANY_QUEUES" in str(e):
                 raise TooManyQueues(queue, self._max_queues) from None
+            if "IDEMPOTENCY_CONFLICT" in str(e):
+                raise IdempotencyConflict(queue) from None
             raise
         if _text(answer[0]) == "duplicate":
             return _text(answer[1]), _text(answer[2]), _text(answer[3])
-        return len(answer) > 1
+        if _text(answer[0]) == "replay":
+            positions = _text(answer[1])
+            scheduled = frozenset(int(p) - 1 for p in positions.split(",") if p)
+            return Enqueued(scheduled, [_text(x) for x in answer[2:]])
+        return Enqueued(frozenset(int(p) - 1 for p in answer[1:]))
+
+    def set_limits(self, queue: str, task: str | None, rate: str, concurrency: str) -> None:
+        """Set the limits of `queue` (or of `task` in it): rate "<n>,<period ms>" and
+        concurrency per key, '' = none (see limits.lua)."""
+        ks = [keys.flow(queue), keys.ready(queue), keys.wakeup(queue)]
+        self._run("limits", ks, ["" if task is None else f"|{task}", rate, concurrency])
+
+    def rate_limited(
+        self, queue: str, worker: str, jobs: Sequence[tuple[str, int, int, str]]
+    ) -> list[str]:
+        """Hand back jobs whose handler raised RateLimited [(id, attempt, retry_after_ms,
+        "task" | "queue")]: "held", "cancelled" or "stale" each (see rate_limited.lua)."""
+        ks = [keys.leases(queue), keys.ready(queue), keys.flow(queue), *_index_keys(queue)]
+        args: list[Any] = [worker]
+        for job_id, attempt, ms, what in jobs:
+            ks.append(keys.job(job_id))
+            args += [job_id, attempt, ms, what]
+        ks += [*_hook_keys(queue), keys.events(queue)]
+        return [_text(x) for x in self._run_ending("rate_limited", ks, args)]
 
     def promote(self, queue: str, job_id: str) -> str:
         """Run a job of `queue` that waits for a due time now (see promote.lua for
@@ -694,10 +734,11 @@ def _claim_call(
 ) -> tuple[list[str], list[Any]]:
     ks = [keys.ready(queue), keys.scheduled(queue), keys.leases(queue), keys.wakeup(queue)]
     ks += _index_keys(queue)
-    ks += [keys.flow(queue), keys.expired_index(queue)]  # flow control (docs/flow-control.md)
+    # flow control (docs/flow-control.md)
+    ks += [keys.flow(queue), keys.expired_index(queue), keys.metrics(queue)]
     ks.append(keys.events(queue))  # last: see emit in _lib.lua
-    args = [keys.JOB_PREFIX, worker, lease_ms, max_jobs, promote, expired_ttl_s, events_max_len]
-    return ks, args
+    args = [keys.JOB_PREFIX, worker, lease_ms, max_jobs, promote, expired_ttl_s]
+    return ks, [*args, keys.flow_prefix(queue), events_max_len]
 
 
 def _claimed(flat: list[Any]) -> list[Claimed]:

@@ -25,7 +25,7 @@ from jobsys.store.cluster import Wakers, one_slot
 from jobsys.store.connection import connect
 from jobsys.store.deadletter import DeadLetter, Outcome
 from jobsys.store.events import EventLog
-from jobsys.store.flow import FlowControl
+from jobsys.store.flow import FlowControl, FlowState
 from jobsys.store.listing import DEFAULT_LIMIT, Listing, Page, queue_names
 from jobsys.store.metrics import THROUGHPUT_MINUTES, Deltas, QueueMetrics, QueueStats
 from jobsys.store.schedules import ScheduleStore
@@ -129,7 +129,12 @@ class Store:
         Each job is a `Submission` or a ``(task, payload)`` pair, where a ``None``
         payload means "no payload".
         """
-        ids, argv = self._argv(jobs, queue)
+        subs = list(jobs)
+        flow = [j for j in subs if isinstance(j, Submission)]
+        if any(j.unique_key is not None or j.concurrency_key for j in flow):  # flow control
+            whole = [j if isinstance(j, Submission) else Submission(j[0], j[1]) for j in subs]
+            return self._submit_flow(whole, queue, None).ids
+        ids, argv = self._argv(subs, queue)
         if not ids:
             return []
         with translate_errors():
@@ -155,22 +160,9 @@ class Store:
         Raises `IdempotencyConflict` when `key` was used with a different request or
         another queue (then nothing is written).
         """
-        if jobs and jobs[0].unique_key is not None:  # flow control
-            if len(jobs) > 1:
-                raise InvalidJob("unique_key", "only a single submit may carry one")
-            return self._submit_unique(jobs[0], queue, key)
-        idem = None
-        if key is not None:
-            # The queue is part of what "the same request" means, whether or not
-            # `request` names it (a key is one per deployment, not per queue).
-            canonical = json.dumps(
-                {"queue": queue, "request": request}, sort_keys=True, separators=(",", ":")
-            )
-            idem = Idempotency(
-                key_digest=hashlib.sha256(key.encode()).hexdigest(),
-                fingerprint=hashlib.sha256(canonical.encode()).hexdigest(),
-                ttl_s=self.settings.idempotency_ttl_s,
-            )
+        idem = self._idempotency(key, queue, request)
+        if any(j.unique_key is not None or j.concurrency_key for j in jobs):  # flow control
+            return self._submit_flow(jobs, queue, idem)
         if any(j.depends_on for j in jobs):  # workflows: jobs that wait for others
             return workflows.submit(self, jobs, queue, idempotency=idem)
         ids, argv = self._argv(jobs, queue)
@@ -183,25 +175,49 @@ class Store:
             statuses[i] = "scheduled"
         return Submitted(ids, statuses, replayed=done.replayed_ids is not None)
 
-    def _submit_unique(self, job: Submission, queue: str, key: str | None) -> Submitted:
-        """Submit `job`, which carries a unique key, in one atomic step with the check
-        of its key (see enqueue_unique.lua; docs/flow-control.md)."""
-        assert job.unique_key is not None
-        if key is not None:
+    def _idempotency(self, key: str | None, queue: str, request: Any) -> Idempotency | None:
+        """The Idempotency-Key `key` of a request `request` to `queue`, as the scripts
+        take it (None without a key)."""
+        if key is None:
+            return None
+        # The queue is part of what "the same request" means, whether or not
+        # `request` names it (a key is one per deployment, not per queue).
+        canonical = json.dumps(
+            {"queue": queue, "request": request}, sort_keys=True, separators=(",", ":")
+        )
+        return Idempotency(
+            key_digest=hashlib.sha256(key.encode()).hexdigest(),
+            fingerprint=hashlib.sha256(canonical.encode()).hexdigest(),
+            ttl_s=self.settings.idempotency_ttl_s,
+        )
+
+    def _submit_flow(
+        self, jobs: Sequence[Submission], queue: str, idem: Idempotency | None
+    ) -> Submitted:
+        """Submit jobs with a unique key (a single job) or concurrency keys, in one
+        atomic step with the check of the unique key (see enqueue_flow.lua;
+        docs/flow-control.md)."""
+        unique = jobs[0].unique_key
+        if unique is not None and len(jobs) > 1:
+            raise InvalidJob("unique_key", "only a single submit may carry one")
+        if any(j.depends_on for j in jobs):  # workflows take their own path (enqueue_graph)
             raise InvalidJob(
-                "unique_key",
-                "cannot be combined with an Idempotency-Key: a unique submit is already "
-                "safe to repeat (a repeat answers the same job)",
+                "depends_on", "cannot be combined with unique_key or concurrency_key yet"
             )
-        job_id = new_job_id(queue)
-        arg = job_arg(job_id, job, self.settings.max_retries)
-        window_ms = stamps.duration_ms(job.unique_for_s) if job.unique_for_s else 0
+        ids, argv = self._argv(jobs, queue)
+        window_s = jobs[0].unique_for_s
+        window_ms = max(1, stamps.duration_ms(window_s)) if unique is not None and window_s else 0
         with translate_errors():
-            done = self.scripts.enqueue_unique(queue, job_id, arg, job.unique_key, window_ms)
+            done = self.scripts.enqueue_flow(queue, ids, argv, unique, window_ms, idem)
         if isinstance(done, tuple):
             held, status, task = done
             return Submitted([held], [status], duplicate=True, task=task)
-        return Submitted([job_id], ["scheduled" if done else "queued"])
+        if done.replayed_ids is not None:
+            ids = done.replayed_ids
+        statuses = ["queued"] * len(ids)
+        for i in done.scheduled:
+            statuses[i] = "scheduled"
+        return Submitted(ids, statuses, replayed=done.replayed_ids is not None)
 
     def _argv(
         self, jobs: Iterable[Submission | tuple[str, Any]], queue: str
@@ -236,13 +252,15 @@ class Store:
                     pipe.zcard(keys.scheduled(q))
                     pipe.zcard(keys.index(q, "failed"))
                     pipe.zrange(keys.index(q, "queued"), 0, 0, withscores=True)
-                    pipe.hexists(keys.flow(q), "paused")  # flow control
+                    pipe.hgetall(keys.flow(q))  # flow control
                 counts = pipe.execute()
                 for i, q in enumerate(part):
-                    depth, in_flight, scheduled, dead, oldest, paused = counts[6 * i : 6 * i + 6]
+                    depth, in_flight, scheduled, dead, oldest, flow = counts[6 * i : 6 * i + 6]
                     age = round(max(0.0, (now_ms - oldest[0][1]) / 1000), 3) if oldest else None
+                    limits = FlowState.from_hash(flow, now_ms).to_api()
+                    paused = limits.pop("paused")
                     stats.append(
-                        QueueStats(q, depth, in_flight, scheduled, dead, age, bool(paused))
+                        QueueStats(q, depth, in_flight, scheduled, dead, age, paused, limits)
                     )
         return stats
 

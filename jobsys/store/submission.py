@@ -48,6 +48,9 @@ class Submission:
     on_parent_failure: str = "cancel"
     #: Where to POST the job's end (a signed webhook; docs/events.md), if anywhere.
     callback_url: str | None = None
+    #: Flow control: jobs with the same key are limited together by the queue's (or
+    #: task's) concurrency limit, and keys are served round-robin.
+    concurrency_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -110,7 +113,8 @@ def job_arg(job_id: str, sub: Submission | tuple[str, Any], default_max_retries:
 
     A JSON array ``[id, task, max_retries, priority, run_at_ms, delay_ms, timeout,
     traceparent]`` (run_at_ms 0, timeout and traceparent '' = none), with, only for a
-    job that expires, ``expires_at_ms, ttl_ms`` after them (0 = none), then, when the
+    job that expires or has a concurrency key, ``expires_at_ms, ttl_ms`` after them
+    (0 = none) and then its concurrency key if any, then, when the
     job has a payload, a newline and the payload's JSON text, which the script
     stores verbatim. JSON as `json` writes it here never holds a raw newline (one
     inside a string is written ``\\n``; no indent), so the first newline ends the
@@ -135,14 +139,19 @@ def job_arg(job_id: str, sub: Submission | tuple[str, Any], default_max_retries:
             "" if sub.timeout_s is None else repr(float(sub.timeout_s)),
             sub.traceparent or "",
         ]
-        # Optional tail: [9] expires_at_ms and [10] ttl_ms (flow control; 0 = none),
-        # then [11] callback_url (webhooks), present only when the job has them.
-        if sub.expires_at is not None or sub.ttl_s is not None or sub.callback_url:
-            fields += [
+        # Optional tail, present only as far as the job needs it: [9] expires_at_ms and
+        # [10] ttl_ms (flow control; 0 = none), [11] callback_url (webhooks; '' = none),
+        # [12] concurrency_key (flow control, enqueue_flow.lua only).
+        tail: list[Any] = []
+        if sub.expires_at is not None or sub.ttl_s is not None:
+            tail = [
                 stamps.epoch_ms(sub.expires_at) if sub.expires_at is not None else 0,
-                stamps.duration_ms(sub.ttl_s) if sub.ttl_s is not None else 0,
+                max(1, stamps.duration_ms(sub.ttl_s)) if sub.ttl_s is not None else 0,
             ]
-        if sub.callback_url:
-            fields.append(sub.callback_url)
+        if sub.callback_url or sub.concurrency_key:
+            tail = (tail or [0, 0]) + [sub.callback_url or ""]
+        if sub.concurrency_key:
+            tail.append(sub.concurrency_key)
+        fields += tail
     head = _dumps_head(fields)
     return f"{head}\n{_dumps(payload)}" if has_payload else head

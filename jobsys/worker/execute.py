@@ -36,6 +36,10 @@ class Outcome:
     #: No retry can help (a payload its task's model refuses, an unknown task under
     #: UNKNOWN_TASKS=reject): the job fails at once, whatever retries it has left.
     final: bool = False
+    #: Flow control: the handler raised RateLimited: hand the job back (no attempt
+    #: used) and hold its task (or queue, `rate_limited_per`) off this long.
+    rate_limited_s: float | None = None
+    rate_limited_per: str = "task"
 
 
 class InvalidPayload(Exception):
@@ -97,6 +101,14 @@ def raised(job: Claimed, e: BaseException, start: float) -> Outcome:
     asks for its own delay); the traceback goes to the log."""
     if isinstance(e, InvalidPayload):
         return final_failure(str(e), start)
+    if isinstance(e, tasks.RateLimited):  # flow control (docs/flow-control.md)
+        return Outcome(
+            ok=False,
+            error=f"RateLimited: {e}"[:MAX_ERROR_CHARS],
+            duration_s=time.perf_counter() - start,
+            rate_limited_s=e.retry_after,
+            rate_limited_per=e.per,
+        )
     if isinstance(e, tasks.RetryAfter):
         return Outcome(
             ok=False,

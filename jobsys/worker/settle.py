@@ -61,6 +61,10 @@ class Settler:
         """
         ok = [f for f in finished if f.outcome.ok]
         bad = [f for f in finished if not f.outcome.ok]
+        limited = [f for f in bad if f.outcome.rate_limited_s is not None]
+        if limited:  # flow control (docs/flow-control.md)
+            self._hand_back_rate_limited(queue, limited)
+            bad = [f for f in bad if f.outcome.rate_limited_s is None]
         completed = failed = 0
         if ok:
             items = [(f.job.id, f.job.attempt, f.outcome.result_json) for f in ok]
@@ -102,6 +106,26 @@ class Settler:
         if f.outcome.retry_after_s is not None:
             return f.outcome.retry_after_s
         return self._delay(f.job.attempt)
+
+    def _hand_back_rate_limited(self, queue: str, limited: Sequence[Finished]) -> None:
+        """Jobs whose handler raised RateLimited go back unattempted; their task (or
+        queue) is held off (rate_limited.lua; docs/flow-control.md)."""
+        items = [
+            (f.job.id, f.job.attempt, f.outcome.rate_limited_s or 0.0, f.outcome.rate_limited_per)
+            for f in limited
+        ]
+        verdicts = self._retrying(
+            limited, lambda: self.store.flow.rate_limited(queue, self.worker_id, items)
+        )
+        for f, verdict in zip(limited, verdicts or [], strict=False):
+            if verdict == "held":
+                job_event("rate_limited", f.job, queue, self.worker_id,
+                          duration_s=f.outcome.duration_s, level=logging.WARNING,
+                          message=f"held {f.outcome.rate_limited_per} off for "
+                          f"{f.outcome.rate_limited_s:g}s")  # fmt: skip
+            elif verdict == "cancelled":
+                job_event("cancelled", f.job, queue, self.worker_id,
+                          duration_s=f.outcome.duration_s)  # fmt: skip
 
     def _delay(self, attempt: int) -> float:
         return retry_delay_s(

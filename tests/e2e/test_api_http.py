@@ -221,6 +221,12 @@ def test_openapi_is_served(api: ApiProcess, http: requests.Session):
         "/jobs/{job_id}/webhooks",
         "/webhooks",
         "/webhooks/{sub_id}",
+        # flow control (docs/flow-control.md)
+        "/queues/{name}/pause",
+        "/queues/{name}/resume",
+        "/queues/{name}/limits",
+        "/jobs/{job_id}/promote",
+        "/jobs/{job_id}/retry",
     }
 
 

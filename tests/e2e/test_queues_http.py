@@ -87,6 +87,8 @@ def test_queues_priorities_and_the_queue_listing_over_http(
             "scheduled": 1,
             "dead": 0,
             "throughput": by_name["mail"]["throughput"],
+            "paused": False,  # flow control (docs/flow-control.md)
+            "limits": {"rate": None, "concurrency": None, "tasks": {}},
         }
         assert len(by_name["mail"]["throughput"]) == 15
         assert by_name["reports"]["depth"] == 1

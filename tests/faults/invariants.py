@@ -25,6 +25,11 @@ outside Redis, and returns one `Row` of the results table:
    ``children`` set; a batch callback waits only while its batch is unfinished.
 7. **Fencing**: a completed job's result came from its last attempt (the stored
    result names the attempt that produced it).
+7. **Flow control** (docs/flow-control.md): an ``expired`` job is in the queue's
+   ``expired`` index and in no other structure; a concurrency key never has more
+   live running jobs than its limit, and every running job under a limit is in its
+   key's running set (no slot lost, none leaked); a rate log holds no more starts
+   in its window than its limit allows; a paused queue's flow hash is well-formed.
 """
 
 from __future__ import annotations
@@ -47,6 +52,8 @@ REQUIRED_FIELDS = ("task", "queue", "status", "created_at", "attempts", "max_ret
 #: ... and, until it ends, its place in the queue (complete.lua drops it).
 UNENDED_FIELDS = ("rank",)
 UNENDED = ("queued", "scheduled", "processing", keys.WAITING_STATUS)
+#: Statuses with an index of their own beyond `keys.INDEXED_STATUSES` (flow control).
+EXTRA_INDEXED = {"expired": keys.expired_index}
 
 
 @dataclass
@@ -205,6 +212,9 @@ def check(
         for status in (*keys.INDEXED_STATUSES, keys.WAITING_STATUS):
             for job_id in index_members(client, q, status):
                 indexed[job_id].append(f"{q}:{status}")
+        for status, index_key in EXTRA_INDEXED.items():
+            for job_id in client.zrange(index_key(q), 0, -1):
+                indexed[job_id].append(f"{q}:{status}")
     for job_id, h in hashes.items():
         want = f"{h.get('queue', DEFAULT_QUEUE)}:{h.get('status')}"
         if indexed.get(job_id, []) != [want]:
@@ -214,6 +224,12 @@ def check(
         if job_id not in hashes and any(not n.endswith(TERMINAL_INDEXES) for n in names):
             row.structure_errors += 1
             row.problem(f"job {job_id}: no hash, but in the live index {names}")
+
+    # 7. Flow control.
+    for q in queue_names(client):
+        for text in check_flow(client, q, hashes):
+            row.structure_errors += 1
+            row.problem(text)
 
     # 4. Nothing from refused submits; every hash belongs to a submit we made.
     known = set(accepted) | ambiguous
@@ -254,6 +270,8 @@ def check(
                 # expired). Allowed by the state machine; reported.
                 unplanned = row.extra.setdefault("dead_lettered_unplanned", [])
                 unplanned.append(f"{tag}: {h.get('error', '')[:120]}")
+        elif status == "expired":  # flow control: a final state (it never started)
+            row.extra["expired"] = int(row.extra.get("expired", 0)) + 1
         else:
             row.stuck += 1
             row.problem(f"job {job_id} ({tag}) stuck {status} at attempt {h.get('attempts')}")
@@ -289,7 +307,67 @@ def check(
 
 
 #: Indexes that may keep an id briefly after its job expired (pruned by score).
-TERMINAL_INDEXES = (":completed", ":failed", ":cancelled")
+TERMINAL_INDEXES = (":completed", ":failed", ":cancelled", ":expired")
+
+
+def check_flow(
+    client: redis.Redis, queue: str, hashes: Mapping[str, Mapping[str, str]]
+) -> list[str]:
+    """The flow-control invariants of one queue (7. in the module docstring)."""
+    problems: list[str] = []
+    flow = client.hgetall(keys.flow(queue))
+    prefix = keys.flow_prefix(queue)
+    for name, value in flow.items():
+        kind, _, _task = name.partition("|")
+        ok = {
+            "paused": value == "1",
+            "rate": value.count(",") == 1 and all(p.isdigit() for p in value.split(",")),
+            "conc": value.isdigit() and int(value) >= 1,
+            "hold": value.isdigit(),
+        }.get(kind, False)
+        if not ok:
+            problems.append(f"queue {queue}: flow field {name}={value!r} is malformed")
+    # Concurrency: live members of each running set within the limit; every running
+    # job under a limit counted in its set.
+    for set_name in client.scan_iter(match=f"{prefix}run:*", count=1000):
+        live = 0
+        for member in client.zrange(set_name, 0, -1):
+            job_id, _, attempt = member.rpartition(":")
+            h = hashes.get(job_id, {})
+            if h.get("status") == "processing" and h.get("attempts") == attempt:
+                live += 1
+        rest = set_name[len(prefix) + len("run:") :]
+        task, sep, _key = rest.partition(":")
+        limit = flow.get(f"conc|{task}") if sep and f"conc|{task}" in flow else flow.get("conc")
+        if limit is not None and live > int(limit):
+            problems.append(f"{set_name}: {live} running jobs, over the limit {limit}")
+    for job_id, h in hashes.items():
+        ck = h.get("concurrency_key")
+        if h.get("queue", DEFAULT_QUEUE) != queue or h.get("status") != "processing" or not ck:
+            continue
+        task = h.get("task", "")
+        if f"conc|{task}" in flow:
+            set_name = f"{prefix}run:{task}:{ck}"
+        elif "conc" in flow:
+            set_name = f"{prefix}run:{ck}"
+        else:
+            continue
+        if client.zscore(set_name, f"{job_id}:{h.get('attempts')}") is None:
+            # (A job claimed before its limit was set is not counted either: no fault
+            # scenario sets a limit mid-run.)
+            problems.append(f"job {job_id}: running under a limit, not in {set_name}")
+    # Rate logs: no more entries than the limit in the log's window.
+    for log in client.scan_iter(match=f"{prefix}rate*", count=1000):
+        task = log[len(prefix) + len("rate:") :] if log != f"{prefix}rate" else None
+        rule = flow.get("rate" if task is None else f"rate|{task}")
+        if rule is not None and client.zcard(log) > int(rule.split(",")[0]):
+            problems.append(f"{log}: {client.zcard(log)} starts, over the limit {rule}")
+    # Expired jobs: in no queue structure.
+    for job_id in client.zrange(keys.expired_index(queue), 0, -1):
+        h = hashes.get(job_id)
+        if h is not None and h.get("status") != "expired":
+            problems.append(f"job {job_id}: in the expired index but {h.get('status')}")
+    return problems
 
 
 def index_members(client: redis.Redis, queue: str, status: str) -> list[str]:
@@ -337,8 +415,13 @@ def is_schema_key(client: redis.Redis, name: str) -> bool:
         return True
     queues = queue_names(client)
     for fn, params in _key_functions():
-        if not params or params == ["queue"]:
+        if params == ["queue"] and fn.__name__.endswith("_prefix"):
+            # flow control: keys derived from a prefix (keys.flow_prefix)
+            if any(name.startswith(fn(q)) for q in queues):
+                return True
             continue
+        if not params or params == ["queue"] or fn.__name__.startswith("completed_"):
+            continue  # (completed_element/_entry build index elements, not keys)
         fixed = [q for q in queues] if params[0] == "queue" else [None]
         for q in fixed:
             args = [q] if q is not None else []

@@ -93,6 +93,9 @@ SCHEMATHESIS_CONFIG = """
 include-name = [
   "POST /jobs/{job_id}/cancel", "DELETE /schedules/{name}", "DELETE /webhooks/{sub_id}",
   "POST /batches/{batch_id}/cancel",
+  # flow control (docs/flow-control.md)
+  "POST /queues/{name}/pause", "POST /queues/{name}/resume",
+  "POST /jobs/{job_id}/promote", "POST /jobs/{job_id}/retry",
 ]
 headers = { "Content-Type" = "application/json" }
 

@@ -482,6 +482,7 @@ def test_openapi_schemas_match_what_the_api_does(client: FlaskClient):
         "depends_on",
         "on_parent_failure",
         "callback_url",
+        "concurrency_key",
     }
     task = submit["properties"]["task"]
     assert (task["minLength"], task["maxLength"]) == (1, 200)

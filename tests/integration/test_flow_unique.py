@@ -70,7 +70,6 @@ def test_unique_fields_break_rules_with_a_400(client: FlaskClient) -> None:
     cases = (
         ({"task": "a", "unique_key": ""}, "unique_key"),
         ({"task": "a", "unique_key": 5}, "unique_key"),
-        ({"task": "a", "unique_for_seconds": 10}, "unique_for_seconds"),
         ({"task": "a", "unique_key": "k", "unique_for_seconds": 0}, "unique_for_seconds"),
         ({"jobs": [{"task": "a", "unique_key": "k"}]}, "jobs.0.unique_key"),
     )
@@ -79,8 +78,17 @@ def test_unique_fields_break_rules_with_a_400(client: FlaskClient) -> None:
         answer = client.post(path, json=body)
         assert answer.status_code == 400, body
         assert answer.get_json()["field"] == field, body
-    answer = client.post(
-        "/submit", json={"task": "a", "unique_key": "k"}, headers={"Idempotency-Key": "x"}
-    )
-    assert answer.status_code == 400
-    assert answer.get_json()["field"] == "unique_key"
+
+
+def test_an_idempotency_key_is_checked_before_the_unique_key(client: FlaskClient) -> None:
+    body = {"task": "a", "unique_key": "k"}
+    first = client.post("/submit", json=body, headers={"Idempotency-Key": "x"})
+    assert first.status_code == 202
+    again = client.post("/submit", json=body, headers={"Idempotency-Key": "x"})
+    assert again.status_code == 200 and again.get_json()["replayed"] is True
+    assert again.get_json()["id"] == first.get_json()["id"]
+    other = client.post("/submit", json=body, headers={"Idempotency-Key": "y"})
+    assert other.get_json()["duplicate"] is True
+    assert other.get_json()["id"] == first.get_json()["id"]
+    conflict = client.post("/submit", json=body | {"task": "b"}, headers={"Idempotency-Key": "x"})
+    assert conflict.status_code == 409

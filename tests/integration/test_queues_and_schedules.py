@@ -97,6 +97,7 @@ def test_queue_stats_count_each_queue(settings: Settings, store: Store) -> None:
         "scheduled": 0,
         "dead": 0,
         "paused": False,
+        "limits": {"rate": None, "concurrency": None, "tasks": {}},
     }
     assert stats["b"] == {
         "name": "b",
@@ -106,6 +107,7 @@ def test_queue_stats_count_each_queue(settings: Settings, store: Store) -> None:
         "dead": 0,
         "oldest_age_seconds": None,
         "paused": False,
+        "limits": {"rate": None, "concurrency": None, "tasks": {}},
     }
 
 

@@ -29,7 +29,7 @@ SURROGATE = "must be valid Unicode (no lone surrogates)"
 BATCH_FIELDS = (
     "task, payload, priority, delay_seconds, run_at, max_retries, timeout_seconds, "
     "callback_url, "  # webhooks (docs/events.md)
-    "expires_at, ttl_seconds, "  # flow control (docs/flow-control.md)
+    "expires_at, ttl_seconds, concurrency_key, "  # flow control (docs/flow-control.md)
     "depends_on, on_parent_failure"  # workflows (docs/workflows.md)
 )
 SELECTION_FIELDS = "is not a known field (allowed: ids, all, task, queue)"

@@ -68,7 +68,7 @@ _ANSWERS: dict[str, Any] = {
     "enqueue": ["new"], "claim": [0], "complete": [], "fail": [], "release": 1,
     "recover": [], "heartbeat": [[], []], "progress": 1, "tick": "enqueued",
     "cancel": "now", "page": ["", "", []], "drop_queue": "dropped", "replay": [],
-    "purge": [], "workers_live": [], "pause": 1, "enqueue_unique": ["new"],
+    "purge": [], "workers_live": [], "pause": 1, "enqueue_flow": ["new"], "rate_limited": [],
     "promote": "promoted", "reprioritize": "ok",
 }  # fmt: skip
 
@@ -101,10 +101,11 @@ def test_every_key_of_every_script_call_is_in_the_queues_slot(cluster_layout: No
         rec.purge(queue, ids)
         # flow control (docs/flow-control.md)
         rec.pause(queue, True)
-        rec.enqueue_unique(queue, ids[2], "x", "the-key", 0)
+        rec.enqueue_flow(queue, ids, ["x"] * 3, "the-key", 0, Idempotency("ab" * 32, "cd" * 32, 60))
+        rec.rate_limited(queue, "w", [(i, 1, 1000, "task") for i in ids])
         rec.promote(queue, ids[0])
         rec.reprioritize(queue, ids[0], 5)
-        assert len(rec.calls) == 19
+        assert len(rec.calls) == 20
         want = slots.queue_slot(queue)
         for name, ks in rec.calls:
             # The job hashes the scripts derive (claim, recover, heartbeat, page) are

@@ -418,3 +418,156 @@ local function outbox(KEYS, job_key, id, type, now)
   end
   redis.call('HSET', job_key, 'webhooks', table.concat(ids, ','))
 end
+
+-- The flow rules of a queue (its flow HASH, see keys.flow), read by claim.lua:
+--   paused "1"; hold / hold|<task>: ms until which no job (of the task) starts
+--   (RateLimited); rate / rate|<task>: "<n>,<period ms>", at most n starts per
+--   period (a sliding log per limit); conc / conc|<task>: at most this many running
+--   jobs per concurrency_key (of the queue / among the jobs of the task).
+-- `fp` is the prefix of the queue's flow keys (keys.flow_prefix), from which the
+-- rate logs (fp .. 'rate', fp .. 'rate:' .. task; ZSET of starts, score = ms) and the
+-- running sets (fp .. 'run:' .. key or fp .. 'run:' .. task .. ':' .. key; ZSET of
+-- "<id>:<attempt>") are derived: all in the queue's hash slot.
+-- Returns a table: stop (a reason: nothing may start now), budget (most starts now),
+-- pick (true when jobs must be chosen one by one: per-task rules or concurrency).
+local FLOW_SCAN = 200  -- most ready jobs a claim examines when it must choose
+local RUN_TTL_MS = 2 * 86400000  -- running sets outlive the longest timeout_seconds
+-- A rate limit counts the starts of the period plus a guard of 10 % (250 ms to 2 s):
+-- a handler starts a little after its claim, so that lag must not let a window of
+-- handler starts hold more than n. Under a rate limit a claim takes one job (of
+-- that task), so no job waits in a worker's batch long after it was counted.
+local function rate_window(period)
+  return period + math.min(math.max(math.floor(period / 10), 250), 2000)
+end
+local function flow_rules(flow_key, fp, now)
+  local F = {fp = fp, budget = math.huge, task = {}, used = {}, slots = {}, pick = false,
+    held = {}}
+  local raw = redis.call('HGETALL', flow_key)
+  if #raw == 0 then return F end  -- the usual case: no flow control
+  for i = 1, #raw, 2 do
+    local name, value = raw[i], raw[i + 1]
+    local kind, task = string.match(name, '^(%a+)|(.*)$')
+    if kind then
+      F.task[task] = F.task[task] or {}
+      F.task[task][kind] = value
+      F.pick = true
+    else
+      F[name] = value
+    end
+  end
+  if F.conc then F.pick = true end
+  if F.paused then F.stop = 'paused'; return F end
+  if F.hold then
+    if tonumber(F.hold) > now then F.stop = 'hold'; return F end
+    redis.call('HDEL', flow_key, 'hold')
+  end
+  if F.rate then
+    local n, period = string.match(F.rate, '^(%d+),(%d+)$')
+    local log = fp .. 'rate'
+    period = rate_window(tonumber(period))
+    redis.call('ZREMRANGEBYSCORE', log, '-inf', now - period)
+    F.budget = math.min(tonumber(n) - redis.call('ZCARD', log), 1)
+    F.rate_log, F.rate_period = log, period
+    if F.budget <= 0 then F.stop = 'rate' end
+  end
+  return F
+end
+
+-- How many more jobs of concurrency key `ck` may start under `limit`, its running
+-- set `set` pruned first of the jobs that no longer run that attempt (ended,
+-- handed back, or recovered after their worker died: the slot frees itself).
+local function free_slots(set, limit, prefix)
+  local members = redis.call('ZRANGE', set, 0, -1)
+  local running = 0
+  for _, m in ipairs(members) do
+    local id, attempt = string.match(m, '^(.*):(%d+)$')
+    local f = redis.call('HMGET', prefix .. id, 'status', 'attempts')
+    if f[1] == 'processing' and f[2] == attempt then
+      running = running + 1
+    else
+      redis.call('ZREM', set, m)
+    end
+  end
+  return limit - running
+end
+
+-- Whether one job (its task and concurrency key) may start now under F; when it
+-- may, counts it against the per-task rate budget and the key's free slots.
+-- Records in F.why the rule that held back a job it refuses.
+local function flow_admit(F, task, ck, prefix, now, flow_key)
+  local T = task and F.task[task]
+  if T then
+    if T.hold then
+      if tonumber(T.hold) > now then F.why = 'hold'; return false end
+      redis.call('HDEL', flow_key, 'hold|' .. task)
+      T.hold = nil
+    end
+    if T.rate then
+      if not F.used[task] then
+        local n, period = string.match(T.rate, '^(%d+),(%d+)$')
+        local log = F.fp .. 'rate:' .. task
+        redis.call('ZREMRANGEBYSCORE', log, '-inf', now - rate_window(tonumber(period)))
+        F.used[task] = math.min(tonumber(n) - redis.call('ZCARD', log), 1)
+      end
+      if F.used[task] <= 0 then F.why = 'rate'; return false end
+    end
+  end
+  local limit = (T and T.conc) or F.conc
+  local set
+  if ck and limit then
+    set = F.fp .. 'run:' .. ((T and T.conc) and (task .. ':') or '') .. ck
+    if not F.slots[set] then F.slots[set] = free_slots(set, tonumber(limit), prefix) end
+    if F.slots[set] <= 0 then F.why = 'concurrency'; return false end
+    F.slots[set] = F.slots[set] - 1
+  end
+  if T and T.rate then F.used[task] = F.used[task] - 1 end
+  return true
+end
+
+-- Chooses up to `count` ready jobs that F admits, among the first FLOW_SCAN of
+-- `ready` in rank order, and takes them out of it. Returns them as ZPOPMIN does
+-- ({id, rank, id, rank, ...}); counts the jobs it passed over in F.held, by rule.
+local function flow_pick(F, ready, count, prefix, now, flow_key)
+  local scan = redis.call('ZRANGE', ready, 0, FLOW_SCAN - 1, 'WITHSCORES')
+  local out = {}
+  for i = 1, #scan, 2 do
+    if #out >= 2 * count then break end
+    local f = redis.call('HMGET', prefix .. scan[i], 'task', 'concurrency_key')
+    if not f[1] or flow_admit(F, f[1], f[2] or nil, prefix, now, flow_key) then
+      redis.call('ZREM', ready, scan[i])
+      out[#out + 1] = scan[i]
+      out[#out + 1] = scan[i + 1]
+    else
+      F.held[F.why] = (F.held[F.why] or 0) + 1
+    end
+  end
+  return out
+end
+
+-- Adds F.held (jobs passed over, by rule) to the queue's metrics HASH as
+-- "held|<rule>" counters (GET /metrics: jobsys_flow_held_back_total).
+local function flow_count_held(F, metrics_key)
+  for why, n in pairs(F.held) do redis.call('HINCRBY', metrics_key, 'held|' .. why, n) end
+end
+
+-- Records the start of a job under F: in the rate logs and its key's running set.
+local function flow_started(F, id, attempt, task, ck, now)
+  local member = id .. ':' .. attempt
+  if F.rate_log then
+    redis.call('ZADD', F.rate_log, now, member)
+    redis.call('PEXPIRE', F.rate_log, F.rate_period)
+  end
+  local T = F.task[task]
+  if T and T.rate then
+    local log = F.fp .. 'rate:' .. task
+    local period = rate_window(tonumber(string.match(T.rate, ',(%d+)$')))
+    redis.call('ZADD', log, now, member)
+    redis.call('PEXPIRE', log, period)
+  end
+  local limit = (T and T.conc) or F.conc
+  if ck and limit then
+    local set = F.fp .. 'run:' .. ((T and T.conc) and (task .. ':') or '') .. ck
+    redis.call('ZADD', set, now, member)
+    redis.call('PEXPIRE', set, RUN_TTL_MS)
+  end
+end

@@ -10,16 +10,20 @@
 -- KEYS[5..10] the queue's status indexes (queued, scheduled, processing, completed,
 -- failed, cancelled): a promoted `scheduled` job moves to `queued`, a claimed one
 -- to `processing`
--- KEYS[11] the queue's flow HASH (flow control, docs/flow-control.md): `paused`
+-- KEYS[11] the queue's flow HASH (flow control, docs/flow-control.md): pause,
+-- holds, rate and concurrency limits (see flow_rules in _lib.lua)
 -- KEYS[12] the queue's `expired` index ZSET (flow control): a job popped that has
 -- not started yet (attempts 0) and whose `expires_at` has come (now >= it, Redis
 -- clock) is not claimed: it ends `expired` (see expire_job in _lib.lua)
--- KEYS[13] the events STREAM (last; see emit in _lib.lua: `queued` for a scheduled job
+-- KEYS[13] the queue's metrics HASH (flow control: "held|<rule>" counters)
+-- KEYS[14] the events STREAM (last; see emit in _lib.lua: `queued` for a scheduled job
 -- that became due, `started` for each job claimed, `expired` for each job expired)
 -- ARGV[1] job key prefix ("job:"; job hashes are ARGV[1] .. id, known only while running)
 -- ARGV[2] worker id   ARGV[3] lease_ms   ARGV[4] max jobs   ARGV[5] max retries to promote
 -- ARGV[6] TTL in seconds of an expired job (COMPLETED_RETENTION_SECONDS; 0 = keep)
--- ARGV[7] EVENTS_MAX_LEN (last)
+-- ARGV[7] the prefix of the queue's flow keys (keys.flow_prefix): rate logs and
+-- running sets of concurrency keys are derived from it (see flow_rules)
+-- ARGV[8] EVENTS_MAX_LEN (last)
 -- Returns: a flat array, 9 entries per job: id, attempt, task, payload JSON or false,
 -- max_retries, timeout in seconds or false, created_at, run_at or false, traceparent
 -- or false; then one last entry, the claim time (ms, Redis clock; the wait metric is
@@ -28,8 +32,14 @@
 -- wakeup marker unset: pause.lua sets it again at resume).
 local prefix, worker = ARGV[1], ARGV[2]
 local now = now_ms()
--- flow control: a paused queue starts nothing (docs/flow-control.md).
-if redis.call('HEXISTS', KEYS[11], 'paused') == 1 then return {now} end
+-- flow control (docs/flow-control.md): a paused or held queue, or one whose rate
+-- limit is used up, starts nothing now (and sets no wakeup marker).
+local F = flow_rules(KEYS[11], ARGV[7], now)
+if F.stop then
+  local held = math.min(redis.call('ZCARD', KEYS[1]), tonumber(ARGV[4]))
+  if held > 0 then redis.call('HINCRBY', KEYS[13], 'held|' .. F.stop, held) end
+  return {now}
+end
 local idx = indexes(KEYS, 5)
 local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, tonumber(ARGV[5]))
 for _, id in ipairs(due) do
@@ -46,10 +56,13 @@ for _, id in ipairs(due) do
 end
 local out = {}
 local waiting = redis.call('ZCARD', KEYS[1])
-local count = math.min(tonumber(ARGV[4]), math.ceil(waiting / 2))
+local count = math.min(tonumber(ARGV[4]), math.ceil(waiting / 2), F.budget)
 local popped = {}
 local claimed = {}
-if count > 0 then
+if count > 0 and F.pick then  -- flow control: choose the jobs the rules admit
+  popped = flow_pick(F, KEYS[1], count, prefix, now, KEYS[11])
+  flow_count_held(F, KEYS[13])
+elseif count > 0 then
   popped = redis.call('ZPOPMIN', KEYS[1], count)
 end
 local started = now
@@ -58,7 +71,8 @@ for i = 1, #popped, 2 do
   local id = popped[i]
   local key = prefix .. id
   local f = redis.call('HMGET', key, 'status', 'task', 'payload', 'max_retries',
-    'timeout_seconds', 'created_at', 'run_at', 'traceparent', 'expires_at', 'attempts')
+    'timeout_seconds', 'created_at', 'run_at', 'traceparent', 'expires_at', 'attempts',
+    'concurrency_key')
   -- A job whose hash is gone (deleted by an operator) or no longer queued is dropped.
   -- flow control: one not started by its deadline never starts (docs/flow-control.md).
   if f[1] == 'queued' and f[9] and f[10] == '0' and now >= tonumber(f[9]) then
@@ -70,6 +84,7 @@ for i = 1, #popped, 2 do
     redis.call('HSET', key, 'status', 'processing', 'started_at', started, 'worker', worker)
     redis.call('HDEL', key, 'next_attempt_at')
     redis.call('ZADD', KEYS[3], deadline, id)
+    if F.rate_log or F.pick then flow_started(F, id, attempt, f[2], f[11] or nil, now) end
     claimed[#claimed + 1] = id
     emit(KEYS[#KEYS], ARGV[#ARGV], 'started', id, 'attempt', attempt)
     out[#out + 1] = id
@@ -86,7 +101,9 @@ end
 zrem_all(idx.queued, claimed)
 zadd_all(idx.processing, now, claimed)
 out[#out + 1] = now
-if waiting > count then
+-- (flow control: not when the rules admitted fewer, or the rate budget is used up,
+-- so that idle workers do not spin on jobs they may not start: they poll)
+if waiting > count and #popped == 2 * count and F.budget > count then
   redis.call('ZADD', KEYS[4], 0, 'w')
 end
 return out

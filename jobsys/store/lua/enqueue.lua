@@ -24,8 +24,9 @@
 --   [id, task, max_retries, priority (-100..100), run_at_ms (due time, ms since the
 --   epoch; 0 = none), delay_ms (0 = none; counted from the Redis clock; with run_at,
 --   the later counts), timeout in seconds ('' = none), traceparent ('' = none),
---   then only for a job that has them: expires_at_ms, ttl_ms (flow control, 0 = none),
---   callback_url (webhooks: stored in the hash; see outbox in _lib.lua)],
+--   then only as far as a job needs them: expires_at_ms, ttl_ms (flow control, 0 =
+--   none), callback_url (webhooks, '' = none: stored in the hash; see outbox in
+--   _lib.lua), concurrency_key (flow control: enqueue_flow.lua only)],
 --   then, when the job has a payload, a newline and the payload's JSON text
 -- ARGV[#ARGV] EVENTS_MAX_LEN (last)
 -- Job ids are UUID4s made by the caller, so no job hash exists yet (not checked).
@@ -94,7 +95,7 @@ for i = 1, n do
     delayed[#delayed + 1] = id
     out[#out + 1] = i
   end
-  if j[11] then redis.call('HSET', KEYS[7 + i], 'callback_url', j[11]) end
+  if (j[11] or '') ~= '' then redis.call('HSET', KEYS[7 + i], 'callback_url', j[11]) end
   emit(events_key, ARGV[#ARGV], rank and 'queued' or 'scheduled', id)
   submitted[task] = (submitted[task] or 0) + 1
   if ids then ids[i] = id end

@@ -122,7 +122,7 @@ for i = 1, n do
     j[7], j[8], now)
   local expires = j[9] and deadline_of(j, now)  -- flow control: expires_at / ttl_seconds
   if expires then redis.call('HSET', key, 'expires_at', expires) end
-  if j[11] then redis.call('HSET', key, 'callback_url', j[11]) end  -- webhooks
+  if (j[11] or '') ~= '' then redis.call('HSET', key, 'callback_url', j[11]) end  -- webhooks
   if batch and not callbacks[i] then
     redis.call('HSET', key, 'batch', batch, 'follow', 1)
     redis.call('SADD', KEYS[12], id)

@@ -17,11 +17,13 @@ if not holds_lease(KEYS[1], ARGV[2], ARGV[3]) then
 end
 local now = now_ms()
 local idx = indexes(KEYS, 5)
-if settle_cancelled(KEYS[1], now, retention(ARGV)) then
+local R = retention(ARGV)
+if settle_cancelled(KEYS[1], now, R) then
   redis.call('ZREM', KEYS[2], ARGV[1])
   reindex(idx, ARGV[1], 'processing', 'cancelled', now)
   emit(KEYS[#KEYS], ARGV[#ARGV], 'cancelled', ARGV[1], 'attempt', ARGV[3])
   outbox(KEYS, KEYS[1], ARGV[1], 'cancelled', now)
+  job_ended(KEYS[1], ARGV[1], 'cancelled', now, R)  -- workflows: children, batch (_graph.lua)
   return 1
 end
 redis.call('HINCRBY', KEYS[1], 'attempts', -1)

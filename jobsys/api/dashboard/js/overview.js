@@ -134,6 +134,18 @@ async function setPaused(name, paused, button, done) {
   }
 }
 
+// The queue's limits in words: "50/10s · 2 per key · call-api: 5/60s".
+function limitsText(limits) {
+  if (!limits) return "";
+  const one = (l) => [
+    l.rate ? `${l.rate.limit}/${l.rate.period_seconds}s` : "",
+    l.concurrency ? `${l.concurrency} per key` : "",
+    l.hold_until ? `held until ${new Date(l.hold_until).toLocaleTimeString("en-GB")}` : "",
+  ].filter(Boolean).join(", ");
+  const parts = [one(limits), ...Object.entries(limits.tasks || {}).map(([t, l]) => `${t}: ${one(l)}`)];
+  return parts.filter(Boolean).join(" · ") || "—";
+}
+
 function pauseButton(q, ctx) {
   const admin = ctx.isAdmin();
   const paused = Boolean(q.paused);
@@ -164,13 +176,14 @@ function queueTable(queues, ctx) {
         h("td.num", { "data-col": "scheduled" }, fmtInt(q.scheduled)),
         h("td.num", { "data-col": "dead" }, "dead" in q ? (q.dead ? h("a.dead-link", { href: `#/dead-letter?queue=${encodeURIComponent(q.name)}` }, fmtInt(q.dead)) : "0") : h("span.muted", {}, "n/a")),
         h("td.num", { "data-col": "oldest" }, "oldest_age_seconds" in q ? duration(q.oldest_age_seconds) : h("span.muted", {}, "n/a")),
+        h("td.small", { "data-col": "limits" }, "limits" in q ? limitsText(q.limits) : h("span.muted", {}, "n/a")),
         h("td", { "data-col": "flow" }, "paused" in q ? pauseButton(q, ctx) : null),
       ),
     );
   return h(
     "table.grid-table",
     { "data-testid": "queues-table" },
-    h("thead", {}, h("tr", {}, h("th", {}, "Queue"), h("th.num", {}, "Ready"), h("th.num", {}, "In flight"), h("th.num", {}, "Scheduled"), h("th.num", {}, "Dead"), h("th.num", {}, "Oldest waiting"), h("th", {}, ""))),
+    h("thead", {}, h("tr", {}, h("th", {}, "Queue"), h("th.num", {}, "Ready"), h("th.num", {}, "In flight"), h("th.num", {}, "Scheduled"), h("th.num", {}, "Dead"), h("th.num", {}, "Oldest waiting"), h("th", {}, "Limits"), h("th", {}, ""))),
     h("tbody", {}, rows),
   );
 }
