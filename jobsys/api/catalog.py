@@ -55,16 +55,28 @@ class Catalog:
         self._read_at = -float("inf")
 
     def tasks(self) -> dict[str, Known]:
-        """Every task a live worker serves, by name. Raises `StoreUnavailable`."""
+        """Every task a live worker serves, by name. Raises `StoreUnavailable`.
+
+        One request reads it at a time; the others meanwhile use the last one read
+        (they wait only for the first read), so a slow or unreachable Redis costs a
+        submit one timeout, never a queue of them. A failed read counts as a read
+        for CACHE_S: the submits that follow go straight to their own write, which
+        answers the outage (503) or succeeds once Redis is back."""
         if time.monotonic() - self._read_at < CACHE_S:
             return self._tasks
-        with self._lock:
+        if not self._lock.acquire(blocking=self._read_at == -float("inf")):
+            return self._tasks  # another request is reading it
+        try:
             if time.monotonic() - self._read_at >= CACHE_S:
-                live = self.store.task_catalog(self.settings.worker_liveness_s)
+                try:
+                    live = self.store.task_catalog(self.settings.worker_liveness_s)
+                finally:
+                    self._read_at = time.monotonic()
                 old = self._tasks
                 self._tasks = {name: _known(entry, old.get(name)) for name, entry in live.items()}
-                self._read_at = time.monotonic()
             return self._tasks
+        finally:
+            self._lock.release()
 
     def prepare(
         self,

@@ -319,10 +319,7 @@ class BatchJob(BaseModel):
     @field_validator("priority", "max_retries", mode="before")
     @classmethod
     def _whole_number(cls, value: Any) -> Any:
-        # JSON Schema's "integer" takes 52.0 too: accept a float with no fraction.
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        return value
+        return _integral(value)
 
     def submission(self, traceparent: str | None = None) -> Submission:
         """What the store needs to queue this job (in trace `traceparent`)."""
@@ -454,15 +451,18 @@ class JobPatch(BaseModel):
     @field_validator("priority", mode="before")
     @classmethod
     def _whole_number(cls, value: Any) -> Any:
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        return value
+        return _integral(value)
 
 
 class RateRequest(BaseModel):
     """A rate limit of PUT /queues/<name>/limits."""
 
     model_config = ConfigDict(extra="forbid", strict=True, title="RateRequest")
+
+    @field_validator("limit", mode="before")
+    @classmethod
+    def _whole_number(cls, value: Any) -> Any:
+        return _integral(value)
 
     limit: int = Field(ge=1, le=1_000_000, description="At most this many job starts ...")
     period_seconds: float = Field(
@@ -493,6 +493,11 @@ class LimitsRequest(BaseModel):
         le=1_000_000,
         description="At most this many running jobs per concurrency_key; null or absent: none.",
     )
+
+    @field_validator("concurrency", mode="before")
+    @classmethod
+    def _whole_number(cls, value: Any) -> Any:
+        return _integral(value)
 
 
 #: A task name to filter by (any characters: it only has to match).
@@ -834,6 +839,13 @@ def _is_json_suffix(mimetype: str) -> bool:
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
+
+
+def _integral(value: Any) -> Any:
+    """JSON Schema's "integer" takes 52.0 too: a float with no fraction becomes an int."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
 
 
 def _finite_float(text: str) -> float:

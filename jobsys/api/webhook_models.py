@@ -30,6 +30,7 @@ class WebhookRequest(BaseModel):
 
     url: str = Field(
         max_length=2048,
+        pattern=r"^[Hh][Tt][Tt][Pp][Ss]?://",
         description="Where to POST: an http(s) URL whose host is a public address "
         "(unless WEBHOOK_ALLOWED_HOSTS allows it).",
     )

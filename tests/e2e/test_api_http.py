@@ -227,6 +227,13 @@ def test_openapi_is_served(api: ApiProcess, http: requests.Session):
         "/queues/{name}/limits",
         "/jobs/{job_id}/promote",
         "/jobs/{job_id}/retry",
+        "/tasks",
+        # workflows (docs/workflows.md)
+        "/batches",
+        "/batches/{batch_id}",
+        "/batches/{batch_id}/cancel",
+        "/workflows",
+        "/workflows/{workflow_id}",
     }
 
 

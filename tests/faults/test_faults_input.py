@@ -111,9 +111,12 @@ include-name = ["GET /jobs/{job_id}"]
 parameters = { "query.wait" = 0 }
 
 # A schema-valid depends_on may name no job, and a schema-valid workflow may name no
-# step or form a cycle: a 400 the schema cannot express (docs/workflows.md).
+# step or form a cycle (docs/workflows.md); a schema-valid callback or webhook URL may
+# name a host that is not public (docs/events.md): a 400 the schema cannot express.
 [[operations]]
-include-name = ["POST /submit", "POST /submit/batch", "POST /batches", "POST /workflows"]
+include-name = [
+  "POST /submit", "POST /submit/batch", "POST /batches", "POST /workflows", "POST /webhooks",
+]
 checks.positive_data_acceptance.expected-statuses = [
   "2XX", "3XX", 400, 401, 403, 404, 409, 429, "5XX",
 ]
