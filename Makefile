@@ -24,8 +24,12 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff format --check jobsys tests bench scripts
 	$(BIN)/mypy
 
+# Two passes: three test processes (pytest-xdist, a file per process) for the tests
+# that share nothing but the machine, then alone the ones that measure time bounds
+# under faults (tests/faults, the `serial` marker) and the Compose stack.
 pytest: $(BIN)/.installed
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n 3 --dist loadfile -m "not faults and not compose and not serial" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "faults or compose or serial" $(PYTEST_ARGS)
 
 test: lint pytest
 

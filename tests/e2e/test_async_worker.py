@@ -15,6 +15,9 @@ from jobsys.store.submission import Submission
 
 from processes import Proc, Procs, wait_for
 
+#: Time bounds a parallel run would blur: `make test` runs these alone (pyproject).
+pytestmark = pytest.mark.serial
+
 
 @pytest.fixture
 def procs(tmp_path: Path) -> Iterator[Procs]:

@@ -21,6 +21,9 @@ from jobsys.store import keys
 
 from processes import FAST_WORKER_ENV, Proc, wait_for, wait_for_http
 
+#: Time bounds a parallel run would blur: `make test` runs these alone (pyproject).
+pytestmark = pytest.mark.serial
+
 
 def _shard(queue: str, primaries: int = 3) -> int:
     return min(key_slot(keys.ready(queue).encode()) // (SLOTS // primaries), primaries - 1)

@@ -12,6 +12,7 @@ import signal
 import time
 from pathlib import Path
 
+import pytest
 import redis
 from flow_helpers import max_in_window
 from test_queues_http import start_api
@@ -21,6 +22,9 @@ from jobsys.settings import Settings
 from jobsys.store import Store, Submission
 
 from processes import Proc, wait_for
+
+#: Time bounds a parallel run would blur: `make test` runs these alone (pyproject).
+pytestmark = pytest.mark.serial
 
 LIMIT, PERIOD_S, RUN_S, WORKERS = (
     float(x) for x in os.environ.get("JOBSYS_TEST_RATE", "10,2,8,4").split(",")

@@ -19,6 +19,9 @@ from jobsys.store.workers import WorkerInfo
 
 from processes import Proc, Procs, wait_for
 
+#: Time bounds a parallel run would blur: `make test` runs these alone (pyproject).
+pytestmark = pytest.mark.serial
+
 
 @pytest.fixture
 def procs(tmp_path: Path) -> Iterator[Procs]:
