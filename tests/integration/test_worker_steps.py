@@ -262,8 +262,9 @@ def test_fast_jobs_are_claimed_in_batches_of_at_most_half_the_queue(
 
 
 def test_slow_jobs_are_claimed_one_at_a_time(settings: Settings, store: Store) -> None:
+    # 0.3 s jobs: far above BATCH_BUDGET_S and above two round trips of a loaded machine.
     for _ in range(3):
-        store.submit("sleep", 0.06)
+        store.submit("sleep", 0.3)
     worker = make_worker(settings, store)
     assert worker.run_once() == 1
     assert worker.batch_size() == 1
