@@ -443,22 +443,31 @@ def _tokens(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     A variable that is set must give at least one token, even when it is empty: an
     empty secret file or ``X=$(cat missing)`` must not start the API open to all.
     Unset both to run open."""
+    text, source = _value_or_file(env, name, "a file of tokens")
+    if text is None:
+        return ()
+    if source != name:  # a file: tokens separated by commas, spaces or newlines
+        return _check_tokens(source, text.replace(",", " ").split())
+    return _check_tokens(name, [t.strip() for t in text.split(",")])
+
+
+def _value_or_file(env: Mapping[str, str], name: str, what: str) -> tuple[str | None, str]:
+    """The text of variable `name`, or of the file that `name`_FILE names (a Docker
+    secret), and which of the two gave it (None: neither is set). Both set, an empty
+    file name or an unreadable file are a `ConfigError` naming the variable."""
     file_name = f"{name}_FILE"
     inline = env.get(name)
     path = env.get(file_name)
     if inline is not None and path is not None:
         raise ConfigError(f"set {name} or {file_name}, not both")
-    if path is not None:
-        if not path.strip():
-            raise ConfigError(f"{file_name} is set but empty: name a file of tokens, or unset it")
-        try:
-            text = Path(path.strip()).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as e:
-            raise ConfigError(f"{file_name}={path!r} cannot be read: {e}") from None
-        return _check_tokens(file_name, text.replace(",", " ").split())
-    if inline is None:
-        return ()
-    return _check_tokens(name, [t.strip() for t in inline.split(",")])
+    if path is None:
+        return inline, name
+    if not path.strip():
+        raise ConfigError(f"{file_name} is set but empty: name {what}, or unset it")
+    try:
+        return Path(path.strip()).read_text(encoding="utf-8"), file_name
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{file_name}={path!r} cannot be read: {e}") from None
 
 
 def _check_tokens(name: str, tokens: list[str]) -> tuple[str, ...]:
@@ -488,21 +497,11 @@ def _secret(env: Mapping[str, str], name: str) -> str | None:
     """The secret in variable `name` or in the file `name`_FILE (a Docker secret: one
     trailing newline is dropped). Set but empty is an error, never "no password";
     messages never quote the secret."""
-    file_name = f"{name}_FILE"
-    inline = env.get(name)
-    path = env.get(file_name)
-    if inline is not None and path is not None:
-        raise ConfigError(f"set {name} or {file_name}, not both")
-    if path is not None:
-        if not path.strip():
-            raise ConfigError(f"{file_name} is set but empty: name a file, or unset it")
-        try:
-            text = Path(path.strip()).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as e:
-            raise ConfigError(f"{file_name}={path!r} cannot be read: {e}") from None
-        inline, name = text.removesuffix("\n").removesuffix("\r"), file_name
+    inline, source = _value_or_file(env, name, "a file")
     if inline is None:
         return None
+    if source != name:  # a file: one trailing line break is not part of the secret
+        inline, name = inline.removesuffix("\n").removesuffix("\r"), source
     if not inline:
         raise ConfigError(f"{name} is set but empty: give the password, or unset it")
     if any(c in inline for c in "\r\n\0"):
