@@ -28,7 +28,8 @@ STACK_UP=0
 log() { echo "compose-ha-test: $*" >&2; }
 fail() { echo "FAIL: $*" >&2; exit 1; }
 skip() { echo "SKIP: docker engine cannot start here: $*"; exit 77; }
-engine() { bash "$ENGINE_SH" "$@"; }
+# shellcheck source=scripts/compose-engine.sh
+. "$REPO/scripts/compose-engine.sh"
 dc() {
   docker compose -p "$PROJECT" -f "$REPO/docker-compose.ha.yml" \
     -f "$REPO/tests/compose/docker-compose.ha-test.yml" "$@"
@@ -57,15 +58,7 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-[ -f "$ENGINE_SH" ] || skip "engine.sh not found at $ENGINE_SH (set JOBSYS_ENGINE_SH)"
-engine status >/dev/null 2>&1 || STARTED_ENGINE=1
-exports=$(engine start 2>"$TMP/start.log") || {
-  cat "$TMP/start.log" >&2
-  skip "$(grep -v '^[[:space:]]*$' "$TMP/start.log" | tail -n 1 | sed 's/^engine.sh: //')"
-}
-ENGINE_UP=1
-eval "$exports"
-if [ -x /usr/bin/docker ]; then docker() { /usr/bin/docker "$@"; }; fi
+start_engine  # scripts/compose-engine.sh
 for spec in python:3.13-slim:python redis:7-alpine:redis; do
   tag=${spec%:*}
   engine stand-in "$tag" "${spec##*:}" >/dev/null 2>"$TMP/stand-in.log" || {

@@ -46,7 +46,8 @@ phase() {  # logs how long the phase that just ended took
   T_PHASE=$(date +%s.%N)
 }
 
-engine() { bash "$ENGINE_SH" "$@"; }  # bash: shared/ may be a copy without the exec bits
+# shellcheck source=scripts/compose-engine.sh
+. "$REPO/scripts/compose-engine.sh"
 dc() {
   docker compose -p "$PROJECT" -f "$REPO/docker-compose.yml" \
     -f "$REPO/tests/compose/docker-compose.test.yml" "$@"
@@ -78,32 +79,7 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # --- the engine --------------------------------------------------------------------------------
-[ -f "$ENGINE_SH" ] || skip "engine.sh not found at $ENGINE_SH (set JOBSYS_ENGINE_SH)"
-engine status >/dev/null 2>&1 || STARTED_ENGINE=1
-# `engine.sh stop` returns once dockerd has exited, but until PID 1 reaps it the zombie still
-# counts for start's "another dockerd runs" check; so a start right after a stop waits for that.
-zombie_dockerd() {
-  local pid
-  pid=$(sed -nE 's/.*another dockerd runs \(pid ([0-9]+)\).*/\1/p' "$TMP/start.log")
-  [ -n "$pid" ] && { [ ! -e "/proc/$pid" ] || grep -qs '^State:[[:space:]]*Z' "/proc/$pid/status"; }
-}
-exports=
-for _ in $(seq 60); do
-  if exports=$(engine start 2>"$TMP/start.log"); then break; fi
-  exports=
-  if ! zombie_dockerd; then break; fi
-  sleep 0.5
-done
-if [ -z "$exports" ]; then
-  cat "$TMP/start.log" >&2
-  skip "$(grep -v '^[[:space:]]*$' "$TMP/start.log" | tail -n 1 | sed 's/^engine.sh: //')"
-fi
-ENGINE_UP=1
-cat "$TMP/start.log" >&2
-eval "$exports"
-# Debian's client matches the engine's API version and needs no buildx; another `docker` found
-# first on PATH (here /usr/local/bin/docker 28.x) also works, so it is only a preference.
-if [ -x /usr/bin/docker ]; then docker() { /usr/bin/docker "$@"; }; fi
+start_engine  # scripts/compose-engine.sh
 phase "engine start"
 
 # One stand-in per FROM of the Dockerfile and per image: of the compose file that comes from a
