@@ -80,7 +80,8 @@ def test_metrics_count_every_event_by_queue_and_task(
     assert value(text, "jobsys_job_wait_seconds_count", **b) == 1
     assert value(text, "jobsys_job_run_seconds_count", **b) == 2
     assert value(text, "jobsys_job_run_seconds_bucket", le="+Inf", **d) == 3
-    assert 0 < value(text, "jobsys_job_wait_seconds_sum", **d) < 10
+    # 0 when a job is claimed within the millisecond it was submitted (Redis clock)
+    assert 0 <= value(text, "jobsys_job_wait_seconds_sum", **d) < 10
     store.close()
 
 
