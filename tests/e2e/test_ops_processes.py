@@ -21,7 +21,6 @@ from jobsys.local.redis_server import RedisServer, free_port
 
 from processes import Proc, Procs, process_env, wait_for, wait_for_http
 
-
 TRACE = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 WORKER_ENV = {
     "SIMULATED_WORK_SECONDS": "0.01",
