@@ -35,8 +35,10 @@ Spawn = Callable[..., Proc]
 
 
 @pytest.fixture
-def spawn(redis_server: RedisServer, tmp_path: Path) -> Iterator[Spawn]:
-    """Start `jobsys` processes on the session's Redis; kill leftovers at the end."""
+def spawn(redis_server: RedisServer, redis_client: redis.Redis, tmp_path: Path) -> Iterator[Spawn]:
+    """Start `jobsys` processes on the session's Redis, flushed first (`redis_client`:
+    an earlier test's paused queue or rate hold must not hold these jobs back); kill
+    leftovers at the end."""
     procs = Procs(tmp_path)
 
     def start(*args: str, **env: str) -> Proc:
