@@ -34,18 +34,9 @@ from urllib.parse import quote, urlencode
 import requests
 
 from jobsys.errors import ApiUnreachable, ClientError
-from jobsys.models import JobStatus
+from jobsys.models import FINAL_STATUSES
 from jobsys.settings import DEFAULT_API_URL
 
-#: Statuses after which a job never changes again.
-FINISHED = frozenset(
-    {
-        JobStatus.COMPLETED.value,
-        JobStatus.FAILED.value,
-        JobStatus.CANCELLED.value,
-        JobStatus.EXPIRED.value,  # flow control (docs/flow-control.md)
-    }
-)
 #: Longest long-poll of `Client.wait` without `on_update` (the API allows up to 60 s).
 LONG_POLL_S = 30.0
 
@@ -299,7 +290,7 @@ class Client:
                 last = job
                 if on_update is not None:
                     on_update(job)
-            if job.get("status") in FINISHED:
+            if job.get("status") in FINAL_STATUSES:
                 return job
             now = time.monotonic()
             remaining = math.inf if deadline is None else deadline - now

@@ -51,6 +51,13 @@ class JobStatus(StrEnum):
     WAITING = "waiting"
 
 
+#: The statuses a job never leaves (bar a retry from the dead letter): the long-poll
+#: answers on them, and `Client.wait` stops on them. (A StrEnum: equal to its text.)
+FINAL_STATUSES = frozenset(
+    {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.EXPIRED}
+)
+
+
 #: Lowest and highest job priority; higher runs first, 0 is the default.
 MIN_PRIORITY, MAX_PRIORITY = -100, 100
 #: A queue name: 1 to 64 of these characters (no braces: the name sits inside a

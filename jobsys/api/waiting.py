@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 
 from jobsys.errors import StoreUnavailable
-from jobsys.models import Job, JobStatus
+from jobsys.models import FINAL_STATUSES, Job
 from jobsys.store import FINAL_EVENTS, EventLog
 
 logger = logging.getLogger(__name__)
@@ -35,10 +35,6 @@ BLOCK_MS = 1000
 RECHECK_S = 10.0
 #: Pause of a reader after a failed read (seconds).
 RETRY_PAUSE_S = 0.5
-
-FINAL_STATUSES = frozenset(
-    {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.EXPIRED}
-)
 
 
 class _QueueReader:

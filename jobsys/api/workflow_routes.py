@@ -24,6 +24,7 @@ from jobsys.api.workflow_models import (
     WorkflowView,
 )
 from jobsys.errors import InvalidJob, JobNotFound
+from jobsys.models import FINAL_STATUSES
 from jobsys.store import BatchInfo, BatchNotFound, Step, WorkflowNotFound
 
 bp = Blueprint("jobsys_workflows", __name__)
@@ -140,8 +141,7 @@ def get_workflow(workflow_id: str) -> ResponseReturnValue:
     info = state().store.workflow(_id(workflow_id, WorkflowNotFound))
     views = _steps(info.steps, [s.status for s in info.steps])
     # A step without a status has expired, which only an ended job does.
-    final = ("completed", "failed", "cancelled", "expired", None)
-    ended = [v.status for v in views if v.status in final]
+    ended = [v.status for v in views if v.status is None or v.status in FINAL_STATUSES]
     status: Literal["running", "completed", "failed"] = "running"
     if len(ended) == len(views):
         status = "completed" if all(e in ("completed", None) for e in ended) else "failed"
