@@ -83,7 +83,7 @@ def _sample(base: str, store: Store, concurrent: int) -> list[float]:
     def wait(job_id: str) -> None:
         r = requests.get(f"{base}/jobs/{job_id}", params={"wait": "30"}, timeout=40)
         arrived[job_id] = time.perf_counter()
-        assert r.json()["status"] == "completed", r.text
+        assert r.json().get("status") == "completed", (r.status_code, r.text)
 
     threads = [threading.Thread(target=wait, args=(i,)) for i in ids]
     for t in threads:

@@ -150,6 +150,10 @@ class Settings:
     #: REDIS_SOCKET_TIMEOUT_SECONDS: longest any Redis call may take before it
     #: counts as Redis being unreachable.
     redis_socket_timeout_s: float = 5.0
+    #: REDIS_MAX_CONNECTIONS: most connections one process opens to Redis. A call
+    #: that finds them all busy waits for one (at most the socket timeout) instead
+    #: of opening another; with Sentinel or Cluster it fails at once instead.
+    redis_max_connections: int = 200
     #: LOG_LEVEL: the level of jobsys's own loggers.
     log_level: str = "INFO"
     #: LOG_FORMAT: ``text`` (readable lines) or ``json`` (one JSON object a line).
@@ -254,6 +258,7 @@ class Settings:
             allow_open=reader.get("JOBSYS_ALLOW_OPEN", _flag, False),
             published_host=reader.get("JOBSYS_PUBLISHED_HOST", _hostname, None),
             redis_socket_timeout_s=reader.get("REDIS_SOCKET_TIMEOUT_SECONDS", _positive_float, 5.0),
+            redis_max_connections=reader.get("REDIS_MAX_CONNECTIONS", _positive_int, 200),
             log_level=reader.get("LOG_LEVEL", _log_level, "INFO"),
             log_format=reader.get("LOG_FORMAT", _log_format, "text"),
             api_url=reader.get("JOBSYS_URL", http_url, DEFAULT_API_URL),

@@ -38,6 +38,7 @@ def connect(settings: Settings, *, socket_timeout_s: float | None = None) -> red
         "health_check_interval": 30,
         "retry": Retry(NoBackoff(), 0),
         "client_name": "jobsys",
+        "max_connections": settings.redis_max_connections,
     }
     if settings.redis_cluster_nodes:
         # A RedisCluster is used as a Redis (the commands jobsys sends are common
@@ -48,7 +49,10 @@ def connect(settings: Settings, *, socket_timeout_s: float | None = None) -> red
             # A Unix socket has no TCP keepalive: redis-py's UnixDomainSocketConnection
             # refuses the option.
             del options["socket_keepalive"]
-        return redis.Redis.from_url(settings.redis_url, **options)
+        # A burst of calls (an API process serves up to 1,000 requests at once) waits
+        # for a free connection rather than failing with "Too many connections".
+        pool = redis.BlockingConnectionPool.from_url(settings.redis_url, timeout=timeout, **options)
+        return redis.Redis(connection_pool=pool)
     node = redis.ConnectionPool.from_url(settings.redis_url)
     for name, value in node.connection_kwargs.items():
         if name in ("db", "username", "password") or name.startswith("ssl_"):

@@ -141,3 +141,35 @@ def test_client_wait_uses_the_long_poll(api: str, producer: Store) -> None:
     _complete(producer, [job_id])
     t.join(20)
     assert result["status"] == "completed"
+
+
+def test_more_requests_than_connections_wait_for_one_instead_of_failing(
+    redis_server: RedisServer, producer: Store, tmp_path: Path
+) -> None:
+    """With REDIS_MAX_CONNECTIONS=4, 150 requests waiting at once all answer
+    `completed` (a request that finds every connection busy waits for one; redis-py's
+    own pool refused the 101st with "Too many connections", a 503), and the API
+    process never holds more than 4 connections to Redis (and its health probe's)."""
+    client = redis.Redis.from_url(redis_server.url)
+    before = [c["name"] for c in client.client_list()].count("jobsys")
+    proc, api = start_api(
+        redis_server.url, tmp_path / "api.log", {"REDIS_MAX_CONNECTIONS": "4"}
+    )
+    try:
+        ids = [producer.submit("echo") for _ in range(150)]
+        with ThreadPoolExecutor(max_workers=150) as pool:
+            futures = [
+                pool.submit(requests.get, f"{api}/jobs/{i}", params={"wait": "30"}, timeout=40)
+                for i in ids
+            ]
+            time.sleep(1.0)  # the requests are waiting
+            during = [c["name"] for c in client.client_list()].count("jobsys")
+            _complete(producer, ids)
+            answers = [f.result() for f in futures]
+    finally:
+        print(proc.output()[-3000:])
+        stop_gracefully(proc)
+    assert [a.status_code for a in answers] == [200] * 150, {a.text for a in answers}
+    assert {a.json()["status"] for a in answers} == {"completed"}
+    # The tests' own Store names its connections "jobsys" too: counted in `before`.
+    assert during - before <= 4 + 1, (before, during)
