@@ -10,7 +10,7 @@ import asyncio
 import json
 import os
 import time
-from typing import Any
+from typing import Any, cast
 
 import redis
 from pydantic import BaseModel
@@ -24,7 +24,15 @@ _client: redis.Redis | None = None
 def _redis() -> redis.Redis:
     global _client
     if _client is None:
-        _client = redis.Redis.from_url(os.environ["REDIS_URL"], decode_responses=True)
+        url = os.environ["REDIS_URL"]
+        if (
+            os.environ.get("REDIS_CLUSTER_NODES")
+            or os.environ.get("JOBSYS_TEST_REDIS") == "cluster"
+        ):
+            # Redis Cluster: REDIS_URL names one node; the test keys lie on any shard.
+            _client = cast(redis.Redis, redis.RedisCluster.from_url(url, decode_responses=True))
+        else:
+            _client = redis.Redis.from_url(url, decode_responses=True)
     return _client
 
 

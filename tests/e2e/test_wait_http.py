@@ -152,9 +152,7 @@ def test_more_requests_than_connections_wait_for_one_instead_of_failing(
     process never holds more than 4 connections to Redis (and its health probe's)."""
     client = redis.Redis.from_url(redis_server.url)
     before = [c["name"] for c in client.client_list()].count("jobsys")
-    proc, api = start_api(
-        redis_server.url, tmp_path / "api.log", {"REDIS_MAX_CONNECTIONS": "4"}
-    )
+    proc, api = start_api(redis_server.url, tmp_path / "api.log", {"REDIS_MAX_CONNECTIONS": "4"})
     try:
         ids = [producer.submit("echo") for _ in range(150)]
         with ThreadPoolExecutor(max_workers=150) as pool:
