@@ -10,7 +10,7 @@ import asyncio
 import json
 import os
 import time
-from typing import Any
+from typing import Any, cast
 
 import redis
 from pydantic import BaseModel
@@ -24,7 +24,18 @@ _client: redis.Redis | None = None
 def _redis() -> redis.Redis:
     global _client
     if _client is None:
-        _client = redis.Redis.from_url(os.environ["REDIS_URL"], decode_responses=True)
+        seeds = os.environ.get("REDIS_CLUSTER_NODES")
+        if seeds:  # a worker process in cluster mode: its first seed node
+            host, _, port = seeds.split(",")[0].rpartition(":")
+            cluster = redis.RedisCluster(host=host, port=int(port), decode_responses=True)
+            _client = cast(redis.Redis, cluster)
+        elif os.environ.get("JOBSYS_TEST_REDIS") == "cluster":
+            # The integration tests on a cluster: REDIS_URL names one node of it, and
+            # the test keys lie on any shard.
+            url = os.environ["REDIS_URL"]
+            _client = cast(redis.Redis, redis.RedisCluster.from_url(url, decode_responses=True))
+        else:
+            _client = redis.Redis.from_url(os.environ["REDIS_URL"], decode_responses=True)
     return _client
 
 

@@ -329,8 +329,9 @@ def workflow(workflow_id: str) -> str:
 
 def webhooks() -> str:
     """HASH ``jobsys:webhooks``: the webhook subscriptions, id -> JSON (url, queues,
-    events, secret, created_at). TTL: none (DELETE /webhooks/<id>)."""
-    return "jobsys:webhooks"
+    events, secret, created_at; cluster layout: ``{jobsys}:webhooks``). TTL: none
+    (DELETE /webhooks/<id>)."""
+    return _global("webhooks")
 
 
 def subscriptions(queue: str) -> str:
