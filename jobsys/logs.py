@@ -17,7 +17,8 @@ follow a record are indented.
 
 A worker logs two lines per job at INFO (``started``, then how it ended), so a
 record's cost is part of the drain rate: the timestamp text is made once per
-second, not per record. (The logging module's global switches that skip the
+second, and the names of a record's extras once per layout of its keys, not per
+record. (The logging module's global switches that skip the
 caller, thread and process lookups are left alone: other formatters in the same
 process, gunicorn's among them, print those fields.)
 """
