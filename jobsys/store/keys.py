@@ -324,6 +324,42 @@ def workflow(workflow_id: str) -> str:
     return f"jobsys:workflow:{workflow_id}"
 
 
+# -- workflows under Redis Cluster (issue 17; docs/workflows.md "Redis Cluster") --
+# Keys named after one job (or batch) id X carry the hash tag ``{job:X}``: they lie in
+# the slot of ``job:X``, i.e. (ids are steered, jobsys/store/slots.py) in the slot of
+# X's queue. Used only in the cluster layout; their names do not depend on it.
+
+
+def graph_children(job_id: str) -> str:
+    """SET ``jobsys:{job:<id>}:children`` (cluster layout): the jobs waiting for job
+    <id>, as `children` is on one Redis; a child in another hash slot is written
+    ``>``<its id> and reached through the parent queue's `ended` outbox. Deleted by
+    the script that ends the parent. TTL: none (it lives while the parent is unended)."""
+    return f"jobsys:{{job:{job_id}}}:children"
+
+
+def applied(job_id: str) -> str:
+    """HASH ``jobsys:{job:<id>}:applied`` (cluster layout): parent id -> the status it
+    ended in, for each parent in another slot whose end the relay applied to job
+    <id> (graph_apply.lua): a second application of the same parent is a no-op. TTL:
+    `APPLIED_TTL_S` from its last write."""
+    return f"jobsys:{{job:{job_id}}}:applied"
+
+
+#: How long a child keeps the record of the parent ends applied to it (s): far longer
+#: than a relay takes to acknowledge what it applied.
+APPLIED_TTL_S = 7 * 24 * 3600
+
+
+def ended(queue: str) -> str:
+    """STREAM ``jobsys:queue:{q}:ended`` (cluster layout): the outbox of q's slot.
+    One entry (``from``: an id, ``status``, ``kids``: comma-separated ids) per end of
+    a q job whose children live in other slots, written by the script that ends it;
+    the relay (jobsys/store/relay.py) applies it to each child, then deletes it. TTL:
+    none."""
+    return f"jobsys:queue:{{{queue}}}:ended"
+
+
 # -- webhooks (issue 14, docs/events.md) --
 
 

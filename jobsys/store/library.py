@@ -50,6 +50,8 @@ NAMES = (
     # workflows (issue 17; docs/workflows.md)
     "enqueue_graph",
     "cancel_batch",
+    "graph_link",
+    "graph_apply",
     # webhooks (issue 14; docs/events.md)
     "hook_claim",
     "hook_settle",
@@ -119,6 +121,7 @@ def _constants() -> str:
         "-- From Python (jobsys/store/library.py), not written in Lua:\n"
         f"local METRIC_TASKS = {metrics.MAX_TASKS_PER_QUEUE:d}\n"
         f"local OTHER_TASK = '{metrics.OTHER_TASK}'\n"
+        f"local APPLIED_TTL = {keys.APPLIED_TTL_S:d}\n"
     )
 
 
@@ -145,6 +148,10 @@ def _keyspace_lua() -> str:
         "subs": keys.subscriptions(_MARK),
         "outbox": keys.outbox(_MARK),
         "outbox_due": keys.outbox_due(_MARK),
+        # Redis Cluster (docs/workflows.md)
+        "xchildren": keys.graph_children(_MARK),
+        "applied": keys.applied(_MARK),
+        "ended": keys.ended(_MARK),
     }
     rows = []
     for name, key in parts.items():

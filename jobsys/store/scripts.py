@@ -32,6 +32,7 @@ from jobsys.errors import IdempotencyConflict, StoreUnavailable, TooManyQueues, 
 from jobsys.store import keys
 from jobsys.store.cluster import QueueRegistry, mirror_dead, unmirror
 from jobsys.store.library import NAMES, library, library_missing
+from jobsys.store.relay import relay_all
 
 logger = logging.getLogger(__name__)
 
@@ -337,7 +338,11 @@ class Scripts:
             ks.append(keys.job(job_id))
             args += [job_id, attempt, result_json]
         ks += [*_hook_keys(queue), keys.events(queue)]
-        return [_text(x) for x in self._run_ending("complete", ks, args)]
+        out = [_text(x) for x in self._run_ending("complete", ks, args)]
+        if len(out) > len(jobs):  # "relay": Redis Cluster, an end in the outbox
+            out.pop()
+            self._relay(queue)
+        return out
 
     def fail(self, queue: str, worker: str, jobs: Sequence[tuple[str, int, str, int]]) -> list[str]:
         """Record failed attempts [(id, attempt, error, backoff_ms)]: "retry", "dead" or
@@ -358,6 +363,9 @@ class Scripts:
         out = [_text(x) for x in self._run_ending("fail", ks, args)]
         if self._cluster and "dead" in out:
             self._mirror_dead(queue)
+        if len(out) > len(jobs):  # "relay": Redis Cluster, an end in the outbox
+            out.pop()
+            self._relay(queue)
         return out
 
     def release(self, queue: str, job_id: str, worker: str, attempt: int) -> bool:
@@ -374,6 +382,7 @@ class Scripts:
         flat = self._run_ending("recover", ks, [keys.JOB_PREFIX, max_jobs])
         if self._cluster:  # also the sweep of dead ids a killed process left behind
             self._mirror_dead(queue)
+            self._relay(queue)  # and of outbox entries (workflows)
         return [
             (_text(flat[i]), _text(flat[i + 1]), _text(flat[i + 2])) for i in range(0, len(flat), 3)
         ]
@@ -436,7 +445,10 @@ class Scripts:
         """Cancel a job of `queue` (see cancel.lua for the answers)."""
         ks = [keys.job(job_id), keys.ready(queue), keys.scheduled(queue), *_index_keys(queue)]
         ks += [*_hook_keys(queue), keys.events(queue)]
-        return _text(self._run_ending("cancel", ks, [job_id]))
+        answer = _text(self._run_ending("cancel", ks, [job_id]))
+        if self._cluster and answer == "now":
+            self._relay(queue)  # its children in other slots (workflows)
+        return answer
 
     def page(
         self,
@@ -637,13 +649,16 @@ class Scripts:
         `IdempotencyConflict`."""
         ks = [
             keys.ready(queue), keys.scheduled(queue), keys.wakeup(queue), keys.sequence(queue),
-            keys.queues(), keys.index(queue, "queued"), keys.index(queue, "scheduled"),
-            keys.index(queue, keys.WAITING_STATUS), keys.index(queue, "cancelled"),
-            keys.metrics(queue), *(group_keys or (keys.ready(queue), keys.ready(queue))),
+            keys.queue_registry(queue), keys.index(queue, "queued"),
+            keys.index(queue, "scheduled"), keys.index(queue, keys.WAITING_STATUS),
+            keys.index(queue, "cancelled"), keys.metrics(queue),
+            *(group_keys or (keys.ready(queue), keys.ready(queue))),
             *(keys.job(i) for i in ids),
         ]  # fmt: skip
+        if self._registry is not None:
+            self._registry.ensure(queue)
         if idempotency is not None:
-            ks.append(keys.idempotency(idempotency.key_digest))
+            ks.append(keys.idempotency(idempotency.key_digest, queue))
             spec = json.loads(group) if group else {}
             spec["idem"] = {"ttl": idempotency.ttl_s, "fingerprint": idempotency.fingerprint}
             group = json.dumps(spec)
@@ -666,6 +681,31 @@ class Scripts:
             half = len(flat) // 2
             return flat[:half], flat[half:]
         return flat, None
+
+    # -- workflows under Redis Cluster (docs/workflows.md "Redis Cluster") ---------
+
+    def graph_link(self, parent: str, children: Sequence[str]) -> str:
+        """Make `children` (jobs of other slots, not created yet) wait for `parent`
+        (see graph_link.lua): "linked", "missing", or the status it ended in."""
+        ks = [keys.job(parent), keys.graph_children(parent)]
+        return _text(self._run("graph_link", ks, list(children)))
+
+    def graph_apply(self, child: str, parent: str, status: str) -> str:
+        """Apply the end of `parent` (another slot's job) to `child`, once (see
+        graph_apply.lua). Returns the child's queue when that wrote to its outbox,
+        else ''."""
+        ks = [keys.job(child), keys.applied(child)]
+        answer = self._run_ending("graph_apply", ks, [child, parent, status])
+        return _text(answer[1])
+
+    def _relay(self, queue: str) -> None:
+        """Relay `queue`'s outbox (jobsys/store/relay.py). A failure is logged, not
+        raised: the script did run, and the next recovery pass of a worker serving
+        the queue relays what is left."""
+        try:
+            relay_all(self._client, self.graph_apply, queue)
+        except (redis.RedisError, redis.exceptions.RedisClusterException) as e:
+            logger.warning("relay of queue %s deferred: %s", queue, e)
 
     def cancel_batch(self, batch_id: str) -> list[Any]:
         """Cancel a batch (see cancel_batch.lua for the answers)."""

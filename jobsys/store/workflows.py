@@ -16,10 +16,13 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, cast
 
+from redis.crc import key_slot
+
 from jobsys import stamps
-from jobsys.errors import InvalidJob, JobNotFound, JobsysError
+from jobsys.errors import InvalidJob, JobNotFound, JobsysError, UnknownParent
 from jobsys.store import keys
 from jobsys.store.scripts import Idempotency
+from jobsys.store.slots import queue_slot
 from jobsys.store.submission import Submission, Submitted, job_arg, new_job_ids
 from jobsys.store.translate import translate_errors
 
@@ -88,6 +91,17 @@ class WorkflowInfo:
     steps: list[Step]
 
 
+def _not_in_cluster(store: Store) -> None:
+    """Batches and workflows are not available under Redis Cluster yet: a 400 says
+    so and nothing is written (docs/workflows.md, "Redis Cluster")."""
+    if store.cluster:
+        raise InvalidJob(
+            "jobs",
+            "batches and workflows are not available in Redis Cluster mode "
+            "(REDIS_CLUSTER_NODES) yet: see docs/workflows.md",
+        )
+
+
 def _specs(jobs: Sequence[Submission]) -> list[str]:
     return [f"{j.on_parent_failure}|{','.join(j.depends_on)}" if j.depends_on else "" for j in jobs]
 
@@ -105,19 +119,19 @@ def submit(
 
     With `idempotency`, a repeat of the first request answers as it did.
 
-    Not with REDIS_CLUSTER_NODES yet: the scripts that end a job reach its children,
-    batch and their queues by keys in other hash slots (docs/workflows.md); a 400
-    says so and nothing is written.
+    Under Redis Cluster the parents in other hash slots are linked first, one script
+    in each parent's slot (`_link_far`); see docs/workflows.md, "Redis Cluster".
     """
-    if store.settings.redis_cluster_nodes:
-        raise InvalidJob(
-            "depends_on",
-            "dependencies, batches and workflows are not available in Redis Cluster mode "
-            "(REDIS_CLUSTER_NODES) yet: see docs/workflows.md",
-        )
-    ids = list(ids) if ids is not None else new_job_ids(len(jobs))
+    ids = list(ids) if ids is not None else new_job_ids(len(jobs), queue)
     retries = store.settings.max_retries
     argv = [job_arg(i, j, retries) for i, j in zip(ids, jobs, strict=True)]
+    if store.cluster:
+        spec = json.loads(group) if group else {}
+        spec["cluster"] = True
+        far = _link_far(store, queue, ids, jobs)
+        if far:
+            spec["far"] = far
+        group = json.dumps(spec)
     with translate_errors():
         statuses, replayed = store.scripts.enqueue_graph(
             queue, ids, argv, _specs(jobs), group, group_keys, idempotency
@@ -125,6 +139,43 @@ def submit(
     if replayed is not None:
         return Submitted(replayed, statuses, replayed=True)
     return Submitted(ids, statuses)
+
+
+def _link_far(
+    store: Store, queue: str, ids: Sequence[str], jobs: Sequence[Submission]
+) -> dict[str, str]:
+    """Redis Cluster: make the jobs `ids` children of their parents in other hash
+    slots than `queue`'s, before they exist (graph_link.lua, in each parent's slot):
+    {parent: "linked", or the status it had already ended in}. Every parent not of
+    this call is checked first: an unknown one raises `UnknownParent`, nothing
+    written. (A parent that vanishes between the check and its link leaves the links
+    made before it: children that never come, whose outbox entries the relay
+    applies to no job.)"""
+    slot = queue_slot(queue)
+    here = set(ids)
+    kids: dict[str, list[str]] = {}
+    others: list[str] = []
+    for kid, job in zip(ids, jobs, strict=True):
+        for p in job.depends_on:
+            if p in here:
+                continue
+            if p not in kids and p not in others:
+                others.append(p)
+            if key_slot(keys.job(p).encode()) != slot:
+                kids.setdefault(p, []).append(kid)
+    with translate_errors():
+        pipe = store.redis.pipeline(transaction=False)
+        for p in others:
+            pipe.exists(keys.job(p))
+        for p, found in zip(others, pipe.execute(), strict=True):
+            if not found:
+                raise UnknownParent(p)
+        far = {}
+        for p, children in kids.items():
+            far[p] = store.scripts.graph_link(p, children)
+            if far[p] == "missing":
+                raise UnknownParent(p)
+    return far
 
 
 def create_batch(
@@ -138,6 +189,7 @@ def create_batch(
     """Create a batch of `jobs` with its callbacks: (its id, what the jobs' submit
     did, {role: callback id}). The callbacks go first in the script's order, so that
     they exist before a job can end (one cancelled at submit)."""
+    _not_in_cluster(store)
     batch_id = new_job_ids(1)[0]
     callbacks = [(r, c) for r, c in (("on_complete", on_complete), ("on_success", on_success)) if c]
     order = [c for _, c in callbacks] + list(jobs)
@@ -249,6 +301,7 @@ def create_workflow(
 ) -> tuple[str, list[Step], list[str]]:
     """Create a workflow of `steps` [(name, after, job)] in one atomic step: (its id,
     its steps with their job ids, in the given order, and each step's status)."""
+    _not_in_cluster(store)
     order = topological([(n, a) for n, a, _ in steps])
     workflow_id = new_job_ids(1)[0]
     ids = new_job_ids(len(steps))

@@ -17,6 +17,7 @@
 -- A job whose cancellation was requested ends `cancelled` instead (no retry).
 -- Returns: one entry per job: "retry", "dead", "cancelled", or "stale" when its
 -- lease was lost (nothing written for that job).
+-- Redis Cluster: then "relay" when an end was written to the outbox (see _graph.lua).
 local worker = ARGV[1]
 local now = now_ms()
 local R = retention(ARGV)
@@ -51,4 +52,5 @@ for i = 1, #KEYS - 15 do
   end
 end
 prune(idx, now, R)
+if relay_due() then out[#out + 1] = 'relay' end  -- Redis Cluster: see _graph.lua
 return out
