@@ -10,7 +10,7 @@ import asyncio
 import json
 import os
 import time
-from typing import Any
+from typing import Any, cast
 
 import redis
 from pydantic import BaseModel
@@ -24,7 +24,13 @@ _client: redis.Redis | None = None
 def _redis() -> redis.Redis:
     global _client
     if _client is None:
-        _client = redis.Redis.from_url(os.environ["REDIS_URL"], decode_responses=True)
+        url = os.environ["REDIS_URL"]
+        _client = redis.Redis.from_url(url, decode_responses=True)
+        # JOBSYS_TEST_REDIS=cluster: REDIS_URL is a node of the cluster, whose keys
+        # (test:executions, test:callbacks) may lie on another one.
+        if _client.info("cluster").get("cluster_enabled"):
+            _client.close()
+            _client = cast(redis.Redis, redis.RedisCluster.from_url(url, decode_responses=True))
     return _client
 
 

@@ -301,18 +301,26 @@ def children(job_id: str) -> str:
     return f"jobsys:children:{job_id}"
 
 
-def batch(batch_id: str) -> str:
+def batch(batch_id: str, cluster: bool | None = None) -> str:
     """HASH ``jobsys:batch:<id>``: a batch's counts (``total``, ``pending``,
     ``completed``, ``failed``, ``cancelled``), ``queue``, ``created_at``, the ids of
     its callback jobs (``on_complete``, ``on_success``), ``cancelled_at`` when it was
     cancelled, ``finished_at`` once every job ended. TTL: none until its last job
-    ends, then COMPLETED_RETENTION_SECONDS."""
+    ends, then COMPLETED_RETENTION_SECONDS. Cluster layout (or `cluster`):
+    ``jobsys:{job:<id>}:batch``, the batch id steered into its queue's slot."""
+    in_cluster = _cluster if cluster is None else cluster
+    if in_cluster:
+        return f"jobsys:{{job:{batch_id}}}:batch"
     return f"jobsys:batch:{batch_id}"
 
 
-def batch_jobs(batch_id: str) -> str:
+def batch_jobs(batch_id: str, cluster: bool | None = None) -> str:
     """SET ``jobsys:batch:<id>:jobs``: the ids of a batch's jobs (not its callbacks),
-    for cancelling the batch. TTL: as its batch hash."""
+    for cancelling the batch. TTL: as its batch hash. Cluster layout (or `cluster`):
+    ``jobsys:{job:<id>}:batch:jobs``."""
+    in_cluster = _cluster if cluster is None else cluster
+    if in_cluster:
+        return f"jobsys:{{job:{batch_id}}}:batch:jobs"
     return f"jobsys:batch:{batch_id}:jobs"
 
 

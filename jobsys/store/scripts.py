@@ -684,6 +684,12 @@ class Scripts:
 
     # -- workflows under Redis Cluster (docs/workflows.md "Redis Cluster") ---------
 
+    def register(self, queue: str) -> None:
+        """Redis Cluster: add `queue` to the queue registry (a batch's callback queue);
+        raises `TooManyQueues`. Nothing to do on one Redis (the scripts do it)."""
+        if self._registry is not None:
+            self._registry.ensure(queue)
+
     def graph_link(self, parent: str, children: Sequence[str]) -> str:
         """Make `children` (jobs of other slots, not created yet) wait for `parent`
         (see graph_link.lua): "linked", "missing", or the status it ended in."""
@@ -711,6 +717,11 @@ class Scripts:
         """Cancel a batch (see cancel_batch.lua for the answers)."""
         ks = [keys.batch(batch_id), keys.batch_jobs(batch_id)]
         answer = self._run_ending("cancel_batch", ks, [])
+        if self._cluster and _text(answer[0]) == "cancelled":
+            # the children in other slots of the jobs it cancelled (workflows)
+            queue = self._client.hget(keys.batch(batch_id), "queue")
+            if queue is not None:
+                self._relay(_text(queue))
         return [_text(answer[0]), *answer[1:]]
 
 

@@ -92,13 +92,13 @@ class WorkflowInfo:
 
 
 def _not_in_cluster(store: Store) -> None:
-    """Batches and workflows are not available under Redis Cluster yet: a 400 says
-    so and nothing is written (docs/workflows.md, "Redis Cluster")."""
+    """Workflows are not available under Redis Cluster yet: a 400 says so and
+    nothing is written (docs/workflows.md, "Redis Cluster")."""
     if store.cluster:
         raise InvalidJob(
-            "jobs",
-            "batches and workflows are not available in Redis Cluster mode "
-            "(REDIS_CLUSTER_NODES) yet: see docs/workflows.md",
+            "steps",
+            "workflows are not available in Redis Cluster mode (REDIS_CLUSTER_NODES) "
+            "yet: see docs/workflows.md",
         )
 
 
@@ -189,8 +189,15 @@ def create_batch(
     """Create a batch of `jobs` with its callbacks: (its id, what the jobs' submit
     did, {role: callback id}). The callbacks go first in the script's order, so that
     they exist before a job can end (one cancelled at submit)."""
-    _not_in_cluster(store)
-    batch_id = new_job_ids(1)[0]
+    if store.cluster and callback_queue and queue_slot(callback_queue) != queue_slot(queue):
+        raise InvalidJob(
+            "callback_queue",
+            "must lie in the hash slot of the batch's queue in Redis Cluster mode "
+            "(REDIS_CLUSTER_NODES): see docs/workflows.md",
+        )
+    if store.cluster and callback_queue:
+        store.scripts.register(callback_queue)
+    batch_id = new_job_ids(1, queue)[0]
     callbacks = [(r, c) for r, c in (("on_complete", on_complete), ("on_success", on_success)) if c]
     order = [c for _, c in callbacks] + list(jobs)
     group: dict[str, Any] = {"batch": batch_id, "on_complete": 0, "on_success": 0}

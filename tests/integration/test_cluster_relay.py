@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from redis_cluster import RedisCluster
 
-from jobsys.errors import UnknownParent
+from jobsys.errors import InvalidJob, UnknownParent
 from jobsys.settings import Settings
 from jobsys.store import Store, Submission, keys, relay, workflows
 
@@ -167,3 +167,40 @@ def test_an_unknown_parent_in_another_slot_writes_nothing(store: Store) -> None:
     with pytest.raises(UnknownParent):
         store.submit_jobs([Submission("echo", 2, depends_on=(a, missing))], queue=qb)
     assert set(store.redis.keys("*")) == before
+
+
+def test_a_batch_runs_its_callbacks_once_and_cancelling_it_reaches_other_slots(
+    store: Store,
+) -> None:
+    qa, qb, _ = queues_on_three_shards(store)
+    batch_id, done, cbs = store.create_batch(
+        [Submission("echo", i) for i in range(5)],
+        queue=qa,
+        on_complete=Submission("callback", "complete"),
+        on_success=Submission("callback", "success"),
+    )
+    # the batch's keys and callbacks lie in its jobs' slot
+    assert store.redis.hget(keys.batch(batch_id), "total") == "5"
+    (kid,) = store.submit_jobs([Submission("echo", 9, depends_on=(done.ids[4],))], queue=qb).ids
+    for _ in range(2):
+        complete(store, qa)
+    info = store.cancel_batch(batch_id)
+    assert (info.completed, info.cancelled, info.finished_at is not None) == (2, 3, True)
+    assert store.get(kid).status == "cancelled"  # through qa's outbox
+    assert store.get(kid).to_api()["error"] == f"dependency {done.ids[4]} ended cancelled"
+    assert store.get(cbs["on_success"]).status == "cancelled"
+    assert store.get(cbs["on_complete"]).status == "queued"
+    assert queued_events(store, qa, cbs["on_complete"]) == 1
+
+
+def test_a_callback_queue_in_another_slot_is_refused_and_nothing_is_written(
+    store: Store,
+) -> None:
+    qa, qb, _ = queues_on_three_shards(store)
+    with pytest.raises(InvalidJob) as e:
+        store.create_batch(
+            [Submission("echo", 1)], queue=qa, on_complete=None, on_success=None,
+            callback_queue=qb,
+        )  # fmt: skip
+    assert e.value.field == "callback_queue"
+    assert store.redis.keys("*") == []

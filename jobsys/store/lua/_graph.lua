@@ -84,17 +84,18 @@ end
 
 -- Counts the end of a batch's job (its first end only); when it was the batch's
 -- last, queues on_complete, and on_success when every job completed and the batch
--- was not cancelled (else on_success ends `cancelled`, appended to `work`).
-local function batch_ended(batch_id, job_key, status, now, R, work)
+-- was not cancelled (else on_success ends `cancelled`, appended to `work`). `cl`:
+-- Redis Cluster, where the batch's keys and callbacks lie in its jobs' slot.
+local function batch_ended(batch_id, job_key, status, now, R, work, cl)
   if redis.call('HSETNX', job_key, 'batch_counted', status) == 0 then return end
-  local bkey = kx('batch', batch_id)
+  local bkey = kx(cl and 'xbatch' or 'batch', batch_id)
   redis.call('HINCRBY', bkey, status, 1)
   if redis.call('HINCRBY', bkey, 'pending', -1) ~= 0 then return end
   local b = redis.call('HMGET', bkey, 'total', 'completed', 'failed', 'cancelled',
     'on_complete', 'on_success', 'cancelled_at')
   redis.call('HSET', bkey, 'finished_at', now)
   expire_ended(bkey, R.completed)
-  expire_ended(kx('batch_jobs', batch_id), R.completed)
+  expire_ended(kx(cl and 'xbatch_jobs' or 'batch_jobs', batch_id), R.completed)
   local counts = cjson.encode({id = batch_id, total = tonumber(b[1]),
     completed = tonumber(b[2]), failed = tonumber(b[3]), cancelled = tonumber(b[4])})
   local succeeded = b[3] == '0' and b[4] == '0' and not b[7]
@@ -189,6 +190,6 @@ local function job_ended(job_key, id, status, now, R)
       end
     end
     if far then outbox_end(key, jid, st, far) end
-    if batch_id then batch_ended(batch_id, key, st, now, R, work) end
+    if batch_id then batch_ended(batch_id, key, st, now, R, work, cl) end
   end
 end

@@ -26,7 +26,8 @@
 -- other queues; so is each job's events STREAM (its event: `queued`, `scheduled`,
 -- `waiting` or `cancelled`, see emit in _lib.lua).
 --   Under Redis Cluster any group holds "cluster": true (the children SETs and the
---   `follow` flag of its layout) and may hold "far": {parent id: "linked" or the
+--   `follow` flag of its layout; a batch's callback_queue lies in ARGV[1]'s slot and
+--   is registered by the caller) and may hold "far": {parent id: "linked" or the
 --   status it had ended in}: the parents in other hash slots, whose hashes this call
 --   cannot read; graph_link.lua made them parents first. A "linked" parent counts as
 --   ended when the relay already applied its end to the job (its `applied` HASH, in
@@ -91,7 +92,7 @@ local batch = group.batch
 local callbacks = {}
 local cbq = (group.callback_queue or '') ~= '' and group.callback_queue or queue
 if batch then
-  if cbq ~= queue then redis.call('SADD', KEYS[5], cbq) end
+  if cbq ~= queue and not cl then redis.call('SADD', KEYS[5], cbq) end
   local cbs = 0
   for _, role in ipairs({'on_complete', 'on_success'}) do
     local pos = group[role]
@@ -131,7 +132,7 @@ for i = 1, n do
   if expires then redis.call('HSET', key, 'expires_at', expires) end
   if (j[11] or '') ~= '' then redis.call('HSET', key, 'callback_url', j[11]) end  -- webhooks
   if batch and not callbacks[i] then
-    redis.call('HSET', key, 'batch', batch, 'follow', 1)
+    redis.call('HSET', key, 'batch', batch, 'follow', cl and 'c' or 1)
     redis.call('SADD', KEYS[12], id)
   end
   local status = rank and 'queued' or 'scheduled'
