@@ -328,7 +328,10 @@ def workflow(workflow_id: str) -> str:
     """HASH ``jobsys:workflow:<id>``: a workflow's ``steps`` (JSON: name, id, after of
     each step, in topological order), ``queue`` and ``created_at``. TTL:
     COMPLETED_RETENTION_SECONDS after its last step ended (set lazily: see
-    docs/workflows.md), else none."""
+    docs/workflows.md), else none. Cluster layout: ``jobsys:{job:<id>}:workflow``,
+    the workflow id steered into its queue's slot (with its steps' jobs)."""
+    if _cluster:
+        return f"jobsys:{{job:{workflow_id}}}:workflow"
     return f"jobsys:workflow:{workflow_id}"
 
 

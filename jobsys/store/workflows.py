@@ -91,17 +91,6 @@ class WorkflowInfo:
     steps: list[Step]
 
 
-def _not_in_cluster(store: Store) -> None:
-    """Workflows are not available under Redis Cluster yet: a 400 says so and
-    nothing is written (docs/workflows.md, "Redis Cluster")."""
-    if store.cluster:
-        raise InvalidJob(
-            "steps",
-            "workflows are not available in Redis Cluster mode (REDIS_CLUSTER_NODES) "
-            "yet: see docs/workflows.md",
-        )
-
-
 def _specs(jobs: Sequence[Submission]) -> list[str]:
     return [f"{j.on_parent_failure}|{','.join(j.depends_on)}" if j.depends_on else "" for j in jobs]
 
@@ -308,16 +297,18 @@ def create_workflow(
 ) -> tuple[str, list[Step], list[str]]:
     """Create a workflow of `steps` [(name, after, job)] in one atomic step: (its id,
     its steps with their job ids, in the given order, and each step's status)."""
-    _not_in_cluster(store)
     order = topological([(n, a) for n, a, _ in steps])
-    workflow_id = new_job_ids(1)[0]
-    ids = new_job_ids(len(steps))
+    # Under Redis Cluster the record and every step's job lie in `queue`'s slot:
+    # the same one script (only parents of other slots in a step's own depends_on
+    # are linked first, as for any submit).
+    workflow_id, *ids = new_job_ids(1 + len(steps), queue)
     by_name = {n: ids[i] for i, (n, _, _) in enumerate(steps)}
     made = [Step(name, ids[i], list(after), job.task) for i, (name, after, job) in enumerate(steps)]
     jobs = []
     for i in order:
         _, after, job = steps[i]
-        parents = tuple(by_name[a] for a in after)
+        # its own depends_on (existing jobs) first, then the steps of its `after`
+        parents = tuple(dict.fromkeys([*job.depends_on, *(by_name[a] for a in after)]))
         jobs.append(dataclasses.replace(job, depends_on=parents))
     text = json.dumps([asdict(s) for s in made])
     group = json.dumps({"workflow": workflow_id, "steps": text})

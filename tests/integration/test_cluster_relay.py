@@ -204,3 +204,26 @@ def test_a_callback_queue_in_another_slot_is_refused_and_nothing_is_written(
         )  # fmt: skip
     assert e.value.field == "callback_queue"
     assert store.redis.keys("*") == []
+
+
+def test_a_workflow_is_one_script_in_its_queues_slot_and_waits_for_a_job_of_another(
+    store: Store,
+) -> None:
+    qa, qb, _ = queues_on_three_shards(store)
+    (x,) = store.submit_jobs([Submission("echo", "x")], queue=qa).ids
+    steps = [
+        ("A", [], Submission("echo", "A", depends_on=(x,))),  # a job of another slot
+        ("B", ["A"], Submission("echo", "B")),
+        ("C", ["A"], Submission("echo", "C")),
+        ("D", ["B", "C"], Submission("echo", "D")),
+    ]
+    workflow_id, _, statuses = store.create_workflow(steps, queue=qb)
+    assert statuses == ["waiting"] * 4
+    assert store.redis.exists(keys.workflow(workflow_id))  # in qb's slot
+    complete(store, qa)  # x: released A through qa's outbox
+    assert store.workflow(workflow_id).steps[0].status == "queued"
+    for _ in range(4):
+        complete(store, qb)
+    info = store.workflow(workflow_id)
+    assert [s.status for s in info.steps] == ["completed"] * 4
+    assert [s.name for s in info.steps] == ["A", "B", "C", "D"]
