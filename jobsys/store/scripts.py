@@ -372,7 +372,10 @@ class Scripts:
         """Hand an unfinished job back without counting the attempt (see release.lua)."""
         ks = [keys.job(job_id), keys.leases(queue), keys.ready(queue), keys.wakeup(queue)]
         ks += [*_index_keys(queue), *_hook_keys(queue), keys.events(queue)]
-        return bool(self._run_ending("release", ks, [job_id, worker, attempt]))
+        released = bool(self._run_ending("release", ks, [job_id, worker, attempt]))
+        if self._cluster and released:
+            self._relay(queue)  # a cancel requested ends it: its children (workflows)
+        return released
 
     def recover(self, queue: str, max_jobs: int = 100) -> list[tuple[str, str, str]]:
         """Take back jobs whose lease ran out: [(id, "retry" | "dead" | "cancelled", task)]
@@ -614,7 +617,10 @@ class Scripts:
             ks.append(keys.job(job_id))
             args += [job_id, attempt, ms, what]
         ks += [*_hook_keys(queue), keys.events(queue)]
-        return [_text(x) for x in self._run_ending("rate_limited", ks, args)]
+        out = [_text(x) for x in self._run_ending("rate_limited", ks, args)]
+        if self._cluster and "cancelled" in out:
+            self._relay(queue)  # its children in other slots (workflows)
+        return out
 
     def promote(self, queue: str, job_id: str) -> str:
         """Run a job of `queue` that waits for a due time now (see promote.lua for

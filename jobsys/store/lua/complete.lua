@@ -17,6 +17,7 @@
 -- was lost (nothing written for that job).
 -- Redis Cluster: then "relay" when an end was written to the outbox (see _graph.lua).
 local worker = ARGV[1]
+relay_due()  -- Redis Cluster: drop a flag an earlier call left (see _graph.lua)
 for i = 1, #KEYS - 11 do
   local id = ARGV[2 + 3 * (i - 1)]
   if not is_uuid(id) then

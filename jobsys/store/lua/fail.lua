@@ -19,6 +19,7 @@
 -- lease was lost (nothing written for that job).
 -- Redis Cluster: then "relay" when an end was written to the outbox (see _graph.lua).
 local worker = ARGV[1]
+relay_due()  -- Redis Cluster: drop a flag an earlier call left (see _graph.lua)
 local now = now_ms()
 local R = retention(ARGV)
 local idx = indexes(KEYS, 6)
