@@ -1,11 +1,16 @@
-"""A worker killed (SIGKILL) in the middle of its relay, between applying a parent's
-end to one child and acknowledging the outbox entry, on a real Redis Cluster: the
-next worker's recovery pass applies the rest and repeats nothing (issue 17;
-docs/workflows.md, "Redis Cluster"). Its own private 3-primary cluster."""
+"""Workflows on a real Redis Cluster, with real worker processes and real signals
+(issue 17; docs/workflows.md, "Redis Cluster"); its own private 3-primary cluster.
+
+A worker killed (SIGKILL) in the middle of its relay, between applying a parent's
+end to one child and acknowledging the outbox entry: the next worker's recovery
+pass applies the rest and repeats nothing. The worker that finishes a batch's last
+job killed before, during and after its settle: each callback runs once."""
 
 from __future__ import annotations
 
+import json
 import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +20,7 @@ from redis_cluster import RedisCluster
 
 from jobsys.settings import Settings
 from jobsys.store import Store, Submission, keys
+from jobsys.store.slots import queue_slot
 
 from processes import Proc, Procs, wait_for
 
@@ -46,6 +52,7 @@ def procs(tmp_path: Path) -> Iterator[Procs]:
 def worker(procs: Procs, cluster: RedisCluster, queues: list[str]) -> Proc:
     env = {
         "REDIS_CLUSTER_NODES": cluster.seeds,
+        "REDIS_URL": cluster.nodes[0].url,  # the test handlers' (sample_tasks.py)
         "JOB_LEASE_SECONDS": "2",
         "WORKER_POLL_SECONDS": "0.2",
     }
@@ -98,4 +105,69 @@ def test_a_worker_killed_between_applying_and_acknowledging_repeats_nothing(
     for kid, q in ((k1, qx), (k2, qy)):
         types = [f["type"] for _, f in client.xrange(keys.events(q)) if f.get("job") == kid]
         assert types.count("queued") == 1 and types.count("completed") == 1, types
+    survivor.signal(signal.SIGTERM)
+
+
+def same_slot_queue(queue: str) -> str:
+    """Another queue name in the hash slot of `queue` (a batch's callback_queue must
+    be, in Redis Cluster mode)."""
+    for i in range(1_000_000):
+        name = f"cb-{i}"
+        if queue_slot(name) == queue_slot(queue):
+            return name
+    raise AssertionError("no name found")
+
+
+def started(client: redis.Redis, attempt: int) -> bool:
+    return any(e.startswith(f"started:{attempt}:") for e in client.lrange("test:executions", 0, -1))
+
+
+@pytest.mark.parametrize("point", ["before", "during", "after"])
+def test_a_batchs_callbacks_run_once_whenever_the_last_jobs_worker_is_killed(
+    point: str, store: Store, cluster: RedisCluster, procs: Procs
+) -> None:
+    """As tests/e2e/test_batch_crash.py on one Redis: the batch's keys and callbacks
+    lie in its queue's slot, so the script that ends its last job queues them."""
+    client = store.redis
+    cbq = same_slot_queue("work")
+    sleep_s = {"before": 30, "during": 1, "after": 0}[point]
+    jobs = [Submission("echo", i) for i in range(20)] + [Submission("slow-first", sleep_s)]
+    batch_id, done, cbs = store.create_batch(
+        jobs,
+        queue="work",
+        on_complete=Submission("callback", "complete"),
+        on_success=Submission("callback", "success"),
+        callback_queue=cbq,
+    )
+    last = done.ids[-1]
+    victim = worker(procs, cluster, ["work"])  # never runs a callback itself
+    wait_for(lambda: started(client, 1), 30, what="the last job to start")
+    if point == "before":  # the handler is sleeping: nothing settled
+        victim.signal(signal.SIGKILL)
+    elif point == "during":  # its complete.lua sent but held by Redis when it dies
+        node = client.get_node_from_key(keys.ready("work"))  # type: ignore[attr-defined]
+        held = redis.Redis(host=node.host, port=node.port)
+        held.execute_command("CLIENT", "PAUSE", 5000, "WRITE")
+        try:
+            time.sleep(2.0)  # the handler returned; its settle waits in Redis
+            victim.signal(signal.SIGKILL)
+            victim.wait(10)
+        finally:
+            held.execute_command("CLIENT", "UNPAUSE")
+            held.close()
+    else:  # right after complete.lua ended the batch's last job
+        wait_for(lambda: store.get(last).status == "completed", 30, interval=0.002)
+        victim.signal(signal.SIGKILL)
+    victim.wait(10)
+    survivor = worker(procs, cluster, ["work", cbq])
+    wait_for(lambda: client.llen("test:callbacks") >= 2, 30, what="both callbacks")
+    wait_for(lambda: store.batch(batch_id).finished_at is not None, 10, what="the batch")
+    time.sleep(3)  # longer than a lease: a second callback would have come by now
+    got = sorted(json.loads(c)["payload"] for c in client.lrange("test:callbacks", 0, -1))
+    assert got == ["complete", "success"]
+    for cb in cbs.values():
+        job = store.get(cb)
+        assert (job.status, job.attempts) == ("completed", 1)
+    info = store.batch(batch_id)
+    assert (info.total, info.pending, info.completed, info.failed) == (21, 0, 21, 0)
     survivor.signal(signal.SIGTERM)
