@@ -52,6 +52,7 @@ NAMES = (
     "cancel_batch",
     "graph_link",
     "graph_apply",
+    "graph_callback",
     # webhooks (issue 14; docs/events.md)
     "hook_claim",
     "hook_settle",

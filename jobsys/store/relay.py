@@ -17,9 +17,9 @@ serves (the sweep of what a killed process left behind).
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from jobsys.store import keys
 
@@ -33,36 +33,47 @@ def _text(x: Any) -> str:
     return x.decode() if isinstance(x, bytes) else str(x)
 
 
-def relay(
-    client: Any,
-    apply: Callable[[str, str, str], str],
-    queue: str,
-    max_entries: int = RELAY_BATCH,
-) -> list[str]:
+class Steps(Protocol):
+    """The scripts the relay calls (`jobsys.store.scripts.Scripts`)."""
+
+    def graph_apply(
+        self, child: str, parent: str, status: str, counts: str = "", reason: str = ""
+    ) -> tuple[str, str]: ...
+
+    def graph_callback(self, queue: str, batch_id: str, callback_id: str, arg: str) -> str: ...
+
+
+def relay(client: Any, steps: Steps, queue: str, max_entries: int = RELAY_BATCH) -> list[str]:
     """Apply the entries of `queue`'s outbox (oldest first, at most `max_entries`)
-    with `apply(child, parent, status)`, deleting each once all its children were
-    applied. Returns the queues whose outboxes the applications wrote to (a child
-    cancelled so, with children of its own in other slots): relay them next."""
+    to their children (`steps.graph_apply`), deleting each once all its children
+    have it. A batch's callback of another slot that does not exist yet (the API
+    died before creating it) is created from the entry (`steps.graph_callback`),
+    which applies the batch's end to it. Returns the queues whose outboxes the
+    applications wrote to (a child cancelled so, with children of its own in other
+    slots): relay them next."""
     key = keys.ended(queue)
     more: list[str] = []
     for entry_id, raw in client.xrange(key, count=max_entries):
         fields = {_text(k): _text(v) for k, v in raw.items()}
         parent, status = fields["from"], fields["status"]
+        counts, reason = fields.get("counts", ""), fields.get("reason", "")
         for kid in fields["kids"].split(","):
-            then = apply(kid, parent, status)
+            verdict, then = steps.graph_apply(kid, parent, status, counts, reason)
+            if verdict == "early" and "cb" in fields:
+                spec = json.loads(fields["cb"])
+                steps.graph_callback(spec["queue"], parent, spec["id"], spec["arg"])
+                then = spec["queue"]
             if then and then not in more:
                 more.append(then)
         client.xdel(key, entry_id)  # acknowledged: every child has it
     return more
 
 
-def relay_all(
-    client: Any, apply: Callable[[str, str, str], str], queue: str, max_rounds: int = 10
-) -> None:
+def relay_all(client: Any, steps: Steps, queue: str, max_rounds: int = 10) -> None:
     """`relay` `queue`, then the queues the applications wrote to, a few rounds at
     most (the rest waits for the next recovery pass)."""
     todo, done = [queue], 0
     while todo and done < max_rounds:
         q = todo.pop(0)
         done += 1
-        todo += [x for x in relay(client, apply, q) if x not in todo]
+        todo += [x for x in relay(client, steps, q) if x not in todo]

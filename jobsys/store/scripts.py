@@ -702,20 +702,31 @@ class Scripts:
         ks = [keys.job(parent), keys.graph_children(parent)]
         return _text(self._run("graph_link", ks, list(children)))
 
-    def graph_apply(self, child: str, parent: str, status: str) -> str:
-        """Apply the end of `parent` (another slot's job) to `child`, once (see
-        graph_apply.lua). Returns the child's queue when that wrote to its outbox,
-        else ''."""
+    def graph_apply(
+        self, child: str, parent: str, status: str, counts: str = "", reason: str = ""
+    ) -> tuple[str, str]:
+        """Apply the end of `parent` (another slot's job, or the batch of the callback
+        `child`) to `child`, once (see graph_apply.lua): ("applied" | "repeat" |
+        "early", the child's queue when that wrote to its outbox, else '')."""
         ks = [keys.job(child), keys.applied(child)]
-        answer = self._run_ending("graph_apply", ks, [child, parent, status])
-        return _text(answer[1])
+        answer = self._run_ending("graph_apply", ks, [child, parent, status, counts, reason])
+        return _text(answer[0]), _text(answer[1])
+
+    def graph_callback(self, queue: str, batch_id: str, callback_id: str, arg: str) -> str:
+        """Create the callback `callback_id` of a batch in another slot, once (see
+        graph_callback.lua): "created" or "exists"."""
+        ks = [
+            keys.job(callback_id), keys.applied(callback_id), keys.sequence(queue),
+            keys.queue_registry(queue), keys.metrics(queue),
+        ]  # fmt: skip
+        return _text(self._run_ending("graph_callback", ks, [queue, batch_id, arg]))
 
     def _relay(self, queue: str) -> None:
         """Relay `queue`'s outbox (jobsys/store/relay.py). A failure is logged, not
         raised: the script did run, and the next recovery pass of a worker serving
         the queue relays what is left."""
         try:
-            relay_all(self._client, self.graph_apply, queue)
+            relay_all(self._client, self, queue)
         except (redis.RedisError, redis.exceptions.RedisClusterException) as e:
             logger.warning("relay of queue %s deferred: %s", queue, e)
 

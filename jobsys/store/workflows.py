@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, cast
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Any, cast
 from redis.crc import key_slot
 
 from jobsys import stamps
-from jobsys.errors import InvalidJob, JobNotFound, JobsysError, UnknownParent
+from jobsys.errors import InvalidJob, JobNotFound, JobsysError, StoreUnavailable, UnknownParent
 from jobsys.store import keys
 from jobsys.store.scripts import Idempotency
 from jobsys.store.slots import queue_slot
@@ -28,6 +29,8 @@ from jobsys.store.translate import translate_errors
 
 if TYPE_CHECKING:
     from jobsys.store.store import Store
+
+logger = logging.getLogger(__name__)
 
 #: Most parents one job may name.
 MAX_PARENTS = 100
@@ -178,16 +181,13 @@ def create_batch(
     """Create a batch of `jobs` with its callbacks: (its id, what the jobs' submit
     did, {role: callback id}). The callbacks go first in the script's order, so that
     they exist before a job can end (one cancelled at submit)."""
-    if store.cluster and callback_queue and queue_slot(callback_queue) != queue_slot(queue):
-        raise InvalidJob(
-            "callback_queue",
-            "must lie in the hash slot of the batch's queue in Redis Cluster mode "
-            "(REDIS_CLUSTER_NODES): see docs/workflows.md",
-        )
     if store.cluster and callback_queue:
         store.scripts.register(callback_queue)
     batch_id = new_job_ids(1, queue)[0]
     callbacks = [(r, c) for r, c in (("on_complete", on_complete), ("on_success", on_success)) if c]
+    far = store.cluster and callback_queue and queue_slot(callback_queue) != queue_slot(queue)
+    if callbacks and callback_queue and far:  # Redis Cluster: callbacks of another slot
+        return _batch_far_callbacks(store, batch_id, jobs, queue, callbacks, callback_queue)
     order = [c for _, c in callbacks] + list(jobs)
     group: dict[str, Any] = {"batch": batch_id, "on_complete": 0, "on_success": 0}
     if callback_queue:
@@ -204,6 +204,42 @@ def create_batch(
     k = len(callbacks)
     ids = {role: done.ids[i] for i, (role, _) in enumerate(callbacks)}
     return batch_id, Submitted(done.ids[k:], done.statuses[k:]), ids
+
+
+def _batch_far_callbacks(
+    store: Store,
+    batch_id: str,
+    jobs: Sequence[Submission],
+    queue: str,
+    callbacks: Sequence[tuple[str, Submission]],
+    callback_queue: str,
+) -> tuple[str, Submitted, dict[str, str]]:
+    """Redis Cluster, a `callback_queue` in another hash slot than `queue`: the
+    batch's script (its jobs, its record with the callbacks' definitions) first,
+    then each callback in its own slot (graph_callback.lua). A callback this process
+    could not create (it died, Redis failed) is created by the relay when the batch
+    ends, from the outbox entry that ends it: it runs once either way."""
+    ids = new_job_ids(len(callbacks), callback_queue)
+    retries = store.settings.max_retries
+    far = {
+        role: {"id": i, "queue": callback_queue, "arg": job_arg(i, sub, retries)}
+        for (role, sub), i in zip(callbacks, ids, strict=True)
+    }
+    group = {"batch": batch_id, "on_complete": 0, "on_success": 0, "far_callbacks": far}
+    done = submit(
+        store,
+        jobs,
+        queue,
+        group=json.dumps(group),
+        group_keys=(keys.batch(batch_id), keys.batch_jobs(batch_id)),
+    )
+    for spec in far.values():
+        try:
+            with translate_errors():
+                store.scripts.graph_callback(callback_queue, batch_id, spec["id"], spec["arg"])
+        except StoreUnavailable as e:  # the batch exists: the relay creates it later
+            logger.warning("batch %s: callback %s deferred: %s", batch_id, spec["id"], e)
+    return batch_id, done, {role: spec["id"] for role, spec in far.items()}
 
 
 def batch(store: Store, batch_id: str) -> BatchInfo:

@@ -122,14 +122,18 @@ def started(client: redis.Redis, attempt: int) -> bool:
     return any(e.startswith(f"started:{attempt}:") for e in client.lrange("test:executions", 0, -1))
 
 
+@pytest.mark.parametrize("slot", ["same", "other"])
 @pytest.mark.parametrize("point", ["before", "during", "after"])
 def test_a_batchs_callbacks_run_once_whenever_the_last_jobs_worker_is_killed(
-    point: str, store: Store, cluster: RedisCluster, procs: Procs
+    point: str, slot: str, store: Store, cluster: RedisCluster, procs: Procs
 ) -> None:
-    """As tests/e2e/test_batch_crash.py on one Redis: the batch's keys and callbacks
-    lie in its queue's slot, so the script that ends its last job queues them."""
+    """As tests/e2e/test_batch_crash.py on one Redis. With a callback queue in the
+    batch queue's slot, the script that ends the last job queues the callbacks; in
+    another slot, that script's outbox entries and the relay do (the victim's relay,
+    or the survivor's recovery pass when the victim died before it)."""
     client = store.redis
-    cbq = same_slot_queue("work")
+    cbq = same_slot_queue("work") if slot == "same" else "callbacks"
+    assert (queue_slot(cbq) == queue_slot("work")) == (slot == "same")
     sleep_s = {"before": 30, "during": 1, "after": 0}[point]
     jobs = [Submission("echo", i) for i in range(20)] + [Submission("slow-first", sleep_s)]
     batch_id, done, cbs = store.create_batch(

@@ -17,9 +17,9 @@ import pytest
 from redis_cluster import RedisCluster
 from test_cluster_wait import BINARIES
 
-from jobsys.errors import InvalidJob, UnknownParent
+from jobsys.errors import UnknownParent
 from jobsys.settings import Settings
-from jobsys.store import Store, Submission, keys, relay, workflows
+from jobsys.store import Store, Submission, keys, workflows
 
 
 @pytest.fixture(scope="module", params=BINARIES, ids=[Path(b).name for b in BINARIES])
@@ -96,16 +96,13 @@ def test_a_relay_killed_between_applying_and_acknowledging_repeats_nothing(
     # A relay applies it to every child, then dies before its XDEL.
     ((_, entry),) = store.redis.xrange(keys.ended(qa))
     assert entry == {"from": a, "status": "completed", "kids": c}
-    assert store.scripts.graph_apply(c, a, "completed") == ""
+    assert store.scripts.graph_apply(c, a, "completed") == ("applied", "")
     assert store.get(c).to_api()["waiting_on"] == 1
     # The next relay (a worker's recovery pass) applies it again: a no-op.
     store.recover(qa)
     assert store.redis.xlen(keys.ended(qa)) == 0
     view = store.get(c).to_api()
     assert view["status"] == "waiting" and view["waiting_on"] == 1
-    # Two relays of one outbox at once are as harmless: the same entry twice.
-    relay.relay(store.redis, store.scripts.graph_apply, qa)
-    assert store.get(c).to_api()["waiting_on"] == 1
     complete(store, qb)
     assert store.get(c).status == "queued"
     assert queued_events(store, qc, c) == 1
@@ -129,7 +126,7 @@ def test_a_parent_that_ends_while_its_child_is_submitted_counts_once(
     (b,) = done.ids
     assert done.statuses == ["queued"]  # its submit read the relay's record
     assert store.redis.hgetall(keys.applied(b)) == {a: "completed"}
-    assert store.scripts.graph_apply(b, a, "completed") == ""  # again: "repeat"
+    assert store.scripts.graph_apply(b, a, "completed") == ("repeat", "")
     assert queued_events(store, qb, b) == 1
     assert store.redis.zrange(keys.ready(qb), 0, -1) == [b]
 
@@ -198,17 +195,97 @@ def test_a_batch_runs_its_callbacks_once_and_cancelling_it_reaches_other_slots(
     assert queued_events(store, qa, cbs["on_complete"]) == 1
 
 
-def test_a_callback_queue_in_another_slot_is_refused_and_nothing_is_written(
-    store: Store,
+def callback_batch(
+    store: Store, qa: str, qb: str, n: int = 3
+) -> tuple[str, list[str], dict[str, str]]:
+    batch_id, done, cbs = store.create_batch(
+        [Submission("echo", i) for i in range(n)],
+        queue=qa,
+        on_complete=Submission("callback", "complete"),
+        on_success=Submission("callback", "success"),
+        callback_queue=qb,
+    )
+    return batch_id, done.ids, cbs
+
+
+def test_callbacks_in_another_slot_run_once_through_the_relay(store: Store) -> None:
+    qa, qb, _ = queues_on_three_shards(store)
+    batch_id, _, cbs = callback_batch(store, qa, qb)
+    for cb in cbs.values():  # created in their own slot, waiting
+        assert store.get(cb).status == "waiting"
+        assert store.get(cb).queue == qb
+    assert store.batch(batch_id).on_complete == cbs["on_complete"]
+    for _ in range(3):
+        complete(store, qa)
+    assert store.batch(batch_id).finished_at is not None
+    for cb in cbs.values():
+        job = store.get(cb).to_api()
+        assert job["status"] == "queued"
+        assert job["payload"]["batch"] == {
+            "id": batch_id, "total": 3, "completed": 3, "failed": 0, "cancelled": 0,
+        }  # fmt: skip
+        assert queued_events(store, qb, cb) == 1
+    for cb in cbs.values():  # the relay again: repeats nothing
+        assert store.scripts.graph_apply(cb, batch_id, "completed", "{}", "") == ("repeat", "")
+    assert store.redis.xlen(keys.ended(qa)) == 0
+
+
+def test_callbacks_never_created_by_a_dead_api_are_created_when_the_batch_ends(
+    store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     qa, qb, _ = queues_on_three_shards(store)
-    with pytest.raises(InvalidJob) as e:
-        store.create_batch(
-            [Submission("echo", 1)], queue=qa, on_complete=None, on_success=None,
-            callback_queue=qb,
-        )  # fmt: skip
-    assert e.value.field == "callback_queue"
-    assert store.redis.keys("*") == []
+    with monkeypatch.context() as m:  # the API process dies after the batch's script
+        m.setattr(store.scripts, "graph_callback", lambda *a: (_ for _ in ()).throw(SystemExit))
+        with pytest.raises(SystemExit):
+            callback_batch(store, qa, qb, n=2)
+    (batch_id,) = [
+        k.split("}")[0].removeprefix("jobsys:{job:") for k in store.redis.keys("*:batch")
+    ]
+    info = store.batch(batch_id)
+    assert info.on_complete and info.on_success
+    assert not store.redis.exists(keys.job(info.on_complete))
+    done = complete(store, qa)
+    (other,) = store.redis.smembers(keys.batch_jobs(batch_id)) - {done}
+    assert store.cancel(other).status == "cancelled"  # the batch's last job ends
+    # the batch ended: the relay created both callbacks from the outbox entries
+    assert store.get(info.on_complete).status == "queued"
+    assert store.get(info.on_complete).to_api()["payload"]["batch"]["cancelled"] == 1
+    success = store.get(info.on_success).to_api()
+    assert success["status"] == "cancelled"
+    assert success["error"] == f"batch {batch_id} did not succeed: 0 failed, 1 cancelled"
+    # a late create (the API retried) changes nothing
+    arg = "unused"
+    assert store.scripts.graph_callback(qb, batch_id, info.on_complete, arg) == "exists"
+    assert queued_events(store, qb, info.on_complete) == 1
+
+
+def test_a_callback_created_after_its_batch_ended_is_queued_at_once(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    qa, qb, _ = queues_on_three_shards(store)
+    create = store.scripts.graph_callback
+    made: list[tuple[str, str, str, str]] = []
+    with monkeypatch.context() as m:  # the API is slow to create the callbacks
+        m.setattr(store.scripts, "graph_callback", lambda *a: made.append(a) or "created")
+        batch_id, _, cbs = callback_batch(store, qa, qb, n=1)
+        m.setattr(store.scripts, "_relay", lambda queue: None)  # nor is the relay done
+        complete(store, qa)
+    # the relay's apply comes first ("early": only the record), then the creation
+    ((_, entry),) = store.redis.xrange(keys.ended(qa), count=1)
+    kid = entry["kids"]
+    assert (
+        store.scripts.graph_apply(kid, batch_id, entry["status"], entry["counts"], "")[0] == "early"
+    )
+    for a in made:
+        create(*a)
+    other = cbs["on_success"] if kid == cbs["on_complete"] else cbs["on_complete"]
+    assert store.get(kid).status == "queued"  # created, then its record applied
+    assert store.get(other).status == "waiting"  # its entry not relayed yet
+    store.recover(qa)  # the relay: the first entry again (repeats nothing), the other
+    for cb in cbs.values():
+        assert store.get(cb).status == "queued"
+        assert queued_events(store, qb, cb) == 1
+    assert store.redis.xlen(keys.ended(qa)) == 0
 
 
 def test_a_workflow_is_one_script_in_its_queues_slot_and_waits_for_a_job_of_another(

@@ -82,6 +82,32 @@ local function callback_payload(job_key, counts)
     .. (given or 'null') .. '}')
 end
 
+-- Redis Cluster: whether this script call wrote to an `ended` outbox, read (and
+-- reset) by relay_due(). A table of the library, shared by its functions: only the
+-- cluster path sets it, and a stale `true` (a call that failed after setting it)
+-- costs one needless relay.
+local GRAPH = {relay = false}
+
+local function relay_due()
+  local due = GRAPH.relay
+  GRAPH.relay = false
+  return due
+end
+
+-- A batch's callback `ckey`/`cb`, if it still waits, when its batch has ended:
+-- queued with the batch's `counts` in its payload (`verdict` 'completed'), or
+-- `cancelled` with `reason` (appended to `work`).
+local function callback_ended(ckey, cb, verdict, counts, reason, now, R, work)
+  if redis.call('HGET', ckey, 'status') ~= 'waiting' then return end
+  if verdict == 'completed' then
+    callback_payload(ckey, counts)
+    release_waiting(ckey, cb, now, R)
+  else
+    cancel_unstarted(ckey, cb, 'waiting', reason, now, R)
+    work[#work + 1] = {ckey, cb, 'cancelled'}
+  end
+end
+
 -- Counts the end of a batch's job (its first end only); when it was the batch's
 -- last, queues on_complete, and on_success when every job completed and the batch
 -- was not cancelled (else on_success ends `cancelled`, appended to `work`). `cl`:
@@ -92,26 +118,28 @@ local function batch_ended(batch_id, job_key, status, now, R, work, cl)
   redis.call('HINCRBY', bkey, status, 1)
   if redis.call('HINCRBY', bkey, 'pending', -1) ~= 0 then return end
   local b = redis.call('HMGET', bkey, 'total', 'completed', 'failed', 'cancelled',
-    'on_complete', 'on_success', 'cancelled_at')
+    'on_complete', 'on_success', 'cancelled_at', 'far_callbacks', 'queue')
   redis.call('HSET', bkey, 'finished_at', now)
   expire_ended(bkey, R.completed)
   expire_ended(kx(cl and 'xbatch_jobs' or 'batch_jobs', batch_id), R.completed)
   local counts = cjson.encode({id = batch_id, total = tonumber(b[1]),
     completed = tonumber(b[2]), failed = tonumber(b[3]), cancelled = tonumber(b[4])})
   local succeeded = b[3] == '0' and b[4] == '0' and not b[7]
+  local reason = 'batch ' .. batch_id .. ' did not succeed: ' .. b[3] .. ' failed, '
+    .. b[4] .. ' cancelled' .. (b[7] and ' (batch cancelled)' or '')
+  -- Redis Cluster: callbacks in another slot (a callback_queue there) get the end
+  -- through the outbox, with what creates them if they do not exist yet.
+  local far = b[8] and cjson.decode(b[8])
   for i, cb in ipairs({b[5] or false, b[6] or false}) do
     if cb then
-      local ckey = R.prefix .. cb
-      if redis.call('HGET', ckey, 'status') == 'waiting' then
-        if i == 1 or succeeded then
-          callback_payload(ckey, counts)
-          release_waiting(ckey, cb, now, R)
-        else
-          cancel_unstarted(ckey, cb, 'waiting', 'batch ' .. batch_id .. ' did not succeed: '
-            .. b[3] .. ' failed, ' .. b[4] .. ' cancelled' .. (b[7] and ' (batch cancelled)' or ''),
-            now, R)
-          work[#work + 1] = {ckey, cb, 'cancelled'}
-        end
+      local verdict = (i == 1 or succeeded) and 'completed' or 'cancelled'
+      local spec = far and far[i == 1 and 'on_complete' or 'on_success']
+      if spec then
+        redis.call('XADD', kx('ended', b[9]), '*', 'from', batch_id, 'status', verdict,
+          'kids', cb, 'counts', counts, 'reason', reason, 'cb', cjson.encode(spec))
+        GRAPH.relay = true
+      else
+        callback_ended(R.prefix .. cb, cb, verdict, counts, reason, now, R, work)
       end
     end
   end
@@ -134,18 +162,6 @@ local function parent_ended(kkey, kid, jid, st, now, R, work)
       work[#work + 1] = {kkey, kid, 'cancelled'}  -- its batch: looked up
     end
   end
-end
-
--- Redis Cluster: whether this script call wrote to an `ended` outbox, read (and
--- reset) by relay_due(). A table of the library, shared by its functions: only the
--- cluster path sets it, and a stale `true` (a call that failed after setting it)
--- costs one needless relay.
-local GRAPH = {relay = false}
-
-local function relay_due()
-  local due = GRAPH.relay
-  GRAPH.relay = false
-  return due
 end
 
 -- Redis Cluster: records the end of `jid` (in status `st`) for its children `far`,

@@ -32,6 +32,9 @@
 --   cannot read; graph_link.lua made them parents first. A "linked" parent counts as
 --   ended when the relay already applied its end to the job (its `applied` HASH, in
 --   its slot), else the job waits for the relay.
+--   A batch's group under Redis Cluster may hold "far_callbacks": {role: {"id",
+--   "queue", "arg"}}: callbacks in another slot, created by graph_callback.lua
+--   (not by this call); kept in the batch HASH for the outbox entry that ends them.
 --   Any group may hold "idem": {"ttl": seconds, "fingerprint": hex}: an
 --   Idempotency-Key in force (as in enqueue.lua: a repeat of the same request within
 --   the TTL writes nothing and answers as the first did; another request is refused)
@@ -104,6 +107,12 @@ if batch then
   end
   redis.call('HSET', KEYS[11], 'queue', queue, 'created_at', now, 'total', n - cbs,
     'pending', n - cbs, 'completed', 0, 'failed', 0, 'cancelled', 0)
+  if group.far_callbacks then  -- Redis Cluster: callbacks of another slot
+    for role, spec in pairs(group.far_callbacks) do
+      redis.call('HSET', KEYS[11], role, spec.id)
+    end
+    redis.call('HSET', KEYS[11], 'far_callbacks', cjson.encode(group.far_callbacks))
+  end
 elseif group.workflow then
   redis.call('HSET', KEYS[11], 'queue', queue, 'created_at', now, 'steps', group.steps)
   -- kept twice the longest retention from its creation (none when a retention is 0)
