@@ -9,6 +9,7 @@ from typing import Any
 
 import redis
 
+from jobsys.models import FINAL_STATUSES
 from jobsys.store import keys
 from jobsys.store.translate import translate_errors
 
@@ -26,8 +27,9 @@ EVENT_TYPES = (
     "cancelled",
     "expired",
 )
-#: The events after which a job never changes again (bar a dead-letter replay).
-FINAL_EVENTS = frozenset({"completed", "failed", "cancelled", "expired"})
+#: The events after which a job never changes again (bar a dead-letter replay): the
+#: event of each final status, named as the status is.
+FINAL_EVENTS = frozenset(str(status) for status in FINAL_STATUSES)
 #: The stream id before every entry: reading after it reads the whole stream.
 ORIGIN = "0-0"
 #: Alias exported by jobsys.store.

@@ -6,12 +6,13 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 import redis
 import requests
+from requests import Response
 
 from jobsys import Client
 from jobsys.local.redis_server import RedisServer
@@ -46,6 +47,13 @@ def _complete(store: Store, job_ids: list[str]) -> None:
     assert sorted(done) == sorted(job_ids)
 
 
+def _wait_for(pool: ThreadPoolExecutor, api: str, ids: list[str]) -> list[Future[Response]]:
+    """A request `GET /jobs/<id>?wait=30` for each of `ids`, sent from `pool`."""
+    return [
+        pool.submit(requests.get, f"{api}/jobs/{i}", params={"wait": "30"}, timeout=40) for i in ids
+    ]
+
+
 def test_waits_answer_when_their_jobs_complete_and_hold_no_thread(
     api: str, producer: Store, redis_server: RedisServer
 ) -> None:
@@ -54,10 +62,7 @@ def test_waits_answer_when_their_jobs_complete_and_hold_no_thread(
     its job completes, long before its 30 s are up."""
     ids = [producer.submit("echo") for _ in range(50)]
     with ThreadPoolExecutor(max_workers=50) as pool:
-        futures = [
-            pool.submit(requests.get, f"{api}/jobs/{i}", params={"wait": "30"}, timeout=40)
-            for i in ids
-        ]
+        futures = _wait_for(pool, api, ids)
         time.sleep(1.0)  # the requests are waiting
         assert not any(f.done() for f in futures)
         health = requests.get(f"{api}/health", timeout=5)
@@ -152,16 +157,11 @@ def test_more_requests_than_connections_wait_for_one_instead_of_failing(
     process never holds more than 4 connections to Redis (and its health probe's)."""
     client = redis.Redis.from_url(redis_server.url)
     before = [c["name"] for c in client.client_list()].count("jobsys")
-    proc, api = start_api(
-        redis_server.url, tmp_path / "api.log", {"REDIS_MAX_CONNECTIONS": "4"}
-    )
+    proc, api = start_api(redis_server.url, tmp_path / "api.log", {"REDIS_MAX_CONNECTIONS": "4"})
     try:
         ids = [producer.submit("echo") for _ in range(150)]
         with ThreadPoolExecutor(max_workers=150) as pool:
-            futures = [
-                pool.submit(requests.get, f"{api}/jobs/{i}", params={"wait": "30"}, timeout=40)
-                for i in ids
-            ]
+            futures = _wait_for(pool, api, ids)
             time.sleep(1.0)  # the requests are waiting
             during = [c["name"] for c in client.client_list()].count("jobsys")
             _complete(producer, ids)

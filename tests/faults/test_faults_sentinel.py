@@ -15,8 +15,9 @@ accepted jobs lost (their hash missing on the final primary), 503s, and 503s aft
 the switch settled; then the invariants (no job stuck, no id in an index without
 its job). With ``REDIS_WAIT_REPLICAS=1`` a kill loses nothing; with
 ``min-replicas-to-write 1`` / ``min-replicas-max-lag 2`` a forced failover's loss
-is bounded, and with ``REDIS_WAIT_REPLICAS=2`` (every replica) it is 0. The fast subset runs in ``make test``; the full suite (``make faults``)
-runs every case with 10,000 jobs.
+is bounded, and with ``REDIS_WAIT_REPLICAS=2`` (every replica) it is 0. The fast
+subset runs in ``make test``; the full suite (``make faults``) runs every case
+with 10,000 jobs.
 """
 
 from __future__ import annotations
