@@ -24,13 +24,18 @@ _client: redis.Redis | None = None
 def _redis() -> redis.Redis:
     global _client
     if _client is None:
-        url = os.environ["REDIS_URL"]
-        _client = redis.Redis.from_url(url, decode_responses=True)
-        # JOBSYS_TEST_REDIS=cluster: REDIS_URL is a node of the cluster, whose keys
-        # (test:executions, test:callbacks) may lie on another one.
-        if _client.info("cluster").get("cluster_enabled"):
-            _client.close()
+        seeds = os.environ.get("REDIS_CLUSTER_NODES")
+        if seeds:  # a worker process in cluster mode: its first seed node
+            host, _, port = seeds.split(",")[0].rpartition(":")
+            cluster = redis.RedisCluster(host=host, port=int(port), decode_responses=True)
+            _client = cast(redis.Redis, cluster)
+        elif os.environ.get("JOBSYS_TEST_REDIS") == "cluster":
+            # The integration tests on a cluster: REDIS_URL names one node of it, and
+            # the test keys lie on any shard.
+            url = os.environ["REDIS_URL"]
             _client = cast(redis.Redis, redis.RedisCluster.from_url(url, decode_responses=True))
+        else:
+            _client = redis.Redis.from_url(os.environ["REDIS_URL"], decode_responses=True)
     return _client
 
 

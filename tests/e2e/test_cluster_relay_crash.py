@@ -52,7 +52,6 @@ def procs(tmp_path: Path) -> Iterator[Procs]:
 def worker(procs: Procs, cluster: RedisCluster, queues: list[str]) -> Proc:
     env = {
         "REDIS_CLUSTER_NODES": cluster.seeds,
-        "REDIS_URL": cluster.nodes[0].url,  # the test handlers' (sample_tasks.py)
         "JOB_LEASE_SECONDS": "2",
         "WORKER_POLL_SECONDS": "0.2",
     }
