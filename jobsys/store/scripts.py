@@ -709,7 +709,15 @@ class Scripts:
         `child`) to `child`, once (see graph_apply.lua): ("applied" | "repeat" |
         "early", the child's queue when that wrote to its outbox, else '')."""
         ks = [keys.job(child), keys.applied(child)]
-        answer = self._run_ending("graph_apply", ks, [child, parent, status, counts, reason])
+        args = [child, parent, status, counts, reason]
+        if self._wait_replicas:
+            # REDIS_WAIT_REPLICAS: the relay acknowledges the outbox entry only once
+            # the child's shard replicated this (else StoreUnavailable: it stays).
+            r = self._retention
+            tail = [r.completed_s, r.failed_s, r.dead_letter_max, keys.JOB_PREFIX]
+            answer = self._run_replicated("graph_apply", ks, [*args, *tail, self._events_max_len])
+        else:
+            answer = self._run_ending("graph_apply", ks, args)
         return _text(answer[0]), _text(answer[1])
 
     def graph_callback(self, queue: str, batch_id: str, callback_id: str, arg: str) -> str:
@@ -727,7 +735,7 @@ class Scripts:
         the queue relays what is left."""
         try:
             relay_all(self._client, self, queue)
-        except (redis.RedisError, redis.exceptions.RedisClusterException) as e:
+        except (redis.RedisError, redis.exceptions.RedisClusterException, StoreUnavailable) as e:
             logger.warning("relay of queue %s deferred: %s", queue, e)
 
     def cancel_batch(self, batch_id: str) -> list[Any]:

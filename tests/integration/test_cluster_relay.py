@@ -309,3 +309,31 @@ def test_a_workflow_is_one_script_in_its_queues_slot_and_waits_for_a_job_of_anot
     info = store.workflow(workflow_id)
     assert [s.status for s in info.steps] == ["completed"] * 4
     assert [s.name for s in info.steps] == ["A", "B", "C", "D"]
+
+
+def test_with_wait_replicas_the_relay_keeps_an_entry_until_the_childs_shard_replicated_it(
+    store: Store, cluster: RedisCluster
+) -> None:
+    """REDIS_WAIT_REPLICAS=1 on a cluster without replicas: every application is
+    unconfirmed, so the entry stays for the next relay (which repeats nothing)."""
+    qa, qb, _ = queues_on_three_shards(store)
+    (a,) = store.submit_jobs([Submission("echo", 1)], queue=qa).ids
+    (b,) = store.submit_jobs([Submission("echo", 2, depends_on=(a,))], queue=qb).ids
+    waiting = Store(
+        Settings.from_env(
+            {
+                "REDIS_CLUSTER_NODES": cluster.seeds,
+                "REDIS_WAIT_REPLICAS": "1",
+                "REDIS_WAIT_TIMEOUT_SECONDS": "0.05",
+            }
+        )
+    )
+    try:
+        complete(waiting, qa)  # its relay: applied on b's primary, not replicated
+    finally:
+        waiting.close()
+    assert store.get(b).status == "queued"
+    assert store.redis.xlen(keys.ended(qa)) == 1  # not acknowledged
+    store.recover(qa)  # a relay without the requirement: "repeat", then XDEL
+    assert store.redis.xlen(keys.ended(qa)) == 0
+    assert queued_events(store, qb, b) == 1
