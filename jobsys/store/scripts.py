@@ -236,6 +236,16 @@ class Scripts:
         tail = [r.completed_s, r.failed_s, r.dead_letter_max, keys.JOB_PREFIX]
         return self._run(name, keys_, [*args, *tail, self._events_max_len])
 
+    def _run_ending_replicated(self, name: str, keys_: list[str], args: list[Any]) -> Any:
+        """`_run_ending`, followed by WAIT when REDIS_WAIT_REPLICAS is set (see
+        `_run_replicated`): the workflows' writes that a submit answers for or that
+        the relay acknowledges."""
+        if not self._wait_replicas:
+            return self._run_ending(name, keys_, args)
+        r = self._retention
+        tail = [r.completed_s, r.failed_s, r.dead_letter_max, keys.JOB_PREFIX]
+        return self._run_replicated(name, keys_, [*args, *tail, self._events_max_len])
+
     def enqueue(
         self,
         queue: str,
@@ -672,7 +682,7 @@ class Scripts:
         for arg, spec in zip(argv, parents, strict=True):
             args += [arg, spec]
         try:
-            answer = self._run_ending("enqueue_graph", ks, args)
+            answer = self._run_ending_replicated("enqueue_graph", ks, args)
         except ResponseError as e:
             text = str(e)
             if text.startswith("UNKNOWN_PARENT"):
@@ -700,6 +710,8 @@ class Scripts:
         """Make `children` (jobs of other slots, not created yet) wait for `parent`
         (see graph_link.lua): "linked", "missing", or the status it ended in."""
         ks = [keys.job(parent), keys.graph_children(parent)]
+        if self._wait_replicas:  # a link a failover lost: the child would never hear
+            return _text(self._run_replicated("graph_link", ks, list(children)))
         return _text(self._run("graph_link", ks, list(children)))
 
     def graph_apply(
@@ -709,15 +721,11 @@ class Scripts:
         `child`) to `child`, once (see graph_apply.lua): ("applied" | "repeat" |
         "early", the child's queue when that wrote to its outbox, else '')."""
         ks = [keys.job(child), keys.applied(child)]
-        args = [child, parent, status, counts, reason]
-        if self._wait_replicas:
-            # REDIS_WAIT_REPLICAS: the relay acknowledges the outbox entry only once
-            # the child's shard replicated this (else StoreUnavailable: it stays).
-            r = self._retention
-            tail = [r.completed_s, r.failed_s, r.dead_letter_max, keys.JOB_PREFIX]
-            answer = self._run_replicated("graph_apply", ks, [*args, *tail, self._events_max_len])
-        else:
-            answer = self._run_ending("graph_apply", ks, args)
+        # REDIS_WAIT_REPLICAS: the relay acknowledges the outbox entry only once the
+        # child's shard replicated this (else StoreUnavailable: the entry stays).
+        answer = self._run_ending_replicated(
+            "graph_apply", ks, [child, parent, status, counts, reason]
+        )
         return _text(answer[0]), _text(answer[1])
 
     def graph_callback(self, queue: str, batch_id: str, callback_id: str, arg: str) -> str:
@@ -727,7 +735,7 @@ class Scripts:
             keys.job(callback_id), keys.applied(callback_id), keys.sequence(queue),
             keys.queue_registry(queue), keys.metrics(queue),
         ]  # fmt: skip
-        return _text(self._run_ending("graph_callback", ks, [queue, batch_id, arg]))
+        return _text(self._run_ending_replicated("graph_callback", ks, [queue, batch_id, arg]))
 
     def _relay(self, queue: str) -> None:
         """Relay `queue`'s outbox (jobsys/store/relay.py). A failure is logged, not
