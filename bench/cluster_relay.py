@@ -102,9 +102,28 @@ def _recovered(store: Store, rounds: int, child_queue: str) -> dict[str, Any]:
     return {"recovery_pass_us_median": round(statistics.median(took) * 1e6, 1)}
 
 
+def _fanout(store: Store, children: int, child_queue: str) -> dict[str, Any]:
+    """One parent with `children` children in another slot: the complete call's wall
+    time, which relays the end to every child."""
+    store.redis.flushall()
+    (p,) = store.submit_jobs([Submission("p", 0)], queue="p0").ids
+    for start in range(0, children, 500):
+        n = min(500, children - start)
+        store.submit_jobs(
+            [Submission("c", i, depends_on=(p,)) for i in range(n)], queue=child_queue
+        )
+    (job,) = store.claim("p0", "bench", 60, 1)
+    t = time.perf_counter()
+    store.complete("p0", job.id, "bench", job.attempt, "null")
+    took = time.perf_counter() - t
+    assert int(store.redis.zcard(keys.ready(child_queue))) == children
+    return {"children": children, "complete_wall_ms": round(took * 1e3, 1)}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=2000)
+    parser.add_argument("--fanout", type=int, default=1000, help="children of one parent")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         cluster = RedisCluster(Path(tmp), primaries=3).start()
@@ -118,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
                 "child in another slot (relay)": _phase(store, cluster, args.pairs, other),
             }
             extra = _recovered(store, min(args.pairs, 200), other)
+            fan = _fanout(store, args.fanout, other)
         finally:
             store.close()
             cluster.stop()
@@ -130,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
             f"| {r['fcall_redis_us_per_parent']} |"
         )
     print(f"relay by a recovery pass instead (median wall of Store.recover): {extra}")
+    print(f"one parent, its children in another slot: {fan}")
     return 0
 
 

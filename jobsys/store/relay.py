@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from jobsys.store import keys
@@ -40,6 +41,10 @@ class Steps(Protocol):
         self, child: str, parent: str, status: str, counts: str = "", reason: str = ""
     ) -> tuple[str, str]: ...
 
+    def graph_apply_many(
+        self, parent: str, status: str, children: Sequence[str], counts: str = "", reason: str = ""
+    ) -> list[tuple[str, str]]: ...
+
     def graph_callback(self, queue: str, batch_id: str, callback_id: str, arg: str) -> str: ...
 
 
@@ -57,16 +62,17 @@ def relay(client: Any, steps: Steps, queue: str, max_entries: int = RELAY_BATCH)
         fields = {_text(k): _text(v) for k, v in raw.items()}
         parent, status = fields["from"], fields["status"]
         counts, reason = fields.get("counts", ""), fields.get("reason", "")
-        for kid in fields["kids"].split(","):
-            verdict, then = steps.graph_apply(kid, parent, status, counts, reason)
+        kids = fields["kids"].split(",")
+        answers = steps.graph_apply_many(parent, status, kids, counts, reason)
+        for verdict, wrote in answers:
             if verdict == "early" and "cb" in fields:
                 spec = json.loads(fields["cb"])
                 steps.graph_callback(spec["queue"], parent, spec["id"], spec["arg"])
-                then = spec["queue"]
-            if then and then not in more:
-                more.append(then)
+                more.append(spec["queue"])
+            elif wrote:
+                more.append(wrote)
         client.xdel(key, entry_id)  # acknowledged: every child has it
-    return more
+    return list(dict.fromkeys(more))
 
 
 def relay_all(client: Any, steps: Steps, queue: str, max_rounds: int = 10) -> None:

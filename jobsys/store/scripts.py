@@ -523,6 +523,8 @@ class Scripts:
             keys.leases(queue), keys.wakeup(queue), keys.sequence(queue), keys.metrics(queue),
             *_index_keys(queue), keys.events(queue), keys.outbox_due(queue),
         ]  # fmt: skip
+        if self._cluster:
+            self._relay(queue)  # what its outbox holds, before its keys are forgotten
         verdict = _text(self._run("drop_queue", ks, [queue, keys.JOB_PREFIX]))
         if self._registry is not None and verdict == "dropped":
             self._registry.forget(queue)
@@ -727,6 +729,31 @@ class Scripts:
             "graph_apply", ks, [child, parent, status, counts, reason]
         )
         return _text(answer[0]), _text(answer[1])
+
+    def graph_apply_many(
+        self, parent: str, status: str, children: Sequence[str], counts: str = "", reason: str = ""
+    ) -> list[tuple[str, str]]:
+        """`graph_apply` for each of `children`, in one pipeline (one round trip per
+        primary): what the relay does for an outbox entry."""
+        if len(children) == 1 or self._wait_replicas:
+            return [self.graph_apply(c, parent, status, counts, reason) for c in children]
+        r = self._retention
+        tail = [r.completed_s, r.failed_s, r.dead_letter_max, keys.JOB_PREFIX]
+        fn = self._fn["graph_apply"]
+        for attempt in (1, 2):
+            pipe = self._client.pipeline(transaction=False)
+            for c in children:
+                args = [c, parent, status, counts, reason, *tail, self._events_max_len]
+                pipe.fcall(fn, 2, keys.job(c), keys.applied(c), *args)
+            try:
+                answers = pipe.execute()
+            except ResponseError as e:
+                if attempt == 2 or not library_missing(e):
+                    raise
+                self.load()  # a primary lacks this version's library; the rest repeats
+                continue
+            return [(_text(a[0]), _text(a[1])) for a in answers]
+        raise AssertionError("unreachable")
 
     def graph_callback(self, queue: str, batch_id: str, callback_id: str, arg: str) -> str:
         """Create the callback `callback_id` of a batch in another slot, once (see
