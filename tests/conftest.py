@@ -13,7 +13,6 @@ three primaries (docs/scaling.md, "Redis Cluster"): `redis_server` is its first 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import cast
@@ -21,16 +20,14 @@ from typing import cast
 import pytest
 import redis
 from redis_cluster import RedisCluster
+from redis_modes import CLUSTER_MODE, REDIS_MODE
 
 from jobsys.local.redis_server import RedisServer, find_binary
 from jobsys.settings import Settings
 from jobsys.store import Store
 
-#: "single" (the default), "sentinel" or "cluster" (see the module docstring).
-REDIS_MODE = os.environ.get("JOBSYS_TEST_REDIS", "single")
 if REDIS_MODE not in ("single", "sentinel", "cluster"):
     raise RuntimeError(f"JOBSYS_TEST_REDIS={REDIS_MODE!r}: use single, sentinel or cluster")
-CLUSTER_MODE = REDIS_MODE == "cluster"
 _SENTINEL_ENV: dict[str, str] = {}
 
 

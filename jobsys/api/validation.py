@@ -89,17 +89,6 @@ _JOB_ID = re.compile(JOB_ID_PATTERN)
 _MAX_ECHO_CHARS = 100
 
 
-def _integral(value: Any) -> Any:
-    """JSON Schema's "integer" takes 52.0 too: a float with no fraction becomes an int."""
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value
-
-
-#: An integer of a request body, as JSON Schema's "integer" reads it.
-Integer = Annotated[int, BeforeValidator(_integral)]
-
-
 def _drop_default(schema: dict[str, Any]) -> None:
     # Leaving `payload` out is not the same as sending null: show no default.
     schema.pop("default", None)
@@ -210,7 +199,7 @@ class BatchJob(BaseModel):
 
     task: TaskName
     payload: Payload = None
-    priority: Integer = Field(
+    priority: int = Field(
         default=0,
         ge=MIN_PRIORITY,
         le=MAX_PRIORITY,
@@ -237,7 +226,7 @@ class BatchJob(BaseModel):
         ),
         json_schema_extra=_drop_default,
     )
-    max_retries: Integer | None = Field(
+    max_retries: int | None = Field(
         default=None,
         ge=0,
         le=MAX_RETRIES_LIMIT,
@@ -326,6 +315,11 @@ class BatchJob(BaseModel):
             "whatever their outcome."
         ),
     )
+
+    @field_validator("priority", "max_retries", mode="before")
+    @classmethod
+    def _whole_number(cls, value: Any) -> Any:
+        return _integral(value)
 
     def submission(self, traceparent: str | None = None) -> Submission:
         """What the store needs to queue this job (in trace `traceparent`)."""
@@ -445,7 +439,7 @@ class JobPatch(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True, title="JobPatch")
 
-    priority: Integer = Field(
+    priority: int = Field(
         ge=MIN_PRIORITY,
         le=MAX_PRIORITY,
         description=(
@@ -454,13 +448,23 @@ class JobPatch(BaseModel):
         ),
     )
 
+    @field_validator("priority", mode="before")
+    @classmethod
+    def _whole_number(cls, value: Any) -> Any:
+        return _integral(value)
+
 
 class RateRequest(BaseModel):
     """A rate limit of PUT /queues/<name>/limits."""
 
     model_config = ConfigDict(extra="forbid", strict=True, title="RateRequest")
 
-    limit: Integer = Field(ge=1, le=1_000_000, description="At most this many job starts ...")
+    @field_validator("limit", mode="before")
+    @classmethod
+    def _whole_number(cls, value: Any) -> Any:
+        return _integral(value)
+
+    limit: int = Field(ge=1, le=1_000_000, description="At most this many job starts ...")
     period_seconds: float = Field(
         ge=0.001,
         le=86400,
@@ -483,12 +487,17 @@ class LimitsRequest(BaseModel):
         default=None,
         description="At most `limit` starts per `period_seconds`; null or absent: none.",
     )
-    concurrency: Integer | None = Field(
+    concurrency: int | None = Field(
         default=None,
         ge=1,
         le=1_000_000,
         description="At most this many running jobs per concurrency_key; null or absent: none.",
     )
+
+    @field_validator("concurrency", mode="before")
+    @classmethod
+    def _whole_number(cls, value: Any) -> Any:
+        return _integral(value)
 
 
 #: A task name to filter by (any characters: it only has to match).
@@ -830,6 +839,13 @@ def _is_json_suffix(mimetype: str) -> bool:
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
+
+
+def _integral(value: Any) -> Any:
+    """JSON Schema's "integer" takes 52.0 too: a float with no fraction becomes an int."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
 
 
 def _finite_float(text: str) -> float:

@@ -3,6 +3,7 @@ see ``emit`` in lua/_lib.lua and docs/events.md)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -11,6 +12,7 @@ import redis
 
 from jobsys.models import FINAL_STATUSES
 from jobsys.store import keys
+from jobsys.store.slots import queue_slot
 from jobsys.store.translate import translate_errors
 
 #: The event types, in the order of a job's life (docs/events.md).
@@ -34,6 +36,9 @@ FINAL_EVENTS = frozenset(str(status) for status in FINAL_STATUSES)
 ORIGIN = "0-0"
 #: Alias exported by jobsys.store.
 ORIGIN_EVENT_ID = ORIGIN
+#: Redis Cluster: how often a blocking read of queues in several slots looks again
+#: (seconds; one XREAD cannot span slots, see `EventLog.read`).
+CLUSTER_POLL_S = 0.1
 
 
 @dataclass(frozen=True)
@@ -59,6 +64,7 @@ class EventLog:
 
     def __init__(self, client: redis.Redis) -> None:
         self._client = client
+        self._cluster = isinstance(client, redis.RedisCluster)
 
     def last_ids(self, queues: Sequence[str]) -> dict[str, str]:
         """The id of each queue's newest event (`ORIGIN` for an empty stream): reading
@@ -78,9 +84,12 @@ class EventLog:
         streams: dict[Any, Any] = {keys.events(q): i for q, i in after.items()}
         names = {keys.events(q): q for q in after}
         with translate_errors():
-            answer: Any = self._client.xread(
-                streams, count=count, block=block_ms if block_ms > 0 else None
-            )
+            if self._cluster and len({queue_slot(q) for q in after}) > 1:
+                answer: Any = self._read_slots(after, block_ms, count)
+            else:
+                answer = self._client.xread(
+                    streams, count=count, block=block_ms if block_ms > 0 else None
+                )
         out: list[Event] = []
         for stream, entries in answer or []:
             queue = names[_text(stream)]
@@ -96,6 +105,31 @@ class EventLog:
                     )
                 )
         return out
+
+    def _read_slots(self, after: Mapping[str, str], block_ms: int, count: int) -> list[Any]:
+        """Redis Cluster, queues in several slots: one XREAD per slot, in one cluster
+        pipeline (a batch per shard), without BLOCK; when none has an event yet, again
+        every `CLUSTER_POLL_S` until `block_ms` pass. The answer as one XREAD's."""
+        by_slot: dict[int, dict[Any, Any]] = {}
+        for q, i in after.items():
+            by_slot.setdefault(queue_slot(q), {})[keys.events(q)] = i
+        deadline = time.monotonic() + max(0, block_ms) / 1000
+        while True:
+            pipe = self._client.pipeline(transaction=False)
+            for streams in by_slot.values():
+                pipe.xread(streams, count=count)
+            found = [pair for part in pipe.execute() for pair in _pairs(part)]
+            left = deadline - time.monotonic()
+            if found or left <= 0:
+                return found
+            time.sleep(min(CLUSTER_POLL_S, left))
+
+
+def _pairs(answer: Any) -> list[Any]:
+    """The (stream, entries) pairs of an XREAD answer (a list, or a dict in RESP3)."""
+    if not answer:
+        return []
+    return list(answer.items()) if isinstance(answer, dict) else list(answer)
 
 
 def _text(value: Any) -> str:

@@ -117,8 +117,15 @@ class FlowControl:
             pipe = self._redis.pipeline(transaction=False)
             pipe.sismember(keys.queues(), queue)
             pipe.hgetall(keys.flow(queue))
-            pipe.time()
-            known, fields, (now_s, now_us) = pipe.execute()
+            if isinstance(self._redis, redis.RedisCluster):
+                # A cluster pipeline refuses TIME (it has no key to route by): ask the
+                # queue's own shard, whose clock stamped the holds, after the pipeline.
+                known, fields = pipe.execute()
+                node = self._redis.get_node_from_key(keys.flow(queue))
+                now_s, now_us = self._redis.time(target_nodes=node)
+            else:
+                pipe.time()
+                known, fields, (now_s, now_us) = pipe.execute()
         if not known:
             raise QueueNotFound(queue)
         return FlowState.from_hash(cast(dict[str, str], fields), now_s * 1000 + now_us // 1000)

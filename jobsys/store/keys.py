@@ -376,8 +376,9 @@ def ended(queue: str) -> str:
 
 def webhooks() -> str:
     """HASH ``jobsys:webhooks``: the webhook subscriptions, id -> JSON (url, queues,
-    events, secret, created_at). TTL: none (DELETE /webhooks/<id>)."""
-    return "jobsys:webhooks"
+    events, secret, created_at; cluster layout: ``{jobsys}:webhooks``). TTL: none
+    (DELETE /webhooks/<id>)."""
+    return _global("webhooks")
 
 
 def subscriptions(queue: str) -> str:

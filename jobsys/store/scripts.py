@@ -213,7 +213,15 @@ class Scripts:
         for attempt in (1, 2):
             pipe = self._client.pipeline(transaction=False)
             pipe.fcall(self._fn[name], len(keys_), *keys_, *args)
-            pipe.wait(n, timeout_ms)
+            if self._cluster:
+                # redis-py sends a keyless WAIT to every primary and keeps the least
+                # answer: one shard short of replicas would refuse every queue's
+                # submits. Only the node that ran the script, on the same connection.
+                cluster = cast(redis.RedisCluster, self._client)
+                node = cluster.get_node_from_key(keys_[0])  # type: ignore[no-untyped-call]
+                pipe.execute_command("WAIT", n, timeout_ms, target_nodes=node)  # type: ignore[no-untyped-call]
+            else:
+                pipe.wait(n, timeout_ms)
             try:
                 answer, acked = pipe.execute()
             except ResponseError as e:

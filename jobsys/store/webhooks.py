@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import secrets
 from base64 import b64encode
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -74,6 +75,8 @@ class Webhooks:
     def __init__(self, client: redis.Redis, scripts: Scripts) -> None:
         self._client = client
         self._scripts = scripts
+        # Redis Cluster: the record and the queues' hashes lie in several slots.
+        self._cluster = isinstance(client, redis.RedisCluster)
 
     def subscribe(self, url: str, queues: list[str], events: list[str]) -> Subscription:
         """A new subscription, with a new id and signing secret."""
@@ -94,11 +97,19 @@ class Webhooks:
                 "created_at": sub.created_at,
             }
         )
+        wanted = ",".join(sub.events)
         with translate_errors():
+            if self._cluster:
+                # The record and each queue's hash lie in different slots: no MULTI.
+                # The record first, so that a subscription whose queues were not all
+                # written (an error answer) is listed, and DELETE removes it whole.
+                self._client.hset(keys.webhooks(), sub.id, record)
+                self._each_queue(sub.queues, lambda pipe, q: pipe.hset(q, sub.id, wanted))
+                return sub
             pipe = self._client.pipeline(transaction=True)
             pipe.hset(keys.webhooks(), sub.id, record)
             for q in sub.queues:
-                pipe.hset(keys.subscriptions(q), sub.id, ",".join(sub.events))
+                pipe.hset(keys.subscriptions(q), sub.id, wanted)
             pipe.execute()
         return sub
 
@@ -122,12 +133,26 @@ class Webhooks:
         if sub is None:
             return False
         with translate_errors():
+            if self._cluster:
+                # No MULTI across slots: the queues first, the record last, so that a
+                # DELETE cut short leaves the subscription listed, to be deleted again.
+                self._each_queue(sub.queues, lambda pipe, q: pipe.hdel(q, sub_id))
+                self._client.hdel(keys.webhooks(), sub_id)
+                return True
             pipe = self._client.pipeline(transaction=True)
             pipe.hdel(keys.webhooks(), sub_id)
             for q in sub.queues:
                 pipe.hdel(keys.subscriptions(q), sub_id)
             pipe.execute()
         return True
+
+    def _each_queue(self, queues: tuple[str, ...], write: Callable[[Any, str], Any]) -> None:
+        """Cluster mode: one write to each queue's subscriptions hash (`write(pipe,
+        key)`), in a cluster pipeline (one batch per shard, not atomic)."""
+        pipe = self._client.pipeline(transaction=False)
+        for q in queues:
+            write(pipe, keys.subscriptions(q))
+        pipe.execute()
 
     def queues(self) -> list[str]:
         """Every queue (where deliveries may wait)."""

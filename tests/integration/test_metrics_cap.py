@@ -50,7 +50,7 @@ def test_a_queue_has_series_for_at_most_100_task_names_then_other(
 
 def test_tick_counts_past_the_cap_under_other(store: Store, redis_client: redis.Redis) -> None:
     store.submit_many([(f"t{i:03d}", None) for i in range(100)], queue="cron")
-    first, second = "00000000-0000-4000-8000-000000000001", "00000000-0000-4000-8000-000000000002"
+    first, second = submission.new_job_id("cron"), submission.new_job_id("cron")  # cluster: steered
     arg = submission.job_arg(first, ("late", None), 0)
     assert store.scripts.tick("cron", "s", 1000, first, arg) == "first"
     arg = submission.job_arg(second, ("late", None), 0)

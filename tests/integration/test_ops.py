@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import logging
 import re
+from pathlib import Path
 
 import pytest
 import redis
 from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
+from redis_modes import Unreachable, all_keys
 
 from jobsys.api.headers import new_traceparent, traceparent
+from jobsys.errors import StoreUnavailable
 from jobsys.settings import Settings
 from jobsys.store import Store, keys, workers
 from jobsys.store import metrics as m
@@ -116,13 +119,18 @@ def test_a_task_name_with_the_separator_is_counted_whole(
     assert value(text, "jobsys_job_run_seconds_count", queue="default", task="a|b|c") == 1
 
 
-def test_counts_are_kept_while_redis_is_unreachable(settings: Settings, store: Store) -> None:
+def test_counts_are_kept_while_redis_is_unreachable(
+    settings: Settings, store: Store, tmp_path: Path
+) -> None:
     worker = Worker(settings, store)
     store.submit("echo", 1)
     worker.run_once()
-    broken = Store(settings.with_overrides(redis_url="redis://127.0.0.1:1/0", redis_sentinels=()))
-    with pytest.raises(Exception, match="unreachable"):
+    gone = Unreachable(settings, tmp_path)
+    broken = Store(gone.settings)
+    gone.stop()
+    with pytest.raises(StoreUnavailable, match="unreachable"):
         worker.telemetry.flush(broken, worker.id, worker.registration(), 10)
+    broken.close()
     worker.flush_telemetry()
     queues, _ = m.snapshot(store)
     assert queues[0].counters["completed"] == {"echo": 1}
@@ -150,7 +158,7 @@ def test_throughput_minutes_expire(
 ) -> None:
     store.submit("echo", 1)
     drain(Worker(settings, store))
-    (key,) = redis_client.keys("jobsys:queue:{default}:throughput:*")
+    (key,) = all_keys(redis_client, "jobsys:queue:{default}:throughput:*")
     assert 3500 < redis_client.ttl(key) <= m.THROUGHPUT_RETENTION_S
 
 

@@ -10,6 +10,7 @@ import redis
 from jobsys import stamps
 from jobsys.settings import Settings
 from jobsys.store import Store, keys
+from jobsys.store.submission import new_job_id
 from jobsys.worker import Worker
 
 import sample_tasks  # noqa: F401  (registers the test handlers)
@@ -64,7 +65,7 @@ def test_jobs_written_with_iso_text_still_read_and_run(
 ) -> None:
     """A job hash from an earlier version holds ISO text: shown as it is, and its
     attempts run and fail as any other (its history keeps the text)."""
-    job_id = "5e1f9a1c-2a5b-4c1d-9e7f-0a1b2c3d4e5f"
+    job_id = new_job_id("default")  # in the queue's slot on a cluster
     created = "2026-11-20T10:00:00.123Z"
     redis_client.hset(
         keys.job(job_id),

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import redis
 from flask.testing import FlaskClient
+from redis_modes import CLUSTER_MODE, all_keys
 
 from jobsys.errors import IdempotencyConflict
 from jobsys.store import Store, Submission, keys
@@ -100,6 +101,9 @@ def test_the_same_key_for_another_queue_is_409_and_writes_nothing(
     headers = {"Idempotency-Key": "order-8"}
     first = client.post("/submit", json={"task": "charge", "queue": "a"}, headers=headers)
     assert first.status_code == 202
+    if CLUSTER_MODE:
+        _a_key_is_one_per_queue_on_a_cluster(client, headers, first.json)
+        return
     before = sorted(redis_client.keys("*"))
     other = client.post("/submit", json={"task": "charge", "queue": "b"}, headers=headers)
     assert other.status_code == 409
@@ -117,6 +121,22 @@ def test_the_same_key_for_another_queue_is_409_and_writes_nothing(
     assert sorted(redis_client.keys("*")) == before
 
 
+def _a_key_is_one_per_queue_on_a_cluster(
+    client: FlaskClient, headers: dict[str, str], first: dict[str, object]
+) -> None:
+    """On a cluster an Idempotency-Key is one per queue (its record lies in the queue's
+    slot, docs/scaling.md): the same key to another queue is a new request, and each
+    queue replays its own."""
+    other = client.post("/submit", json={"task": "charge", "queue": "b"}, headers=headers)
+    assert other.status_code == 202 and other.json["id"] != first["id"]
+    for queue, answer in (("a", first), ("b", other.json)):
+        again = client.post("/submit", json={"task": "charge", "queue": queue}, headers=headers)
+        assert again.status_code == 200
+        assert again.json == answer | {"replayed": True}
+    changed = client.post("/submit", json={"task": "refund", "queue": "b"}, headers=headers)
+    assert changed.status_code == 409 and changed.json["field"] == "Idempotency-Key"
+
+
 def test_the_fingerprint_covers_the_queue_whatever_the_request_says(
     store: Store, redis_client: redis.Redis
 ) -> None:
@@ -124,6 +144,15 @@ def test_the_fingerprint_covers_the_queue_whatever_the_request_says(
     `request` leaves the queue out still gets a conflict for another queue."""
     jobs = [Submission("t")]
     first = store.submit_jobs(jobs, queue="a", key="k", request={"task": "t"})
+    if CLUSTER_MODE:  # one record per queue (docs/scaling.md): another queue, another request
+        other = store.submit_jobs(jobs, queue="b", key="k", request={"task": "t"})
+        assert not other.replayed and other.ids != first.ids
+        assert redis_client.zcard(keys.ready("b")) == 1
+        assert sorted(all_keys(redis_client, "*idem*")) == [
+            keys.idempotency(_digest("k"), "a"),
+            keys.idempotency(_digest("k"), "b"),
+        ]
+        return
     with pytest.raises(IdempotencyConflict):
         store.submit_jobs(jobs, queue="b", key="k", request={"task": "t"})
     assert redis_client.zcard(keys.ready("b")) == 0

@@ -12,10 +12,12 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from apps import close_app
+from redis_modes import Unreachable
 from werkzeug.serving import make_server
 
 from jobsys.api import create_app
@@ -254,9 +256,12 @@ def test_a_failed_token_counts_once_on_either_path(settings: Settings) -> None:
         assert agree(ports, "/submit", j({"task": "t"}), JSON) == 401  # no token: no lockout
 
 
-def test_a_store_error_is_answered_alike_and_not_replayed(settings: Settings) -> None:
-    dead = settings.with_overrides(redis_url="redis://127.0.0.1:1/0", redis_sentinels=())
-    with both(dead) as ports:
+def test_a_store_error_is_answered_alike_and_not_replayed(
+    settings: Settings, tmp_path: Path
+) -> None:
+    gone = Unreachable(settings, tmp_path)
+    with both(gone.settings) as ports:
+        gone.stop()
         assert agree(ports, "/submit", j({"task": "t"}), JSON) == 503
         assert agree(ports, "/submit/batch", j({"jobs": [{"task": "t"}]}), JSON) == 503
 

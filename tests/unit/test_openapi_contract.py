@@ -29,3 +29,31 @@ def test_the_document_keeps_every_operation_and_schema_field(mode: str) -> None:
     now = outline(document(app, auth_enabled=mode == "auth"), old_schemas)
     assert now["operations"] == before["operations"]
     assert now["schemas"] == before["schemas"]
+
+
+#: Names of pydantic's constraints, not JSON Schema's: one in the document means a
+#: bound that clients and fuzzers cannot see (JSON Schema says minimum, maximum,
+#: exclusiveMinimum, exclusiveMaximum, minLength, maxLength, minItems, maxItems).
+NOT_JSON_SCHEMA = {"ge", "le", "gt", "lt", "min_length", "max_length", "multiple_of"}
+
+
+def _keywords(node: Any, path: str = "") -> list[str]:
+    """The paths of the keywords in `node` named as pydantic, not JSON Schema, names
+    them (property names under ``properties`` are names, not keywords)."""
+    found: list[str] = []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in NOT_JSON_SCHEMA and not path.endswith("/properties"):
+                found.append(f"{path}/{key}")
+            found += _keywords(value, f"{path}/{key}")
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            found += _keywords(value, f"{path}/{i}")
+    return found
+
+
+def test_every_bound_is_written_as_json_schema_writes_it() -> None:
+    """A constraint on an annotated type inside ``X | None`` once came out as pydantic's
+    own ``ge``/``le`` (LimitsRequest.concurrency), which schemathesis read as no bound."""
+    app = create_app(Settings.from_env({}))
+    assert _keywords(document(app, auth_enabled=True)) == []
