@@ -301,27 +301,41 @@ def children(job_id: str) -> str:
     return f"jobsys:children:{job_id}"
 
 
-def batch(batch_id: str, cluster: bool | None = None) -> str:
+def batch(batch_id: str) -> str:
     """HASH ``jobsys:batch:<id>``: a batch's counts (``total``, ``pending``,
     ``completed``, ``failed``, ``cancelled``), ``queue``, ``created_at``, the ids of
     its callback jobs (``on_complete``, ``on_success``), ``cancelled_at`` when it was
     cancelled, ``finished_at`` once every job ended. TTL: none until its last job
-    ends, then COMPLETED_RETENTION_SECONDS. Cluster layout (or `cluster`):
-    ``jobsys:{job:<id>}:batch``, the batch id steered into its queue's slot."""
-    in_cluster = _cluster if cluster is None else cluster
-    if in_cluster:
-        return f"jobsys:{{job:{batch_id}}}:batch"
+    ends, then COMPLETED_RETENTION_SECONDS. Cluster layout: `graph_batch`."""
+    return graph_batch(batch_id) if _cluster else single_batch(batch_id)
+
+
+def single_batch(batch_id: str) -> str:
+    """`batch` in the single-Redis layout: ``jobsys:batch:<id>``."""
     return f"jobsys:batch:{batch_id}"
 
 
-def batch_jobs(batch_id: str, cluster: bool | None = None) -> str:
+def graph_batch(batch_id: str) -> str:
+    """`batch` in the cluster layout: ``jobsys:{job:<id>}:batch``, in the slot of
+    ``job:<id>``: the batch id is steered into its queue's slot."""
+    return f"jobsys:{{job:{batch_id}}}:batch"
+
+
+def batch_jobs(batch_id: str) -> str:
     """SET ``jobsys:batch:<id>:jobs``: the ids of a batch's jobs (not its callbacks),
-    for cancelling the batch. TTL: as its batch hash. Cluster layout (or `cluster`):
-    ``jobsys:{job:<id>}:batch:jobs``."""
-    in_cluster = _cluster if cluster is None else cluster
-    if in_cluster:
-        return f"jobsys:{{job:{batch_id}}}:batch:jobs"
+    for cancelling the batch. TTL: as its batch hash. Cluster layout:
+    `graph_batch_jobs`."""
+    return graph_batch_jobs(batch_id) if _cluster else single_batch_jobs(batch_id)
+
+
+def single_batch_jobs(batch_id: str) -> str:
+    """`batch_jobs` in the single-Redis layout: ``jobsys:batch:<id>:jobs``."""
     return f"jobsys:batch:{batch_id}:jobs"
+
+
+def graph_batch_jobs(batch_id: str) -> str:
+    """`batch_jobs` in the cluster layout: ``jobsys:{job:<id>}:batch:jobs``."""
+    return f"jobsys:{{job:{batch_id}}}:batch:jobs"
 
 
 def workflow(workflow_id: str) -> str:

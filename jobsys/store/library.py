@@ -143,8 +143,8 @@ def _keyspace_lua() -> str:
         "scheduled_idx": keys.index(_MARK, "scheduled"),
         "cancelled": keys.index(_MARK, "cancelled"),
         "children": keys.children(_MARK),
-        "batch": keys.batch(_MARK, cluster=False),
-        "batch_jobs": keys.batch_jobs(_MARK, cluster=False),
+        "batch": keys.single_batch(_MARK),
+        "batch_jobs": keys.single_batch_jobs(_MARK),
         "events": keys.events(_MARK),
         "subs": keys.subscriptions(_MARK),
         "outbox": keys.outbox(_MARK),
@@ -153,8 +153,8 @@ def _keyspace_lua() -> str:
         "xchildren": keys.graph_children(_MARK),
         "applied": keys.applied(_MARK),
         "ended": keys.ended(_MARK),
-        "xbatch": keys.batch(_MARK, cluster=True),
-        "xbatch_jobs": keys.batch_jobs(_MARK, cluster=True),
+        "xbatch": keys.graph_batch(_MARK),
+        "xbatch_jobs": keys.graph_batch_jobs(_MARK),
     }
     rows = []
     for name, key in parts.items():
