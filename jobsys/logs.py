@@ -17,7 +17,8 @@ follow a record are indented.
 
 A worker logs two lines per job at INFO (``started``, then how it ended), so a
 record's cost is part of the drain rate: the timestamp text is made once per
-second, not per record. (The logging module's global switches that skip the
+second, and the names of a record's extras once per layout of its keys, not per
+record. (The logging module's global switches that skip the
 caller, thread and process lookups are left alone: other formatters in the same
 process, gunicorn's among them, print those fields.)
 """
@@ -26,7 +27,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import sys
 import time
 from typing import Any
@@ -73,8 +73,32 @@ def _timestamp(record: logging.LogRecord) -> str:
     return f"{text}.{int(record.msecs):03d}Z"
 
 
+#: Most key layouts `_extra_keys` keeps (a few per program: one per `extra` shape).
+LAYOUTS_CACHE_SIZE = 256
+_extras_of_layout: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+
+def _extra_keys(record: logging.LogRecord) -> tuple[str, ...]:
+    """The names of `record`'s extras, in the record's order.
+
+    Records of one call site have the same attributes in the same order: the
+    extras of each layout are picked out once, not per record (the layout is the
+    whole key list, so an attribute added later, by a filter or another
+    formatter, makes a layout of its own).
+    """
+    layout = tuple(vars(record))
+    extras = _extras_of_layout.get(layout)
+    if extras is None:
+        extras = tuple(k for k in layout if k not in _RECORD_ATTRS)
+        if len(_extras_of_layout) >= LAYOUTS_CACHE_SIZE:
+            _extras_of_layout.clear()
+        _extras_of_layout[layout] = extras
+    return extras
+
+
 def _extras(record: logging.LogRecord) -> dict[str, Any]:
-    return {k: v for k, v in vars(record).items() if k not in _RECORD_ATTRS}
+    d = vars(record)
+    return {k: d[k] for k in _extra_keys(record)}
 
 
 #: Escapes of the characters a logfmt value or a text message may not hold as they are.
@@ -92,9 +116,6 @@ def _escape(text: str) -> str:
     return "".join(c if c.isprintable() else _escape_char(c) for c in text)
 
 
-#: A value that is bare as it is: printable ASCII but for space, ``"``, ``=`` and ``\\``
-#: (the usual ids, task and queue names, worker ids). Others take the full check.
-_BARE = re.compile(r"[!#-<>-\[\]-~]+").fullmatch
 #: Types whose text never needs quoting (digits, sign, ``.``, ``e``, inf, nan, True,
 #: None); exact types only, a subclass may change ``__str__``.
 _BARE_TYPES = frozenset({int, float, bool, type(None)})
@@ -105,16 +126,23 @@ def logfmt_value(value: object) -> str:
     if type(value) in _BARE_TYPES:
         return str(value)
     text = value if type(value) is str else str(value)
-    if _BARE(text) or (text and text.isprintable() and not any(c in text for c in ' ="\\')):
+    # Four `in` tests: quicker than a regex or a loop over the characters.
+    if (
+        text.isprintable()
+        and text
+        and " " not in text
+        and "=" not in text
+        and '"' not in text
+        and "\\" not in text
+    ):
         return text
     return '"' + "".join(_escape_char(c) for c in text) + '"'
 
 
 def _fields(record: logging.LogRecord) -> str:
     """The extras of `record` as `` key=value`` each (empty text when none)."""
-    return "".join(
-        f" {k}={logfmt_value(v)}" for k, v in vars(record).items() if k not in _RECORD_ATTRS
-    )
+    d = vars(record)
+    return "".join([f" {k}={logfmt_value(d[k])}" for k in _extra_keys(record)])
 
 
 class TextFormatter(logging.Formatter):
@@ -138,6 +166,11 @@ def _indent(text: str) -> str:
     return "  " + "\n  ".join(text.splitlines())
 
 
+#: `json.dumps(..., default=str)`, its encoder made once (with an option, `dumps`
+#: makes one per call).
+_json_line = json.JSONEncoder(default=str).encode
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per record: ts, level, logger, message, the extras, exc."""
 
@@ -154,4 +187,4 @@ class JsonFormatter(logging.Formatter):
             out["exc"] = self.formatException(record.exc_info)
         if record.stack_info:
             out["stack"] = self.formatStack(record.stack_info)
-        return json.dumps(out, default=str)
+        return _json_line(out)

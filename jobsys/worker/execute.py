@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from jobsys import tasks
 from jobsys.logs import logfmt_value
@@ -21,11 +20,16 @@ MAX_ERROR_CHARS = 2000
 #: A result as compact JSON (made once: `json.dumps` with options builds an encoder
 #: per call).
 _encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+#: The result of a handler that returned None (most do), encoded once.
+_NULL = _encode(None)
 
 
-@dataclass(frozen=True)
-class Outcome:
-    """What one attempt produced: a JSON result, or an error text."""
+class Outcome(NamedTuple):
+    """What one attempt produced: a JSON result, or an error text.
+
+    Immutable, as a frozen dataclass would be; one is made per job, and a frozen
+    dataclass's `__init__` (a `object.__setattr__` per field) costs three times as much.
+    """
 
     ok: bool
     result_json: str = "null"
@@ -90,7 +94,7 @@ def final_failure(error: str, start: float) -> Outcome:
 def succeeded(result: Any, start: float) -> Outcome:
     """The outcome of a handler that returned `result` (a failure if it is not JSON)."""
     try:
-        result_json = _encode(result)
+        result_json = _NULL if result is None else _encode(result)
     except (TypeError, ValueError, RecursionError) as e:
         return failed(f"result is not JSON-serialisable: {e}", start)
     return Outcome(ok=True, result_json=result_json, duration_s=time.perf_counter() - start)

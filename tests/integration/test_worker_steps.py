@@ -8,6 +8,7 @@ import time
 import pytest
 import redis
 
+from jobsys import task
 from jobsys.settings import Settings
 from jobsys.store import Store, keys
 from jobsys.worker import Worker
@@ -38,6 +39,22 @@ def test_a_job_runs_and_completes_with_its_result(settings: Settings, store: Sto
     assert {"created_at", "started_at", "completed_at"} <= job.keys()
     assert "error" not in job
     assert worker.run_once() == 0
+
+
+@task("returns-none")
+def returns_none(payload: object) -> None:
+    return None
+
+
+def test_a_handler_that_returns_none_completes_with_a_null_result(
+    settings: Settings, store: Store, redis_client: redis.Redis
+) -> None:
+    job_id = store.submit("returns-none")
+    assert make_worker(settings, store).run_once() == 1
+    job = store.get(job_id).to_api()
+    assert job["status"] == "completed"
+    assert "result" in job and job["result"] is None
+    assert redis_client.hget(keys.job(job_id), "result") == "null"
 
 
 def test_jobs_run_in_submission_order(

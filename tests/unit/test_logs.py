@@ -9,8 +9,17 @@ from collections.abc import Iterator
 
 import pytest
 
-from jobsys.logs import configure_logging, logfmt_value
+from jobsys.logs import (
+    _RECORD_ATTRS,
+    LAYOUTS_CACHE_SIZE,
+    JsonFormatter,
+    TextFormatter,
+    _escape_char,
+    configure_logging,
+    logfmt_value,
+)
 from jobsys.settings import Settings
+from jobsys.worker import events
 
 
 @pytest.fixture(autouse=True)
@@ -141,3 +150,60 @@ def test_traceback_lines_are_indented(capsys: pytest.CaptureFixture[str]) -> Non
     first, *rest = capsys.readouterr().out.splitlines()
     assert first.endswith("ERROR jobsys.worker failed")
     assert rest and all(line.startswith("  ") for line in rest), rest
+
+
+def _plain_logfmt_value(value: object) -> str:
+    """logfmt_value as its docstring says it, written the slow and obvious way."""
+    text = str(value)
+    if type(value) in (int, float, bool, type(None)) or (
+        text and text.isprintable() and not set(text) & set(' ="\\')
+    ):
+        return text
+    return '"' + "".join(_escape_char(c) for c in text) + '"'
+
+
+def test_logfmt_value_is_the_plain_rule_for_every_character() -> None:
+    chars = [chr(i) for i in range(0x3100)] + ["\u2028", "\U0001f600", "\udc80"]
+    for c in chars:
+        for value in (c, f"a{c}b", f"{c}{c}", f"job-1{c}"):
+            assert logfmt_value(value) == _plain_logfmt_value(value), repr(value)
+
+
+def _plain_fields(record: logging.LogRecord) -> list[tuple[str, object]]:
+    """A record's extras, found by walking every attribute of the record."""
+    return [(k, v) for k, v in vars(record).items() if k not in _RECORD_ATTRS]
+
+
+def _records() -> Iterator[logging.LogRecord]:
+    log = logging.getLogger("jobsys.worker")
+    yield log.makeRecord(log.name, logging.INFO, __file__, 1, "no extras", None, None)
+    for i in range(LAYOUTS_CACHE_SIZE + 3):  # more layouts than the cache keeps
+        extra = {"job_id": f"j{i}", "task": 'say "hi"\n', f"field{i % 7}": i, "took": 0.5}
+        record = log.makeRecord(log.name, logging.INFO, __file__, 1, "m %s", ("x",), None,
+                                extra=extra)  # fmt: skip
+        yield record
+        if i % 5 == 0:  # another formatter ran first: message and asctime are set
+            logging.Formatter("%(asctime)s %(message)s").format(record)
+            yield record
+        if i % 3 == 0:  # a filter added an attribute after the record was made
+            record.request_id = f"r{i}"
+            yield record
+
+    yield events._record(logging.INFO, ("j1", "started", ""), {"event": "started", "job_id": "j1"})
+    with_trace = {"event": "completed", "job_id": "j1", "trace_id": "a" * 32, "x": None}
+    yield events._record(logging.INFO, ("j1", "completed", ""), with_trace)
+
+
+def test_text_and_json_lines_carry_exactly_the_records_extras() -> None:
+    """Extras are found per layout of record keys, not by a walk per record: the
+    lines are those of the walk (text: ` key=value` in the record's order; JSON: the
+    same keys and values)."""
+    text, js = TextFormatter(), JsonFormatter()
+    for record in _records():
+        extras = _plain_fields(record)
+        line = text.format(record)
+        head = f"{record.levelname} {record.name} {record.getMessage()}"
+        assert line.endswith(head + "".join(f" {k}={_plain_logfmt_value(v)}" for k, v in extras))
+        out = {"ts": line.split(" ", 1)[0], "level": record.levelname, "logger": record.name,
+               "message": record.getMessage(), **dict(extras)}  # fmt: skip
+        assert js.format(record) == json.dumps(out, default=str)
