@@ -64,6 +64,8 @@ class RedisCluster:
                     "--cluster-config-file", str(self.data_dir / f"node{i}" / "nodes.conf"),
                     "--cluster-node-timeout", str(self.node_timeout_ms),
                     "--cluster-require-full-coverage", "yes",
+                    # a replica's first sync at once, not after the default 5 s
+                    "--repl-diskless-sync-delay", "0",
                 ],
             )  # fmt: skip
             self.nodes.append(node.start())
@@ -82,6 +84,11 @@ class RedisCluster:
                 replica = clients[self.primaries * (1 + r) + p]
                 replica.execute_command("CLUSTER REPLICATE", ids[p])
         self._wait(lambda: all(self._ok(c) for c in clients), deadline, "cluster_state:ok")
+        # A replica that has not finished its first sync cannot fail over (its data
+        # is too old: cluster-replica-validity-factor): a primary killed right after
+        # start would leave its slots down for good.
+        replicas = clients[self.primaries :]
+        self._wait(lambda: all(self._synced(c) for c in replicas), deadline, "replicas in sync")
         for c in clients:
             c.close()
         return self
@@ -106,6 +113,10 @@ class RedisCluster:
         return len(nodes) >= total and all(
             "handshake" not in str(n.get("flags", "")) for n in nodes.values()
         )
+
+    @staticmethod
+    def _synced(c: redis.Redis) -> bool:
+        return bool(c.info("replication").get("master_link_status") == "up")
 
     @staticmethod
     def _ok(c: redis.Redis) -> bool:

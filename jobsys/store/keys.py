@@ -306,22 +306,83 @@ def batch(batch_id: str) -> str:
     ``completed``, ``failed``, ``cancelled``), ``queue``, ``created_at``, the ids of
     its callback jobs (``on_complete``, ``on_success``), ``cancelled_at`` when it was
     cancelled, ``finished_at`` once every job ended. TTL: none until its last job
-    ends, then COMPLETED_RETENTION_SECONDS."""
+    ends, then COMPLETED_RETENTION_SECONDS. Cluster layout: `graph_batch`."""
+    return graph_batch(batch_id) if _cluster else single_batch(batch_id)
+
+
+def single_batch(batch_id: str) -> str:
+    """`batch` in the single-Redis layout: ``jobsys:batch:<id>``."""
     return f"jobsys:batch:{batch_id}"
+
+
+def graph_batch(batch_id: str) -> str:
+    """`batch` in the cluster layout: ``jobsys:{job:<id>}:batch``, in the slot of
+    ``job:<id>``: the batch id is steered into its queue's slot."""
+    return f"jobsys:{{job:{batch_id}}}:batch"
 
 
 def batch_jobs(batch_id: str) -> str:
     """SET ``jobsys:batch:<id>:jobs``: the ids of a batch's jobs (not its callbacks),
-    for cancelling the batch. TTL: as its batch hash."""
+    for cancelling the batch. TTL: as its batch hash. Cluster layout:
+    `graph_batch_jobs`."""
+    return graph_batch_jobs(batch_id) if _cluster else single_batch_jobs(batch_id)
+
+
+def single_batch_jobs(batch_id: str) -> str:
+    """`batch_jobs` in the single-Redis layout: ``jobsys:batch:<id>:jobs``."""
     return f"jobsys:batch:{batch_id}:jobs"
+
+
+def graph_batch_jobs(batch_id: str) -> str:
+    """`batch_jobs` in the cluster layout: ``jobsys:{job:<id>}:batch:jobs``."""
+    return f"jobsys:{{job:{batch_id}}}:batch:jobs"
 
 
 def workflow(workflow_id: str) -> str:
     """HASH ``jobsys:workflow:<id>``: a workflow's ``steps`` (JSON: name, id, after of
     each step, in topological order), ``queue`` and ``created_at``. TTL:
     COMPLETED_RETENTION_SECONDS after its last step ended (set lazily: see
-    docs/workflows.md), else none."""
+    docs/workflows.md), else none. Cluster layout: ``jobsys:{job:<id>}:workflow``,
+    the workflow id steered into its queue's slot (with its steps' jobs)."""
+    if _cluster:
+        return f"jobsys:{{job:{workflow_id}}}:workflow"
     return f"jobsys:workflow:{workflow_id}"
+
+
+# -- workflows under Redis Cluster (issue 17; docs/workflows.md "Redis Cluster") --
+# Keys named after one job (or batch) id X carry the hash tag ``{job:X}``: they lie in
+# the slot of ``job:X``, i.e. (ids are steered, jobsys/store/slots.py) in the slot of
+# X's queue. Used only in the cluster layout; their names do not depend on it.
+
+
+def graph_children(job_id: str) -> str:
+    """SET ``jobsys:{job:<id>}:children`` (cluster layout): the jobs waiting for job
+    <id>, as `children` is on one Redis; a child in another hash slot is written
+    ``>``<its id> and reached through the parent queue's `ended` outbox. Deleted by
+    the script that ends the parent. TTL: none (it lives while the parent is unended)."""
+    return f"jobsys:{{job:{job_id}}}:children"
+
+
+def applied(job_id: str) -> str:
+    """HASH ``jobsys:{job:<id>}:applied`` (cluster layout): parent id -> the status it
+    ended in, for each parent in another slot whose end the relay applied to job
+    <id> (graph_apply.lua): a second application of the same parent is a no-op. TTL:
+    `APPLIED_TTL_S` from its last write."""
+    return f"jobsys:{{job:{job_id}}}:applied"
+
+
+#: How long a child keeps the record of the parent ends applied to it (s): far longer
+#: than a relay takes to acknowledge what it applied.
+APPLIED_TTL_S = 7 * 24 * 3600
+
+
+def ended(queue: str) -> str:
+    """STREAM ``jobsys:queue:{q}:ended`` (cluster layout): the outbox of q's slot.
+    One entry (``from``: an id, ``status``, ``kids``: comma-separated ids) per end of
+    a q job whose children live in other slots, written by the script that ends it;
+    the relay (jobsys/store/relay.py) applies it to each child, then deletes it. TTL:
+    none."""
+    return f"jobsys:queue:{{{queue}}}:ended"
 
 
 # -- webhooks (issue 14, docs/events.md) --

@@ -50,6 +50,9 @@ NAMES = (
     # workflows (issue 17; docs/workflows.md)
     "enqueue_graph",
     "cancel_batch",
+    "graph_link",
+    "graph_apply",
+    "graph_callback",
     # webhooks (issue 14; docs/events.md)
     "hook_claim",
     "hook_settle",
@@ -119,6 +122,7 @@ def _constants() -> str:
         "-- From Python (jobsys/store/library.py), not written in Lua:\n"
         f"local METRIC_TASKS = {metrics.MAX_TASKS_PER_QUEUE:d}\n"
         f"local OTHER_TASK = '{metrics.OTHER_TASK}'\n"
+        f"local APPLIED_TTL = {keys.APPLIED_TTL_S:d}\n"
     )
 
 
@@ -139,12 +143,18 @@ def _keyspace_lua() -> str:
         "scheduled_idx": keys.index(_MARK, "scheduled"),
         "cancelled": keys.index(_MARK, "cancelled"),
         "children": keys.children(_MARK),
-        "batch": keys.batch(_MARK),
-        "batch_jobs": keys.batch_jobs(_MARK),
+        "batch": keys.single_batch(_MARK),
+        "batch_jobs": keys.single_batch_jobs(_MARK),
         "events": keys.events(_MARK),
         "subs": keys.subscriptions(_MARK),
         "outbox": keys.outbox(_MARK),
         "outbox_due": keys.outbox_due(_MARK),
+        # Redis Cluster (docs/workflows.md)
+        "xchildren": keys.graph_children(_MARK),
+        "applied": keys.applied(_MARK),
+        "ended": keys.ended(_MARK),
+        "xbatch": keys.graph_batch(_MARK),
+        "xbatch_jobs": keys.graph_batch_jobs(_MARK),
     }
     rows = []
     for name, key in parts.items():

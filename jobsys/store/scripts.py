@@ -32,6 +32,7 @@ from jobsys.errors import IdempotencyConflict, StoreUnavailable, TooManyQueues, 
 from jobsys.store import keys
 from jobsys.store.cluster import QueueRegistry, mirror_dead, unmirror
 from jobsys.store.library import NAMES, library, library_missing
+from jobsys.store.relay import relay_all
 
 logger = logging.getLogger(__name__)
 
@@ -243,6 +244,16 @@ class Scripts:
         tail = [r.completed_s, r.failed_s, r.dead_letter_max, keys.JOB_PREFIX]
         return self._run(name, keys_, [*args, *tail, self._events_max_len])
 
+    def _run_ending_replicated(self, name: str, keys_: list[str], args: list[Any]) -> Any:
+        """`_run_ending`, followed by WAIT when REDIS_WAIT_REPLICAS is set (see
+        `_run_replicated`): the workflows' writes that a submit answers for or that
+        the relay acknowledges."""
+        if not self._wait_replicas:
+            return self._run_ending(name, keys_, args)
+        r = self._retention
+        tail = [r.completed_s, r.failed_s, r.dead_letter_max, keys.JOB_PREFIX]
+        return self._run_replicated(name, keys_, [*args, *tail, self._events_max_len])
+
     def enqueue(
         self,
         queue: str,
@@ -345,7 +356,11 @@ class Scripts:
             ks.append(keys.job(job_id))
             args += [job_id, attempt, result_json]
         ks += [*_hook_keys(queue), keys.events(queue)]
-        return [_text(x) for x in self._run_ending("complete", ks, args)]
+        out = [_text(x) for x in self._run_ending("complete", ks, args)]
+        if len(out) > len(jobs):  # "relay": Redis Cluster, an end in the outbox
+            out.pop()
+            self._relay(queue)
+        return out
 
     def fail(self, queue: str, worker: str, jobs: Sequence[tuple[str, int, str, int]]) -> list[str]:
         """Record failed attempts [(id, attempt, error, backoff_ms)]: "retry", "dead" or
@@ -366,13 +381,19 @@ class Scripts:
         out = [_text(x) for x in self._run_ending("fail", ks, args)]
         if self._cluster and "dead" in out:
             self._mirror_dead(queue)
+        if len(out) > len(jobs):  # "relay": Redis Cluster, an end in the outbox
+            out.pop()
+            self._relay(queue)
         return out
 
     def release(self, queue: str, job_id: str, worker: str, attempt: int) -> bool:
         """Hand an unfinished job back without counting the attempt (see release.lua)."""
         ks = [keys.job(job_id), keys.leases(queue), keys.ready(queue), keys.wakeup(queue)]
         ks += [*_index_keys(queue), *_hook_keys(queue), keys.events(queue)]
-        return bool(self._run_ending("release", ks, [job_id, worker, attempt]))
+        released = bool(self._run_ending("release", ks, [job_id, worker, attempt]))
+        if self._cluster and released:
+            self._relay(queue)  # a cancel requested ends it: its children (workflows)
+        return released
 
     def recover(self, queue: str, max_jobs: int = 100) -> list[tuple[str, str, str]]:
         """Take back jobs whose lease ran out: [(id, "retry" | "dead" | "cancelled", task)]
@@ -382,6 +403,7 @@ class Scripts:
         flat = self._run_ending("recover", ks, [keys.JOB_PREFIX, max_jobs])
         if self._cluster:  # also the sweep of dead ids a killed process left behind
             self._mirror_dead(queue)
+            self._relay(queue)  # and of outbox entries (workflows)
         return [
             (_text(flat[i]), _text(flat[i + 1]), _text(flat[i + 2])) for i in range(0, len(flat), 3)
         ]
@@ -444,7 +466,10 @@ class Scripts:
         """Cancel a job of `queue` (see cancel.lua for the answers)."""
         ks = [keys.job(job_id), keys.ready(queue), keys.scheduled(queue), *_index_keys(queue)]
         ks += [*_hook_keys(queue), keys.events(queue)]
-        return _text(self._run_ending("cancel", ks, [job_id]))
+        answer = _text(self._run_ending("cancel", ks, [job_id]))
+        if self._cluster and answer == "now":
+            self._relay(queue)  # its children in other slots (workflows)
+        return answer
 
     def page(
         self,
@@ -506,6 +531,8 @@ class Scripts:
             keys.leases(queue), keys.wakeup(queue), keys.sequence(queue), keys.metrics(queue),
             *_index_keys(queue), keys.events(queue), keys.outbox_due(queue),
         ]  # fmt: skip
+        if self._cluster:
+            self._relay(queue)  # what its outbox holds, before its keys are forgotten
         verdict = _text(self._run("drop_queue", ks, [queue, keys.JOB_PREFIX]))
         if self._registry is not None and verdict == "dropped":
             self._registry.forget(queue)
@@ -610,7 +637,10 @@ class Scripts:
             ks.append(keys.job(job_id))
             args += [job_id, attempt, ms, what]
         ks += [*_hook_keys(queue), keys.events(queue)]
-        return [_text(x) for x in self._run_ending("rate_limited", ks, args)]
+        out = [_text(x) for x in self._run_ending("rate_limited", ks, args)]
+        if self._cluster and "cancelled" in out:
+            self._relay(queue)  # its children in other slots (workflows)
+        return out
 
     def promote(self, queue: str, job_id: str) -> str:
         """Run a job of `queue` that waits for a due time now (see promote.lua for
@@ -645,13 +675,16 @@ class Scripts:
         `IdempotencyConflict`."""
         ks = [
             keys.ready(queue), keys.scheduled(queue), keys.wakeup(queue), keys.sequence(queue),
-            keys.queues(), keys.index(queue, "queued"), keys.index(queue, "scheduled"),
-            keys.index(queue, keys.WAITING_STATUS), keys.index(queue, "cancelled"),
-            keys.metrics(queue), *(group_keys or (keys.ready(queue), keys.ready(queue))),
+            keys.queue_registry(queue), keys.index(queue, "queued"),
+            keys.index(queue, "scheduled"), keys.index(queue, keys.WAITING_STATUS),
+            keys.index(queue, "cancelled"), keys.metrics(queue),
+            *(group_keys or (keys.ready(queue), keys.ready(queue))),
             *(keys.job(i) for i in ids),
         ]  # fmt: skip
+        if self._registry is not None:
+            self._registry.ensure(queue)
         if idempotency is not None:
-            ks.append(keys.idempotency(idempotency.key_digest))
+            ks.append(keys.idempotency(idempotency.key_digest, queue))
             spec = json.loads(group) if group else {}
             spec["idem"] = {"ttl": idempotency.ttl_s, "fingerprint": idempotency.fingerprint}
             group = json.dumps(spec)
@@ -659,7 +692,7 @@ class Scripts:
         for arg, spec in zip(argv, parents, strict=True):
             args += [arg, spec]
         try:
-            answer = self._run_ending("enqueue_graph", ks, args)
+            answer = self._run_ending_replicated("enqueue_graph", ks, args)
         except ResponseError as e:
             text = str(e)
             if text.startswith("UNKNOWN_PARENT"):
@@ -675,10 +708,88 @@ class Scripts:
             return flat[:half], flat[half:]
         return flat, None
 
+    # -- workflows under Redis Cluster (docs/workflows.md "Redis Cluster") ---------
+
+    def register(self, queue: str) -> None:
+        """Redis Cluster: add `queue` to the queue registry (a batch's callback queue);
+        raises `TooManyQueues`. Nothing to do on one Redis (the scripts do it)."""
+        if self._registry is not None:
+            self._registry.ensure(queue)
+
+    def graph_link(self, parent: str, children: Sequence[str]) -> str:
+        """Make `children` (jobs of other slots, not created yet) wait for `parent`
+        (see graph_link.lua): "linked", "missing", or the status it ended in."""
+        ks = [keys.job(parent), keys.graph_children(parent)]
+        if self._wait_replicas:  # a link a failover lost: the child would never hear
+            return _text(self._run_replicated("graph_link", ks, list(children)))
+        return _text(self._run("graph_link", ks, list(children)))
+
+    def graph_apply(
+        self, child: str, parent: str, status: str, counts: str = "", reason: str = ""
+    ) -> tuple[str, str]:
+        """Apply the end of `parent` (another slot's job, or the batch of the callback
+        `child`) to `child`, once (see graph_apply.lua): ("applied" | "repeat" |
+        "early", the child's queue when that wrote to its outbox, else '')."""
+        ks = [keys.job(child), keys.applied(child)]
+        # REDIS_WAIT_REPLICAS: the relay acknowledges the outbox entry only once the
+        # child's shard replicated this (else StoreUnavailable: the entry stays).
+        answer = self._run_ending_replicated(
+            "graph_apply", ks, [child, parent, status, counts, reason]
+        )
+        return _text(answer[0]), _text(answer[1])
+
+    def graph_apply_many(
+        self, parent: str, status: str, children: Sequence[str], counts: str = "", reason: str = ""
+    ) -> list[tuple[str, str]]:
+        """`graph_apply` for each of `children`, in one pipeline (one round trip per
+        primary): what the relay does for an outbox entry."""
+        if len(children) == 1 or self._wait_replicas:
+            return [self.graph_apply(c, parent, status, counts, reason) for c in children]
+        r = self._retention
+        tail = [r.completed_s, r.failed_s, r.dead_letter_max, keys.JOB_PREFIX]
+        fn = self._fn["graph_apply"]
+        for attempt in (1, 2):
+            pipe = self._client.pipeline(transaction=False)
+            for c in children:
+                args = [c, parent, status, counts, reason, *tail, self._events_max_len]
+                pipe.fcall(fn, 2, keys.job(c), keys.applied(c), *args)
+            try:
+                answers = pipe.execute()
+            except ResponseError as e:
+                if attempt == 2 or not library_missing(e):
+                    raise
+                self.load()  # a primary lacks this version's library; the rest repeats
+                continue
+            return [(_text(a[0]), _text(a[1])) for a in answers]
+        raise AssertionError("unreachable")
+
+    def graph_callback(self, queue: str, batch_id: str, callback_id: str, arg: str) -> str:
+        """Create the callback `callback_id` of a batch in another slot, once (see
+        graph_callback.lua): "created" or "exists"."""
+        ks = [
+            keys.job(callback_id), keys.applied(callback_id), keys.sequence(queue),
+            keys.queue_registry(queue), keys.metrics(queue),
+        ]  # fmt: skip
+        return _text(self._run_ending_replicated("graph_callback", ks, [queue, batch_id, arg]))
+
+    def _relay(self, queue: str) -> None:
+        """Relay `queue`'s outbox (jobsys/store/relay.py). A failure is logged, not
+        raised: the script did run, and the next recovery pass of a worker serving
+        the queue relays what is left."""
+        try:
+            relay_all(self._client, self, queue)
+        except (redis.RedisError, redis.exceptions.RedisClusterException, StoreUnavailable) as e:
+            logger.warning("relay of queue %s deferred: %s", queue, e)
+
     def cancel_batch(self, batch_id: str) -> list[Any]:
         """Cancel a batch (see cancel_batch.lua for the answers)."""
         ks = [keys.batch(batch_id), keys.batch_jobs(batch_id)]
         answer = self._run_ending("cancel_batch", ks, [])
+        if self._cluster and _text(answer[0]) == "cancelled":
+            # the children in other slots of the jobs it cancelled (workflows)
+            queue = self._client.hget(keys.batch(batch_id), "queue")
+            if queue is not None:
+                self._relay(_text(queue))
         return [_text(answer[0]), *answer[1:]]
 
 

@@ -12,19 +12,25 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, cast
 
+from redis.crc import key_slot
+
 from jobsys import stamps
-from jobsys.errors import InvalidJob, JobNotFound, JobsysError
+from jobsys.errors import InvalidJob, JobNotFound, JobsysError, StoreUnavailable, UnknownParent
 from jobsys.store import keys
 from jobsys.store.scripts import Idempotency
+from jobsys.store.slots import queue_slot
 from jobsys.store.submission import Submission, Submitted, job_arg, new_job_ids
 from jobsys.store.translate import translate_errors
 
 if TYPE_CHECKING:
     from jobsys.store.store import Store
+
+logger = logging.getLogger(__name__)
 
 #: Most parents one job may name.
 MAX_PARENTS = 100
@@ -105,19 +111,19 @@ def submit(
 
     With `idempotency`, a repeat of the first request answers as it did.
 
-    Not with REDIS_CLUSTER_NODES yet: the scripts that end a job reach its children,
-    batch and their queues by keys in other hash slots (docs/workflows.md); a 400
-    says so and nothing is written.
+    Under Redis Cluster the parents in other hash slots are linked first, one script
+    in each parent's slot (`_link_far`); see docs/workflows.md, "Redis Cluster".
     """
-    if store.settings.redis_cluster_nodes:
-        raise InvalidJob(
-            "depends_on",
-            "dependencies, batches and workflows are not available in Redis Cluster mode "
-            "(REDIS_CLUSTER_NODES) yet: see docs/workflows.md",
-        )
-    ids = list(ids) if ids is not None else new_job_ids(len(jobs))
+    ids = list(ids) if ids is not None else new_job_ids(len(jobs), queue)
     retries = store.settings.max_retries
     argv = [job_arg(i, j, retries) for i, j in zip(ids, jobs, strict=True)]
+    if store.cluster:
+        spec = json.loads(group) if group else {}
+        spec["cluster"] = True
+        far = _link_far(store, queue, ids, jobs)
+        if far:
+            spec["far"] = far
+        group = json.dumps(spec)
     with translate_errors():
         statuses, replayed = store.scripts.enqueue_graph(
             queue, ids, argv, _specs(jobs), group, group_keys, idempotency
@@ -125,6 +131,43 @@ def submit(
     if replayed is not None:
         return Submitted(replayed, statuses, replayed=True)
     return Submitted(ids, statuses)
+
+
+def _link_far(
+    store: Store, queue: str, ids: Sequence[str], jobs: Sequence[Submission]
+) -> dict[str, str]:
+    """Redis Cluster: make the jobs `ids` children of their parents in other hash
+    slots than `queue`'s, before they exist (graph_link.lua, in each parent's slot):
+    {parent: "linked", or the status it had already ended in}. Every parent not of
+    this call is checked first: an unknown one raises `UnknownParent`, nothing
+    written. (A parent that vanishes between the check and its link leaves the links
+    made before it: children that never come, whose outbox entries the relay
+    applies to no job.)"""
+    slot = queue_slot(queue)
+    here = set(ids)
+    kids: dict[str, list[str]] = {}
+    others: list[str] = []
+    for kid, job in zip(ids, jobs, strict=True):
+        for p in job.depends_on:
+            if p in here:
+                continue
+            if p not in kids and p not in others:
+                others.append(p)
+            if key_slot(keys.job(p).encode()) != slot:
+                kids.setdefault(p, []).append(kid)
+    with translate_errors():
+        pipe = store.redis.pipeline(transaction=False)
+        for p in others:
+            pipe.exists(keys.job(p))
+        for p, found in zip(others, pipe.execute(), strict=True):
+            if not found:
+                raise UnknownParent(p)
+        far = {}
+        for p, children in kids.items():
+            far[p] = store.scripts.graph_link(p, children)
+            if far[p] == "missing":
+                raise UnknownParent(p)
+    return far
 
 
 def create_batch(
@@ -138,8 +181,13 @@ def create_batch(
     """Create a batch of `jobs` with its callbacks: (its id, what the jobs' submit
     did, {role: callback id}). The callbacks go first in the script's order, so that
     they exist before a job can end (one cancelled at submit)."""
-    batch_id = new_job_ids(1)[0]
+    if store.cluster and callback_queue:
+        store.scripts.register(callback_queue)
+    batch_id = new_job_ids(1, queue)[0]
     callbacks = [(r, c) for r, c in (("on_complete", on_complete), ("on_success", on_success)) if c]
+    far = store.cluster and callback_queue and queue_slot(callback_queue) != queue_slot(queue)
+    if callbacks and callback_queue and far:  # Redis Cluster: callbacks of another slot
+        return _batch_far_callbacks(store, batch_id, jobs, queue, callbacks, callback_queue)
     order = [c for _, c in callbacks] + list(jobs)
     group: dict[str, Any] = {"batch": batch_id, "on_complete": 0, "on_success": 0}
     if callback_queue:
@@ -156,6 +204,42 @@ def create_batch(
     k = len(callbacks)
     ids = {role: done.ids[i] for i, (role, _) in enumerate(callbacks)}
     return batch_id, Submitted(done.ids[k:], done.statuses[k:]), ids
+
+
+def _batch_far_callbacks(
+    store: Store,
+    batch_id: str,
+    jobs: Sequence[Submission],
+    queue: str,
+    callbacks: Sequence[tuple[str, Submission]],
+    callback_queue: str,
+) -> tuple[str, Submitted, dict[str, str]]:
+    """Redis Cluster, a `callback_queue` in another hash slot than `queue`: the
+    batch's script (its jobs, its record with the callbacks' definitions) first,
+    then each callback in its own slot (graph_callback.lua). A callback this process
+    could not create (it died, Redis failed) is created by the relay when the batch
+    ends, from the outbox entry that ends it: it runs once either way."""
+    ids = new_job_ids(len(callbacks), callback_queue)
+    retries = store.settings.max_retries
+    far = {
+        role: {"id": i, "queue": callback_queue, "arg": job_arg(i, sub, retries)}
+        for (role, sub), i in zip(callbacks, ids, strict=True)
+    }
+    group = {"batch": batch_id, "on_complete": 0, "on_success": 0, "far_callbacks": far}
+    done = submit(
+        store,
+        jobs,
+        queue,
+        group=json.dumps(group),
+        group_keys=(keys.batch(batch_id), keys.batch_jobs(batch_id)),
+    )
+    for spec in far.values():
+        try:
+            with translate_errors():
+                store.scripts.graph_callback(callback_queue, batch_id, spec["id"], spec["arg"])
+        except StoreUnavailable as e:  # the batch exists: the relay creates it later
+            logger.warning("batch %s: callback %s deferred: %s", batch_id, spec["id"], e)
+    return batch_id, done, {role: spec["id"] for role, spec in far.items()}
 
 
 def batch(store: Store, batch_id: str) -> BatchInfo:
@@ -250,14 +334,17 @@ def create_workflow(
     """Create a workflow of `steps` [(name, after, job)] in one atomic step: (its id,
     its steps with their job ids, in the given order, and each step's status)."""
     order = topological([(n, a) for n, a, _ in steps])
-    workflow_id = new_job_ids(1)[0]
-    ids = new_job_ids(len(steps))
+    # Under Redis Cluster the record and every step's job lie in `queue`'s slot:
+    # the same one script (only parents of other slots in a step's own depends_on
+    # are linked first, as for any submit).
+    workflow_id, *ids = new_job_ids(1 + len(steps), queue)
     by_name = {n: ids[i] for i, (n, _, _) in enumerate(steps)}
     made = [Step(name, ids[i], list(after), job.task) for i, (name, after, job) in enumerate(steps)]
     jobs = []
     for i in order:
         _, after, job = steps[i]
-        parents = tuple(by_name[a] for a in after)
+        # its own depends_on (existing jobs) first, then the steps of its `after`
+        parents = tuple(dict.fromkeys([*job.depends_on, *(by_name[a] for a in after)]))
         jobs.append(dataclasses.replace(job, depends_on=parents))
     text = json.dumps([asdict(s) for s in made])
     group = json.dumps({"workflow": workflow_id, "steps": text})

@@ -9,24 +9,19 @@ import pytest
 from apps import close_app
 from flask import Flask
 from flask.testing import FlaskClient
-from redis_modes import CLUSTER_MODE, REDIS_MODE
+from redis_modes import REDIS_MODE
 
 from jobsys.api.app import create_app
 from jobsys.settings import Settings
 
 HERE = Path(__file__).parent
-#: The test files of what Cluster mode refuses today (a 400): skipped when the tests run
-#: on a cluster (JOBSYS_TEST_REDIS=cluster). Remove a name once its feature runs there.
-CLUSTER_REFUSED_FILES = {"test_dependencies.py", "test_batches.py", "test_workflows.py"}
-CLUSTER_REFUSED_REASON = (
-    "Cluster mode refuses dependencies, batches and workflows (docs/workflows.md#redis-cluster)"
-)
 
 #: The test files that start their own servers (a Sentinel group, a cluster) whatever
 #: the mode: they run in the single-Redis pass only, as running them again through
 #: Sentinel or on a cluster would test the same thing twice more.
 OWN_SERVERS_FILES = {
     "test_cluster_wait.py",
+    "test_cluster_relay.py",
     "test_wait_replicas_cluster.py",
     "test_sentinel_failover.py",
     "test_sentinel_follow.py",
@@ -36,16 +31,12 @@ OWN_SERVERS_REASON = "starts its own servers: the single-Redis pass runs it"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """On a cluster, skip the files of `CLUSTER_REFUSED_FILES`; outside single mode,
-    those of `OWN_SERVERS_FILES`."""
-    refused = pytest.mark.skip(reason=CLUSTER_REFUSED_REASON)
+    """Outside single mode, skip the files of `OWN_SERVERS_FILES`."""
     own = pytest.mark.skip(reason=OWN_SERVERS_REASON)
     for item in items:
         if item.path.parent != HERE:
             continue
-        if CLUSTER_MODE and item.path.name in CLUSTER_REFUSED_FILES:
-            item.add_marker(refused)
-        elif REDIS_MODE != "single" and item.path.name in OWN_SERVERS_FILES:
+        if REDIS_MODE != "single" and item.path.name in OWN_SERVERS_FILES:
             item.add_marker(own)
 
 

@@ -50,7 +50,8 @@ def test_a_submit_waits_for_its_replica_or_is_a_503(tmp_path: Path) -> None:
         assert r.status_code == 202, r.get_data(as_text=True)
         on_replica = redis.Redis(port=replica.port, decode_responses=True)
         # Acknowledged by the replica before the 202: it holds the job now.
-        assert on_replica.hget(f"job:{r.json['id']}", "status") == "queued"
+        first = r.json["id"]
+        assert on_replica.hget(f"job:{first}", "status") == "queued"
         on_replica.close()
 
         port = replica.port
@@ -58,6 +59,10 @@ def test_a_submit_waits_for_its_replica_or_is_a_503(tmp_path: Path) -> None:
         for path, body in [
             ("/submit", {"task": "t"}),
             ("/submit/batch", {"jobs": [{"task": "t"}, {"task": "u"}]}),
+            # workflows (docs/workflows.md): enqueue_graph.lua is followed by WAIT too
+            ("/submit", {"task": "t", "depends_on": [first]}),
+            ("/batches", {"jobs": [{"task": "t"}], "on_complete": {"task": "u"}}),
+            ("/workflows", {"steps": [{"name": "a", "task": "t"}]}),
         ]:
             started = time.monotonic()
             r = client.post(path, json=body)

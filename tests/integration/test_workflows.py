@@ -128,3 +128,20 @@ def test_an_idempotency_key_is_refused_not_ignored(
     r = client.post(path, json=body, headers={"Idempotency-Key": "k1"})
     assert r.status_code == 400 and r.get_json()["field"] == "Idempotency-Key"
     assert redis_client.dbsize() == 0
+
+
+def test_a_step_also_waits_for_the_existing_jobs_of_its_own_depends_on(
+    client: FlaskClient, settings: Settings, store: Store
+) -> None:
+    x = client.post("/submit", json={"task": "echo"}).get_json()["id"]
+    steps = [
+        {"name": "A", "task": "echo", "depends_on": [x]},
+        {"name": "B", "task": "echo", "after": ["A"], "depends_on": [x]},
+    ]
+    body = client.post("/workflows", json={"steps": steps}).get_json()
+    assert [s["status"] for s in body["steps"]] == ["waiting", "waiting"]
+    b = client.get(f"/jobs/{body['steps'][1]['id']}").get_json()
+    assert b["depends_on"] == [x, body["steps"][0]["id"]]
+    drain(settings, store)
+    view = client.get(f"/workflows/{body['id']}").get_json()
+    assert view["status"] == "completed"

@@ -15,7 +15,9 @@
 -- 16 bytes: an error, before anything is written, otherwise.
 -- Returns: one entry per job: "completed", "cancelled", or "stale" when its lease
 -- was lost (nothing written for that job).
+-- Redis Cluster: then "relay" when an end was written to the outbox (see _graph.lua).
 local worker = ARGV[1]
+relay_due()  -- Redis Cluster: drop a flag an earlier call left (see _graph.lua)
 for i = 1, #KEYS - 11 do
   local id = ARGV[2 + 3 * (i - 1)]
   if not is_uuid(id) then
@@ -59,4 +61,5 @@ push_completed(idx.completed, done.completed, now)
 zadd_all(idx.cancelled, now, done.cancelled)
 prune(idx, now, R)
 prune_completed(idx.completed, now, R, 2 * #done.completed + 8)
+if relay_due() then out[#out + 1] = 'relay' end  -- Redis Cluster: see _graph.lua
 return out

@@ -25,6 +25,16 @@
 -- from the job key prefix (the last retention argument) and KEYSPACE: they may lie in
 -- other queues; so is each job's events STREAM (its event: `queued`, `scheduled`,
 -- `waiting` or `cancelled`, see emit in _lib.lua).
+--   Under Redis Cluster any group holds "cluster": true (the children SETs and the
+--   `follow` flag of its layout; a batch's callback_queue lies in ARGV[1]'s slot and
+--   is registered by the caller) and may hold "far": {parent id: "linked" or the
+--   status it had ended in}: the parents in other hash slots, whose hashes this call
+--   cannot read; graph_link.lua made them parents first. A "linked" parent counts as
+--   ended when the relay already applied its end to the job (its `applied` HASH, in
+--   its slot), else the job waits for the relay.
+--   A batch's group under Redis Cluster may hold "far_callbacks": {role: {"id",
+--   "queue", "arg"}}: callbacks in another slot, created by graph_callback.lua
+--   (not by this call); kept in the batch HASH for the outbox entry that ends them.
 --   Any group may hold "idem": {"ttl": seconds, "fingerprint": hex}: an
 --   Idempotency-Key in force (as in enqueue.lua: a repeat of the same request within
 --   the TTL writes nothing and answers as the first did; another request is refused)
@@ -50,6 +60,7 @@ if idem then
     return out
   end
 end
+local cl, far = group.cluster, group.far or {}
 local jobs = {}
 local here = {}
 local seen = {}  -- status of each parent that existed before this call
@@ -62,7 +73,7 @@ for i = 1, n do
     mode = string.sub(spec, 1, bar - 1)
     for p in string.gmatch(string.sub(spec, bar + 1), '[^,]+') do
       if not here[p] and not seen[p] then
-        seen[p] = redis.call('HGET', R.prefix .. p, 'status')
+        seen[p] = far[p] or redis.call('HGET', R.prefix .. p, 'status')
         if not seen[p] then return redis.error_reply('UNKNOWN_PARENT ' .. p) end
       end
       parents[#parents + 1] = p
@@ -84,7 +95,7 @@ local batch = group.batch
 local callbacks = {}
 local cbq = (group.callback_queue or '') ~= '' and group.callback_queue or queue
 if batch then
-  if cbq ~= queue then redis.call('SADD', KEYS[5], cbq) end
+  if cbq ~= queue and not cl then redis.call('SADD', KEYS[5], cbq) end
   local cbs = 0
   for _, role in ipairs({'on_complete', 'on_success'}) do
     local pos = group[role]
@@ -96,6 +107,12 @@ if batch then
   end
   redis.call('HSET', KEYS[11], 'queue', queue, 'created_at', now, 'total', n - cbs,
     'pending', n - cbs, 'completed', 0, 'failed', 0, 'cancelled', 0)
+  if group.far_callbacks then  -- Redis Cluster: callbacks of another slot
+    for role, spec in pairs(group.far_callbacks) do
+      redis.call('HSET', KEYS[11], role, spec.id)
+    end
+    redis.call('HSET', KEYS[11], 'far_callbacks', cjson.encode(group.far_callbacks))
+  end
 elseif group.workflow then
   redis.call('HSET', KEYS[11], 'queue', queue, 'created_at', now, 'steps', group.steps)
   -- kept twice the longest retention from its creation (none when a retention is 0)
@@ -124,7 +141,7 @@ for i = 1, n do
   if expires then redis.call('HSET', key, 'expires_at', expires) end
   if (j[11] or '') ~= '' then redis.call('HSET', key, 'callback_url', j[11]) end  -- webhooks
   if batch and not callbacks[i] then
-    redis.call('HSET', key, 'batch', batch, 'follow', 1)
+    redis.call('HSET', key, 'batch', batch, 'follow', cl and 'c' or 1)
     redis.call('SADD', KEYS[12], id)
   end
   local status = rank and 'queued' or 'scheduled'
@@ -132,6 +149,7 @@ for i = 1, n do
   for _, p in ipairs(job.parents) do
     -- a parent of this call may have ended in it (cancelled at submit): read it again
     local ps = here[p] and redis.call('HGET', R.prefix .. p, 'status') or seen[p]
+    if ps == 'linked' then ps = redis.call('HGET', kx('applied', id), p) or ps end
     if not ENDED[ps] then
       unended[#unended + 1] = p
     elseif ps ~= 'completed' and not broken then
@@ -163,9 +181,11 @@ for i = 1, n do
     redis.call('HSET', key, 'status', status, 'waiting_on', #unended, unpack(extra))
     waiting[#waiting + 1] = id
     for _, p in ipairs(unended) do
-      local list = kids[p]
-      if not list then list = {}; kids[p] = list end
-      list[#list + 1] = id
+      if not far[p] then  -- (one in another slot: graph_link.lua linked it)
+        local list = kids[p]
+        if not list then list = {}; kids[p] = list end
+        list[#list + 1] = id
+      end
     end
   elseif rank then
     redis.call('ZADD', KEYS[1], rank, id)
@@ -182,9 +202,10 @@ end
 zadd_all(KEYS[8], now, waiting)
 for p, list in pairs(kids) do
   for k = 1, #list, 1000 do
-    redis.call('SADD', kx('children', p), unpack(list, k, math.min(k + 999, #list)))
+    redis.call('SADD', kx(cl and 'xchildren' or 'children', p),
+      unpack(list, k, math.min(k + 999, #list)))
   end
-  redis.call('HSET', R.prefix .. p, 'follow', 1)
+  redis.call('HSET', R.prefix .. p, 'follow', cl and 'c' or 1)
 end
 if woken then redis.call('ZADD', KEYS[3], 0, 'w') end
 if idem then

@@ -17,7 +17,9 @@
 -- A job whose cancellation was requested ends `cancelled` instead (no retry).
 -- Returns: one entry per job: "retry", "dead", "cancelled", or "stale" when its
 -- lease was lost (nothing written for that job).
+-- Redis Cluster: then "relay" when an end was written to the outbox (see _graph.lua).
 local worker = ARGV[1]
+relay_due()  -- Redis Cluster: drop a flag an earlier call left (see _graph.lua)
 local now = now_ms()
 local R = retention(ARGV)
 local idx = indexes(KEYS, 6)
@@ -51,4 +53,5 @@ for i = 1, #KEYS - 15 do
   end
 end
 prune(idx, now, R)
+if relay_due() then out[#out + 1] = 'relay' end  -- Redis Cluster: see _graph.lua
 return out

@@ -1,0 +1,176 @@
+"""Workflows on a real Redis Cluster, with real worker processes and real signals
+(issue 17; docs/workflows.md, "Redis Cluster"); its own private 3-primary cluster.
+
+A worker killed (SIGKILL) in the middle of its relay, between applying a parent's
+end to one child and acknowledging the outbox entry: the next worker's recovery
+pass applies the rest and repeats nothing. The worker that finishes a batch's last
+job killed before, during and after its settle: each callback runs once."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from redis_cluster import RedisCluster
+
+from jobsys.settings import Settings
+from jobsys.store import Store, Submission, keys
+from jobsys.store.slots import queue_slot
+
+from processes import Proc, Procs, wait_for
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
+    c = RedisCluster(tmp_path_factory.mktemp("cluster"), primaries=3)
+    c.start()
+    yield c
+    c.stop()
+
+
+@pytest.fixture
+def store(cluster: RedisCluster) -> Iterator[Store]:
+    s = Store(Settings.from_env({"REDIS_CLUSTER_NODES": cluster.seeds}))
+    s.redis.flushall()
+    yield s
+    s.close()
+    keys.use_cluster_layout(False)
+
+
+@pytest.fixture
+def procs(tmp_path: Path) -> Iterator[Procs]:
+    procs = Procs(tmp_path)
+    yield procs
+    procs.stop_all()
+
+
+def worker(procs: Procs, cluster: RedisCluster, queues: list[str]) -> Proc:
+    env = {
+        "REDIS_CLUSTER_NODES": cluster.seeds,
+        "JOB_LEASE_SECONDS": "2",
+        "WORKER_POLL_SECONDS": "0.2",
+    }
+    args = ["worker", "--tasks", "sample_tasks", "--concurrency", "1", "--queues"]
+    return procs.start([*args, ",".join(queues)], env, "worker")
+
+
+def test_a_worker_killed_between_applying_and_acknowledging_repeats_nothing(
+    store: Store, cluster: RedisCluster, procs: Procs
+) -> None:
+    client = store.redis
+    node_of = {}  # primary index -> a queue on it
+    ports = [n.port for n in cluster.nodes]
+    for i in range(300):
+        port = client.get_node_from_key(keys.ready(f"q{i}")).port  # type: ignore[attr-defined]
+        node_of.setdefault(ports.index(port), f"q{i}")
+    qa, qx, qy = node_of[0], node_of[1], node_of[2]
+    qb = "parked"  # served by no worker: b ends when the test says
+    (b,) = store.submit_jobs([Submission("echo", "b")], queue=qb).ids
+    (a,) = store.submit_jobs([Submission("sleep", 1.0)], queue=qa).ids
+    # Two children of a in two other slots, each also waiting for b.
+    (k1,) = store.submit_jobs([Submission("echo", 1, depends_on=(a, b))], queue=qx).ids
+    (k2,) = store.submit_jobs([Submission("echo", 2, depends_on=(a, b))], queue=qy).ids
+    first, second = sorted([(k1, 1), (k2, 2)])  # the relay applies in id order
+    held: redis.Redis = cluster.client(second[1])  # the second child's primary
+    victim = worker(procs, cluster, [qa])
+    held.execute_command("CLIENT", "PAUSE", 20000, "WRITE")
+    try:
+        # a completes; the relay applies a to the first child, then its call for the
+        # second waits in the paused primary: the outbox entry is not acknowledged.
+        wait_for(lambda: store.get(first[0]).to_api().get("waiting_on") == 1, 30, what="k1")
+        assert store.get(a).status == "completed"
+        victim.signal(signal.SIGKILL)
+        victim.wait(10)
+    finally:
+        held.execute_command("CLIENT", "UNPAUSE")
+        held.close()
+    assert client.xlen(keys.ended(qa)) == 1
+    assert store.get(second[0]).to_api()["waiting_on"] == 2
+    # The next worker's recovery pass relays the entry again: the first child had it.
+    survivor = worker(procs, cluster, [qa, qx, qy])
+    wait_for(lambda: client.xlen(keys.ended(qa)) == 0, 30, what="the relay")
+    for kid in (k1, k2):
+        view = store.get(kid).to_api()
+        assert view["status"] == "waiting" and view["waiting_on"] == 1, view
+    # b completes: both children run, once each.
+    (job,) = store.claim(qb, "test", 30, 1)
+    assert store.complete(qb, job.id, "test", job.attempt, "null")
+    wait_for(lambda: all(store.get(k).status == "completed" for k in (k1, k2)), 30)
+    for kid, q in ((k1, qx), (k2, qy)):
+        types = [f["type"] for _, f in client.xrange(keys.events(q)) if f.get("job") == kid]
+        assert types.count("queued") == 1 and types.count("completed") == 1, types
+    survivor.signal(signal.SIGTERM)
+
+
+def same_slot_queue(queue: str) -> str:
+    """Another queue name in the hash slot of `queue` (a batch's callback_queue must
+    be, in Redis Cluster mode)."""
+    for i in range(1_000_000):
+        name = f"cb-{i}"
+        if queue_slot(name) == queue_slot(queue):
+            return name
+    raise AssertionError("no name found")
+
+
+def started(client: redis.Redis, attempt: int) -> bool:
+    return any(e.startswith(f"started:{attempt}:") for e in client.lrange("test:executions", 0, -1))
+
+
+@pytest.mark.parametrize("slot", ["same", "other"])
+@pytest.mark.parametrize("point", ["before", "during", "after"])
+def test_a_batchs_callbacks_run_once_whenever_the_last_jobs_worker_is_killed(
+    point: str, slot: str, store: Store, cluster: RedisCluster, procs: Procs
+) -> None:
+    """As tests/e2e/test_batch_crash.py on one Redis. With a callback queue in the
+    batch queue's slot, the script that ends the last job queues the callbacks; in
+    another slot, that script's outbox entries and the relay do (the victim's relay,
+    or the survivor's recovery pass when the victim died before it)."""
+    client = store.redis
+    cbq = same_slot_queue("work") if slot == "same" else "callbacks"
+    assert (queue_slot(cbq) == queue_slot("work")) == (slot == "same")
+    sleep_s = {"before": 30, "during": 1, "after": 0}[point]
+    jobs = [Submission("echo", i) for i in range(20)] + [Submission("slow-first", sleep_s)]
+    batch_id, done, cbs = store.create_batch(
+        jobs,
+        queue="work",
+        on_complete=Submission("callback", "complete"),
+        on_success=Submission("callback", "success"),
+        callback_queue=cbq,
+    )
+    last = done.ids[-1]
+    victim = worker(procs, cluster, ["work"])  # never runs a callback itself
+    wait_for(lambda: started(client, 1), 30, what="the last job to start")
+    if point == "before":  # the handler is sleeping: nothing settled
+        victim.signal(signal.SIGKILL)
+    elif point == "during":  # its complete.lua sent but held by Redis when it dies
+        node = client.get_node_from_key(keys.ready("work"))  # type: ignore[attr-defined]
+        held = redis.Redis(host=node.host, port=node.port)
+        held.execute_command("CLIENT", "PAUSE", 5000, "WRITE")
+        try:
+            time.sleep(2.0)  # the handler returned; its settle waits in Redis
+            victim.signal(signal.SIGKILL)
+            victim.wait(10)
+        finally:
+            held.execute_command("CLIENT", "UNPAUSE")
+            held.close()
+    else:  # right after complete.lua ended the batch's last job
+        wait_for(lambda: store.get(last).status == "completed", 30, interval=0.002)
+        victim.signal(signal.SIGKILL)
+    victim.wait(10)
+    survivor = worker(procs, cluster, ["work", cbq])
+    wait_for(lambda: client.llen("test:callbacks") >= 2, 30, what="both callbacks")
+    wait_for(lambda: store.batch(batch_id).finished_at is not None, 10, what="the batch")
+    time.sleep(3)  # longer than a lease: a second callback would have come by now
+    got = sorted(json.loads(c)["payload"] for c in client.lrange("test:callbacks", 0, -1))
+    assert got == ["complete", "success"]
+    for cb in cbs.values():
+        job = store.get(cb)
+        assert (job.status, job.attempts) == ("completed", 1)
+    info = store.batch(batch_id)
+    assert (info.total, info.pending, info.completed, info.failed) == (21, 0, 21, 0)
+    survivor.signal(signal.SIGTERM)
