@@ -80,6 +80,7 @@ FAST = [
     Case("redis", "kill", wait_replicas=1),
     Case("redis", "forced", min_replicas=True),
     Case("redis", "forced", wait_replicas=2),
+    Case("valkey", "forced", wait_replicas=2),
     Case("valkey", "coordinated"),
 ]
 FULL_CASES = [
@@ -91,6 +92,7 @@ FULL_CASES = [
     Case("redis", "forced", min_replicas=True),
     Case("redis", "forced", wait_replicas=1, min_replicas=True),
     Case("redis", "forced", wait_replicas=2),
+    Case("valkey", "forced", wait_replicas=2),
     Case("valkey", "coordinated"),
 ]
 
