@@ -80,7 +80,6 @@ FAST = [
     Case("redis", "kill", wait_replicas=1),
     Case("redis", "forced", min_replicas=True),
     Case("redis", "forced", wait_replicas=2),
-    Case("valkey", "forced", wait_replicas=2),
     Case("valkey", "coordinated"),
 ]
 FULL_CASES = [
