@@ -238,11 +238,16 @@ class Scripts:
             return answer
         raise AssertionError("unreachable")
 
+    def _ending_args(self, args: Sequence[Any]) -> list[Any]:
+        """`args` of a script that may end jobs, with the retention arguments and
+        EVENTS_MAX_LEN after them (`retention` and `emit` in _lib.lua read them there)."""
+        r = self._retention
+        return [*args, r.completed_s, r.failed_s, r.dead_letter_max, keys.JOB_PREFIX,
+                self._events_max_len]  # fmt: skip
+
     def _run_ending(self, name: str, keys_: list[str], args: list[Any]) -> Any:
         """Run a script that may end jobs: the retention arguments go last."""
-        r = self._retention
-        tail = [r.completed_s, r.failed_s, r.dead_letter_max, keys.JOB_PREFIX]
-        return self._run(name, keys_, [*args, *tail, self._events_max_len])
+        return self._run(name, keys_, self._ending_args(args))
 
     def _run_ending_replicated(self, name: str, keys_: list[str], args: list[Any]) -> Any:
         """`_run_ending`, followed by WAIT when REDIS_WAIT_REPLICAS is set (see
@@ -250,9 +255,7 @@ class Scripts:
         the relay acknowledges."""
         if not self._wait_replicas:
             return self._run_ending(name, keys_, args)
-        r = self._retention
-        tail = [r.completed_s, r.failed_s, r.dead_letter_max, keys.JOB_PREFIX]
-        return self._run_replicated(name, keys_, [*args, *tail, self._events_max_len])
+        return self._run_replicated(name, keys_, self._ending_args(args))
 
     def enqueue(
         self,
@@ -745,13 +748,11 @@ class Scripts:
         primary): what the relay does for an outbox entry."""
         if len(children) == 1 or self._wait_replicas:
             return [self.graph_apply(c, parent, status, counts, reason) for c in children]
-        r = self._retention
-        tail = [r.completed_s, r.failed_s, r.dead_letter_max, keys.JOB_PREFIX]
         fn = self._fn["graph_apply"]
         for attempt in (1, 2):
             pipe = self._client.pipeline(transaction=False)
             for c in children:
-                args = [c, parent, status, counts, reason, *tail, self._events_max_len]
+                args = self._ending_args([c, parent, status, counts, reason])
                 pipe.fcall(fn, 2, keys.job(c), keys.applied(c), *args)
             try:
                 answers = pipe.execute()
