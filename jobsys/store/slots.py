@@ -84,3 +84,9 @@ def steered_ids(slot: int, count: int) -> list[str]:
 def queue_slot(queue: str) -> int:
     """The hash slot of `queue`'s keys (its ``{queue}`` tag)."""
     return key_slot(keys.ready(queue).encode())
+
+
+def job_slot(job_id: str) -> int:
+    """The hash slot of job `job_id`'s hash (``job:<id>``; a steered id puts it in its
+    queue's slot)."""
+    return key_slot(keys.job(job_id).encode())

@@ -17,13 +17,11 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, cast
 
-from redis.crc import key_slot
-
 from jobsys import stamps
 from jobsys.errors import InvalidJob, JobNotFound, JobsysError, StoreUnavailable, UnknownParent
 from jobsys.store import keys
 from jobsys.store.scripts import Idempotency
-from jobsys.store.slots import queue_slot
+from jobsys.store.slots import job_slot, queue_slot
 from jobsys.store.submission import Submission, Submitted, job_arg, new_job_ids
 from jobsys.store.translate import translate_errors
 
@@ -153,7 +151,7 @@ def _link_far(
                 continue
             if p not in kids and p not in others:
                 others.append(p)
-            if key_slot(keys.job(p).encode()) != slot:
+            if job_slot(p) != slot:
                 kids.setdefault(p, []).append(kid)
     with translate_errors():
         pipe = store.redis.pipeline(transaction=False)
