@@ -8,9 +8,31 @@ import json
 import time
 from typing import Any
 
-from jobsys.store import Store
+from jobsys.store import Store, Submission
+from jobsys.store.submission import Submitted
 
 from processes import wait_for
+
+#: Jobs of the crash batch: 20 quick ones, then the last, which ends the batch.
+CRASH_BATCH_JOBS = 21
+
+
+def crash_batch(
+    store: Store, point: str, callback_queue: str
+) -> tuple[str, Submitted, dict[str, str]]:
+    """A batch in queue ``work`` of 20 ``echo`` jobs and a last ``slow-first`` job
+    that sleeps as long as the crash `point` needs (before: 30 s, during: 1 s,
+    after: 0), with both callbacks (task ``callback``) in `callback_queue`: what
+    `Store.create_batch` returns."""
+    sleep_s = {"before": 30, "during": 1, "after": 0}[point]
+    jobs = [Submission("echo", i) for i in range(20)] + [Submission("slow-first", sleep_s)]
+    return store.create_batch(
+        jobs,
+        queue="work",
+        on_complete=Submission("callback", "complete"),
+        on_success=Submission("callback", "success"),
+        callback_queue=callback_queue,
+    )
 
 
 def assert_callbacks_ran_once(

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 import redis
-from batch_checks import assert_callbacks_ran_once
+from batch_checks import CRASH_BATCH_JOBS, assert_callbacks_ran_once, crash_batch
 
-from jobsys.store import Store, Submission
+from jobsys.store import Store
 
 from processes import Proc, Procs, wait_for
 
@@ -42,15 +42,7 @@ def test_the_callbacks_run_once_whenever_the_last_jobs_worker_is_killed(
     point: str, env: dict[str, str], store: Store, redis_client: redis.Redis, procs: Procs
 ) -> None:
     env = {**env, "JOB_LEASE_SECONDS": "2", "WORKER_POLL_SECONDS": "0.2"}
-    sleep_s = {"before": 30, "during": 1, "after": 0}[point]
-    jobs = [Submission("echo", i) for i in range(20)] + [Submission("slow-first", sleep_s)]
-    batch_id, done, cbs = store.create_batch(
-        jobs,
-        queue="work",
-        on_complete=Submission("callback", "complete"),
-        on_success=Submission("callback", "success"),
-        callback_queue="cb",
-    )
+    batch_id, done, cbs = crash_batch(store, point, "cb")
     last = done.ids[-1]
     # The victim serves the batch's queue only, so it never runs a callback itself.
     victim = worker(procs, env, "work")
@@ -71,7 +63,7 @@ def test_the_callbacks_run_once_whenever_the_last_jobs_worker_is_killed(
     victim.wait(10)
     survivor = worker(procs, env, "work,cb")
 
-    assert_callbacks_ran_once(redis_client, store, batch_id, cbs, total=21)
+    assert_callbacks_ran_once(redis_client, store, batch_id, cbs, total=CRASH_BATCH_JOBS)
     assert store.get(last).status == "completed"
     survivor.signal(signal.SIGTERM)
     survivor.wait(15)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import redis
-from batch_checks import assert_callbacks_ran_once
+from batch_checks import CRASH_BATCH_JOBS, assert_callbacks_ran_once, crash_batch
 from redis_cluster import RedisCluster, cluster_store
 
 from jobsys.store import Store, Submission, keys
@@ -127,15 +127,7 @@ def test_a_batchs_callbacks_run_once_whenever_the_last_jobs_worker_is_killed(
     client = store.redis
     cbq = same_slot_queue("work") if slot == "same" else "callbacks"
     assert (queue_slot(cbq) == queue_slot("work")) == (slot == "same")
-    sleep_s = {"before": 30, "during": 1, "after": 0}[point]
-    jobs = [Submission("echo", i) for i in range(20)] + [Submission("slow-first", sleep_s)]
-    batch_id, done, cbs = store.create_batch(
-        jobs,
-        queue="work",
-        on_complete=Submission("callback", "complete"),
-        on_success=Submission("callback", "success"),
-        callback_queue=cbq,
-    )
+    batch_id, done, cbs = crash_batch(store, point, cbq)
     last = done.ids[-1]
     victim = worker(procs, cluster, ["work"])  # never runs a callback itself
     wait_for(lambda: started(client, 1), 30, what="the last job to start")
@@ -157,5 +149,5 @@ def test_a_batchs_callbacks_run_once_whenever_the_last_jobs_worker_is_killed(
         victim.signal(signal.SIGKILL)
     victim.wait(10)
     survivor = worker(procs, cluster, ["work", cbq])
-    assert_callbacks_ran_once(client, store, batch_id, cbs, total=21)
+    assert_callbacks_ran_once(client, store, batch_id, cbs, total=CRASH_BATCH_JOBS)
     survivor.signal(signal.SIGTERM)
