@@ -2,7 +2,7 @@
 #   make dev    installs jobsys into .venv and runs the whole system on this machine
 #   make test   installs the test tools, checks lint and types, runs the test suite
 # and the inner loop while changing code:
-#   make test-fast   the unit and integration tests only (no processes, under a minute)
+#   make test-fast   the unit and integration tests only (no processes, about 30 s)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin

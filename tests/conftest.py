@@ -132,7 +132,7 @@ def tests_dir() -> Path:
 
 
 #: The marker of each folder of tests/ (registered in pyproject.toml).
-FOLDER_MARKERS = ("unit", "integration", "e2e", "faults", "browser", "compose")
+FOLDER_MARKERS = ("unit", "integration", "topology", "e2e", "faults", "browser", "compose")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
