@@ -4,7 +4,7 @@ Starts a private Redis, queues N jobs of the benchmark's `noop` task (with
 ``--job incr``: one INCR on the worker's own connection, as ``python -m bench
 --job incr``), then drains them with one `Worker` on this thread under cProfile,
 with the default settings and INFO logs (to a file, as a worker's stderr would
-be). Prints the worker process's CPU per job, Redis's CPU per job, and the
+be; ``--log-level WARNING`` shows what the per-job lines cost). Prints the worker process's CPU per job, Redis's CPU per job, and the
 functions that cost the most.
 
     python -m bench.profile_worker [--jobs 20000] [--job noop|incr|async] [--top 25]
@@ -30,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--job", choices=("noop", "incr", "async"), default="noop")
     p.add_argument("--top", type=int, default=25)
     p.add_argument("--no-profile", action="store_true", help="CPU per job only (no cProfile)")
+    p.add_argument("--log-level", default="INFO", help="LOG_LEVEL of the worker (default INFO)")
     args = p.parse_args(argv)
     scratch = Path(tempfile.mkdtemp(prefix="jobsys-profile-"))
     os.environ["BENCH_JOB"] = args.job
@@ -47,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["BENCH_REDIS_URL"] = server.url
         import bench.tasks_jobsys  # noqa: F401, PLC0415  (registers `noop`)
 
-        settings = Settings.from_env({"REDIS_URL": server.url})
+        settings = Settings.from_env({"REDIS_URL": server.url, "LOG_LEVEL": args.log_level})
         configure_logging(settings)
         log = (scratch / "worker.log").open("w")
         for h in logging.getLogger().handlers + logging.getLogger("jobsys").handlers:
@@ -73,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
         redis_cpu = _redis_cpu(store) - redis_cpu0
         print(
-            f"{args.jobs} {args.job} jobs, one worker thread, INFO logs"
+            f"{args.jobs} {args.job} jobs, one worker thread, {args.log_level} logs"
             f"{'' if args.no_profile else ' (under cProfile: slower)'}:\n"
             f"  wall {wall:.2f} s = {args.jobs / wall:,.0f} jobs/s\n"
             f"  worker CPU {cpu * 1e6 / args.jobs:.1f} us/job, "
