@@ -4,8 +4,8 @@ Starts a private Redis, queues N jobs of the benchmark's `noop` task (with
 ``--job incr``: one INCR on the worker's own connection, as ``python -m bench
 --job incr``), then drains them with one `Worker` on this thread under cProfile,
 with the default settings and INFO logs (to a file, as a worker's stderr would
-be; ``--log-level WARNING`` shows what the per-job lines cost). Prints the worker process's CPU per job, Redis's CPU per job, and the
-functions that cost the most.
+be; ``--log-level WARNING`` shows what the per-job lines cost). Prints the worker
+process's CPU per job, Redis's CPU per job, and the functions that cost the most.
 
     python -m bench.profile_worker [--jobs 20000] [--job noop|incr|async] [--top 25]
 """

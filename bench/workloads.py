@@ -307,7 +307,7 @@ def _drive(
     tool: str, port: int, path: str, body: bytes, seconds: float, connections: int, out: Path
 ) -> dict[str, Any]:
     if tool == "wrk":
-        return _wrk(port, path, body, seconds, connections, out)
+        return wrk_run(port, path, body, seconds, connections, out)
     return _threads(port, path, body, seconds, connections)
 
 
@@ -326,7 +326,7 @@ end
 """
 
 
-def _wrk(
+def wrk_run(
     port: int, path: str, body: bytes, seconds: float, connections: int, out: Path
 ) -> dict[str, Any]:
     body_file = out / "body.json"
