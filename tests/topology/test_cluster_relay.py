@@ -10,25 +10,14 @@ suite."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from redis_cluster import RedisCluster, cluster_store, server_binaries
+from redis_cluster import RedisCluster, cluster_store
 
 from jobsys.errors import UnknownParent
 from jobsys.settings import Settings
 from jobsys.store import Store, Submission, keys, workflows
-
-BINARIES = server_binaries()
-
-
-@pytest.fixture(scope="module", params=BINARIES, ids=[Path(b).name for b in BINARIES])
-def cluster(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RedisCluster]:
-    with RedisCluster(tmp_path_factory.mktemp("cluster"), binary=request.param) as c:
-        yield c
 
 
 @pytest.fixture

@@ -8,28 +8,16 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import redis
 from redis.crc import key_slot
-from redis_cluster import RedisCluster, cluster_store, server_binaries
+from redis_cluster import RedisCluster, cluster_store
 
 from jobsys.errors import StoreUnavailable
 from jobsys.store import Store, keys
 
 POLL_S = 0.5
-
-
-BINARIES = server_binaries()
-
-
-@pytest.fixture(scope="module", params=BINARIES, ids=[Path(b).name for b in BINARIES])
-def cluster(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RedisCluster]:
-    with RedisCluster(tmp_path_factory.mktemp("cluster"), binary=request.param) as c:
-        yield c
 
 
 @pytest.fixture
