@@ -17,7 +17,7 @@ from jobsys.settings import Settings
 from jobsys.store import Store, keys
 from jobsys.worker import Worker
 
-import sample_tasks  # noqa: F401  (registers the test handlers)
+import sample_tasks  # registers the test handlers
 
 
 @pytest.fixture(autouse=True)
@@ -129,6 +129,19 @@ def test_a_payload_that_breaks_the_model_is_a_400_naming_the_field_and_nothing_i
     )
     assert batch.status_code == 400
     assert batch.get_json()["field"] == "jobs[1].payload.width"
+    assert redis_client.dbsize() == before
+
+
+def test_the_api_checks_json_types_as_written_where_pydantic_would_convert(
+    worker: Worker, client: FlaskClient, redis_client: redis.Redis
+) -> None:
+    """docs/tasks.md: the schema's types are JSON's. "5" for an int field is a 400 at
+    the API, though the handler's model (pydantic, lax) would have made it 5."""
+    assert sample_tasks.Resize.model_validate({"width": "5"}).width == 5
+    before = redis_client.dbsize()
+    answer = client.post("/submit", json={"task": "typed-resize", "payload": {"width": "5"}})
+    assert answer.status_code == 400
+    assert answer.get_json()["field"] == "payload.width"
     assert redis_client.dbsize() == before
 
 
