@@ -32,7 +32,7 @@ pytest: $(BIN)/.installed
 	$(BIN)/python -m pytest -m "faults or compose or serial" $(PYTEST_ARGS)
 
 # Then the integration tests again in the two other Redis modes: through Sentinel,
-# and on a Redis Cluster (about 30 s each on two cores).
+# and on a Redis Cluster (about 30 and 40 s on two cores).
 test: lint pytest test-sentinel test-cluster
 
 # Four test processes (pytest-xdist): these tests mostly wait on Redis and timers, so
