@@ -133,9 +133,11 @@ def test_client_events_and_the_cli_print_live_events(
     with Client(api) as client:
         stream = client.events(["default"], types=["completed"])
         job_id = store.submit("echo")
-        threading.Timer(0.5, _complete_all, args=(store, [job_id])).start()
+        completer = threading.Timer(0.5, _complete_all, args=(store, [job_id]))
+        completer.start()
         event = next(stream)
         stream.close()
+        completer.join(10)  # its store is closed when the test ends
     assert (event["type"], event["job_id"]) == ("completed", job_id)
     assert event["event_id"] == event["id"]
 

@@ -52,10 +52,14 @@ def test_a_submit_to_any_shard_wakes_the_waiting_worker(
 ) -> None:
     queues = _queues_on_three_shards(cluster)
     for target in queues:
-        threading.Timer(0.3, lambda q=target: store.submit("hello", queue=q)).start()
+        timer = threading.Timer(0.3, lambda q=target: store.submit("hello", queue=q))
+        timer.start()
         # Woken by the submit (well within the 20 s timeout), then claims `target`.
         claimed = store.wait_then_claim(queues, 20.0, target, "w-1", 10.0, 5)
         assert len(claimed) == 1
+        # The submit's thread may still be reading its answer: the store it uses is
+        # closed when the test ends.
+        timer.join(10)
 
 
 def test_an_idle_wait_polls_each_shard_no_faster_than_the_poll_interval(
