@@ -12,6 +12,7 @@ import redis
 
 from jobsys.models import FINAL_STATUSES
 from jobsys.store import keys
+from jobsys.store.cluster import one_slot
 from jobsys.store.slots import queue_slot
 from jobsys.store.translate import translate_errors
 
@@ -84,7 +85,7 @@ class EventLog:
         streams: dict[Any, Any] = {keys.events(q): i for q, i in after.items()}
         names = {keys.events(q): q for q in after}
         with translate_errors():
-            if self._cluster and len({queue_slot(q) for q in after}) > 1:
+            if self._cluster and not one_slot(list(after)):
                 answer: Any = self._read_slots(after, block_ms, count)
             else:
                 answer = self._client.xread(

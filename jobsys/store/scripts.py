@@ -202,13 +202,16 @@ class Scripts:
         raise AssertionError("unreachable")
 
     def _run_replicated(self, name: str, keys_: Sequence[str | bytes], args: Sequence[Any]) -> Any:
-        """`_run`, then WAIT for REDIS_WAIT_REPLICAS replicas on the same connection
-        (one pipeline, so one round trip plus the replicas' acknowledgement).
+        """`_run`, then, when REDIS_WAIT_REPLICAS is set, WAIT for that many replicas on
+        the same connection (one pipeline, so one round trip plus the replicas'
+        acknowledgement).
 
         Raises `StoreUnavailable` when fewer acknowledge within the timeout: the
         script did run on the primary, but a failover now could lose it, so the
         caller must not be told it is safe (a 503 says "unknown"; an
         Idempotency-Key makes the retry safe)."""
+        if not self._wait_replicas:
+            return self._run(name, keys_, args)
         n, timeout_ms = self._wait_replicas, max(1, round(self._wait_timeout_s * 1000))
         for attempt in (1, 2):
             pipe = self._client.pipeline(transaction=False)
@@ -253,8 +256,6 @@ class Scripts:
         """`_run_ending`, followed by WAIT when REDIS_WAIT_REPLICAS is set (see
         `_run_replicated`): the workflows' writes that a submit answers for or that
         the relay acknowledges."""
-        if not self._wait_replicas:
-            return self._run_ending(name, keys_, args)
         return self._run_replicated(name, keys_, self._ending_args(args))
 
     def enqueue(
@@ -288,10 +289,7 @@ class Scripts:
         if self._registry is not None:
             self._registry.ensure(queue)
         try:
-            if self._wait_replicas:
-                answer = self._run_replicated("enqueue", ks, args)
-            else:
-                answer = self._run("enqueue", ks, args)
+            answer = self._run_replicated("enqueue", ks, args)
         except ResponseError as e:
             if "IDEMPOTENCY_CONFLICT" in str(e):
                 raise IdempotencyConflict(queue) from None
@@ -360,10 +358,7 @@ class Scripts:
             args += [job_id, attempt, result_json]
         ks += [*_hook_keys(queue), keys.events(queue)]
         out = [_text(x) for x in self._run_ending("complete", ks, args)]
-        if len(out) > len(jobs):  # "relay": Redis Cluster, an end in the outbox
-            out.pop()
-            self._relay(queue)
-        return out
+        return self._relayed(queue, out, len(jobs))
 
     def fail(self, queue: str, worker: str, jobs: Sequence[tuple[str, int, str, int]]) -> list[str]:
         """Record failed attempts [(id, attempt, error, backoff_ms)]: "retry", "dead" or
@@ -384,10 +379,7 @@ class Scripts:
         out = [_text(x) for x in self._run_ending("fail", ks, args)]
         if self._cluster and "dead" in out:
             self._mirror_dead(queue)
-        if len(out) > len(jobs):  # "relay": Redis Cluster, an end in the outbox
-            out.pop()
-            self._relay(queue)
-        return out
+        return self._relayed(queue, out, len(jobs))
 
     def release(self, queue: str, job_id: str, worker: str, attempt: int) -> bool:
         """Hand an unfinished job back without counting the attempt (see release.lua)."""
@@ -723,9 +715,8 @@ class Scripts:
         """Make `children` (jobs of other slots, not created yet) wait for `parent`
         (see graph_link.lua): "linked", "missing", or the status it ended in."""
         ks = [keys.job(parent), keys.graph_children(parent)]
-        if self._wait_replicas:  # a link a failover lost: the child would never hear
-            return _text(self._run_replicated("graph_link", ks, list(children)))
-        return _text(self._run("graph_link", ks, list(children)))
+        # replicated: a link a failover lost would leave the child waiting for good
+        return _text(self._run_replicated("graph_link", ks, list(children)))
 
     def graph_apply(
         self, child: str, parent: str, status: str, counts: str = "", reason: str = ""
@@ -772,6 +763,15 @@ class Scripts:
             keys.queue_registry(queue), keys.metrics(queue),
         ]  # fmt: skip
         return _text(self._run_ending_replicated("graph_callback", ks, [queue, batch_id, arg]))
+
+    def _relayed(self, queue: str, out: list[str], jobs: int) -> list[str]:
+        """The verdicts of complete.lua or fail.lua (one per job), without the "relay"
+        they end with when (Redis Cluster) they wrote an end to `queue`'s outbox, which
+        is relayed then."""
+        if len(out) > jobs:
+            out.pop()
+            self._relay(queue)
+        return out
 
     def _relay(self, queue: str) -> None:
         """Relay `queue`'s outbox (jobsys/store/relay.py). A failure is logged, not

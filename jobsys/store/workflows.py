@@ -183,8 +183,12 @@ def create_batch(
         store.scripts.register(callback_queue)
     batch_id = new_job_ids(1, queue)[0]
     callbacks = [(r, c) for r, c in (("on_complete", on_complete), ("on_success", on_success)) if c]
-    far = store.cluster and callback_queue and queue_slot(callback_queue) != queue_slot(queue)
-    if callbacks and callback_queue and far:  # Redis Cluster: callbacks of another slot
+    if (
+        callbacks
+        and callback_queue
+        and store.cluster
+        and queue_slot(callback_queue) != queue_slot(queue)
+    ):  # Redis Cluster: callbacks of another slot
         return _batch_far_callbacks(store, batch_id, jobs, queue, callbacks, callback_queue)
     order = [c for _, c in callbacks] + list(jobs)
     group: dict[str, Any] = {"batch": batch_id, "on_complete": 0, "on_success": 0}
@@ -192,13 +196,7 @@ def create_batch(
         group["callback_queue"] = callback_queue
     for pos, (role, _) in enumerate(callbacks, start=1):
         group[role] = pos
-    done = submit(
-        store,
-        order,
-        queue,
-        group=json.dumps(group),
-        group_keys=(keys.batch(batch_id), keys.batch_jobs(batch_id)),
-    )
+    done = _submit_batch(store, batch_id, order, queue, group)
     k = len(callbacks)
     ids = {role: done.ids[i] for i, (role, _) in enumerate(callbacks)}
     return batch_id, Submitted(done.ids[k:], done.statuses[k:]), ids
@@ -224,13 +222,7 @@ def _batch_far_callbacks(
         for (role, sub), i in zip(callbacks, ids, strict=True)
     }
     group = {"batch": batch_id, "on_complete": 0, "on_success": 0, "far_callbacks": far}
-    done = submit(
-        store,
-        jobs,
-        queue,
-        group=json.dumps(group),
-        group_keys=(keys.batch(batch_id), keys.batch_jobs(batch_id)),
-    )
+    done = _submit_batch(store, batch_id, jobs, queue, group)
     for spec in far.values():
         try:
             with translate_errors():
@@ -238,6 +230,20 @@ def _batch_far_callbacks(
         except StoreUnavailable as e:  # the batch exists: the relay creates it later
             logger.warning("batch %s: callback %s deferred: %s", batch_id, spec["id"], e)
     return batch_id, done, {role: spec["id"] for role, spec in far.items()}
+
+
+def _submit_batch(
+    store: Store, batch_id: str, jobs: Sequence[Submission], queue: str, group: dict[str, Any]
+) -> Submitted:
+    """The batch's one script (enqueue_graph.lua): `jobs` and the batch record `group`
+    describes, with its keys."""
+    return submit(
+        store,
+        jobs,
+        queue,
+        group=json.dumps(group),
+        group_keys=(keys.batch(batch_id), keys.batch_jobs(batch_id)),
+    )
 
 
 def batch(store: Store, batch_id: str) -> BatchInfo:
