@@ -5,13 +5,14 @@ last job was killed and another took over."""
 from __future__ import annotations
 
 import json
+import signal
 import time
 from typing import Any
 
 from jobsys.store import Store, Submission
 from jobsys.store.submission import Submitted
 
-from processes import wait_for
+from processes import Proc, wait_for
 
 #: Jobs of the crash batch: 20 quick ones, then the last, which ends the batch.
 CRASH_BATCH_JOBS = 21
@@ -33,6 +34,27 @@ def crash_batch(
         on_success=Submission("callback", "success"),
         callback_queue=callback_queue,
     )
+
+
+def kill_at(point: str, victim: Proc, store: Store, last: str, paused: Any) -> None:
+    """SIGKILL `victim`, the worker running the batch's `last` job, at crash `point`:
+    "before" its settle (the handler is sleeping), "during" it (its complete.lua sent
+    but held by ``CLIENT PAUSE WRITE`` on `paused`, a client of the queue's node), or
+    "after" complete.lua ended the batch's last job. Returns once it is dead."""
+    if point == "before":  # the handler is sleeping: nothing settled
+        victim.signal(signal.SIGKILL)
+    elif point == "during":  # its complete.lua sent but held by Redis when it dies
+        paused.execute_command("CLIENT", "PAUSE", 5000, "WRITE")
+        try:
+            time.sleep(2.0)  # the handler returned; its settle waits in Redis
+            victim.signal(signal.SIGKILL)
+            victim.wait(10)
+        finally:
+            paused.execute_command("CLIENT", "UNPAUSE")
+    else:  # right after complete.lua ended the batch's last job
+        wait_for(lambda: store.get(last).status == "completed", 30, interval=0.002)
+        victim.signal(signal.SIGKILL)
+    victim.wait(10)
 
 
 def assert_callbacks_ran_once(

@@ -5,13 +5,12 @@ real signals (issue 17, docs/workflows.md)."""
 from __future__ import annotations
 
 import signal
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
-from batch_checks import CRASH_BATCH_JOBS, assert_callbacks_ran_once, crash_batch
+from batch_checks import CRASH_BATCH_JOBS, assert_callbacks_ran_once, crash_batch, kill_at
 
 from jobsys.store import Store
 
@@ -47,20 +46,7 @@ def test_the_callbacks_run_once_whenever_the_last_jobs_worker_is_killed(
     # The victim serves the batch's queue only, so it never runs a callback itself.
     victim = worker(procs, env, "work")
     wait_for(lambda: started(redis_client, 1), 30, what="the last job to start")
-    if point == "before":  # the handler is sleeping: nothing settled
-        victim.signal(signal.SIGKILL)
-    elif point == "during":  # its complete.lua sent but held by Redis when it dies
-        redis_client.execute_command("CLIENT", "PAUSE", 5000, "WRITE")
-        try:
-            time.sleep(2.0)  # the handler returned; its settle waits in Redis
-            victim.signal(signal.SIGKILL)
-            victim.wait(10)
-        finally:
-            redis_client.execute_command("CLIENT", "UNPAUSE")
-    else:  # right after complete.lua ended the batch's last job
-        wait_for(lambda: store.get(last).status == "completed", 30, interval=0.002)
-        victim.signal(signal.SIGKILL)
-    victim.wait(10)
+    kill_at(point, victim, store, last, paused=redis_client)
     survivor = worker(procs, env, "work,cb")
 
     assert_callbacks_ran_once(redis_client, store, batch_id, cbs, total=CRASH_BATCH_JOBS)

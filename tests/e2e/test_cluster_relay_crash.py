@@ -9,13 +9,12 @@ job killed before, during and after its settle: each callback runs once."""
 from __future__ import annotations
 
 import signal
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
-from batch_checks import CRASH_BATCH_JOBS, assert_callbacks_ran_once, crash_batch
+from batch_checks import CRASH_BATCH_JOBS, assert_callbacks_ran_once, crash_batch, kill_at
 from redis_cluster import RedisCluster, cluster_store
 
 from jobsys.store import Store, Submission, keys
@@ -131,23 +130,9 @@ def test_a_batchs_callbacks_run_once_whenever_the_last_jobs_worker_is_killed(
     last = done.ids[-1]
     victim = worker(procs, cluster, ["work"])  # never runs a callback itself
     wait_for(lambda: started(client, 1), 30, what="the last job to start")
-    if point == "before":  # the handler is sleeping: nothing settled
-        victim.signal(signal.SIGKILL)
-    elif point == "during":  # its complete.lua sent but held by Redis when it dies
-        node = client.get_node_from_key(keys.ready("work"))  # type: ignore[attr-defined]
-        held = redis.Redis(host=node.host, port=node.port)
-        held.execute_command("CLIENT", "PAUSE", 5000, "WRITE")
-        try:
-            time.sleep(2.0)  # the handler returned; its settle waits in Redis
-            victim.signal(signal.SIGKILL)
-            victim.wait(10)
-        finally:
-            held.execute_command("CLIENT", "UNPAUSE")
-            held.close()
-    else:  # right after complete.lua ended the batch's last job
-        wait_for(lambda: store.get(last).status == "completed", 30, interval=0.002)
-        victim.signal(signal.SIGKILL)
-    victim.wait(10)
+    node = client.get_node_from_key(keys.ready("work"))  # type: ignore[attr-defined]
+    with redis.Redis(host=node.host, port=node.port) as paused:  # the queue's node
+        kill_at(point, victim, store, last, paused)
     survivor = worker(procs, cluster, ["work", cbq])
     assert_callbacks_ran_once(client, store, batch_id, cbs, total=CRASH_BATCH_JOBS)
     survivor.signal(signal.SIGTERM)
