@@ -8,7 +8,6 @@ from __future__ import annotations
 import http.client
 import json
 import re
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -17,6 +16,7 @@ from typing import Any
 
 import pytest
 from apps import close_app
+from http_servers import serving
 from redis_modes import Unreachable
 from werkzeug.serving import make_server
 
@@ -41,13 +41,10 @@ JOB_FIELDS = ("task", "payload", "queue", "priority", "status", "max_retries", "
 def served(settings: Settings, submit_lane: bool) -> Iterator[int]:
     app = create_app(settings, submit_lane=submit_lane)
     server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
-    thread.start()
     try:
-        yield server.port
+        with serving(server):
+            yield server.port
     finally:
-        server.shutdown()
-        thread.join(5)
         close_app(app)
 
 

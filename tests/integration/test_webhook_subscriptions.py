@@ -5,18 +5,13 @@ jobs ended through the Store as a worker would, the dispatcher's steps
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import pytest
 import redis
 from flask.testing import FlaskClient
+from http_servers import Receiver, serving, verify
 
 from jobsys.settings import Settings
 from jobsys.store import Store, keys
@@ -28,43 +23,12 @@ QUEUES = ("hooks-a", "hooks-b")
 JSON = {"Content-Type": "application/json"}
 
 
-class Receiver(ThreadingHTTPServer):
-    """Answers every POST 200 and keeps (headers, body) of each."""
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.got: list[tuple[dict[str, str], bytes]] = []
-        self.lock = threading.Lock()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/hook"
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: Receiver
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        with self.server.lock:
-            self.server.got.append((dict(self.headers), body))
-        self.send_response(200)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    server = Receiver()
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-    thread.join(5)
+    """A receiver that answers every POST 200."""
+    server = Receiver([200])
+    with serving(server, poll_s=0.05):
+        yield server
 
 
 @pytest.fixture
@@ -76,13 +40,6 @@ def _end(store: Store, queue: str, job_id: str) -> None:
     [claimed] = store.claim(queue, "w", 30, 1)
     assert claimed.id == job_id
     assert store.complete(queue, job_id, "w", claimed.attempt, '"done"')
-
-
-def _signed(secret: str, headers: dict[str, str], body: bytes) -> bool:
-    key = base64.b64decode(secret.removeprefix("whsec_"))
-    signed = f"{headers['webhook-id']}.{headers['webhook-timestamp']}.".encode() + body
-    expected = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
-    return f"v1,{expected}" in headers["webhook-signature"].split()
 
 
 def test_a_subscription_on_two_queues_delivers_their_ends_until_deleted(
@@ -110,12 +67,12 @@ def test_a_subscription_on_two_queues_delivers_their_ends_until_deleted(
     dispatcher = Dispatcher(app_settings, store)
     assert dispatcher.run_once() == 2
     assert dispatcher.run_once() == 0  # delivered: nothing due any more
-    sent = {json.loads(body)["data"]["id"]: (headers, body) for headers, body in receiver.got}
+    sent = {json.loads(g["body"])["data"]["id"]: (g["headers"], g["body"]) for g in receiver.got}
     assert sorted(sent) == sorted(ids)
     for job_id in ids:
         headers, body = sent[job_id]
         assert json.loads(body)["type"] == "job.completed"
-        assert _signed(sub["secret"], headers, body)
+        assert verify(sub["secret"], headers, body)
         history = client.get(f"/jobs/{job_id}/webhooks").json["deliveries"]
         assert [(d["target"], d["status"]) for d in history] == [(sub["id"], "delivered")]
         assert [a["status"] for a in history[0]["attempts"]] == [200]

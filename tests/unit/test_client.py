@@ -8,12 +8,12 @@ not JSON, jobs that change between polls, a server that is not there).
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from http_servers import serving
 
 from jobsys import Client
 from jobsys.errors import ApiUnreachable, ClientError
@@ -67,11 +67,8 @@ class Handler(BaseHTTPRequestHandler):
 @pytest.fixture
 def api() -> Iterator[FakeApi]:
     server = FakeApi()
-    thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+    with serving(server):
+        yield server
 
 
 @pytest.fixture
