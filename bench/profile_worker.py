@@ -3,9 +3,10 @@
 Starts a private Redis, queues N jobs of the benchmark's `noop` task (with
 ``--job incr``: one INCR on the worker's own connection, as ``python -m bench
 --job incr``), then drains them with one `Worker` on this thread under cProfile,
-with the default settings and INFO logs (to a file, as a worker's stderr would
-be; ``--log-level WARNING`` shows what the per-job lines cost). Prints the worker
-process's CPU per job, Redis's CPU per job, and the functions that cost the most.
+with the default settings and INFO logs (to a file, as a worker's stdout would
+be, written by the log writer thread as in a running worker; ``--log-level
+WARNING`` shows what the per-job lines cost). Prints the worker process's CPU per
+job, Redis's CPU per job, and the functions that cost the most.
 
     python -m bench.profile_worker [--jobs 20000] [--job noop|incr|async] [--top 25]
 """
@@ -37,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["BENCH_OUT_DIR"] = str(scratch)
 
     from jobsys.local.redis_server import RedisServer  # noqa: PLC0415
-    from jobsys.logs import configure_logging  # noqa: PLC0415
+    from jobsys.logs import configure_logging, lines_written_in_background  # noqa: PLC0415
     from jobsys.settings import Settings  # noqa: PLC0415
     from jobsys.store import Store  # noqa: PLC0415
     from jobsys.store.submission import Submission  # noqa: PLC0415
@@ -65,10 +66,11 @@ def main(argv: list[str] | None = None) -> int:
         if profiler:
             profiler.enable()
         done = 0
-        while done < args.jobs:
-            worker.run_once()
-            worker.wait_async(60)
-            done = worker.completed + worker.failed
+        with lines_written_in_background():  # as in `Worker.run`
+            while done < args.jobs:
+                worker.run_once()
+                worker.wait_async(60)
+                done = worker.completed + worker.failed
         if profiler:
             profiler.disable()
         cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0

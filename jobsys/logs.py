@@ -21,15 +21,33 @@ second, and the names of a record's extras once per layout of its keys, not per
 record. (The logging module's global switches that skip the
 caller, thread and process lookups are left alone: other formatters in the same
 process, gunicorn's among them, print those fields.)
+
+While a worker runs (`Worker.run`, inside `lines_written_in_background`), the
+lines are formatted and written by a writer thread instead of the thread that
+logs: a runner thread only hands a record over, and the writer formats what came
+in while the runner waited on I/O, and writes it in one call, within about
+`WRITE_DELAY_S`. Records keep their order (one queue), their time (taken when
+logged), their thread and process; a record whose text could change before it is
+formatted (an argument or extra of a type other than str, int, float, bool,
+None; a traceback) is formatted at once and only its write waits. The writer is
+drained when the worker stops, on a second signal before the process exits, and
+at interpreter exit (`logging.shutdown`); only a process killed outright (SIGKILL,
+the OOM killer) loses the lines of its last few milliseconds. A forked child
+writes its own lines directly.
 """
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import json
 import logging
+import os
 import sys
+import threading
 import time
-from typing import Any
+from collections.abc import Iterator
+from typing import IO, Any
 
 from jobsys.settings import Settings
 
@@ -46,12 +64,13 @@ def configure_logging(settings: Settings) -> None:
     jobsys's own loggers log at ``settings.log_level``; other libraries at WARNING
     and above, so their chatter stays out of the way.
     """
-    handler = logging.StreamHandler(sys.stdout)
+    handler = OutputHandler(sys.stdout)
     handler.setFormatter(JsonFormatter() if settings.log_format == "json" else TextFormatter())
     handler.set_name("jobsys")
     root = logging.getLogger()
     for old in [h for h in root.handlers if h.get_name() == "jobsys"]:
         root.removeHandler(old)
+        old.close()
     root.addHandler(handler)
     root.setLevel(logging.WARNING)
     logging.getLogger("jobsys").setLevel(settings.log_level)
@@ -188,3 +207,156 @@ class JsonFormatter(logging.Formatter):
         if record.stack_info:
             out["stack"] = self.formatStack(record.stack_info)
         return _json_line(out)
+
+
+#: How long the writer thread gathers lines before it writes them (one write call).
+WRITE_DELAY_S = 0.002
+#: Types whose values format the same later as now.
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def _formats_the_same_later(record: logging.LogRecord) -> bool:
+    """True when `record` will read the same when formatted later: its message,
+    arguments and extras are all plain values, and it carries no traceback."""
+    if type(record.msg) is not str or record.exc_info or record.stack_info:
+        return False
+    args = record.args
+    if args and (type(args) is not tuple or any(type(a) not in _SCALARS for a in args)):
+        return False
+    d = vars(record)
+    return all(type(d[k]) in _SCALARS for k in _extra_keys(record))
+
+
+class OutputHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """jobsys's handler: each line written at once, or, between `start_writer` and
+    `stop_writer`, by a writer thread (see the module docstring)."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        super().__init__(stream)
+        self._queue: collections.deque[logging.LogRecord | str] = collections.deque()
+        self._wake = threading.Event()
+        self._drain_lock = threading.Lock()
+        self._writer: threading.Thread | None = None
+        self._stopping = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Write `record` now, or hand it to the writer thread."""
+        if self._writer is None:
+            super().emit(record)
+            return
+        try:
+            self._queue.append(record if _formats_the_same_later(record) else self.format(record))
+        except Exception:
+            self.handleError(record)
+            return
+        if not self._wake.is_set():  # after the append: the writer cannot miss it
+            self._wake.set()
+
+    def start_writer(self) -> None:
+        """Write from a thread of its own from now on (idempotent)."""
+        if self._writer is None:
+            self._stopping = False
+            self._writer = threading.Thread(target=self._write_loop, name="log-writer", daemon=True)
+            self._writer.start()
+
+    def stop_writer(self) -> None:
+        """Write what is queued, stop the writer thread, and write directly again."""
+        writer = self._writer
+        if writer is None:
+            return
+        self._stopping = True
+        self._wake.set()
+        writer.join(5.0)
+        self.acquire()  # no record is emitted meanwhile: none overtakes the queued ones
+        try:
+            self._writer = None
+            self._drain()
+        finally:
+            self.release()
+
+    def flush(self) -> None:
+        """Write what is queued, then flush the stream."""
+        self._drain()
+        super().flush()
+
+    def close(self) -> None:
+        """Stop the writer (writing what is queued), then close as usual."""
+        self.stop_writer()
+        super().close()
+
+    def _write_loop(self) -> None:
+        while not self._stopping:
+            self._wake.wait()
+            time.sleep(WRITE_DELAY_S)  # let the lines of a few jobs come together
+            self._wake.clear()
+            self._drain()
+
+    def _drain(self) -> None:
+        # One drainer at a time (the writer, a flush, the stop), so lines keep their order.
+        if not self._drain_lock.acquire(timeout=5.0):
+            return
+        try:
+            lines: list[str] = []
+            while self._queue:
+                item = self._queue.popleft()
+                if isinstance(item, str):  # formatted when it was logged
+                    lines.append(item)
+                    continue
+                try:
+                    lines.append(self.format(item))
+                except Exception:
+                    self.handleError(item)
+            if lines:
+                try:
+                    self.stream.write(self.terminator.join(lines) + self.terminator)
+                    self.stream.flush()
+                except Exception:
+                    self.handleError(logging.makeLogRecord({"msg": lines[-1]}))
+        finally:
+            self._drain_lock.release()
+
+    def _after_fork_in_child(self) -> None:
+        # The writer thread is not in the child, and the queued lines are the
+        # parent's to write: the child writes its own lines directly.
+        self._queue = collections.deque()
+        self._wake = threading.Event()
+        self._drain_lock = threading.Lock()
+        self._writer = None
+
+
+def _output_handler() -> OutputHandler | None:
+    for h in logging.getLogger().handlers:
+        if isinstance(h, OutputHandler) and h.get_name() == "jobsys":
+            return h
+    return None
+
+
+@contextlib.contextmanager
+def lines_written_in_background() -> Iterator[None]:
+    """Within: jobsys's log lines are written by a writer thread (module docstring).
+    Does nothing when `configure_logging` has not installed jobsys's handler."""
+    handler = _output_handler()
+    if handler is None:
+        yield
+        return
+    handler.start_writer()
+    try:
+        yield
+    finally:
+        handler.stop_writer()
+
+
+def flush_output() -> None:
+    """Write every queued line now (before `os._exit`, which skips `logging.shutdown`)."""
+    handler = _output_handler()
+    if handler is not None:
+        handler.flush()
+
+
+def _forget_writer_in_child() -> None:
+    handler = _output_handler()
+    if handler is not None:
+        handler._after_fork_in_child()
+
+
+os.register_at_fork(after_in_child=_forget_writer_in_child)

@@ -10,6 +10,8 @@ Threads of one worker process:
   lease ran out (recover.lua) every ``min(worker_poll_s, job_lease_s / 10)``.
   Handlers never run on it, so a busy handler cannot starve it.
 - the main thread, which only waits for SIGTERM/SIGINT.
+- while `run()` runs, the log writer thread (`logs.lines_written_in_background`):
+  the other threads hand it their records, it formats and writes them.
 - once a job of an ``async def`` task comes, an event loop thread that runs those
   jobs, up to ``async_concurrency`` at once, and its I/O thread (`aio.AsyncRunner`).
   A runner thread hands such a job over and goes on claiming; while async jobs
@@ -36,6 +38,7 @@ from typing import Any
 
 from jobsys import tasks
 from jobsys.errors import StoreUnavailable
+from jobsys.logs import flush_output, lines_written_in_background
 from jobsys.settings import Settings
 from jobsys.store import TASKS_FIELD, Claimed, Store, worker_registration
 from jobsys.worker.aio import AsyncRunner
@@ -502,7 +505,13 @@ class Worker:
     # -- the whole process ---------------------------------------------------
 
     def run(self) -> int:
-        """Run until SIGTERM/SIGINT; return the process exit code (0 after a clean stop)."""
+        """Run until SIGTERM/SIGINT; return the process exit code (0 after a clean stop).
+
+        Its log lines are written by a writer thread meanwhile (logs.py)."""
+        with lines_written_in_background():
+            return self._run()
+
+    def _run(self) -> int:
         self._install_signal_handlers()
         logger.info(
             "worker %s starting: queues=%s concurrency=%d redis=%s",
@@ -591,6 +600,7 @@ class Worker:
                     "second %s: stopping now; held jobs return when their leases expire",
                     signal.Signals(signum).name,
                 )
+                flush_output()  # os._exit skips logging.shutdown
                 os._exit(1)
             logger.info("%s: finishing running jobs, then stopping", signal.Signals(signum).name)
             self.request_stop()

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
+import os
 import re
+import sys
+import threading
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -13,9 +19,12 @@ from jobsys.logs import (
     _RECORD_ATTRS,
     LAYOUTS_CACHE_SIZE,
     JsonFormatter,
+    OutputHandler,
     TextFormatter,
     _escape_char,
     configure_logging,
+    flush_output,
+    lines_written_in_background,
     logfmt_value,
 )
 from jobsys.settings import Settings
@@ -207,3 +216,107 @@ def test_text_and_json_lines_carry_exactly_the_records_extras() -> None:
         out = {"ts": line.split(" ", 1)[0], "level": record.levelname, "logger": record.name,
                "message": record.getMessage(), **dict(extras)}  # fmt: skip
         assert js.format(record) == json.dumps(out, default=str)
+
+
+# -- lines written by a writer thread (a running worker) ---------------------------
+
+
+def _output() -> tuple[io.StringIO, logging.Logger]:
+    """jobsys's handler, configured as usual, writing to a buffer; a logger of ours."""
+    configure_logging(Settings())
+    out = io.StringIO()
+    handler = next(h for h in logging.getLogger().handlers if h.get_name() == "jobsys")
+    assert isinstance(handler, OutputHandler)
+    handler.setStream(out)
+    return out, logging.getLogger("jobsys.worker")
+
+
+def test_the_writer_thread_writes_every_line_in_order_with_its_own_time() -> None:
+    out, log = _output()
+    before = time.time()
+    with lines_written_in_background():
+        writer = next(t for t in threading.enumerate() if t.name == "log-writer")
+        for i in range(500):
+            log.info("line %d", i, extra={"n": i})
+        time.sleep(0.01)
+        stamped = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(before))
+        written = out.getvalue().splitlines()
+        assert written, "lines are written while the worker runs, not only at its end"
+        for i in range(500, 1000):
+            log.info("line %d", i, extra={"n": i})
+    assert not writer.is_alive()
+    lines = out.getvalue().splitlines()
+    assert [line.split(" line ")[1] for line in lines] == [f"{i} n={i}" for i in range(1000)]
+    assert lines[0].startswith(stamped[:15])  # the time it was logged, not written
+    log.info("after")  # written directly again
+    assert out.getvalue().endswith(" jobsys.worker after\n")
+
+
+def test_a_record_that_could_change_is_formatted_when_logged() -> None:
+    out, log = _output()
+    items = ["a"]
+    with lines_written_in_background():
+        log.info("items %s", items)
+        log.info("extra", extra={"items": items})
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            log.exception("failed")
+        items.append("changed later")
+    text = out.getvalue()
+    assert "items ['a']\n" in text
+    assert "extra items=['a']\n" in text
+    assert "changed later" not in text
+    assert "ValueError: boom" in text
+
+
+def test_flush_output_writes_what_is_queued_at_once() -> None:
+    out, log = _output()
+    with lines_written_in_background():
+        log.info("queued")  # the writer waits WRITE_DELAY_S before it writes
+        flush_output()
+        assert out.getvalue().endswith("queued\n")
+
+
+def test_lines_from_many_threads_are_each_written_once_in_each_threads_order() -> None:
+    out, log = _output()
+
+    def burst(name: str) -> None:
+        for i in range(300):
+            log.info("%s %d", name, i)
+
+    with lines_written_in_background():
+        threads = [threading.Thread(target=burst, args=(f"t{k}",)) for k in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 1200
+    for k in range(4):
+        mine = [int(line.rsplit(" ", 1)[1]) for line in lines if f" t{k} " in line]
+        assert mine == list(range(300))
+
+
+def test_a_forked_child_writes_its_own_lines_directly(tmp_path: Path) -> None:
+    configure_logging(Settings())
+    handler = next(h for h in logging.getLogger().handlers if h.get_name() == "jobsys")
+    assert isinstance(handler, OutputHandler)
+    path = tmp_path / "out.log"
+    with path.open("w") as stream:
+        handler.setStream(stream)
+        log = logging.getLogger("jobsys.worker")
+        with lines_written_in_background():
+            log.info("parent before fork")  # queued (WRITE_DELAY_S) when it forks
+            pid = os.fork()
+            if pid == 0:  # the child: no writer thread here, it writes at once
+                try:
+                    log.info("child line")
+                    stream.flush()
+                finally:
+                    os._exit(0)
+            assert os.waitpid(pid, 0)[1] == 0
+        handler.setStream(sys.stdout)
+    text = path.read_text()
+    assert text.count("child line") == 1
+    assert text.count("parent before fork") == 1
