@@ -252,6 +252,18 @@ def test_the_writer_thread_writes_every_line_in_order_with_its_own_time() -> Non
     assert out.getvalue().endswith(" jobsys.worker after\n")
 
 
+def test_the_writer_wakes_for_a_line_after_a_quiet_spell() -> None:
+    out, log = _output()
+    with lines_written_in_background():
+        for text in ("first", "after a pause", "and another"):
+            log.info(text)
+            deadline = time.monotonic() + 2
+            while not out.getvalue().endswith(f"{text}\n") and time.monotonic() < deadline:
+                time.sleep(0.001)
+            assert out.getvalue().endswith(f"{text}\n")
+            time.sleep(0.05)  # the writer has nothing left: it waits to be woken
+
+
 def test_a_record_that_could_change_is_formatted_when_logged() -> None:
     out, log = _output()
     items = ["a"]
