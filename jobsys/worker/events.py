@@ -18,9 +18,11 @@ import threading
 import time
 from typing import Any
 
+from jobsys.logs import only_plain_values
 from jobsys.store import Claimed
 
 logger = logging.getLogger("jobsys.worker.events")
+only_plain_values(logger)  # job_event passes str, int and float values only
 
 
 def trace_id(traceparent: str | None) -> str | None:

@@ -28,6 +28,7 @@ from jobsys.logs import (
     logfmt_value,
 )
 from jobsys.settings import Settings
+from jobsys.store import Claimed
 from jobsys.worker import events
 
 
@@ -280,6 +281,24 @@ def test_a_record_that_could_change_is_formatted_when_logged() -> None:
     assert "extra items=['a']\n" in text
     assert "changed later" not in text
     assert "ValueError: boom" in text
+
+
+def test_job_events_are_handed_over_unformatted_and_written_whole() -> None:
+    out, _ = _output()
+    handler = next(h for h in logging.getLogger().handlers if h.get_name() == "jobsys")
+    assert isinstance(handler, OutputHandler)
+    job = Claimed("j1", 2, "noop", None, 3)
+    with lines_written_in_background(), handler._drain_lock:  # the lock holds the writer off
+        events.job_event("retried", job, "q", "w1", duration_s=0.25, level=logging.WARNING,
+                         message="in 1.00s error=boom", error="boom", retry_in_s=1.0)  # fmt: skip
+        (queued,) = handler._queue
+        assert isinstance(queued, logging.LogRecord)  # formatted by the writer
+    line = out.getvalue()
+    assert line.endswith(
+        " WARNING jobsys.worker.events job j1 retried in 1.00s error=boom event=retried"
+        " job_id=j1 task=noop queue=q attempt=2 worker=w1 duration_ms=250.0 error=boom"
+        " retry_in_s=1.0\n"
+    )
 
 
 def test_flush_output_writes_what_is_queued_at_once() -> None:
