@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -234,13 +235,11 @@ def _output() -> tuple[io.StringIO, logging.Logger]:
 
 def test_the_writer_thread_writes_every_line_in_order_with_its_own_time() -> None:
     out, log = _output()
-    before = time.time()
     with lines_written_in_background():
         writer = next(t for t in threading.enumerate() if t.name == "log-writer")
         for i in range(500):
             log.info("line %d", i, extra={"n": i})
         time.sleep(0.01)
-        stamped = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(before))
         written = out.getvalue().splitlines()
         assert written, "lines are written while the worker runs, not only at its end"
         for i in range(500, 1000):
@@ -248,9 +247,26 @@ def test_the_writer_thread_writes_every_line_in_order_with_its_own_time() -> Non
     assert not writer.is_alive()
     lines = out.getvalue().splitlines()
     assert [line.split(" line ")[1] for line in lines] == [f"{i} n={i}" for i in range(1000)]
-    assert lines[0].startswith(stamped[:15])  # the time it was logged, not written
     log.info("after")  # written directly again
     assert out.getvalue().endswith(" jobsys.worker after\n")
+
+
+def test_a_line_carries_the_time_it_was_logged_not_written() -> None:
+    out, _ = _output()
+    log = logging.getLogger("jobsys.worker")
+    handler = next(h for h in logging.getLogger().handlers if h.get_name() == "jobsys")
+    assert isinstance(handler, OutputHandler)
+    with lines_written_in_background():
+        with handler._drain_lock:  # the writer writes only once this is let go
+            logged_from = time.time()
+            log.info("stamped")
+            logged_to = time.time()
+            time.sleep(0.3)
+        written_from = time.time()
+    stamp = out.getvalue().split(" ", 1)[0]
+    at = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp()
+    assert logged_from - 0.001 <= at <= logged_to + 0.001
+    assert at < written_from - 0.25
 
 
 def test_the_writer_wakes_for_a_line_after_a_quiet_spell() -> None:
