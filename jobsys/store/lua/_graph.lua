@@ -179,11 +179,13 @@ end
 -- for good, cancel), in the same step, with the status it ended in. Releases the
 -- job's children whose last parent this was (or cancels them when it did not
 -- complete, unless they run anyway), and counts it in its batch; a child cancelled
--- so ends in turn (a worklist, not recursion). One HMGET for a job with neither.
+-- so ends in turn (a worklist, not recursion). One HMGET for a job with neither,
+-- or none when the caller read them with its own: `pre` = {follow, batch} (each
+-- false when absent, as HMGET gives them).
 -- Under Redis Cluster (`follow` is 'c') the children in other slots get the end
 -- through the outbox instead (outbox_end).
-local function job_ended(job_key, id, status, now, R)
-  local f = redis.call('HMGET', job_key, 'follow', 'batch')
+local function job_ended(job_key, id, status, now, R, pre)
+  local f = pre or redis.call('HMGET', job_key, 'follow', 'batch')
   if not f[1] then return end
   local cl = f[1] == 'c'  -- Redis Cluster: the keys of the job's slot only
   local work = {{job_key, id, status, f[2]}}

@@ -392,14 +392,16 @@ end
 -- step: the job's `callback_url` (target "cb") and each subscription of the queue
 -- that wants `type`. By convention the three KEYS before the events stream (the
 -- last) are the queue's subscriptions HASH, outbox HASH and outbox:due ZSET. The
--- delivery ids go to the job's `webhooks` field (comma-separated).
-local function outbox(KEYS, job_key, id, type, now)
+-- delivery ids go to the job's `webhooks` field (comma-separated). A caller that
+-- ends many jobs may pass what it already read: `cb`, the job's `callback_url`
+-- (false when absent), and `sub_list`, the HGETALL of the subscriptions HASH.
+local function outbox(KEYS, job_key, id, type, now, cb, sub_list)
   local n = #KEYS
   local subs, box, due = KEYS[n - 3], KEYS[n - 2], KEYS[n - 1]
   local targets = {}
-  local cb = redis.call('HGET', job_key, 'callback_url')
+  if cb == nil then cb = redis.call('HGET', job_key, 'callback_url') end
   if cb then targets[1] = {'cb', cb} end
-  local s = redis.call('HGETALL', subs)
+  local s = sub_list or redis.call('HGETALL', subs)
   for i = 1, #s, 2 do
     if string.find(',' .. s[i + 1] .. ',', ',' .. type .. ',', 1, true) then
       targets[#targets + 1] = {s[i], false}

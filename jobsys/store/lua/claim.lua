@@ -80,10 +80,10 @@ for i = 1, #popped, 2 do
     prune_expired(KEYS[12], now, tonumber(ARGV[6]))
     emit(KEYS[#KEYS], ARGV[#ARGV], 'expired', id)
   elseif f[1] == 'queued' then
-    local attempt = redis.call('HINCRBY', key, 'attempts', 1)
-    redis.call('HSET', key, 'status', 'processing', 'started_at', started, 'worker', worker)
+    local attempt = tonumber(f[10] or '0') + 1  -- read above: no HINCRBY needed
+    redis.call('HSET', key, 'status', 'processing', 'started_at', started, 'worker', worker,
+      'attempts', attempt)
     redis.call('HDEL', key, 'next_attempt_at')
-    redis.call('ZADD', KEYS[3], deadline, id)
     if F.rate_log or F.pick then flow_started(F, id, attempt, f[2], f[11] or nil, now) end
     claimed[#claimed + 1] = id
     emit(KEYS[#KEYS], ARGV[#ARGV], 'started', id, 'attempt', attempt)
@@ -98,6 +98,7 @@ for i = 1, #popped, 2 do
     out[#out + 1] = f[8]
   end
 end
+zadd_all(KEYS[3], deadline, claimed)  -- their leases
 zrem_all(idx.queued, claimed)
 zadd_all(idx.processing, now, claimed)
 out[#out + 1] = now

@@ -31,31 +31,38 @@ local idx = indexes(KEYS, 2)
 local done = {completed = {}, cancelled = {}}
 local settled = {}
 local out = {}
+local sub_list = nil  -- the queue's webhook subscriptions, read once (see outbox)
 for i = 1, #KEYS - 11 do
   local key = KEYS[7 + i]
   local a = 2 + 3 * (i - 1)
   local id = ARGV[a]
-  if holds_lease(key, worker, ARGV[a + 1]) then
-    if settle_cancelled(key, now, R) then
+  -- One read of what the steps below look at (holds_lease's fencing fields, then
+  -- settle_cancelled's, job_ended's and outbox's): none of them writes these fields.
+  local f = redis.call('HMGET', key, 'status', 'worker', 'attempts', 'cancel_requested',
+    'follow', 'batch', 'callback_url')
+  if f[1] == 'processing' and f[2] == worker and f[3] == ARGV[a + 1] then  -- holds_lease
+    if f[4] and settle_cancelled(key, now, R) then
       out[i] = 'cancelled'
+      redis.call('HSET', key, 'result', ARGV[a + 2])
     else
-      redis.call('HSET', key, 'status', 'completed', 'completed_at', finished)
+      redis.call('HSET', key, 'status', 'completed', 'completed_at', finished,
+        'result', ARGV[a + 2])
       redis.call('HDEL', key, 'error', 'next_attempt_at', 'rank')
       expire_ended(key, R.completed)
       out[i] = 'completed'
     end
-    redis.call('HSET', key, 'result', ARGV[a + 2])
-    job_ended(key, id, out[i], now, R)  -- workflows: children, batch (_graph.lua)
-    redis.call('ZREM', KEYS[1], id)
+    job_ended(key, id, out[i], now, R, {f[5], f[6]})  -- workflows: children, batch (_graph.lua)
     settled[#settled + 1] = id
     emit(KEYS[#KEYS], ARGV[#ARGV], out[i], id, 'attempt', ARGV[a + 1])
-    outbox(KEYS, key, id, out[i], now)
+    sub_list = sub_list or redis.call('HGETALL', KEYS[#KEYS - 3])
+    outbox(KEYS, key, id, out[i], now, f[7], sub_list)
     local ended = done[out[i]]
     ended[#ended + 1] = id
   else
     out[i] = 'stale'
   end
 end
+zrem_all(KEYS[1], settled)  -- their leases
 zrem_all(idx.processing, settled)
 push_completed(idx.completed, done.completed, now)
 zadd_all(idx.cancelled, now, done.cancelled)
