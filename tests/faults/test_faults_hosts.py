@@ -29,7 +29,7 @@ LEASE_S = 3.0
 LIVENESS_S = 3.0
 
 pytestmark = [
-    pytest.mark.timeout(scaled(150, 300)),
+    pytest.mark.timeout(scaled(150, 420)),
     pytest.mark.skipif(REASON is not None, reason=REASON or ""),
 ]
 
@@ -132,7 +132,9 @@ def test_a_worker_host_cut_off_hands_its_jobs_to_the_other(
         dropped_s = time.monotonic() - cut_at
 
         load.wait(120)
-        drain(client, load.accepted().values(), timeout_s=60)
+        # One worker host left: in the full suite its 2 runners need more than a minute
+        # for what the load queued (else the check reads jobs still moving as stuck).
+        drain(client, load.accepted().values(), timeout_s=scaled(60, 180))
         row = check(
             client,
             "14. a worker host cut off",
