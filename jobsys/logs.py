@@ -212,7 +212,7 @@ class JsonFormatter(logging.Formatter):
 #: How long the writer thread gathers lines before it writes them (one write call).
 WRITE_DELAY_S = 0.002
 #: Types whose values format the same later as now.
-_SCALARS = frozenset({str, int, float, bool, type(None)})
+_SCALARS = _BARE_TYPES | {str}
 
 
 #: Loggers whose records carry plain values only (`only_plain_values`).

@@ -31,11 +31,16 @@ local function iso(ms)
   return string.format('%04d-%02d-%02dT%02d:%02d:%02d.%03dZ', y, m, d, h, mi, s, rem % 1000)
 end
 
--- Fencing: true when `job_key` is still running attempt `attempt` on `worker`.
--- A worker whose lease was taken over fails this check and may not settle the job.
-local function holds_lease(job_key, worker, attempt)
-  local f = redis.call('HMGET', job_key, 'status', 'worker', 'attempts')
+-- Fencing: true when the job whose `status`, `worker` and `attempts` fields are
+-- f[1], f[2], f[3] is still running attempt `attempt` on `worker`. A worker whose
+-- lease was taken over fails this check and may not settle the job.
+local function leased_to(f, worker, attempt)
   return f[1] == 'processing' and f[2] == worker and f[3] == attempt
+end
+
+-- Fencing (see leased_to) of the job at `job_key`.
+local function holds_lease(job_key, worker, attempt)
+  return leased_to(redis.call('HMGET', job_key, 'status', 'worker', 'attempts'), worker, attempt)
 end
 
 -- Retention, passed as the four ARGV (the script's) before the last (EVENTS_MAX_LEN,

@@ -36,11 +36,11 @@ for i = 1, #KEYS - 11 do
   local key = KEYS[7 + i]
   local a = 2 + 3 * (i - 1)
   local id = ARGV[a]
-  -- One read of what the steps below look at (holds_lease's fencing fields, then
+  -- One read of what the steps below look at (the fencing fields, then
   -- settle_cancelled's, job_ended's and outbox's): none of them writes these fields.
   local f = redis.call('HMGET', key, 'status', 'worker', 'attempts', 'cancel_requested',
     'follow', 'batch', 'callback_url')
-  if f[1] == 'processing' and f[2] == worker and f[3] == ARGV[a + 1] then  -- holds_lease
+  if leased_to(f, worker, ARGV[a + 1]) then
     if f[4] and settle_cancelled(key, now, R) then
       out[i] = 'cancelled'
       redis.call('HSET', key, 'result', ARGV[a + 2])
