@@ -14,6 +14,7 @@ from flask import Flask
 from gunicorn.app.base import BaseApplication
 
 from jobsys.api import guards
+from jobsys.api.access_log import AccessLog
 from jobsys.api.app import create_app
 from jobsys.settings import Settings
 
@@ -70,6 +71,7 @@ def options(
         "graceful_timeout": GRACEFUL_TIMEOUT_S,
         "accesslog": "-",
         "access_log_format": ACCESS_LOG_FORMAT,
+        "logger_class": AccessLog,
         "errorlog": "-",
         "loglevel": settings.log_level.lower(),
         "proc_name": "jobsys-api",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -297,5 +298,11 @@ def test_sigterm_stops_the_server_promptly_with_exit_0(
     assert time.monotonic() - started < 5.0
     assert code == 0, server.output()
     log = server.output()
-    assert "rid=before-term" in log  # the access log line carries the request id
+    # The access log line (api/access_log.py): client, request line, status, bytes,
+    # duration, request id, user agent.
+    assert re.search(
+        r'^127\.0\.0\.1 "GET /health HTTP/1\.1" 200 \d+ \d+ms rid=before-term "python-requests/',
+        log,
+        re.MULTILINE,
+    ), log
     assert "Traceback" not in log
