@@ -93,26 +93,36 @@ def never_null(schema: dict[str, Any]) -> None:
             del prop["default"]
 
 
+def _is_none(value: Any) -> bool:
+    return value is None
+
+
 class ApiModel(BaseModel):
     """A JSON object the API answers with: no other fields, and an optional field that
-    is None left out (the fields in `null_when_set` are shown as null when set)."""
+    is None left out (but see `ShownWhenSet`).
+
+    pydantic leaves such a field out itself: each gets ``exclude_if`` when its class
+    is made, so making an answer runs no Python of ours per object.
+    """
 
     model_config = ConfigDict(extra="forbid", json_schema_extra=never_null)
 
-    #: Fields whose null is a value (shown when it was set), not the absence of one.
+    #: Fields whose null is a value (shown when it was set), not the absence of one
+    #: (`ShownWhenSet`).
     null_when_set: ClassVar[frozenset[str]] = frozenset()
 
-    @model_serializer(mode="wrap")
-    def _leave_out_none(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        data: dict[str, Any] = handler(self)
-        fields, shown = type(self).model_fields, self.model_fields_set
-        return {
-            name: value
-            for name, value in data.items()
-            if value is not None
-            or fields[name].is_required()
-            or (name in self.null_when_set and name in shown)
-        }
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        left_out = [
+            field
+            for name, field in cls.__pydantic_fields__.items()
+            if not (field.is_required() or name in cls.null_when_set or field.exclude_if)
+        ]
+        for field in left_out:
+            field.exclude_if = _is_none
+        if left_out:
+            cls.model_rebuild(force=True)
 
     def to_api(self) -> dict[str, Any]:
         """The JSON object of the answer."""
@@ -149,7 +159,20 @@ class Attempt(TypedDict, total=False):
     error: Required[str]
 
 
-class Job(ApiModel):
+class ShownWhenSet(ApiModel):
+    """An `ApiModel` whose fields in `null_when_set` are shown as null when they were
+    set (a JSON null stored as a value) and left out when they were not."""
+
+    @model_serializer(mode="wrap")
+    def _unset_left_out(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        for name in self.null_when_set:
+            if name in data and data[name] is None and name not in self.__pydantic_fields_set__:
+                del data[name]
+        return data
+
+
+class Job(ShownWhenSet):
     """One job as stored in its hash ``job:<id>``, and as `GET /jobs/<id>` shows it:
     the fields in this order, those that are None left out; but `payload` and
     `result`, JSON values, are shown when they were stored, even as null."""

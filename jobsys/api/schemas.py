@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from jobsys.models import ApiModel, IsoTime, Job, JobStatus
+from jobsys.models import ApiModel, IsoTime, Job, JobStatus, ShownWhenSet
 from jobsys.store import CURSOR_PATTERN
 
 JobId = Annotated[str, Field(json_schema_extra={"format": "uuid"})]
@@ -187,7 +187,7 @@ class Tasks(ApiModel):
     )
 
 
-class Schedule(ApiModel):
+class Schedule(ShownWhenSet):
     """One periodic schedule (GET /schedules, POST /schedules)."""
 
     null_when_set = frozenset({"payload"})
