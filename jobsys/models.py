@@ -128,6 +128,15 @@ class ApiModel(BaseModel):
         """The JSON object of the answer."""
         return self.model_dump(mode="json")
 
+    def to_api_json(self) -> bytes:
+        """The answer as JSON text, in one call to pydantic: compact, every character
+        past ASCII escaped, a newline after it. For an answer whose values are
+        integers, booleans, null and printable text (`str.isprintable`, as task names
+        are), the same bytes as the app's JSON provider writes for `to_api()`; not
+        otherwise (DEL is written raw, not as ``\\u007f``; 1e-7 as ``1e-7``, not
+        ``1e-07``). The submit lane (api/lane.py) answers with it."""
+        return type(self).__pydantic_serializer__.to_json(self, ensure_ascii=True) + b"\n"
+
 
 def _from_hash(decode: Callable[[str], Any]) -> BeforeValidator:
     # A job hash holds text: these fields are decoded from it (only when the model is

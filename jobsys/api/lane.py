@@ -89,15 +89,15 @@ class SubmitLane:
             return self.app.wsgi_app(environ, start_response)
         except StoreUnavailable as e:
             errors.log_store_error(e, "POST", path)
-            status, answer = errors.store_error(e)
+            status, error = errors.store_error(e)
+            data = f"{self._encode(error)}\n".encode()
         else:
             status = 202
             if path == "/submit":
-                answer = routes.submitted(req, done.statuses[0], done.ids[0])
+                data = routes.submitted(req, done.statuses[0], done.ids[0]).to_api_json()
                 extra.append(("Location", routes.job_location("", done.ids[0])))
             else:
-                answer = routes.batch_submitted(done.ids, done.statuses)
-        data = f"{self._encode(answer)}\n".encode()
+                data = routes.batch_submitted(done.ids, done.statuses).to_api_json()
         start_response(
             f"{status} {HTTP_STATUS_CODES[status].upper()}",
             [

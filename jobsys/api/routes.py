@@ -89,7 +89,7 @@ def submit() -> ResponseReturnValue:
     )
     done = _submit(subs, queue, key, req)
     ids, replayed = done.ids, done.replayed
-    body = submitted(req, done.statuses[0], ids[0])
+    body = submitted(req, done.statuses[0], ids[0]).to_api()
     location = {"Location": job_location(request.script_root, ids[0])}
     if done.duplicate:  # flow control: a unique key held by that job (docs/flow-control.md)
         body = Submitted(
@@ -104,13 +104,13 @@ def submit() -> ResponseReturnValue:
     return body, 202, location
 
 
-def submitted(req: validation.SubmitRequest, status: str, job_id: str) -> dict[str, Any]:
+def submitted(req: validation.SubmitRequest, status: str, job_id: str) -> Submitted:
     """The answer to a submit of `req` that was queued as `job_id` with `status` (as
     the store reports it: "scheduled" only when due later by the Redis clock)."""
     shown = JobStatus.QUEUED
     if status in ("scheduled", "waiting", "cancelled"):  # the last two: depends_on
         shown = JobStatus(status)
-    return Submitted(status=shown, task=req.task, id=job_id).to_api()
+    return Submitted(status=shown, task=req.task, id=job_id)
 
 
 def job_location(script_root: str, job_id: str) -> str:
@@ -136,19 +136,19 @@ def submit_batch() -> ResponseReturnValue:
     )
     done = _submit(subs, queue, key, req)
     ids, replayed = done.ids, done.replayed
-    body = batch_submitted(ids, done.statuses)
+    body = batch_submitted(ids, done.statuses).to_api()
     if replayed:
         return body | {"replayed": True}, 200, {"Idempotent-Replayed": "true"}
     return body, 202
 
 
-def batch_submitted(ids: list[str], statuses: list[str] | None = None) -> dict[str, Any]:
+def batch_submitted(ids: list[str], statuses: list[str] | None = None) -> BatchSubmitted:
     """The answer to a batch submit whose jobs were queued as `ids`, with `statuses`
     when a depends_on left one `waiting` or `cancelled` (workflows)."""
     shown = statuses if statuses and ("waiting" in statuses or "cancelled" in statuses) else None
     return BatchSubmitted.model_validate(
         {"status": "queued", "count": len(ids), "ids": ids, "statuses": shown}
-    ).to_api()
+    )
 
 
 def _traceparent() -> str:

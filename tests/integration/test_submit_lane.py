@@ -126,6 +126,7 @@ SUBMITS: list[tuple[str, bytes, dict[str, str], int]] = [
     ("past run_at", j({"task": "t", "run_at": "2020-01-01T00:00:00Z"}), JSON, 202),
     ("run_at over a year ahead", j({"task": "t", "run_at": "2999-01-01T00:00:00Z"}), JSON, 400),
     ("null payload", j({"task": "t", "payload": None}), JSON, 202),
+    ("unicode task", '{"task": "h\u00e9 \U0001f600 \\"q\\""}'.encode(), JSON, 202),
     ("+json type", j({"task": "t"}), {"Content-Type": "application/x+json; charset=UTF-8"}, 202),
     ("traceparent", j({"task": "t"}), JSON | {"traceparent": TRACE}, 202),
     ("bad traceparent", j({"task": "t"}), JSON | {"traceparent": "00-zz"}, 202),

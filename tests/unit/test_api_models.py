@@ -6,11 +6,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from apps import close_app
+from flask.json.provider import JSONProvider
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pydantic import Field
 
-import jobsys.api.app  # noqa: F401  # every answer model of the API, imported
-from jobsys.api.schemas import Schedule, Submitted
+from jobsys.api import create_app  # with it, every answer model of the API
+from jobsys.api.schemas import BatchSubmitted, Schedule, Submitted
 from jobsys.models import ApiModel, Job, JobStatus, ShownWhenSet
+from jobsys.settings import Settings
 
 JOB_ID = "9e535966-7e79-409c-89fa-634c9b732e9f"
 
@@ -96,3 +101,30 @@ def test_every_answer_model_leaves_exactly_its_optional_fields_out_when_none(
     for name, field in model.model_fields.items():
         left_out = not field.is_required() and name not in model.null_when_set
         assert (field.exclude_if is not None) == left_out, name
+
+
+@pytest.fixture(scope="module")
+def provider() -> Iterator[JSONProvider]:
+    app = create_app(Settings.from_env({"REDIS_PORT": "1"}))  # no Redis is asked
+    yield app.json
+    close_app(app)
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    task=st.text().filter(str.isprintable),  # a task name's characters
+    ids=st.lists(st.uuids().map(str), min_size=1, max_size=3),
+    status=st.sampled_from(["queued", "scheduled", "waiting", "cancelled"]),
+)
+def test_the_json_text_of_an_answer_is_what_the_json_provider_writes(
+    provider: JSONProvider, task: str, ids: list[str], status: str
+):
+    # The submit lane answers with to_api_json; a Flask view that returns to_api() with
+    # its JSON provider's response.
+    for answer in (
+        Submitted(status=JobStatus(status), task=task, id=JOB_ID, replayed=True),
+        BatchSubmitted(status="queued", count=len(ids), ids=ids, statuses=[status] * len(ids)),
+    ):
+        assert answer.to_api_json() == provider.response(answer.to_api()).get_data()
