@@ -335,7 +335,9 @@ class BatchJob(BaseModel):
             traceparent=traceparent,
             expires_at=self.expires_at,
             ttl_s=self.ttl_seconds,
-            depends_on=tuple(dict.fromkeys(p.lower() for p in self.depends_on or ())),
+            depends_on=tuple(dict.fromkeys(p.lower() for p in self.depends_on))
+            if self.depends_on
+            else (),
             on_parent_failure=self.on_parent_failure,
             callback_url=self.callback_url,
             concurrency_key=self.concurrency_key,
