@@ -43,6 +43,10 @@ class ApiServer(BaseApplication):  # type: ignore[misc]  # gunicorn is untyped
 
     def load(self) -> Flask:
         # Runs in each worker after the fork (preload_app is off).
+        # No line the API writes names the file and line that logged it (neither
+        # gunicorn's formats nor jobsys's): logging need not look them up for every
+        # record, the access line's included (the logging HOWTO's "Optimization").
+        logging._srcfile = None
         return create_app(self.settings)
 
 

@@ -12,10 +12,11 @@ import json
 import math
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from functools import cache
+from functools import cache, lru_cache
+from types import MappingProxyType
 from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 from flask import Request
@@ -48,6 +49,8 @@ from jobsys.schedules import CRON_PATTERN, Schedule, check_cron
 from jobsys.store import CURSOR_PATTERN, DEFAULT_LIMIT, MAX_LIMIT, MAX_PARENTS, Submission
 from jobsys.webhooks.safety import check_url
 
+#: Content-Type headers whose parse `media_type` remembers.
+MEDIA_TYPES_CACHED = 64
 #: Largest accepted request body (Flask's MAX_CONTENT_LENGTH); larger is 413.
 MAX_BODY_BYTES = 1024 * 1024
 #: Largest accepted body of ``POST /submit/batch``.
@@ -733,11 +736,14 @@ def json_body(content_type: str | None, body: bytes) -> Any:
     return parse_json(body)
 
 
-def media_type(content_type: str | None) -> tuple[str, dict[str, str]]:
+@lru_cache(maxsize=MEDIA_TYPES_CACHED)
+def media_type(content_type: str | None) -> tuple[str, Mapping[str, str]]:
     """A Content-Type header's media type (lower case) and parameters, as werkzeug's
-    `Request.mimetype` and `mimetype_params` read it."""
+    `Request.mimetype` and `mimetype_params` read it. Remembered for the last
+    MEDIA_TYPES_CACHED headers (clients send a handful; the gate and the body's
+    check both ask)."""
     mimetype, params = parse_options_header(content_type or "")
-    return mimetype.lower(), params
+    return mimetype.lower(), MappingProxyType(params)
 
 
 def is_json(mimetype: str) -> bool:
