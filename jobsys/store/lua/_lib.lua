@@ -392,6 +392,12 @@ local function emit_failed(stream, maxlen, verdict, id, attempt)
   end
 end
 
+-- The queue's webhook subscriptions (name, comma-separated event types, ...): the
+-- HGETALL of the subscriptions HASH, by outbox's convention the fourth KEYS from the end.
+local function subscriptions(KEYS)
+  return redis.call('HGETALL', KEYS[#KEYS - 3])
+end
+
 -- Webhooks outbox (docs/events.md): when a job ends (`type` completed, failed or
 -- cancelled) the script that ends it records one delivery per target, in the same
 -- step: the job's `callback_url` (target "cb") and each subscription of the queue
@@ -399,14 +405,14 @@ end
 -- last) are the queue's subscriptions HASH, outbox HASH and outbox:due ZSET. The
 -- delivery ids go to the job's `webhooks` field (comma-separated). A caller that
 -- ends many jobs may pass what it already read: `cb`, the job's `callback_url`
--- (false when absent), and `sub_list`, the HGETALL of the subscriptions HASH.
+-- (false when absent), and `sub_list`, what `subscriptions(KEYS)` answered.
 local function outbox(KEYS, job_key, id, type, now, cb, sub_list)
   local n = #KEYS
-  local subs, box, due = KEYS[n - 3], KEYS[n - 2], KEYS[n - 1]
+  local box, due = KEYS[n - 2], KEYS[n - 1]
   local targets = {}
   if cb == nil then cb = redis.call('HGET', job_key, 'callback_url') end
   if cb then targets[1] = {'cb', cb} end
-  local s = sub_list or redis.call('HGETALL', subs)
+  local s = sub_list or subscriptions(KEYS)
   for i = 1, #s, 2 do
     if string.find(',' .. s[i + 1] .. ',', ',' .. type .. ',', 1, true) then
       targets[#targets + 1] = {s[i], false}

@@ -54,7 +54,7 @@ for i = 1, #KEYS - 11 do
     job_ended(key, id, out[i], now, R, {f[5], f[6]})  -- workflows: children, batch (_graph.lua)
     settled[#settled + 1] = id
     emit(KEYS[#KEYS], ARGV[#ARGV], out[i], id, 'attempt', ARGV[a + 1])
-    sub_list = sub_list or redis.call('HGETALL', KEYS[#KEYS - 3])
+    sub_list = sub_list or subscriptions(KEYS)
     outbox(KEYS, key, id, out[i], now, f[7], sub_list)
     local ended = done[out[i]]
     ended[#ended + 1] = id
