@@ -69,12 +69,14 @@ class SubmitLane:
                 req = validation.submit_body(content_type, body)
                 jobs: list[validation.BatchJob] = [req]
                 queue, queue_given = req.queue, "queue" in req.model_fields_set
+                unique = req.unique_key is not None
             else:
                 batch = validation.batch_body(content_type, body)
                 jobs, queue, queue_given = batch.jobs, batch.queue, True
+                unique = False  # only a single submit may carry a unique_key
         except (JobsysError, HTTPException):
             return self.app.wsgi_app(environ, start_response)
-        if _flasks_alone(jobs):
+        if unique or _with_callbacks(jobs):
             return self.app.wsgi_app(environ, start_response)
         extra: list[tuple[str, str]] = []
         try:
@@ -110,11 +112,11 @@ class SubmitLane:
         return [data]
 
 
-def _flasks_alone(jobs: list[validation.BatchJob]) -> bool:
-    """Submits with checks only the Flask route makes: a `unique_key` (flow control:
-    its duplicate answers) or a `callback_url` (webhooks: its address is resolved,
-    routes._submit)."""
-    return any(getattr(j, "unique_key", None) is not None or j.callback_url for j in jobs)
+def _with_callbacks(jobs: list[validation.BatchJob]) -> bool:
+    """Jobs with a `callback_url`, whose address only the Flask route checks (webhooks:
+    it is resolved, routes._submit), as it alone checks a `unique_key` (flow control:
+    its duplicate answers)."""
+    return any(j.callback_url for j in jobs)
 
 
 def _plain(environ: WSGIEnvironment) -> bool:

@@ -154,6 +154,8 @@ SUBMITS: list[tuple[str, bytes, dict[str, str], int]] = [
     ("latin-1", j({"task": "t"}), {"Content-Type": "application/json; charset=latin-1"}, 415),
     ("bad idempotency key", j({"task": "t"}), JSON | {"Idempotency-Key": "a b"}, 400),
     ("foreign host", j({"task": "t"}), JSON | {"Host": "evil.example"}, 400),
+    # Checked by the Flask route alone: the lane hands them over.
+    ("loopback callback_url", j({"task": "t", "callback_url": "http://127.0.0.1:9/x"}), JSON, 400),
 ]  # fmt: skip
 
 
@@ -175,6 +177,8 @@ BATCHES: list[tuple[bytes, dict[str, str], int]] = [
     (j({"jobs": [{"task": ""}]}), JSON, 400),
     (b"[]", JSON, 400),
     (j({"jobs": [{"task": "a"}]}), {"Content-Type": "text/plain"}, 415),
+    (j({"jobs": [{"task": "a"}, {"task": "b", "callback_url": "http://127.0.0.1:9/x"}]}),
+     JSON, 400),
 ]  # fmt: skip
 
 
@@ -184,6 +188,13 @@ def test_a_batch_is_answered_alike_with_and_without_the_lane(
 ) -> None:
     with both(settings) as ports:
         assert agree(ports, "/submit/batch", body, headers) == status
+
+
+def test_a_unique_key_is_answered_alike(settings: Settings) -> None:
+    body = j({"task": "t", "unique_key": "lane-unique"})
+    with both(settings) as ports:
+        assert call(ports[1], "/submit", body, JSON)[0] == 202  # the first holds the key
+        assert agree(ports, "/submit", body, JSON) == 200  # then both: the duplicate
 
 
 @pytest.mark.parametrize(

@@ -115,16 +115,23 @@ local function settle_cancelled(job_key, now, R)
   return true
 end
 
+-- The none-values of a job array's fields 4 to 8, which the array leaves off its
+-- end when the job does not set them (see job_arg).
+local JOB_ARG_NONE = {nil, nil, nil, 0, 0, 0, '', ''}
+
 -- One job's ARGV of enqueue.lua and tick.lua (made by submission.py's job_arg): a
 -- JSON array [id, task, max_retries, priority, run_at_ms, delay_ms, timeout,
 -- traceparent], then, when the job has a payload, a newline and the payload's JSON
 -- text. The array holds no raw newline (JSON escapes one inside a string), so the
--- first newline ends it; the payload is kept verbatim, never decoded.
+-- first newline ends it; the payload is kept verbatim, never decoded. Fields after
+-- max_retries still at their none-value (0, or '') are left off the end of the
+-- array (a plain job sends three): they are filled in here, up to traceparent.
 -- Returns the array (a table) and the payload text ('' = none).
 local function job_arg(arg)
   local nl = string.find(arg, '\n', 1, true)
-  if not nl then return cjson.decode(arg), '' end
-  return cjson.decode(string.sub(arg, 1, nl - 1)), string.sub(arg, nl + 1)
+  local j = cjson.decode(nl and string.sub(arg, 1, nl - 1) or arg)
+  for k = #j + 1, 8 do j[k] = JOB_ARG_NONE[k] end
+  return j, nl and string.sub(arg, nl + 1) or ''
 end
 
 -- A scratch table for put_job: the fields every new job has, values filled in

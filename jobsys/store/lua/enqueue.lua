@@ -21,12 +21,12 @@
 --   KEYS[5] may hold (MAX_QUEUES; 0 = no cap): a queue not in it yet is refused
 --   when it holds that many; ttl (seconds) and fingerprint (hex) of the key
 -- ARGV[2+i] the i-th job, one argument (see job_arg in _lib.lua): the JSON array
---   [id, task, max_retries, priority (-100..100), run_at_ms (due time, ms since the
---   epoch; 0 = none), delay_ms (0 = none; counted from the Redis clock; with run_at,
---   the later counts), timeout in seconds ('' = none), traceparent ('' = none),
---   then only as far as a job needs them: expires_at_ms, ttl_ms (flow control, 0 =
---   none), callback_url (webhooks, '' = none: stored in the hash; see outbox in
---   _lib.lua), concurrency_key (flow control: enqueue_flow.lua only)],
+--   [id, task, max_retries, then only as far as the job sets them: priority
+--   (-100..100; 0), run_at_ms (due time, ms since the epoch; 0 = none), delay_ms (0 =
+--   none; counted from the Redis clock; with run_at, the later counts), timeout in
+--   seconds ('' = none), traceparent ('' = none), expires_at_ms, ttl_ms (flow
+--   control, 0 = none), callback_url (webhooks, '' = none: stored in the hash; see
+--   outbox in _lib.lua), concurrency_key (flow control: enqueue_flow.lua only)],
 --   then, when the job has a payload, a newline and the payload's JSON text
 -- ARGV[#ARGV] EVENTS_MAX_LEN (last)
 -- Job ids are UUID4s made by the caller, so no job hash exists yet (not checked).

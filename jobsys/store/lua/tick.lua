@@ -10,11 +10,8 @@
 -- KEYS[14] metrics HASH of the queue ("submitted|<task>" += 1; see count_submitted)
 -- KEYS[15] the events STREAM (last; see emit in _lib.lua: `queued`)
 -- ARGV[1] tick (ms since the epoch)   ARGV[2] queue   ARGV[3] schedule name
--- ARGV[4] the job, one argument as one job of enqueue.lua (see job_arg in _lib.lua):
---   the JSON array [id, task, max_retries, priority, run_at_ms, delay_ms, timeout in
---   seconds ('' = none), traceparent ('' = none)], then, when the job has a payload,
---   a newline and the payload's JSON text; run_at_ms and delay_ms are ignored: a
---   tick's job is due now
+-- ARGV[4] the job, one argument as one job of enqueue.lua (see job_arg in _lib.lua);
+--   its run_at_ms and delay_ms are ignored: a tick's job is due now
 -- The job's hash also gets `schedule` (the name) and `tick` (the tick's time).
 -- ARGV[5] EVENTS_MAX_LEN (last)
 -- Returns: "enqueued", "seen" (an earlier call took this tick) or "first".
