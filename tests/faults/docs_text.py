@@ -34,6 +34,17 @@ The suite measures the first two rows (table "Redis restarts" below). It cannot
 crash the kernel of the machine it runs on, so the last row is Redis's documented
 bound, not a measurement.
 
+**With Sentinel, the replication window.** Replication is asynchronous: a replica
+promoted by a failover may lack the old primary's last writes. A SIGKILLed
+primary lost no accepted job in the suite (loopback replicas are never behind),
+and a coordinated switchover (Valkey 9) loses nothing; a forced `SENTINEL
+FAILOVER` with the old primary alive loses the writes it took between the
+promotion and jobsys's move to the new primary (about 1 to 2 s), unless
+`REDIS_WAIT_REPLICAS` equals the number of replicas. The verdicts below count such
+jobs as "lost in the replication window" (scenario 13); a job completed on the old
+primary in that window runs again. [scaling.md](scaling.md) gives the figures per
+setting and the Redis settings that bound the window.
+
 **Outside the guarantee:** a 503, or a connection that broke after the request
 was sent, leaves the submit ambiguous: the job may or may not exist (never half),
 so retry only with care (the suite counts these as "ambiguous: created/total"). A
@@ -75,6 +86,9 @@ executions survive the faults that Redis suffers.
 | 4 | network cut between workers and Redis, and between the API and Redis | Redis in a network namespace of its own, reached over one veth pair per path; a cut drops every packet of a path both ways (nftables), loss drops a random share (nftables `numgen`); delay comes from a userspace TCP relay inside the namespace (see "How delay is injected"): 50 ms and 200 ms (jobs keep flowing), 1.5 s (a round trip outlasts every Redis socket timeout: the API answers 503, workers retry) and 2.5 s (longer than the lease), each under load, then removed. Created and removed by each test |
 | 5 | Redis at `maxmemory` | Redis filled with ballast to just under 24 MiB (`noeviction`), then submits until it is full; ballast freed; more submits |
 | 6 | API restarted under load | SIGTERM (graceful), and SIGKILL of gunicorn's whole process group, 8 clients submitting |
+| 13 | Sentinel failovers | a primary, two replicas and three Sentinels (Redis 7 and Valkey 9); at 30 % of the load the primary is SIGKILLed, or a `SENTINEL FAILOVER` is forced with it alive, or (Valkey) a coordinated failover is asked for; with and without `REDIS_WAIT_REPLICAS` and `min-replicas-to-write` |
+| 14 | a worker host cut off | Redis, the API and two workers each on a host of its own (a network namespace on a bridge); the host of a worker holding jobs is cut off: its jobs must come back through the other host within the lease |
+| 15 | split brain | the Sentinel group's primary cut off from its replicas and Sentinels but not from the clients, with and without `REDIS_WAIT_REPLICAS=1` (figures only: its client is a `Store`, not the API) |
 | — | bad input | schemathesis against `/openapi.json` (stateless and stateful phases, every check); hostile bodies (deep nesting, huge numbers, invalid UTF-8, NUL bytes, long task names, wrong content types, oversized and chunked bodies, batches) while another client is timed; slow-loris clients |
 
 ### The invariants checked after each scenario (`tests/faults/invariants.py`)

@@ -154,7 +154,7 @@ def test_sentinel_failover_under_load(
         ambiguous=load.ambiguous(),
         refused=load.refused(),
         faults=f"{case.event} at 30 % ({case.engine}, 2 replicas, 3 Sentinels)",
-        loss_allowed=case.lossy,
+        loss_window="the replication window" if case.lossy else "",
     )
     ok_times = sorted(s.started + s.latency_s for s in load.results if s.status == 202)
     gaps = [b - a for a, b in itertools.pairwise(ok_times) if b > event_at - 1]
