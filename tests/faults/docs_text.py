@@ -50,7 +50,7 @@ was sent, leaves the submit ambiguous: the job may or may not exist (never half)
 so retry only with care (the suite counts these as "ambiguous: created/total"). A
 request refused before it was sent, and every 4xx and 507, created nothing.
 
-Environment of the last run: {machine}; Redis {redis_version}; kernel {kernel};
+Environment of the last run: {machine}; {redis_version}; kernel {kernel};
 `tc netem`: {netem}.
 
 **How delay is injected.** Not by `tc netem` (the kernel the suite was built on has
