@@ -347,8 +347,8 @@ end
 -- -- flow control (docs/flow-control.md) -------------------------------------
 
 -- The deadline (ms) of a job of enqueue.lua's ARGV, decoded by job_arg (`j`): its
--- 9th and 10th entries, present only for a job that expires: expires_at_ms and
--- ttl_ms (counted from `now`, the Redis clock), 0 = none; with both, the earlier.
+-- 9th and 10th entries, expires_at_ms and ttl_ms (counted from `now`, the Redis
+-- clock), absent or 0 = none; with both, the earlier.
 -- Returns nil for a job without one.
 local function deadline_of(j, now)
   local at, ttl = j[9] or 0, j[10] or 0
