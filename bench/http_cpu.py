@@ -1,4 +1,5 @@
-"""CPU per HTTP ``POST /submit``, by process: the API's gunicorn workers, Redis, wrk.
+"""CPU per HTTP ``POST /submit`` (or per job of ``POST /submit/batch``), by process:
+the API's gunicorn workers, Redis, wrk.
 
 Runs ``jobsys api`` (gunicorn, default settings; ``API_WORKERS`` from the
 environment) on a private Redis and drives it with wrk, 16 connections, for
@@ -6,7 +7,8 @@ environment) on a private Redis and drives it with wrk, 16 connections, for
 of the API's processes (gunicorn's master and workers), of Redis and of wrk, and the
 CPU seconds of each API worker process: gunicorn's workers accept connections as
 they come, so a run in which one process took all of wrk's connections measures one
-process (docs/benchmarks.md).
+process (docs/benchmarks.md). ``--batch N`` sends batches of N jobs instead and
+gives the figures per job.
 
 Compares two trees when run from each (the jobsys on ``sys.path`` is measured)::
 
@@ -60,12 +62,23 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.http_cpu", description=__doc__)
     p.add_argument("--seconds", type=float, default=4.0)
     p.add_argument("--repeat", type=int, default=3)
+    p.add_argument(
+        "--batch",
+        type=int,
+        default=0,
+        metavar="N",
+        help="POST /submit/batch with N jobs per request; figures per job",
+    )
     args = p.parse_args(argv)
     if shutil.which("wrk") is None:
         print("bench.http_cpu needs wrk", file=sys.stderr)
         return 2
-    single, _ = workloads.http_bodies(1)
-    print("| run | req/s | API µs/req | Redis µs/req | wrk µs/req | CPU s of each API worker |")
+    single, batch = workloads.http_bodies(max(args.batch, 1))
+    path, body, jobs = (
+        ("/submit/batch", batch, args.batch) if args.batch else ("/submit", single, 1)
+    )
+    u = "job" if args.batch else "req"
+    print(f"| run | {u}s/s | API µs/{u} | Redis µs/{u} | wrk µs/{u} | CPU s of each API worker |")
     print("|---|---:|---:|---:|---:|---|")
     with tempfile.TemporaryDirectory() as tmp, private_redis(Path(tmp)) as bench:
         out = bench.fresh_dir("http-cpu")
@@ -76,19 +89,20 @@ def main(argv: list[str] | None = None) -> int:
                 pids = _group(api.proc.pid)
                 before = {pid: _cpu_s(pid) for pid in pids}
                 redis0, wrk0 = bench.cpu_s(), _wrk_cpu_s()
-                load = workloads.wrk_run(api.port, "/submit", single, args.seconds, 16, out)
+                load = workloads.wrk_run(api.port, path, body, args.seconds, 16, out)
                 each = {pid: _cpu_s(pid) - before[pid] for pid in pids}
-                n = load["ok"]
-                per = {
+                n = load["ok"] * jobs
+                per = {  # per request, or per job of a batch
                     "api": sum(each.values()) / n * 1e6,
                     "redis": (bench.cpu_s() - redis0) / n * 1e6,
                     "wrk": (_wrk_cpu_s() - wrk0) / n * 1e6,
                 }
                 workers = [s for pid, s in each.items() if pid != api.proc.pid]  # not the master
                 split = " · ".join(f"{s:.2f}" for s in sorted(workers, reverse=True))
+                d = 1 if jobs > 1 else 0  # decimals: a job of a batch costs a few µs
                 print(
-                    f"| {run} | {n / load['seconds']:,.0f} | {per['api']:.0f} | "
-                    f"{per['redis']:.0f} | {per['wrk']:.0f} | {split} |",
+                    f"| {run} | {n / load['seconds']:,.0f} | {per['api']:.{d}f} | "
+                    f"{per['redis']:.{d}f} | {per['wrk']:.{d}f} | {split} |",
                     flush=True,
                 )
         finally:

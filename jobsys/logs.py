@@ -25,15 +25,17 @@ process, gunicorn's among them, print those fields.)
 While a worker runs (`Worker.run`, inside `lines_written_in_background`), the
 lines are formatted and written by a writer thread instead of the thread that
 logs: a runner thread only hands a record over, and the writer formats what came
-in while the runner waited on I/O, and writes it in one call, within about
-`WRITE_DELAY_S`. Records keep their order (one queue), their time (taken when
-logged), their thread and process; a record whose text could change before it is
-formatted (an argument or extra of a type other than str, int, float, bool,
-None; a traceback) is formatted at once and only its write waits. The writer is
-drained when the worker stops, on a second signal before the process exits, and
-at interpreter exit (`logging.shutdown`); only a process killed outright (SIGKILL,
-the OOM killer) loses the lines of its last few milliseconds. A forked child
-writes its own lines directly.
+in while the runner waited on I/O, and writes it in one call, every
+`WRITE_INTERVAL_S` (at once when `WAKE_AT_LINES` lines wait). The writer is not
+woken for each line: waking a thread as a job starts cost the job's start ~60 µs on
+a busy 2-core machine (docs/benchmarks.md). Records keep their order (one queue),
+their time (taken when logged), their thread and process; a record whose text
+could change before it is formatted (an argument or extra of a type other than
+str, int, float, bool, None; a traceback) is formatted at once and only its write
+waits. The writer is drained when the worker stops, on a second signal before the
+process exits, and at interpreter exit (`logging.shutdown`); only a process killed
+outright (SIGKILL, the OOM killer) loses the lines of its last `WRITE_INTERVAL_S`.
+A forked child writes its own lines directly.
 """
 
 from __future__ import annotations
@@ -209,8 +211,11 @@ class JsonFormatter(logging.Formatter):
         return _json_line(out)
 
 
-#: How long the writer thread gathers lines before it writes them (one write call).
-WRITE_DELAY_S = 0.002
+#: How often the writer thread writes the lines that came in meanwhile (one write
+#: call): a line shows at most this late ...
+WRITE_INTERVAL_S = 0.1
+#: ... or as soon as this many lines wait (a burst does not pile up in memory).
+WAKE_AT_LINES = 256
 #: Types whose values format the same later as now.
 _SCALARS = _BARE_TYPES | {str}
 
@@ -260,12 +265,13 @@ class OutputHandler(logging.StreamHandler):  # type: ignore[type-arg]
         if self._writer is None:
             super().emit(record)
             return
+        queue = self._queue
         try:
-            self._queue.append(record if _formats_the_same_later(record) else self.format(record))
+            queue.append(record if _formats_the_same_later(record) else self.format(record))
         except Exception:
             self.handleError(record)
             return
-        if not self._wake.is_set():  # after the append: the writer cannot miss it
+        if len(queue) >= WAKE_AT_LINES and not self._wake.is_set():
             self._wake.set()
 
     def start_writer(self) -> None:
@@ -302,10 +308,10 @@ class OutputHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
     def _write_loop(self) -> None:
         while not self._stopping:
-            self._wake.wait()
-            time.sleep(WRITE_DELAY_S)  # let the lines of a few jobs come together
+            self._wake.wait(WRITE_INTERVAL_S)
             self._wake.clear()
-            self._drain()
+            if self._queue:
+                self._drain()
 
     def _drain(self) -> None:
         # One drainer at a time (the writer, a flush, the stop), so lines keep their order.

@@ -111,6 +111,8 @@ def test_a_task_name_or_an_error_cannot_forge_log_fields(
     fails = store.submit("boom", "x job_id=2222 worker=forged\n2025-01-01 INFO fake line")
     wait_for(lambda: store.get(done).status == "completed", 15, what="completed")
     wait_for(lambda: store.get(fails).attempts >= 2, 15, what="a retry")
+    # The worker writes its lines within WRITE_INTERVAL_S of logging them (logs.py).
+    wait_for(lambda: f"job {done} completed" in worker.output(), 5, what="the completed line")
     lines = [
         line
         for line in worker.output().splitlines()

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from jobsys import logs
 from jobsys.logs import (
     _RECORD_ATTRS,
     LAYOUTS_CACHE_SIZE,
@@ -269,7 +270,7 @@ def test_a_line_carries_the_time_it_was_logged_not_written() -> None:
     assert at < written_from - 0.25
 
 
-def test_the_writer_wakes_for_a_line_after_a_quiet_spell() -> None:
+def test_a_line_is_written_within_the_interval_after_a_quiet_spell() -> None:
     out, log = _output()
     with lines_written_in_background():
         for text in ("first", "after a pause", "and another"):
@@ -278,7 +279,24 @@ def test_the_writer_wakes_for_a_line_after_a_quiet_spell() -> None:
             while not out.getvalue().endswith(f"{text}\n") and time.monotonic() < deadline:
                 time.sleep(0.001)
             assert out.getvalue().endswith(f"{text}\n")
-            time.sleep(0.05)  # the writer has nothing left: it waits to be woken
+            time.sleep(0.15)  # the writer has nothing left: it waits out its interval
+
+
+def test_the_writer_is_woken_by_a_burst_not_by_a_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(logs, "WRITE_INTERVAL_S", 30.0)  # only a wake makes it write
+    out, log = _output()
+    with lines_written_in_background():
+        time.sleep(0.05)  # the writer now waits out its interval
+        for i in range(logs.WAKE_AT_LINES - 1):
+            log.info("line %d", i)
+        time.sleep(0.1)
+        assert out.getvalue() == ""  # no wake for these lines: they wait
+        log.info("the last of a burst")
+        deadline = time.monotonic() + 2
+        while not out.getvalue().endswith("the last of a burst\n"):
+            assert time.monotonic() < deadline, "a burst wakes the writer"
+            time.sleep(0.001)
+        assert len(out.getvalue().splitlines()) == logs.WAKE_AT_LINES
 
 
 def test_a_record_that_could_change_is_formatted_when_logged() -> None:
@@ -320,7 +338,7 @@ def test_job_events_are_handed_over_unformatted_and_written_whole() -> None:
 def test_flush_output_writes_what_is_queued_at_once() -> None:
     out, log = _output()
     with lines_written_in_background():
-        log.info("queued")  # the writer waits WRITE_DELAY_S before it writes
+        log.info("queued")  # the writer writes it within WRITE_INTERVAL_S
         flush_output()
         assert out.getvalue().endswith("queued\n")
 
@@ -354,7 +372,7 @@ def test_a_forked_child_writes_its_own_lines_directly(tmp_path: Path) -> None:
         handler.setStream(stream)
         log = logging.getLogger("jobsys.worker")
         with lines_written_in_background():
-            log.info("parent before fork")  # queued (WRITE_DELAY_S) when it forks
+            log.info("parent before fork")  # queued (WRITE_INTERVAL_S) when it forks
             pid = os.fork()
             if pid == 0:  # the child: no writer thread here, it writes at once
                 try:
