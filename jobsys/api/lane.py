@@ -113,9 +113,9 @@ class SubmitLane:
 
 
 def _with_callbacks(jobs: list[validation.BatchJob]) -> bool:
-    """Jobs with a `callback_url`, whose address only the Flask route checks (webhooks:
-    it is resolved, routes._submit), as it alone checks a `unique_key` (flow control:
-    its duplicate answers)."""
+    """True when a job has a `callback_url`: only the Flask route checks its address
+    (webhooks: it is resolved, routes._submit). The other submit only Flask answers,
+    one with a `unique_key` (flow control), is a single submit: `__call__` sees it."""
     return any(j.callback_url for j in jobs)
 
 
