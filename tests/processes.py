@@ -100,6 +100,19 @@ def wait_for(
         time.sleep(interval)
 
 
+def wait_started(output: Callable[[], str], *job_ids: str, timeout: float = 10) -> None:
+    """Wait until a worker's log (`output()`) says each job's handler started.
+
+    A job is `processing` from its claim; a worker told to stop between claiming a
+    job and starting it hands the job back unstarted. The `started` line is logged
+    after that last check (written within 0.1 s), so a signal sent after it finds
+    the job running.
+    """
+    wait_for(
+        lambda: all(f"job {j} started" in output() for j in job_ids), timeout, what="jobs to start"
+    )
+
+
 def wait_for_http(url: str, timeout: float = 20.0) -> None:
     """Wait until `url` answers 200."""
 

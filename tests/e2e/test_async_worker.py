@@ -13,7 +13,7 @@ import redis
 from jobsys.store import Store
 from jobsys.store.submission import Submission
 
-from processes import Proc, Procs, wait_for
+from processes import Proc, Procs, wait_for, wait_started
 
 #: Time bounds a parallel run would blur: `make test` runs these alone (pyproject).
 pytestmark = pytest.mark.serial
@@ -56,7 +56,7 @@ def test_sigterm_lets_running_async_jobs_finish(
 ) -> None:
     worker = start_worker(procs, env, store)
     ids = [store.submit("async-sleep", 1.0) for _ in range(5)]
-    wait_for(lambda: all(store.get(i).status == "processing" for i in ids), 10, what="jobs to run")
+    wait_started(worker.output, *ids)
     worker.signal(signal.SIGTERM)
     assert worker.wait(15) == 0
     assert [store.get(i).status for i in ids] == ["completed"] * 5

@@ -21,7 +21,7 @@ from jobsys import Client
 from jobsys.errors import ClientError
 from jobsys.local.redis_server import RedisServer, free_port
 
-from processes import process_env, wait_for, wait_for_http
+from processes import process_env, wait_for, wait_for_http, wait_started
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="finds child processes through /proc"
@@ -214,7 +214,7 @@ def test_ctrl_c_lets_the_running_job_finish_and_the_data_survives_a_restart(
     procs = children_of(dev)
     with Client(dev.url) as client:
         job_id = client.submit("slow")
-        wait_for(lambda: client.get(job_id)["status"] == "processing", 10, what="job start")
+        wait_started(dev.output, job_id)
 
     os.killpg(dev.pid, signal.SIGINT)
     assert dev.wait() == 0, dev.output()[-4000:]

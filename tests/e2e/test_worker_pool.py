@@ -17,7 +17,7 @@ from jobsys.store import Store, keys
 from jobsys.store.submission import Submission
 from jobsys.store.workers import WorkerInfo
 
-from processes import Proc, Procs, wait_for
+from processes import Proc, Procs, wait_for, wait_started
 
 #: Time bounds a parallel run would blur: `make test` runs these alone (pyproject).
 pytestmark = pytest.mark.serial
@@ -133,7 +133,7 @@ def test_a_second_sigterm_stops_the_children_at_once_and_exits_1(
     env = {**env, "JOB_LEASE_SECONDS": "2", "WORKER_POLL_SECONDS": "0.2"}
     pool = start_pool(procs, env, store, "--processes", "2")
     job_id = store.submit("record", {"tag": "long", "sleep": 30})
-    wait_for(lambda: store.get(job_id).status == "processing", 10, what="the job to run")
+    wait_started(pool.output, job_id)
     pool.signal(signal.SIGTERM)
     time.sleep(0.5)
     pool.signal(signal.SIGTERM)

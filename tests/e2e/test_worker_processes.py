@@ -19,7 +19,7 @@ from jobsys.local.redis_server import RedisServer
 from jobsys.settings import Settings
 from jobsys.store import Store, keys
 
-from processes import Proc, Procs, wait_for
+from processes import Proc, Procs, wait_for, wait_started
 
 Spawn = Callable[..., Proc]
 
@@ -40,9 +40,9 @@ def executions(client: redis.Redis) -> list[str]:
     return [e.split(":")[0] for e in client.lrange("test:executions", 0, -1)]
 
 
-def wait_running(store: Store, job_id: str, timeout: float = 10) -> str:
-    """Wait until the job is processing; return the worker that holds it."""
-    wait_for(lambda: store.get(job_id).status == "processing", timeout, what="job to start")
+def wait_running(store: Store, job_id: str, proc: Proc, timeout: float = 10) -> str:
+    """Wait until `proc` runs the job's handler; return the worker id that holds it."""
+    wait_started(proc.output, job_id, timeout=timeout)
     worker = store.get(job_id).worker
     assert worker
     return worker
@@ -54,7 +54,7 @@ def test_a_job_of_a_killed_worker_is_completed_by_another(
     env = {**env, "JOB_LEASE_SECONDS": "2", "WORKER_POLL_SECONDS": "0.2"}
     victim = spawn(env)
     job_id = store.submit("record", {"tag": "j", "sleep": 3})
-    first = wait_running(store, job_id)
+    first = wait_running(store, job_id, victim)
     survivor = spawn(env)
     time.sleep(0.5)  # the survivor is up and idle
     victim.signal(signal.SIGKILL)
@@ -77,7 +77,7 @@ def test_sigterm_lets_the_running_job_finish_then_exits_0(
     worker = spawn(env)
     job_id = store.submit("record", {"tag": "t", "sleep": 1})
     queued = store.submit("record", {"tag": "later"})
-    wait_running(store, job_id)
+    wait_running(store, job_id, worker)
     worker.signal(signal.SIGTERM)
     assert worker.wait(10) == 0
     job = store.get(job_id)
@@ -97,7 +97,7 @@ def test_sigterm_past_the_grace_period_hands_the_job_back(
 ) -> None:
     worker = spawn({**env, "SHUTDOWN_GRACE_SECONDS": "0.5"})
     job_id = store.submit("record", {"tag": "long", "sleep": 30})
-    wait_running(store, job_id)
+    wait_running(store, job_id, worker)
     t0 = time.monotonic()
     worker.signal(signal.SIGTERM)
     assert worker.wait(10) == 0
@@ -115,7 +115,7 @@ def test_a_second_signal_stops_at_once_and_the_lease_brings_the_job_back(
     env = {**env, "JOB_LEASE_SECONDS": "1", "WORKER_POLL_SECONDS": "0.2"}
     worker = spawn(env)
     job_id = store.submit("record", {"tag": "x", "sleep": 30})
-    wait_running(store, job_id)
+    wait_running(store, job_id, worker)
     worker.signal(signal.SIGTERM)
     time.sleep(0.3)
     worker.signal(signal.SIGTERM)
@@ -155,7 +155,7 @@ def test_workers_ride_out_a_redis_restart(
         store = Store(Settings.from_env(env))
         worker = spawn(env)
         running = store.submit("sleep", 1.5)
-        wait_running(store, running)
+        wait_running(store, running, worker)
         server.stop()  # SIGTERM: Redis flushes its append-only file
         time.sleep(2.5)  # the job finishes while Redis is down; the worker keeps retrying
         assert worker.popen.poll() is None, "the worker died while Redis was down"
