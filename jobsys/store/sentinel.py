@@ -223,6 +223,9 @@ class FollowingPool(SentinelConnectionPool):
 class FollowingConnection(SentinelManagedConnection):
     """A connection to the primary that reconnects after a switch (see the module)."""
 
+    #: The watcher's generation when this connection's socket was made; -1 while it
+    #: has none (set on connect, reset by every disconnect: redis-py drops a socket
+    #: only through `disconnect`), so no private attribute of redis-py is read.
     _generation = -1
 
     def on_connect_check_health(self, check_health: bool = True) -> None:
@@ -234,19 +237,23 @@ class FollowingConnection(SentinelManagedConnection):
         role = self.read_response()
         kind = role[0].decode() if isinstance(role[0], bytes) else str(role[0])
         if kind != "master":
-            self.disconnect()  # type: ignore[no-untyped-call]
+            self.disconnect()
             raise redis.ConnectionError(
                 f"{self.host}:{self.port} is a {kind}, not the primary (the Sentinels "
                 "have not switched yet)"
             )
 
+    def disconnect(self, *args: Any, **kwargs: Any) -> None:
+        self._generation = -1
+        super().disconnect(*args, **kwargs)  # type: ignore[no-untyped-call]
+
     def send_packed_command(self, command: Any, check_health: bool = True) -> None:
         watcher: SwitchWatcher = self.connection_pool.watcher
-        if self._sock is not None and self._generation != watcher.generation:
+        if self._generation != watcher.generation:
+            # No socket, or one made before the primary switched. Connection's own
+            # send_packed_command would reconnect to the same address (after any
+            # disconnect, a READONLY one too): connect() asks the Sentinels.
             self.disconnect()
-        if self._sock is None:
-            # Connection.send_packed_command would reconnect to the same address
-            # (after any disconnect, a READONLY one too): connect() asks the Sentinels.
             self.connect()  # type: ignore[no-untyped-call]
         send = super().send_packed_command
         send(command, check_health=check_health)  # type: ignore[no-untyped-call]
@@ -255,11 +262,11 @@ class FollowingConnection(SentinelManagedConnection):
         try:
             return super().read_response(*args, **kwargs)
         except _DROP_ERRORS:
-            self.disconnect()  # type: ignore[no-untyped-call]
+            self.disconnect()
             raise
         except redis.ResponseError as e:
             if str(e).startswith(_DROP_CODES):
-                self.disconnect()  # type: ignore[no-untyped-call]
+                self.disconnect()
             raise
 
 
