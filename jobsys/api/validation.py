@@ -680,7 +680,7 @@ def submit_request(request: Request) -> SubmitRequest:
 def submit_body(content_type: str | None, body: bytes) -> SubmitRequest:
     """Validate a ``POST /submit`` body of this Content-Type header (media type, JSON,
     rules): the one check of the Flask route and of the submit lane (api/lane.py)."""
-    return _validate(SubmitRequest, json_body(content_type, body))
+    return validate_model(SubmitRequest, json_body(content_type, body))
 
 
 def batch_request(request: Request) -> BatchRequest:
@@ -691,38 +691,38 @@ def batch_request(request: Request) -> BatchRequest:
 
 def batch_body(content_type: str | None, body: bytes) -> BatchRequest:
     """Validate a ``POST /submit/batch`` body of this Content-Type header."""
-    return _validate(BatchRequest, json_body(content_type, body))
+    return validate_model(BatchRequest, json_body(content_type, body))
 
 
 def model_body(request: Request, model: type[M]) -> M:
     """Validate a request's JSON body against `model` (415, 400)."""
-    return _validate(model, _json_body(request))
+    return validate_model(model, _json_body(request))
 
 
 def schedule_request(request: Request) -> ScheduleRequest:
     """Validate the request of ``POST /schedules``."""
-    return _validate(ScheduleRequest, _json_body(request))
+    return validate_model(ScheduleRequest, _json_body(request))
 
 
 def selection(request: Request) -> ByIds | All | ByFilter:
     """Validate the body of ``POST /dead-letter/retry`` and ``/dead-letter/purge``."""
     body = _json_body(request)
-    return _validate(_SELECTIONS[_selected(body)], body)
+    return validate_model(_SELECTIONS[_selected(body)], body)
 
 
 def limits_request(request: Request) -> LimitsRequest:
     """Validate the body of ``PUT /queues/<name>/limits``."""
-    return _validate(LimitsRequest, _json_body(request))
+    return validate_model(LimitsRequest, _json_body(request))
 
 
 def job_patch(request: Request) -> JobPatch:
     """Validate the body of ``PATCH /jobs/<id>``."""
-    return _validate(JobPatch, _json_body(request))
+    return validate_model(JobPatch, _json_body(request))
 
 
 def list_query(request: Request, model: type[Q]) -> Q:
     """Validate the query of ``GET /jobs`` (`JobQuery`), ``/dead-letter`` or ``/jobs/<id>``."""
-    return _validate(model, request.args.to_dict())
+    return validate_model(model, request.args.to_dict())
 
 
 def _json_body(request: Request) -> Any:
@@ -797,7 +797,9 @@ def parse_json(data: bytes) -> Any:
     return value
 
 
-def _validate(model: type[M], body: Any) -> M:
+def validate_model(model: type[M], body: Any) -> M:
+    """`body` (a decoded JSON body or query) as `model`; `InvalidJob` naming the
+    first field that breaks a rule, and the rule."""
     if not isinstance(body, dict):
         raise InvalidJob("body", f"must be a JSON object, not {_json_type(body)}")
     try:

@@ -37,7 +37,7 @@ def _body(model: type[validation.M], max_bytes: int) -> validation.M:
         raise InvalidJob(headers.IDEMPOTENCY_HEADER, "is not supported on this route yet")
     request.max_content_length = max_bytes
     body = validation.json_body(request.content_type, validation.read_body(request))
-    return validation._validate(model, body)
+    return validation.validate_model(model, body)
 
 
 def _batch_view(info: BatchInfo) -> BatchView:
