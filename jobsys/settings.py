@@ -51,7 +51,7 @@ class Settings:
     redis_url: str = field(
         default=f"redis://{DEFAULT_REDIS_HOST}:{DEFAULT_REDIS_PORT}/0", repr=False
     )
-    #: True when REDIS_URL, REDIS_HOST, REDIS_PORT or REDIS_SENTINELS was set
+    #: True when REDIS_URL, REDIS_HOST, REDIS_PORT, REDIS_SENTINELS or REDIS_CLUSTER_NODES was set
     #: (`jobsys dev` starts its own Redis only when this is False).
     redis_configured: bool = False
     #: REDIS_SENTINELS: ``host:port,...`` of the Sentinels that name the primary

@@ -942,7 +942,6 @@ _RULES = {
     "missing": "is required",
     "string_too_short": "must not be empty",
     "string_unicode": "must be valid Unicode (no lone surrogates)",
-    "string_too_long": f"must be at most {MAX_TASK_CHARS} characters",
     "finite_number": "must be a finite number",
     "timezone_aware": "must carry a UTC offset or Z (e.g. 2026-12-01T08:00:00Z)",
     "datetime_parsing": "must be an RFC 3339 date-time, e.g. 2026-12-01T08:00:00Z",
@@ -964,6 +963,7 @@ def _rule(error: ErrorDetails, model: type[BaseModel]) -> str:
         "string_pattern_mismatch": lambda: _PATTERN_RULES.get(
             str(ctx.get("pattern")), error["msg"]
         ),
+        "string_too_long": lambda: f"must be at most {ctx.get('max_length')} characters",
         "too_short": lambda: f"must hold at least {ctx.get('min_length')} job",
         "too_long": lambda: f"must hold at most {ctx.get('max_length')} jobs",
         # JobStatus is the only enum a request takes (GET /jobs?status=).

@@ -1,14 +1,14 @@
 """Requests and answers of the batch and workflow routes (docs/workflows.md).
 
-The jobs inside them are `validation.BatchJob`s, the job form of POST /submit/batch,
-so every rule of a job is written once.
+The jobs inside them are `GraphJob`s: the job form of POST /submit/batch
+(`validation.BatchJob`, so every rule of a job is written once) without concurrency_key.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from jobsys.api.schemas import Count, JobId
 from jobsys.api.validation import MAX_BATCH_JOBS, BatchJob, QueueName
@@ -22,7 +22,26 @@ STEP_NAME_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
 Status = Literal["queued", "scheduled", "waiting", "cancelled"]
 
 
-class CallbackJob(BatchJob):
+class GraphJob(BatchJob):
+    """A job of POST /batches or a step of POST /workflows: as in POST /submit/batch,
+    without concurrency_key."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, title="GraphJob")
+
+    concurrency_key: None = Field(
+        default=None,
+        description="Not supported in batches and workflows yet (POST /submit and "
+        "POST /submit/batch take it).",
+    )
+
+    @field_validator("concurrency_key", mode="before")
+    @classmethod
+    def _no_concurrency_key(cls, value: Any) -> None:
+        if value is not None:
+            raise ValueError("is not supported in batches and workflows yet")
+
+
+class CallbackJob(GraphJob):
     """A batch's callback: a job as in a batch, without depends_on (it waits for its
     batch)."""
 
@@ -41,7 +60,7 @@ class BatchesRequest(BaseModel):
     queue: QueueName = Field(
         default=DEFAULT_QUEUE, description="The queue of every job of the batch and its callbacks."
     )
-    jobs: list[BatchJob] = Field(
+    jobs: list[GraphJob] = Field(
         min_length=1,
         max_length=MAX_BATCH_JOBS,
         description=f"1 to {MAX_BATCH_JOBS} jobs, as in POST /submit/batch.",
@@ -96,7 +115,7 @@ class BatchView(ApiModel):
     on_success: JobId | None = Field(None, description="The on_success callback's job id.")
 
 
-class WorkflowStep(BatchJob):
+class WorkflowStep(GraphJob):
     """One step of POST /workflows: a job (as in a batch) with a name and the steps it
     runs after."""
 

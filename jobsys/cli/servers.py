@@ -161,7 +161,8 @@ def dev(
 ) -> None:
     """Run Redis, the API and a worker on this machine until Ctrl-C.
 
-    Starts a private Redis unless REDIS_URL / REDIS_HOST / REDIS_PORT is set.
+    Starts a private Redis unless REDIS_URL / REDIS_HOST / REDIS_PORT /
+    REDIS_SENTINELS / REDIS_CLUSTER_NODES is set.
     """
     settings = load_settings()
     refuse_open_exposure(settings, host)  # before Redis starts; the API would refuse too

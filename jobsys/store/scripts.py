@@ -315,7 +315,7 @@ class Scripts:
     ) -> list[Claimed]:
         """Lease up to `max_jobs` of the oldest ready jobs (see claim.lua)."""
         ks, args = self._claim_call(queue, worker, lease_ms, max_jobs, promote)
-        return _claimed(self._run("claim", ks, args))
+        return self._claimed(queue, self._run("claim", ks, args))
 
     def wait_then_claim(
         self,
@@ -346,6 +346,14 @@ class Scripts:
             # Redis lost the library (a restart): claim the usual way, which loads
             # it again.
             return self.claim(queue, worker, lease_ms, max_jobs, promote)
+        return self._claimed(queue, flat)
+
+    def _claimed(self, queue: str, flat: list[Any]) -> list[Claimed]:
+        """The jobs claim.lua answered; relays the queue's outbox first when it says
+        "relay" (Redis Cluster: a job it expired has children in other slots)."""
+        if len(flat) % 9 == 2:  # 9 entries per job, then ["relay"], then the time
+            del flat[-2]
+            self._relay(queue)
         return _claimed(flat)
 
     def complete(self, queue: str, worker: str, jobs: Sequence[tuple[str, int, str]]) -> list[str]:
@@ -600,7 +608,7 @@ class Scripts:
         if self._registry is not None:
             self._registry.ensure(queue)
         try:
-            answer = self._run("enqueue_flow", ks, args)
+            answer = self._run_replicated("enqueue_flow", ks, args)
         except ResponseError as e:
             if "TOO_MANY_QUEUES" in str(e):
                 raise TooManyQueues(queue, self._max_queues) from None

@@ -350,7 +350,8 @@ def create_workflow(
         # its own depends_on (existing jobs) first, then the steps of its `after`
         parents = tuple(dict.fromkeys([*job.depends_on, *(by_name[a] for a in after)]))
         jobs.append(dataclasses.replace(job, depends_on=parents))
-    text = json.dumps([asdict(s) for s in made])
+    # (a step's status is its job's, read at each GET: not stored)
+    text = json.dumps([{k: v for k, v in asdict(s).items() if k != "status"} for s in made])
     group = json.dumps({"workflow": workflow_id, "steps": text})
     done = submit(
         store,

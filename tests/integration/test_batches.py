@@ -161,6 +161,10 @@ def test_batches_over_http(client: FlaskClient, redis_client: redis.Redis) -> No
         ({"jobs": [{"task": "a", "depends_on": ["00000000-0000-4000-8000-000000000000"]}]},
          "depends_on"),
         ({"jobs": [{"task": "a"}], "on_failure": {"task": "b"}}, "on_failure"),
+        # not written by enqueue_graph.lua: refused, not dropped
+        ({"jobs": [{"task": "a", "concurrency_key": "k"}]}, "jobs.0.concurrency_key"),
+        ({"jobs": [{"task": "a"}], "on_complete": {"task": "b", "concurrency_key": "k"}},
+         "on_complete.concurrency_key"),
     ],
 )  # fmt: skip
 def test_a_bad_batch_is_a_400_naming_the_field_and_writes_nothing(

@@ -93,6 +93,8 @@ def test_a_failing_step_cancels_what_comes_after_and_fails_the_workflow(
          "is used twice: A"),
         ([{"name": "a b", "task": "t"}], "steps.0.name", None),
         ([{"task": "t"}], "steps.0.name", "is required"),
+        ([{"name": "A", "task": "t", "concurrency_key": "k"}], "steps.0.concurrency_key",
+         "is not supported in batches and workflows yet"),
         ([], "steps", None),
     ],
 )  # fmt: skip

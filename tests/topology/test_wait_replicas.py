@@ -63,6 +63,10 @@ def test_a_submit_waits_for_its_replica_or_is_a_503(tmp_path: Path) -> None:
             ("/submit", {"task": "t", "depends_on": [first]}),
             ("/batches", {"jobs": [{"task": "t"}], "on_complete": {"task": "u"}}),
             ("/workflows", {"steps": [{"name": "a", "task": "t"}]}),
+            # flow control: enqueue_flow.lua too
+            ("/submit", {"task": "t", "unique_key": "u"}),
+            ("/submit", {"task": "t", "concurrency_key": "c"}),
+            ("/submit/batch", {"jobs": [{"task": "t", "concurrency_key": "c"}]}),
         ]:
             started = time.monotonic()
             r = client.post(path, json=body)

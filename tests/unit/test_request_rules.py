@@ -143,6 +143,11 @@ SUBMIT_FIELDS = BATCH_FIELDS + ", queue, unique_key, unique_for_seconds"
         ({"task": ""}, ("task", "must not be empty")),
         ({"task": LONG}, ("ok", {"task": LONG})),
         ({"task": LONG + "t"}, ("task", "must be at most 200 characters")),
+        # each field's own limit (every long string was once said to be "at most 200")
+        (
+            {"task": "a", "callback_url": "https://example.com/" + "x" * 2029},
+            ("callback_url", "must be at most 2048 characters"),
+        ),
         ({"task": 5}, ("task", "must be a string, not a number")),
         ({"task": "a\nb"}, ("task", PRINTABLE)),
         ({"task": "a\u200bb"}, ("task", PRINTABLE)),

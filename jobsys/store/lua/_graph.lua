@@ -2,7 +2,7 @@
 -- part of the library's top after _lib.lua and the generated KEYSPACE table (see
 -- library.py's _keyspace_lua).
 --
--- A job that ends (completed, failed for good, cancelled) may release or cancel
+-- A job that ends (completed, failed for good, cancelled, expired) may release or cancel
 -- the jobs that wait for it (its `children`) and count in its batch, whose last job
 -- queues the batch's callbacks: all in the same script that ends it, through
 -- job_ended(). Those jobs may live in other queues, whose keys the script only
@@ -24,7 +24,9 @@ local function kx(name, x)
 end
 
 -- True for the statuses a job never leaves (but by a retry from the dead letter).
-local ENDED = {completed = true, failed = true, cancelled = true}
+-- `expired` (flow control: not started by its deadline) did not complete: its
+-- children are cancelled unless they run anyway, and its batch counts it cancelled.
+local ENDED = {completed = true, failed = true, cancelled = true, expired = true}
 
 -- Makes a `waiting` job ready: `queued` in its queue's ready set at its rank, or
 -- `scheduled` when the run_at of its submit lies ahead (and its event, in its queue's
@@ -113,6 +115,7 @@ end
 -- was not cancelled (else on_success ends `cancelled`, appended to `work`). `cl`:
 -- Redis Cluster, where the batch's keys and callbacks lie in its jobs' slot.
 local function batch_ended(batch_id, job_key, status, now, R, work, cl)
+  if status == 'expired' then status = 'cancelled' end  -- the batch's counts (see ENDED)
   if redis.call('HSETNX', job_key, 'batch_counted', status) == 0 then return end
   local bkey = kx(cl and 'xbatch' or 'batch', batch_id)
   redis.call('HINCRBY', bkey, status, 1)
@@ -176,7 +179,7 @@ local function outbox_end(job_key, jid, st, far)
 end
 
 -- Called by every script that ends a job (complete, fail and recover when it fails
--- for good, cancel), in the same step, with the status it ended in. Releases the
+-- for good, cancel, claim when it expires one), in the same step, with the status it ended in. Releases the
 -- job's children whose last parent this was (or cancels them when it did not
 -- complete, unless they run anyway), and counts it in its batch; a child cancelled
 -- so ends in turn (a worklist, not recursion). One HMGET for a job with neither,

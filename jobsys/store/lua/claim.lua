@@ -14,7 +14,8 @@
 -- holds, rate and concurrency limits (see flow_rules in _lib.lua)
 -- KEYS[12] the queue's `expired` index ZSET (flow control): a job popped that has
 -- not started yet (attempts 0) and whose `expires_at` has come (now >= it, Redis
--- clock) is not claimed: it ends `expired` (see expire_job in _lib.lua)
+-- clock) is not claimed: it ends `expired` (see expire_job in _lib.lua), which
+-- ends it for the jobs that wait for it and its batch too (job_ended, _graph.lua)
 -- KEYS[13] the queue's metrics HASH (flow control: "held|<rule>" counters)
 -- KEYS[14] the events STREAM (last; see emit in _lib.lua: `queued` for a scheduled job
 -- that became due, `started` for each job claimed, `expired` for each job expired)
@@ -26,12 +27,14 @@
 -- ARGV[8] EVENTS_MAX_LEN (last)
 -- Returns: a flat array, 9 entries per job: id, attempt, task, payload JSON or false,
 -- max_retries, timeout in seconds or false, created_at, run_at or false, traceparent
--- or false; then one last entry, the claim time (ms, Redis clock; the wait metric is
--- measured up to it). Re-adds the wakeup marker when ready jobs remain, so that the
+-- or false; then, only under Redis Cluster when an expired job's end must reach
+-- children in other slots, "relay" (see _graph.lua); then one last entry, the claim
+-- time (ms, Redis clock; the wait metric is measured up to it). Re-adds the wakeup marker when ready jobs remain, so that the
 -- next idle worker wakes up too. A paused queue answers no job (and leaves the
 -- wakeup marker unset: pause.lua sets it again at resume).
 local prefix, worker = ARGV[1], ARGV[2]
 local now = now_ms()
+relay_due()  -- Redis Cluster: drop a flag an earlier call left (see _graph.lua)
 -- flow control (docs/flow-control.md): a paused or held queue, or one whose rate
 -- limit is used up, starts nothing now (and sets no wakeup marker).
 local F = flow_rules(KEYS[11], ARGV[7], now)
@@ -41,6 +44,8 @@ if F.stop then
   return {now}
 end
 local idx = indexes(KEYS, 5)
+-- What job_ended needs of an expired job's retention (see retention in _lib.lua).
+local R = {completed = tonumber(ARGV[6]), prefix = ARGV[1], events_max = ARGV[8]}
 local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, tonumber(ARGV[5]))
 for _, id in ipairs(due) do
   redis.call('ZREM', KEYS[2], id)
@@ -79,6 +84,7 @@ for i = 1, #popped, 2 do
     expire_job(key, id, now, idx, KEYS[12], tonumber(ARGV[6]))
     prune_expired(KEYS[12], now, tonumber(ARGV[6]))
     emit(KEYS[#KEYS], ARGV[#ARGV], 'expired', id)
+    job_ended(key, id, 'expired', now, R)  -- workflows: children, batch (_graph.lua)
   elseif f[1] == 'queued' then
     local attempt = tonumber(f[10] or '0') + 1  -- read above: no HINCRBY needed
     redis.call('HSET', key, 'status', 'processing', 'started_at', started, 'worker', worker,
@@ -101,6 +107,7 @@ end
 zadd_all(KEYS[3], deadline, claimed)  -- their leases
 zrem_all(idx.queued, claimed)
 zadd_all(idx.processing, now, claimed)
+if relay_due() then out[#out + 1] = 'relay' end  -- Redis Cluster: see _graph.lua
 out[#out + 1] = now
 -- (flow control: not when the rules admitted fewer, or the rate budget is used up,
 -- so that idle workers do not spin on jobs they may not start: they poll)

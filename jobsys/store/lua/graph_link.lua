@@ -7,7 +7,7 @@
 -- KEYS[1] the parent's job HASH   KEYS[2] its children SET (keys.graph_children)
 -- ARGV[1..] the children's ids
 -- Returns: "linked", the parent's status when it has ended ("completed", "failed",
--- "cancelled"), or "missing" (no such job: nothing written).
+-- "cancelled", "expired"), or "missing" (no such job: nothing written).
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return 'missing' end
 if ENDED[status] then return status end

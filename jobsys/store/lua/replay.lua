@@ -3,7 +3,8 @@
 -- new: attempts 0, `replayed` + 1, `replayed_at`, no TTL (PERSIST), status
 -- `queued` in `ready` at a fresh rank (after the jobs already waiting of its
 -- priority), out of `dead_letter` and the `failed` index. Its `error` and
--- `history` stay. Ids that are not `failed` jobs of this queue are skipped.
+-- `history` stay. Its `expires_at` goes: a deadline is one to start by, and the job
+-- had started (claim.lua would otherwise take attempts 0 for never started). Ids that are not `failed` jobs of this queue are skipped.
 -- KEYS[1] dead_letter LIST   KEYS[2] ready ZSET   KEYS[3] wakeup ZSET   KEYS[4] seq STRING
 -- KEYS[5..10] the queue's status indexes (queued, scheduled, processing, completed,
 -- failed, cancelled)   KEYS[10+i] job HASH of the i-th job   then the events STREAM
@@ -25,7 +26,7 @@ for i = 1, #KEYS - 11 do
       'replayed_at', stamp)
     redis.call('HINCRBY', key, 'replayed', 1)
     redis.call('HDEL', key, 'failed_at', 'next_attempt_at', 'started_at', 'worker',
-      'progress', 'progress_message', 'result', 'completed_at')
+      'progress', 'progress_message', 'result', 'completed_at', 'expires_at')
     redis.call('PERSIST', key)
     redis.call('ZADD', KEYS[2], rank, id)
     -- dead_letter is newest first and retry-all goes newest first: found near the head.
