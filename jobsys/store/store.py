@@ -83,10 +83,16 @@ class Store:
         self.webhooks = Webhooks(self.redis, self.scripts)
 
     def close(self) -> None:
-        """Close the pooled connections."""
+        """Close every connection of the pool, those threads still hold included
+        (their next call would connect again)."""
         if self._wakers is not None:
             self._wakers.close()
         self.redis.close()
+        # A client given a pool leaves it open on close(); a cluster client has no
+        # one pool (its close() closes its nodes' connections).
+        pool = getattr(self.redis, "connection_pool", None)
+        if pool is not None:
+            pool.disconnect()
 
     # -- producers -----------------------------------------------------------
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -84,6 +85,40 @@ def test_rediss_urls_connect_over_tls(tls_server: tuple[int, Path]) -> None:
 
 
 # -- connections: redis-py's pool, as the store uses it ----------------------------
+
+
+@pytest.mark.skipif(CLUSTER_MODE, reason="a cluster client closes its nodes' connections itself")
+def test_close_closes_every_connection_a_threads_too(
+    settings: Settings, redis_client: redis.Redis
+) -> None:
+    """`Store.close` leaves no socket open: not the pool's idle connections, nor one
+    that a thread's client still holds (a pool given to redis-py's client is not
+    closed by the client's close())."""
+
+    def jobsys_clients() -> int:
+        return sum(1 for c in redis_client.client_list() if c.get("name") == "jobsys")
+
+    before = jobsys_clients()
+    other = Store(settings)
+    held = threading.Event()
+    done = threading.Event()
+
+    def hold() -> None:  # a thread whose client keeps its connection while it lives
+        other.submit("t")
+        held.set()
+        done.wait(10)
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    held.wait(10)
+    other.submit("main")
+    assert jobsys_clients() >= before + 2
+    other.close()
+    try:
+        assert jobsys_clients() == before
+    finally:
+        done.set()
+        thread.join()
 
 
 def test_connections_the_server_closed_are_replaced(

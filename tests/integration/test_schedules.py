@@ -37,7 +37,11 @@ def test_a_tick_is_queued_once_however_many_schedulers_try(
     tick = T0 + timedelta(minutes=1)
 
     def race() -> None:
-        results.append(ScheduleStore(Store(store.settings)).tick(every_minute, tick))
+        own = Store(store.settings)  # each scheduler its own connections
+        try:
+            results.append(ScheduleStore(own).tick(every_minute, tick))
+        finally:
+            own.close()
 
     threads = [threading.Thread(target=race) for _ in range(8)]
     for t in threads:
