@@ -52,7 +52,9 @@ def connect(settings: Settings, *, socket_timeout_s: float | None = None) -> red
         # A burst of calls (an API process serves up to 1,000 requests at once) waits
         # for a free connection rather than failing with "Too many connections".
         pool = redis.BlockingConnectionPool.from_url(settings.redis_url, timeout=timeout, **options)
-        return redis.Redis(connection_pool=pool)
+        # The client owns its pool, as Sentinel's master_for makes it: its close()
+        # closes every connection, those threads' clients hold included.
+        return redis.Redis.from_pool(pool)
     node = redis.ConnectionPool.from_url(settings.redis_url)
     for name, value in node.connection_kwargs.items():
         if name in ("db", "username", "password") or name.startswith("ssl_"):

@@ -88,11 +88,6 @@ class Store:
         if self._wakers is not None:
             self._wakers.close()
         self.redis.close()
-        # A client given a pool leaves it open on close(); a cluster client has no
-        # one pool (its close() closes its nodes' connections).
-        pool = getattr(self.redis, "connection_pool", None)
-        if pool is not None:
-            pool.disconnect()
 
     # -- producers -----------------------------------------------------------
 
