@@ -44,8 +44,7 @@ if F.stop then
   return {now}
 end
 local idx = indexes(KEYS, 5)
--- What job_ended needs of an expired job's retention (see retention in _lib.lua).
-local R = {completed = tonumber(ARGV[6]), prefix = ARGV[1], events_max = ARGV[8]}
+local R  -- what job_ended needs to end an expired job (see retention in _lib.lua)
 local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, tonumber(ARGV[5]))
 for _, id in ipairs(due) do
   redis.call('ZREM', KEYS[2], id)
@@ -84,6 +83,7 @@ for i = 1, #popped, 2 do
     expire_job(key, id, now, idx, KEYS[12], tonumber(ARGV[6]))
     prune_expired(KEYS[12], now, tonumber(ARGV[6]))
     emit(KEYS[#KEYS], ARGV[#ARGV], 'expired', id)
+    R = R or {completed = tonumber(ARGV[6]), prefix = prefix, events_max = ARGV[8]}
     job_ended(key, id, 'expired', now, R)  -- workflows: children, batch (_graph.lua)
   elseif f[1] == 'queued' then
     local attempt = tonumber(f[10] or '0') + 1  -- read above: no HINCRBY needed
