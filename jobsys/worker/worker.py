@@ -112,6 +112,10 @@ class Worker:
         self.queues = self.order.names
         self.id = worker_id or make_worker_id()
         self.stopping = threading.Event()
+        #: SIGTERM/SIGINT received: the second stops at once. Counted apart from
+        #: `stopping`, which a worker also sets itself (recycling, its supervisor
+        #: gone): a first signal then must not count as a second.
+        self._signals = 0
         self._held: dict[str, Held] = {}
         # Held jobs whose settle (or release) call has been sent: Redis may already
         # have ended their lease, so a heartbeat that finds them gone says nothing.
@@ -595,7 +599,8 @@ class Worker:
             return
 
         def handle(signum: int, frame: FrameType | None) -> None:
-            if self.stopping.is_set():
+            self._signals += 1
+            if self._signals > 1:
                 logger.warning(
                     "second %s: stopping now; held jobs return when their leases expire",
                     signal.Signals(signum).name,

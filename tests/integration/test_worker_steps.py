@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 
@@ -503,3 +504,25 @@ def test_a_lease_taken_over_by_another_worker_is_still_reported_lost(
     assert slow._run_batch("default", claimed) == 1
     assert len(_lease_lost_logs(caplog)) == 2
     assert store.get(job_id).worker == other.id
+
+
+def test_a_worker_stopping_by_itself_takes_the_first_signal_as_the_first(
+    settings: Settings, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker that stops on its own (recycling, its supervisor gone) and then gets a
+    SIGTERM, as a supervisor sends on its way down, finishes gracefully: only a
+    second signal stops it at once (`os._exit(1)`, recorded here instead)."""
+    exits: list[int] = []
+    monkeypatch.setattr(worker_module.os, "_exit", exits.append)
+    saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    worker = Worker(settings, store)
+    try:
+        worker._install_signal_handlers()
+        worker.request_stop()  # what recycling does
+        signal.raise_signal(signal.SIGTERM)
+        assert exits == []
+        signal.raise_signal(signal.SIGTERM)
+        assert exits == [1]
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
